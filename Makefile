@@ -1,0 +1,48 @@
+# Thin wrappers; see README.md. Every target that runs Python depends on the generated stubs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+PROTOS := $(wildcard protos/durablechat/v1/*.proto)
+PYDIRS := common session_service ai_service gateway deploy tests
+
+.PHONY: install protos fmt lint test run clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --no-package-lock
+	touch $@
+
+protos: durablechat/.generated
+
+durablechat/.generated: $(PROTOS) $(VENV)/.installed
+	rm -rf durablechat
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. \
+		--mypy_out=. --mypy_grpc_out=. $(PROTOS)
+	touch durablechat/__init__.py durablechat/v1/__init__.py
+	touch $@
+
+fmt: protos
+	ruff format $(PYDIRS)
+	ruff check --fix $(PYDIRS)
+
+lint: protos node_modules/.installed
+	ruff check $(PYDIRS)
+	ruff format --check $(PYDIRS)
+	mypy $(PYDIRS)
+	buf lint
+
+test: lint
+	$(PY) -m pytest
+
+run: protos
+	$(PY) -m deploy.run_local
+
+clean:
+	rm -rf durablechat .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""What the durable-chat services truly share: config parsing, logs, gRPC server plumbing."""

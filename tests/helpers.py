@@ -1,0 +1,177 @@
+"""Test plumbing: free ports, polling, and real processes (redis-server, our services) by PID."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def eventually(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Calls fn until it returns a truthy value without raising; the last error if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = fn()
+            if result:
+                return result
+            error: BaseException | None = AssertionError(f"{fn} stayed falsy: {result!r}")
+        except Exception as exc:
+            error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s") from error
+        time.sleep(interval)
+
+
+async def async_eventually(
+    fn: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02
+) -> Any:
+    """The asyncio form of `eventually`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = await fn()
+            if result:
+                return result
+            error: BaseException | None = AssertionError(f"{fn} stayed falsy: {result!r}")
+        except Exception as exc:
+            error = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout}s") from error
+        await asyncio.sleep(interval)
+
+
+class Process:
+    """A child process we started; stopped by its PID, output kept in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = dict(env)
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        log.close()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        """SIGKILL: no chance to flush or clean up."""
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+
+class RedisServer(Process):
+    """A real redis-server with AOF on and fsync always, data in its own directory."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
+            "--save", "", "--daemonize", "no",
+        ]
+        super().__init__("redis", argv, os.environ, data_dir / "redis.log")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+
+    def start(self) -> None:
+        super().start()
+        eventually(self._ready, timeout=10)
+
+    def _ready(self) -> bool:
+        if not self.alive():
+            raise RuntimeError(f"redis-server exited:\n{self.log_tail()}")
+        with self.client() as client:
+            return bool(client.ping())
+
+
+def python_module(
+    name: str, module: str, env: Mapping[str, str], log_dir: Path
+) -> Process:
+    """A `python -m module` child with our environment plus `env`."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    return Process(name, [sys.executable, "-m", module], full_env, log_dir / f"{name}.log")
+
+
+def wait_grpc_serving(proc: Process, address: str, timeout: float = 20.0) -> None:
+    """Waits until the gRPC health service at `address` answers SERVING."""
+
+    def check() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    eventually(check, timeout=timeout, interval=0.05)
+
+
+def wait_http_ok(proc: Process, url: str, timeout: float = 20.0) -> None:
+    """Waits until GET url answers 200."""
+    import urllib.request
+
+    def check() -> bool:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+
+    eventually(check, timeout=timeout, interval=0.05)

@@ -1,0 +1,106 @@
+"""The whole system as real local processes on free ports, for integration tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.helpers import (
+    Process,
+    RedisServer,
+    free_port,
+    python_module,
+    wait_grpc_serving,
+    wait_http_ok,
+)
+
+
+class Stack:
+    """Starts redis, the dev model, the AI service, session service and gateway on demand.
+
+    Every process is stopped by PID in `close()`, which fixtures call in `finally`.
+    """
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.redis: RedisServer | None = None
+        self.model: Process | None = None
+        self.ai: Process | None = None
+        self.session: Process | None = None
+        self.gateway: Process | None = None
+        self.model_url = ""
+        self.ai_addr = ""
+        self.session_addr = ""
+        self.gateway_url = ""
+
+    def start_redis(self) -> RedisServer:
+        self.redis = RedisServer(self.workdir / "redis")
+        self.redis.start()
+        return self.redis
+
+    def start_model(self, token_delay_ms: int = 0) -> Process:
+        port = free_port()
+        self.model = python_module(
+            "model",
+            "ai_service.dev_model",
+            {"DEV_MODEL_PORT": str(port), "DEV_MODEL_TOKEN_DELAY_MS": str(token_delay_ms)},
+            self.workdir,
+        )
+        self.model.start()
+        self.model_url = f"http://127.0.0.1:{port}/v1"
+        wait_http_ok(self.model, f"http://127.0.0.1:{port}/healthz")
+        return self.model
+
+    def start_ai(self) -> Process:
+        port = free_port()
+        self.ai_addr = f"127.0.0.1:{port}"
+        self.ai = python_module(
+            "ai",
+            "ai_service",
+            {"AI_PORT": str(port), "OPENAI_BASE_URL": self.model_url, "OPENAI_API_KEY": "dev"},
+            self.workdir,
+        )
+        self.ai.start()
+        wait_grpc_serving(self.ai, self.ai_addr)
+        return self.ai
+
+    def start_session(self, **extra_env: str) -> Process:
+        assert self.redis is not None
+        if not self.session_addr:
+            self.session_addr = f"127.0.0.1:{free_port()}"
+        env = {
+            "SESSION_PORT": self.session_addr.rsplit(":", 1)[1],
+            "REDIS_URL": self.redis.url,
+            "AI_SERVICE_ADDR": self.ai_addr or "127.0.0.1:1",
+            "POD_ID": "session-1",
+            **extra_env,
+        }
+        self.session = python_module("session", "session_service", env, self.workdir)
+        self.session.start()
+        wait_grpc_serving(self.session, self.session_addr)
+        return self.session
+
+    def start_gateway(self) -> Process:
+        port = free_port()
+        self.gateway_url = f"http://127.0.0.1:{port}"
+        self.gateway = python_module(
+            "gateway",
+            "gateway",
+            {"GATEWAY_PORT": str(port), "SESSION_SERVICE_ADDR": self.session_addr},
+            self.workdir,
+        )
+        self.gateway.start()
+        wait_http_ok(self.gateway, f"{self.gateway_url}/healthz")
+        return self.gateway
+
+    def start_all(self) -> Stack:
+        self.start_redis()
+        self.start_model()
+        self.start_ai()
+        self.start_session()
+        self.start_gateway()
+        return self
+
+    def close(self) -> None:
+        for proc in (self.gateway, self.session, self.ai, self.model, self.redis):
+            if proc is not None:
+                proc.stop()
