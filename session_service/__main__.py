@@ -1,0 +1,31 @@
+"""`python -m session_service`: read config, set up logs, serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from common.logs import setup_logging
+from session_service.config import Config
+from session_service.server import SessionServer
+
+
+async def serve(cfg: Config) -> None:
+    server = SessionServer(cfg)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main() -> None:
+    cfg = Config.from_env()
+    setup_logging("session", cfg.log_level)
+    asyncio.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    main()

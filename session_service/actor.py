@@ -1,0 +1,327 @@
+"""The live owner of one session on this pod: serialises writes, persists, then broadcasts.
+
+Contract:
+- Writes to one session run one at a time (`_lock`); different sessions run concurrently.
+- An event reaches memory and subscribers only after Redis acknowledged it, in seq order.
+- Answers run one at a time in prompt order; their deltas go to subscribers from memory (no
+  Redis call per token); the assistant message is stored before AnswerEnded is sent.
+- When a write's outcome is unknown (Redis error) or the owner was fenced, the actor closes:
+  subscribers get UNAVAILABLE and resume from their cursor on a fresh activation, which reloads
+  the truth from Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from session_service.errors import (
+    AnswerFailed,
+    Conflict,
+    Fenced,
+    InvalidArgument,
+    SessionClosed,
+    SessionError,
+    StoreUnavailable,
+    TooBusy,
+)
+from session_service.events import (
+    COMPLETED,
+    FAILED,
+    INTERRUPTED,
+    AnswerEnded,
+    AnswerStarted,
+    Event,
+    Message,
+    MessageAppended,
+    StateChanged,
+    encode_answer_end,
+    encode_answer_start,
+    encode_message,
+    encode_state,
+)
+from session_service.limits import Limits
+from session_service.merge_patch import apply_patch, dump_json
+from session_service.session import OpenAnswer, Session
+from session_service.store import Appended, Store
+from session_service.subscriber import Subscriber
+
+logger = logging.getLogger(__name__)
+
+
+class AnswerSource(Protocol):
+    """Streams an answer's text batches for a conversation; raises AnswerFailed."""
+
+    def generate(self, turns: list[tuple[str, str]], request_id: str) -> AsyncIterator[str]: ...
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SessionActor:
+    """Owns `session` while open. Only this object writes the session's keys on this pod."""
+
+    def __init__(
+        self,
+        session: Session,
+        store: Store,
+        ai: AnswerSource,
+        limits: Limits,
+        on_close: Callable[[SessionActor], None],
+    ) -> None:
+        self.session = session
+        self._store = store
+        self._ai = ai
+        self._limits = limits
+        self._on_close = on_close
+        self._lock = asyncio.Lock()
+        self._worker: asyncio.Task[None] | None = None
+        self.closed = False
+        self.last_used = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is attached: subscribers, answers, a write in flight."""
+        s = self.session
+        return bool(s.subscribers or s.open_answers or self._lock.locked())
+
+    def close(self, reason: SessionError) -> None:
+        """Drops the in-memory owner; subscribers get `reason` after what they already have."""
+        if self.closed:
+            return
+        self.closed = True
+        for subscriber in list(self.session.subscribers):
+            subscriber.close(reason)
+        self.session.subscribers.clear()
+        if self._worker is not None and self._worker is not asyncio.current_task():
+            self._worker.cancel()
+        self._on_close(self)
+
+    async def passivate(self) -> None:
+        """Records the last access time and closes; a later call reloads from Redis."""
+        self.close(SessionClosed("session passivated; resubscribe"))
+        s = self.session
+        with contextlib.suppress(SessionError):
+            await self._store.touch(s.session_id, s.epoch, s.accessed_ms)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SessionClosed("session owner closed; retry")
+        self.last_used = time.monotonic()
+        self.session.accessed_ms = now_ms()
+
+    async def _write(
+        self,
+        entries: list[bytes],
+        *,
+        client_id: str = "",
+        expected_version: int | None = None,
+        version_increment: int = 0,
+    ) -> Appended:
+        """One script call. The caller holds the lock; the predicted seqs must come back."""
+        s = self.session
+        predicted = s.last_seq + 1
+        try:
+            result = await self._store.append(
+                s.session_id,
+                s.epoch,
+                s.accessed_ms,
+                entries,
+                client_id=client_id,
+                expected_version=expected_version,
+                version_increment=version_increment,
+            )
+        except (StoreUnavailable, Fenced) as exc:
+            self.close(SessionClosed(f"owner lost the session: {exc}"))
+            raise
+        if not result.duplicate and result.first_seq != predicted:
+            self.close(SessionClosed("in-memory log diverged from Redis; reloading"))
+            raise StoreUnavailable("session reloading; retry")
+        if result.duplicate and result.first_seq > s.last_seq:
+            self.close(SessionClosed("in-memory log behind Redis; reloading"))
+            raise StoreUnavailable("session reloading; retry")
+        return result
+
+    def _publish(self, event: Event) -> None:
+        self.session.broadcast(event)
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def read(self) -> Session:
+        """The session for a read; reads need no lock (they see acknowledged events only)."""
+        self._check_open()
+        return self.session
+
+    async def append_message(
+        self, role: str, content: str, user: str, client_id: str
+    ) -> tuple[Message, bool]:
+        async with self._lock:
+            self._check_open()
+            s = self.session
+            if client_id in s.client_ids:
+                return s.message_at(s.client_ids[client_id]), True
+            ts = now_ms()
+            entry = encode_message(role, content, user, ts, client_id)
+            result = await self._write([entry], client_id=client_id)
+            if result.duplicate:
+                return s.message_at(result.first_seq), True
+            event = MessageAppended(
+                result.first_seq, ts, Message(result.first_seq, role, content, user, ts, client_id)
+            )
+            s.apply(event)
+            self._publish(event)
+            return event.message, False
+
+    async def update_state(
+        self, patch: dict[str, Any], patch_json: str, expected_version: int | None
+    ) -> tuple[int, int]:
+        """Applies a merge patch; returns (version, seq)."""
+        async with self._lock:
+            self._check_open()
+            s = self.session
+            if expected_version is not None and expected_version != s.version:
+                raise Conflict(f"expected version {expected_version}, session is at {s.version}")
+            new_state = apply_patch(s.state, patch)
+            size = s.state_size + len(patch_json.encode())
+            if size > self._limits.max_state_bytes:
+                size = len(dump_json(new_state).encode())
+                if size > self._limits.max_state_bytes:
+                    raise InvalidArgument(
+                        f"state would be {size} bytes; the limit is {self._limits.max_state_bytes}"
+                    )
+            ts = now_ms()
+            version = s.version + 1
+            result = await self._write(
+                [encode_state(patch_json, version, ts)],
+                expected_version=expected_version,
+                version_increment=1,
+            )
+            event = StateChanged(result.first_seq, ts, patch_json, version)
+            s.apply(event, new_state)
+            s.state_size = size
+            self._publish(event)
+            return version, event.seq
+
+    async def send_prompt(
+        self, content: str, user: str, client_id: str
+    ) -> tuple[Message, int, bool]:
+        """Stores the user message and the answer's start in one script; returns
+        (user message, answer seq, duplicate)."""
+        async with self._lock:
+            self._check_open()
+            s = self.session
+            if client_id in s.client_ids:
+                seq = s.client_ids[client_id]
+                return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
+            if len(s.open_answers) > self._limits.max_queued_prompts:
+                raise TooBusy(
+                    f"{len(s.open_answers)} answers are waiting in this session; retry later"
+                )
+            ts = now_ms()
+            prompt_seq = s.last_seq + 1
+            entries = [
+                encode_message("user", content, user, ts, client_id),
+                encode_answer_start(prompt_seq, ts),
+            ]
+            result = await self._write(entries, client_id=client_id)
+            if result.duplicate:
+                seq = result.first_seq
+                return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
+            message = Message(prompt_seq, "user", content, user, ts, client_id)
+            appended = MessageAppended(prompt_seq, ts, message)
+            started = AnswerStarted(prompt_seq + 1, ts, prompt_seq)
+            for event in (appended, started):
+                s.apply(event)
+                self._publish(event)
+            self._start_worker()
+            return message, started.seq, False
+
+    def subscribe(self, after_seq: int | None, after_offset: int) -> tuple[Subscriber, list[Event]]:
+        """Registers a subscriber and returns what it missed; nothing can fall in between."""
+        self._check_open()
+        subscriber = Subscriber(self._limits.subscriber_queue)
+        replay = self.session.replay(after_seq, after_offset)
+        self.session.subscribers.add(subscriber)
+        return subscriber, replay
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self.session.subscribers.discard(subscriber)
+        self.last_used = time.monotonic()
+
+    # -- answers -------------------------------------------------------------------------------
+
+    async def end_orphaned_answers(self) -> None:
+        """Ends answers a previous owner left open (it died mid-answer) as INTERRUPTED."""
+        async with self._lock:
+            s = self.session
+            if not s.open_answers:
+                return
+            ts = now_ms()
+            orphans = list(s.open_answers)
+            error = "the owner stopped before the answer finished"
+            entries = [encode_answer_end(a.seq, "", INTERRUPTED, error, ts) for a in orphans]
+            result = await self._write(entries)
+            for index, answer in enumerate(orphans):
+                seq = result.first_seq + index
+                message = Message(seq, "assistant", "", "", ts, "", answer.seq, INTERRUPTED)
+                s.apply(AnswerEnded(seq, ts, message, error))
+
+    def _start_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run_answers())
+            self._worker.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "answer worker failed",
+                exc_info=task.exception(),
+                extra={"session_id": self.session.session_id},
+            )
+
+    async def _run_answers(self) -> None:
+        try:
+            while self.session.open_answers and not self.closed:
+                await self._run_answer(self.session.open_answers[0])
+        except SessionError as exc:
+            # The answer stays open in Redis; the next activation ends it as INTERRUPTED.
+            logger.warning(
+                "answer abandoned: %s", exc, extra={"session_id": self.session.session_id}
+            )
+
+    async def _run_answer(self, answer: OpenAnswer) -> None:
+        s = self.session
+        turns = [
+            (m.role, m.content)
+            for m in s.context_for(answer.prompt_seq, self._limits.context_messages)
+        ]
+        status, error = COMPLETED, ""
+        try:
+            async for text in self._ai.generate(turns, f"{s.session_id}:{answer.seq}"):
+                if self.closed:
+                    return
+                if text:
+                    self._publish(s.add_delta(text))
+        except AnswerFailed as exc:
+            status, error = FAILED, str(exc)
+            logger.warning("answer failed: %s", exc, extra={"session_id": s.session_id})
+        async with self._lock:
+            if self.closed:
+                return
+            self._check_open()
+            ts = now_ms()
+            content = "".join(answer.batches)
+            result = await self._write([encode_answer_end(answer.seq, content, status, error, ts)])
+            message = Message(
+                result.first_seq, "assistant", content, "", ts, "", answer.seq, status
+            )
+            event = AnswerEnded(result.first_seq, ts, message, error)
+            s.apply(event)
+            self._publish(event)

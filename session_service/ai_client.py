@@ -1,0 +1,44 @@
+"""The session service's client of the AI service: one long-lived channel, deadline per answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from common.grpc_server import CHANNEL_OPTIONS
+from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
+from session_service.errors import AnswerFailed
+
+_ROLES = {
+    "user": common_pb2.ROLE_USER,
+    "assistant": common_pb2.ROLE_ASSISTANT,
+    "system": common_pb2.ROLE_SYSTEM,
+}
+
+
+class AiClient:
+    """Streams answers from `durablechat.v1.AiService/Generate`."""
+
+    def __init__(self, address: str, timeout_ms: int) -> None:
+        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._stub = ai_pb2_grpc.AiServiceStub(self._channel)
+        self._timeout_s = timeout_ms / 1000
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def generate(self, turns: list[tuple[str, str]], request_id: str) -> AsyncIterator[str]:
+        request = ai_pb2.GenerateRequest(
+            turns=[ai_pb2.ChatTurn(role=_ROLES[role], content=text) for role, text in turns],
+            request_id=request_id,
+        )
+        call = self._stub.Generate(request, timeout=self._timeout_s)
+        try:
+            async for reply in call:
+                if reply.HasField("delta"):
+                    yield reply.delta.text
+        except grpc.aio.AioRpcError as exc:
+            raise AnswerFailed(f"{exc.code().name}: {exc.details()}") from exc
+        finally:
+            call.cancel()

@@ -1,0 +1,68 @@
+"""Session-service settings, read once from the environment in `__main__`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from common.config import env_int, env_str
+from session_service.limits import Limits
+
+
+@dataclass(frozen=True)
+class Config:
+    bind_host: str = "127.0.0.1"
+    """BIND_HOST: address the gRPC server listens on."""
+    port: int = 50051
+    """SESSION_PORT: gRPC port; 0 picks a free one."""
+    pod_id: str = "session-1"
+    """POD_ID: this pod's name in logs (and, later, in the cluster)."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """REDIS_URL: the Redis (AOF, appendfsync always) holding every session."""
+    redis_timeout_ms: int = 2000
+    """REDIS_TIMEOUT_MS: connect and reply timeout of every Redis call."""
+    ai_service_addr: str = "127.0.0.1:50052"
+    """AI_SERVICE_ADDR: host:port of the AI service."""
+    ai_timeout_ms: int = 300_000
+    """AI_TIMEOUT_MS: deadline of one whole answer."""
+    session_idle_ms: int = 300_000
+    """SESSION_IDLE_MS: a session unused this long with nothing attached leaves memory."""
+    health_probe_ms: int = 1000
+    """HEALTH_PROBE_MS: how often Redis is pinged to keep the health status true."""
+    log_level: str = "INFO"
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
+        d = cls()
+        dl = d.limits
+        return cls(
+            bind_host=env_str(environ, "BIND_HOST", d.bind_host),
+            port=env_int(environ, "SESSION_PORT", d.port),
+            pod_id=env_str(environ, "POD_ID", d.pod_id),
+            redis_url=env_str(environ, "REDIS_URL", d.redis_url),
+            redis_timeout_ms=env_int(environ, "REDIS_TIMEOUT_MS", d.redis_timeout_ms, minimum=1),
+            ai_service_addr=env_str(environ, "AI_SERVICE_ADDR", d.ai_service_addr),
+            ai_timeout_ms=env_int(environ, "AI_TIMEOUT_MS", d.ai_timeout_ms, minimum=1),
+            session_idle_ms=env_int(environ, "SESSION_IDLE_MS", d.session_idle_ms, minimum=1),
+            health_probe_ms=env_int(environ, "HEALTH_PROBE_MS", d.health_probe_ms, minimum=10),
+            log_level=env_str(environ, "LOG_LEVEL", d.log_level),
+            limits=Limits(
+                max_content_bytes=env_int(
+                    environ, "MAX_CONTENT_BYTES", dl.max_content_bytes, minimum=1
+                ),
+                max_state_bytes=env_int(environ, "MAX_STATE_BYTES", dl.max_state_bytes, minimum=2),
+                max_page_size=env_int(environ, "MAX_PAGE_SIZE", dl.max_page_size, minimum=1),
+                default_page_size=env_int(
+                    environ, "DEFAULT_PAGE_SIZE", dl.default_page_size, minimum=1
+                ),
+                subscriber_queue=env_int(
+                    environ, "SUBSCRIBER_QUEUE", dl.subscriber_queue, minimum=1
+                ),
+                max_queued_prompts=env_int(environ, "MAX_QUEUED_PROMPTS", dl.max_queued_prompts),
+                context_messages=env_int(
+                    environ, "CONTEXT_MESSAGES", dl.context_messages, minimum=1
+                ),
+            ),
+        )

@@ -1,0 +1,87 @@
+"""Domain values ↔ durablechat.v1 protos; the only place below the servicer that sees _pb2 types."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from durablechat.v1 import common_pb2, session_pb2
+from session_service import events
+from session_service.events import Event
+from session_service.session import Session
+
+ROLE_TO_PROTO = {
+    "user": common_pb2.ROLE_USER,
+    "assistant": common_pb2.ROLE_ASSISTANT,
+    "system": common_pb2.ROLE_SYSTEM,
+}
+ROLE_FROM_PROTO = {value: key for key, value in ROLE_TO_PROTO.items()}
+STATUS_TO_PROTO = {
+    "": common_pb2.ANSWER_STATUS_UNSPECIFIED,
+    events.COMPLETED: common_pb2.ANSWER_STATUS_COMPLETED,
+    events.INTERRUPTED: common_pb2.ANSWER_STATUS_INTERRUPTED,
+    events.FAILED: common_pb2.ANSWER_STATUS_FAILED,
+    events.CANCELLED: common_pb2.ANSWER_STATUS_CANCELLED,
+}
+
+
+def timestamp(ms: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMilliseconds(ms)
+    return stamp
+
+
+def message(m: events.Message) -> common_pb2.Message:
+    return common_pb2.Message(
+        seq=m.seq,
+        role=ROLE_TO_PROTO[m.role],
+        content=m.content,
+        user=m.user,
+        created_at=timestamp(m.ts_ms),
+        client_message_id=m.client_id,
+        answer_seq=m.answer_seq,
+        answer_status=STATUS_TO_PROTO[m.answer_status],
+    )
+
+
+def session(s: Session, state_json: str) -> session_pb2.Session:
+    return session_pb2.Session(
+        session_id=s.session_id,
+        state_json=state_json,
+        version=s.version,
+        message_count=len(s.messages),
+        last_seq=s.last_seq,
+        created_at=timestamp(s.created_ms),
+        last_accessed_at=timestamp(s.accessed_ms),
+        epoch=s.epoch,
+    )
+
+
+def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
+    out = session_pb2.SessionEvent(epoch=epoch)
+    if isinstance(e, events.MessageAppended):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        out.message_appended.message.CopyFrom(message(e.message))
+    elif isinstance(e, events.StateChanged):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        out.state_changed.patch_json = e.patch_json
+        out.state_changed.version = e.version
+    elif isinstance(e, events.AnswerStarted):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        out.answer_started.prompt_seq = e.prompt_seq
+    elif isinstance(e, events.AnswerDelta):
+        out.seq = e.answer_seq
+        out.offset = e.offset
+        out.answer_delta.text = e.text
+    elif isinstance(e, events.AnswerEnded):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        out.answer_ended.message.CopyFrom(message(e.message))
+        out.answer_ended.error = e.error
+    else:
+        out.seq = e.seq
+        out.offset = e.offset
+        out.caught_up.SetInParent()
+    return session_pb2.SubscribeResponse(event=out)

@@ -1,0 +1,131 @@
+"""Session events as domain values, and their stored form (one compact JSON object per log entry).
+
+An entry's seq is not stored: it is the entry's position in the log. Decoding is total over what
+encoding produces; an unknown kind is a corrupt log and raises ValueError.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+COMPLETED = "completed"
+INTERRUPTED = "interrupted"
+FAILED = "failed"
+CANCELLED = "cancelled"
+ANSWER_STATUSES = frozenset({COMPLETED, INTERRUPTED, FAILED, CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored message; `seq` is its log position."""
+
+    seq: int
+    role: str
+    content: str
+    user: str
+    ts_ms: int
+    client_id: str = ""
+    answer_seq: int = 0
+    answer_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAppended:
+    seq: int
+    ts_ms: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    seq: int
+    ts_ms: int
+    patch_json: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerStarted:
+    seq: int
+    ts_ms: int
+    prompt_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerEnded:
+    """The stored assistant message of an answer (`message.answer_seq` names its start)."""
+
+    seq: int
+    ts_ms: int
+    message: Message
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerDelta:
+    """A batch of answer text; not a log event. `offset` is the batch index in its answer."""
+
+    answer_seq: int
+    offset: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """Replay is over; (seq, offset) is the subscriber's cursor at this point."""
+
+    seq: int
+    offset: int
+
+
+LogEvent = MessageAppended | StateChanged | AnswerStarted | AnswerEnded
+Event = LogEvent | AnswerDelta | CaughtUp
+
+
+def _encode(entry: dict[str, Any]) -> bytes:
+    return json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_message(role: str, content: str, user: str, ts_ms: int, client_id: str) -> bytes:
+    entry: dict[str, Any] = {"k": "m", "r": role, "c": content, "t": ts_ms}
+    if user:
+        entry["u"] = user
+    if client_id:
+        entry["id"] = client_id
+    return _encode(entry)
+
+
+def encode_state(patch_json: str, version: int, ts_ms: int) -> bytes:
+    # The patch is already validated compact JSON text: splice it in rather than re-encode it.
+    return b'{"k":"s","v":%d,"t":%d,"p":%s}' % (version, ts_ms, patch_json.encode())
+
+
+def encode_answer_start(prompt_seq: int, ts_ms: int) -> bytes:
+    return _encode({"k": "a", "p": prompt_seq, "t": ts_ms})
+
+
+def encode_answer_end(answer_seq: int, content: str, status: str, error: str, ts_ms: int) -> bytes:
+    entry: dict[str, Any] = {"k": "e", "a": answer_seq, "c": content, "s": status, "t": ts_ms}
+    if error:
+        entry["err"] = error
+    return _encode(entry)
+
+
+def decode(seq: int, raw: bytes) -> LogEvent:
+    entry = json.loads(raw)
+    kind = entry["k"]
+    ts = int(entry["t"])
+    if kind == "m":
+        message = Message(seq, entry["r"], entry["c"], entry.get("u", ""), ts, entry.get("id", ""))
+        return MessageAppended(seq, ts, message)
+    if kind == "s":
+        patch = json.dumps(entry["p"], separators=(",", ":"), ensure_ascii=False)
+        return StateChanged(seq, ts, patch, int(entry["v"]))
+    if kind == "a":
+        return AnswerStarted(seq, ts, int(entry["p"]))
+    if kind == "e":
+        message = Message(seq, "assistant", entry["c"], "", ts, "", int(entry["a"]), entry["s"])
+        return AnswerEnded(seq, ts, message, entry.get("err", ""))
+    raise ValueError(f"unknown log entry kind {kind!r} at seq {seq}")

@@ -1,0 +1,22 @@
+"""The limits an owner enforces, taken from config once and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_content_bytes: int = 64 * 1024
+    """Largest message or prompt, in UTF-8 bytes."""
+    max_state_bytes: int = 2 * 1024 * 1024
+    """Largest state object, as compact JSON in UTF-8 bytes."""
+    max_page_size: int = 1000
+    """Most messages one ListMessages call returns."""
+    default_page_size: int = 100
+    subscriber_queue: int = 4096
+    """Events buffered for one subscriber before it is cut off as too slow."""
+    max_queued_prompts: int = 16
+    """Answers that may wait behind the streaming one in a session."""
+    context_messages: int = 50
+    """Newest messages handed to the model with a prompt."""

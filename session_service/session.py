@@ -1,0 +1,163 @@
+"""The in-memory image of one session: its log, messages, state, open answers, subscribers.
+
+Pure: no I/O and no gRPC. The owning actor applies only events Redis has acknowledged, in seq
+order, so this image always equals a prefix-complete replay of the stored log.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from session_service.events import (
+    AnswerDelta,
+    AnswerEnded,
+    AnswerStarted,
+    CaughtUp,
+    Event,
+    LogEvent,
+    Message,
+    MessageAppended,
+    StateChanged,
+    decode,
+)
+from session_service.merge_patch import apply_patch, dump_json, parse_json
+from session_service.subscriber import Subscriber
+
+
+@dataclass
+class OpenAnswer:
+    """An answer started and not yet ended; only the oldest one streams."""
+
+    seq: int
+    prompt_seq: int
+    batches: list[str] = field(default_factory=list)
+
+
+class Session:
+    """One session's events and derived views. `events[i]` has seq `i + 1`."""
+
+    def __init__(self, session_id: str, epoch: int, created_ms: int, accessed_ms: int) -> None:
+        self.session_id = session_id
+        self.epoch = epoch
+        self.created_ms = created_ms
+        self.accessed_ms = accessed_ms
+        self.events: list[LogEvent] = []
+        self.messages: list[Message] = []
+        self._message_seqs: list[int] = []
+        self.client_ids: dict[str, int] = {}
+        self.answer_of_prompt: dict[int, int] = {}
+        self.state: dict[str, Any] = {}
+        self.state_size = 2
+        """Upper bound of len(dump_json(state)) in bytes; exact after every recount."""
+        self.version = 0
+        self._state_json = "{}"
+        self._state_json_version = 0
+        self.open_answers: deque[OpenAnswer] = deque()
+        self.subscribers: set[Subscriber] = set()
+
+    @classmethod
+    def load(
+        cls, session_id: str, epoch: int, created_ms: int, accessed_ms: int, entries: list[bytes]
+    ) -> Session:
+        session = cls(session_id, epoch, created_ms, accessed_ms)
+        for index, raw in enumerate(entries):
+            session.apply(decode(index + 1, raw))
+        session.state_size = len(dump_json(session.state).encode())
+        return session
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.events)
+
+    def state_json(self) -> str:
+        """The state as compact JSON, encoded once per version."""
+        if self._state_json_version != self.version:
+            self._state_json = dump_json(self.state)
+            self._state_json_version = self.version
+        return self._state_json
+
+    def apply(self, event: LogEvent, new_state: dict[str, Any] | None = None) -> None:
+        """Adds an acknowledged log event; `new_state` spares recomputing a patch result."""
+        if event.seq != self.last_seq + 1:
+            raise ValueError(f"event seq {event.seq} does not follow {self.last_seq}")
+        self.events.append(event)
+        if isinstance(event, MessageAppended):
+            self._add_message(event.message)
+        elif isinstance(event, StateChanged):
+            self.state = (
+                new_state
+                if new_state is not None
+                else apply_patch(self.state, parse_json(event.patch_json))
+            )
+            self.version = event.version
+        elif isinstance(event, AnswerStarted):
+            self.open_answers.append(OpenAnswer(event.seq, event.prompt_seq))
+            self.answer_of_prompt[event.prompt_seq] = event.seq
+        else:
+            self._add_message(event.message)
+            self.open_answers = deque(
+                a for a in self.open_answers if a.seq != event.message.answer_seq
+            )
+
+    def _add_message(self, message: Message) -> None:
+        self.messages.append(message)
+        self._message_seqs.append(message.seq)
+        if message.client_id:
+            self.client_ids[message.client_id] = message.seq
+
+    def message_at(self, seq: int) -> Message:
+        index = bisect.bisect_left(self._message_seqs, seq)
+        if index == len(self._message_seqs) or self._message_seqs[index] != seq:
+            raise KeyError(seq)
+        return self.messages[index]
+
+    def messages_after(self, after_seq: int, limit: int) -> tuple[list[Message], bool]:
+        start = bisect.bisect_right(self._message_seqs, after_seq)
+        page = self.messages[start : start + limit]
+        return page, start + limit < len(self.messages)
+
+    def context_for(self, prompt_seq: int, max_messages: int) -> list[Message]:
+        """The newest completed messages up to and including the prompt, oldest first."""
+        end = bisect.bisect_right(self._message_seqs, prompt_seq)
+        window = self.messages[max(0, end - max_messages) : end]
+        return [m for m in window if m.role != "assistant" or m.content]
+
+    def add_delta(self, text: str) -> AnswerDelta:
+        """Records a batch of the streaming (oldest open) answer."""
+        answer = self.open_answers[0]
+        delta = AnswerDelta(answer.seq, len(answer.batches), text)
+        answer.batches.append(text)
+        return delta
+
+    def replay(self, after_seq: int | None, after_offset: int) -> list[Event]:
+        """What a subscriber with cursor (after_seq, after_offset) has not seen, then CaughtUp.
+
+        `after_seq=None` starts at the end, or at the streaming answer's start if one streams.
+        """
+        streaming = self.open_answers[0] if self.open_answers else None
+        if after_seq is None:
+            after_seq = streaming.seq - 1 if streaming else self.last_seq
+            after_offset = 0
+        after_seq = min(after_seq, self.last_seq)
+        out: list[Event] = list(self.events[after_seq:])
+        if streaming is not None:
+            # The offset counts batches of the answer streaming at the cursor; if any answer
+            # ended after the cursor, that answer is done and the current one starts at 0.
+            ended_since = any(isinstance(e, AnswerEnded) for e in out)
+            first = after_offset if streaming.seq <= after_seq and not ended_since else 0
+            out.extend(
+                AnswerDelta(streaming.seq, index, streaming.batches[index])
+                for index in range(first, len(streaming.batches))
+            )
+        offset = len(streaming.batches) if streaming else 0
+        out.append(CaughtUp(self.last_seq, offset))
+        return out
+
+    def broadcast(self, event: Event) -> None:
+        for subscriber in list(self.subscribers):
+            subscriber.push(event)
+            if subscriber.closed:
+                self.subscribers.discard(subscriber)

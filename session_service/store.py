@@ -1,0 +1,178 @@
+"""Every Redis call of the session service; the only module that imports redis.
+
+Contract:
+- Keys of one session share the hash tag `{session_id}` (`dc:{S}:meta`, `dc:{S}:log`,
+  `dc:{S}:idem`), so every script touches one Redis Cluster slot.
+- Every mutation is one Lua script (registered once, run by EVALSHA), checked against the owner
+  epoch inside Redis: a stale epoch gets `Fenced` and changes nothing.
+- Log entries are opaque bytes; an entry's seq is its 1-based position in `dc:{S}:log`, assigned
+  by RPUSH inside the script, so seqs start at 1 and have no gaps.
+- A write is acknowledged only when Redis has answered (AOF, `appendfsync always`).
+- Redis down or slow → `StoreUnavailable` within the socket timeout; no call is retried here,
+  because a retried append whose first attempt did land would be stored twice. After such an
+  error the outcome of a write is unknown and the caller must reload from Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from session_service.errors import Conflict, Fenced, StoreUnavailable
+
+_ACTIVATE = """
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('HSETNX', KEYS[1], 'created', ARGV[1])
+redis.call('HSET', KEYS[1], 'accessed', ARGV[1])
+local meta = redis.call('HMGET', KEYS[1], 'created', 'version')
+local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+return {tostring(epoch), meta[1], meta[2] or '0', entries}
+"""
+
+_APPEND = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch ~= ARGV[1] then return {'FENCED', epoch or '0'} end
+if ARGV[3] ~= '' then
+  local seen = redis.call('HGET', KEYS[3], ARGV[3])
+  if seen then return {'DUPLICATE', seen} end
+end
+if ARGV[4] ~= '' then
+  local version = redis.call('HGET', KEYS[1], 'version') or '0'
+  if version ~= ARGV[4] then return {'CONFLICT', version} end
+end
+local first = 0
+local last = 0
+for i = 6, #ARGV do
+  last = redis.call('RPUSH', KEYS[2], ARGV[i])
+  if first == 0 then first = last end
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], first) end
+local version = redis.call('HINCRBY', KEYS[1], 'version', ARGV[5])
+redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
+return {'OK', tostring(first), tostring(version)}
+"""
+
+_TOUCH = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
+return 1
+"""
+
+
+def meta_key(session_id: str) -> str:
+    return f"dc:{{{session_id}}}:meta"
+
+
+def log_key(session_id: str) -> str:
+    return f"dc:{{{session_id}}}:log"
+
+
+def idem_key(session_id: str) -> str:
+    return f"dc:{{{session_id}}}:idem"
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What activation read: the new epoch and the whole log."""
+
+    epoch: int
+    created_ms: int
+    version: int
+    entries: list[bytes]
+
+
+@dataclass(frozen=True)
+class Appended:
+    """A stored append: seq of its first entry, or the original seq of a repeated client id."""
+
+    first_seq: int
+    version: int
+    duplicate: bool = False
+
+
+class Store:
+    """Session persistence in Redis. Holds one connection pool for the process."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._activate = client.register_script(_ACTIVATE)
+        self._append = client.register_script(_APPEND)
+        self._touch = client.register_script(_TOUCH)
+
+    @classmethod
+    def from_url(cls, url: str, timeout_ms: int) -> Store:
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_ms / 1000,
+            socket_connect_timeout=timeout_ms / 1000,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+    async def activate(self, session_id: str, now_ms: int) -> Loaded:
+        """Takes ownership (epoch + 1, fencing every earlier owner) and reads the session."""
+        try:
+            reply = await self._activate(
+                keys=[meta_key(session_id), log_key(session_id)], args=[now_ms]
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        epoch, created, version, entries = reply
+        return Loaded(int(epoch), int(created), int(version), list(entries))
+
+    async def append(
+        self,
+        session_id: str,
+        epoch: int,
+        now_ms: int,
+        entries: list[bytes],
+        *,
+        client_id: str = "",
+        expected_version: int | None = None,
+        version_increment: int = 0,
+    ) -> Appended:
+        """Appends entries atomically; raises Fenced or Conflict, reports a repeated client id."""
+        args: list[str | bytes | int] = [
+            epoch,
+            now_ms,
+            client_id,
+            "" if expected_version is None else expected_version,
+            version_increment,
+            *entries,
+        ]
+        try:
+            reply = await self._append(
+                keys=[meta_key(session_id), log_key(session_id), idem_key(session_id)], args=args
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        status = reply[0].decode()
+        if status == "OK":
+            return Appended(int(reply[1]), int(reply[2]))
+        if status == "DUPLICATE":
+            return Appended(int(reply[1]), 0, duplicate=True)
+        if status == "CONFLICT":
+            raise Conflict(f"expected version {expected_version}, session is at {int(reply[1])}")
+        raise Fenced(f"owner epoch {epoch} is stale; session is at epoch {int(reply[1])}")
+
+    async def touch(self, session_id: str, epoch: int, accessed_ms: int) -> bool:
+        """Records the last access time if we still own the session."""
+        try:
+            reply = await self._touch(keys=[meta_key(session_id)], args=[epoch, accessed_ms])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return bool(reply)
