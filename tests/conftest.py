@@ -27,13 +27,29 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """Redis, dev model, AI service, session service and gateway, shared by a test session."""
-    running = Stack(tmp_path_factory.mktemp("stack"))
+def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Redis, dev model, AI service and session service, shared by a test session."""
+    running = Stack(tmp_path_factory.mktemp("core"))
     try:
-        yield running.start_all()
+        running.start_redis()
+        running.start_model(token_delay_ms=1)
+        running.start_ai()
+        running.start_session()
+        yield running
     finally:
         running.close()
+
+
+@pytest.fixture(scope="session")
+def stack(core: Stack) -> Iterator[Stack]:
+    """`core` plus the gateway in front of it."""
+    try:
+        core.start_gateway()
+        yield core
+    finally:
+        if core.gateway is not None:
+            core.gateway.stop()
+            core.gateway = None
 
 
 @pytest.fixture

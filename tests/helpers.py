@@ -45,9 +45,10 @@ def eventually(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0
 
 
 async def async_eventually(
-    fn: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02
+    fn: Callable[[], Awaitable[Any]], within: float = 10.0, interval: float = 0.02
 ) -> Any:
     """The asyncio form of `eventually`."""
+    timeout = within
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -118,9 +119,21 @@ class RedisServer(Process):
         self.port = port or free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
-            "--save", "", "--daemonize", "no",
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
         ]
         super().__init__("redis", argv, os.environ, data_dir / "redis.log")
 
@@ -142,9 +155,7 @@ class RedisServer(Process):
             return bool(client.ping())
 
 
-def python_module(
-    name: str, module: str, env: Mapping[str, str], log_dir: Path
-) -> Process:
+def python_module(name: str, module: str, env: Mapping[str, str], log_dir: Path) -> Process:
     """A `python -m module` child with our environment plus `env`."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
     return Process(name, [sys.executable, "-m", module], full_env, log_dir / f"{name}.log")

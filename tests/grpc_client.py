@@ -1,0 +1,87 @@
+"""A small async gRPC client of the session service for tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
+
+
+class SessionClient:
+    """Wraps the generated stub with defaults tests need (deadlines, roles)."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = session_pb2_grpc.SessionServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def append(self, sid: str, content: str, client_id: str = "", user: str = "") -> Any:
+        return await self.stub.AppendMessage(
+            session_pb2.AppendMessageRequest(
+                session_id=sid,
+                role=common_pb2.ROLE_USER,
+                content=content,
+                client_message_id=client_id,
+                user=user,
+            ),
+            timeout=10,
+        )
+
+    async def get(self, sid: str) -> session_pb2.Session:
+        reply = await self.stub.GetSession(
+            session_pb2.GetSessionRequest(session_id=sid), timeout=10
+        )
+        return reply.session
+
+    async def list_all(self, sid: str) -> list[common_pb2.Message]:
+        out: list[common_pb2.Message] = []
+        after = 0
+        while True:
+            page = await self.stub.ListMessages(
+                session_pb2.ListMessagesRequest(session_id=sid, after_seq=after, limit=1000),
+                timeout=10,
+            )
+            out.extend(page.messages)
+            if not page.has_more:
+                return out
+            after = page.messages[-1].seq
+
+    async def patch(self, sid: str, patch_json: str, expected: int | None = None) -> Any:
+        request = session_pb2.UpdateStateRequest(session_id=sid, patch_json=patch_json)
+        if expected is not None:
+            request.expected_version = expected
+        return await self.stub.UpdateState(request, timeout=10)
+
+    async def prompt(self, sid: str, content: str, client_id: str = "") -> Any:
+        return await self.stub.SendPrompt(
+            session_pb2.SendPromptRequest(
+                session_id=sid, content=content, user="tester", client_message_id=client_id
+            ),
+            timeout=10,
+        )
+
+    def subscribe(self, sid: str, after_seq: int | None = None, after_offset: int = 0) -> Any:
+        request = session_pb2.SubscribeRequest(session_id=sid, after_offset=after_offset)
+        if after_seq is not None:
+            request.after_seq = after_seq
+        return self.stub.Subscribe(request)
+
+
+async def events_until(
+    stream: AsyncIterator[session_pb2.SubscribeResponse], stop_kind: str, count: int = 1
+) -> list[session_pb2.SessionEvent]:
+    """Reads events until `count` events of kind `stop_kind` arrived (inclusive)."""
+    out: list[session_pb2.SessionEvent] = []
+    seen = 0
+    async for reply in stream:
+        out.append(reply.event)
+        if reply.event.WhichOneof("kind") == stop_kind:
+            seen += 1
+            if seen == count:
+                return out
+    raise AssertionError(f"stream ended before {count} {stop_kind}: {out}")

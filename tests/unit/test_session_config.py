@@ -1,0 +1,25 @@
+"""Session-service configuration: defaults, overrides, errors naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.config import ConfigError
+from session_service.config import Config
+
+
+def test_defaults_are_the_documented_ports_and_limits():
+    cfg = Config.from_env({})
+    assert (cfg.port, cfg.ai_service_addr) == (50051, "127.0.0.1:50052")
+    assert cfg.limits.max_content_bytes == 65536
+
+
+def test_overrides_are_read():
+    cfg = Config.from_env({"SESSION_PORT": "6000", "SESSION_IDLE_MS": "250", "MAX_PAGE_SIZE": "7"})
+    assert (cfg.port, cfg.session_idle_ms, cfg.limits.max_page_size) == (6000, 250, 7)
+
+
+@pytest.mark.parametrize(("name", "value"), [("SESSION_PORT", "x"), ("SESSION_IDLE_MS", "0")])
+def test_bad_values_fail_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env({name: value})
