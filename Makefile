@@ -2,16 +2,19 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
 PYDIRS := common session_service ai_service gateway deploy tests
 
-.PHONY: install protos fmt lint test run clean
+.PHONY: install system-deps protos fmt lint test run clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: system-deps $(VENV)/.installed node_modules/.installed
+
+system-deps:
+	@bash deploy/install_system_deps.sh
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
@@ -32,7 +35,7 @@ fmt: protos
 	ruff format $(PYDIRS)
 	ruff check --fix $(PYDIRS)
 
-lint: protos node_modules/.installed
+lint: system-deps protos node_modules/.installed
 	ruff check $(PYDIRS)
 	ruff format --check $(PYDIRS)
 	mypy $(PYDIRS)
@@ -41,7 +44,7 @@ lint: protos node_modules/.installed
 test: lint
 	$(PY) -m pytest
 
-run: protos
+run: system-deps protos
 	$(PY) -m deploy.run_local
 
 clean:

@@ -1,0 +1,269 @@
+"""`make run`: the whole system as local processes on 127.0.0.1, stopped together on Ctrl-C.
+
+Starts redis-server (AOF, fsync always, data under data/redis), the dev model (only when no
+OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, the session service and the gateway.
+Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
+is named before anything starts. If any process dies, everything is stopped and its log shown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+LOG_DIR = RUN_DIR / "logs"
+DATA_DIR = ROOT / "data"
+READY_TIMEOUT_S = 30.0
+
+PORTS = {
+    "REDIS_PORT": 6379,
+    "DEV_MODEL_PORT": 8090,
+    "AI_PORT": 50052,
+    "SESSION_PORT": 50051,
+    "GATEWAY_PORT": 8080,
+}
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def log(self) -> Path:
+        return LOG_DIR / f"{self.name}.log"
+
+
+def port_busy(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def wait_until(child: Child, check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise SystemExit(f"{child.name} exited with {child.proc.returncode}:\n{tail(child)}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{child.name} not ready after {READY_TIMEOUT_S}s:\n{tail(child)}")
+
+
+def tail(child: Child, lines: int = 30) -> str:
+    try:
+        return "\n".join(child.log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        with urllib.request.urlopen(url, timeout=1) as reply:
+            return bool(reply.status == 200)
+
+    return check
+
+
+def grpc_serving(address: str) -> Callable[[], bool]:
+    def check() -> bool:
+        with grpc.insecure_channel(address) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return check
+
+
+def redis_pong(host: str, port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    return check
+
+
+class Launcher:
+    """Starts children in dependency order and stops them in reverse."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: list[Child] = []
+
+    def start(self, name: str, argv: list[str], extra_env: dict[str, str]) -> Child:
+        log = (LOG_DIR / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**self.env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
+        )
+        log.close()
+        (RUN_DIR / f"{name}.pid").write_text(f"{proc.pid}\n")
+        child = Child(name, proc)
+        self.children.append(child)
+        return child
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+                try:
+                    child.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+            (RUN_DIR / f"{child.name}.pid").unlink(missing_ok=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    env = dict(os.environ)
+    host = env.get("BIND_HOST", "127.0.0.1")
+    ports = {name: int(env.get(name, default)) for name, default in PORTS.items()}
+    use_dev_model = not env.get("OPENAI_BASE_URL") and not env.get("OPENAI_API_KEY")
+    needed = [n for n in PORTS if n != "DEV_MODEL_PORT" or use_dev_model]
+    busy = [n for n in needed if port_busy(host, ports[n])]
+    if busy:
+        for name in busy:
+            print(
+                f"port {ports[name]} ({name}) on {host} is busy: stop what listens there "
+                f"or choose another, e.g. {name}={ports[name] + 1000} make run",
+                file=sys.stderr,
+            )
+        return 1
+    for directory in (RUN_DIR, LOG_DIR, DATA_DIR / "redis"):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    py = sys.executable
+    common = {"BIND_HOST": host, "PYTHONUNBUFFERED": "1"}
+    launcher = Launcher(env)
+    redis_url = f"redis://{host}:{ports['REDIS_PORT']}/0"
+    session_addr = f"{host}:{ports['SESSION_PORT']}"
+    ai_addr = f"{host}:{ports['AI_PORT']}"
+    gateway = f"http://{host}:{ports['GATEWAY_PORT']}"
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        redis = launcher.start(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(ports["REDIS_PORT"]),
+                "--bind",
+                host,
+                "--dir",
+                str(DATA_DIR / "redis"),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+            ],
+            {},
+        )
+        wait_until(redis, redis_pong(host, ports["REDIS_PORT"]))
+        ai_env = {**common, "AI_PORT": str(ports["AI_PORT"])}
+        if use_dev_model:
+            model = launcher.start(
+                "model",
+                [py, "-m", "ai_service.dev_model"],
+                {
+                    **common,
+                    "DEV_MODEL_PORT": str(ports["DEV_MODEL_PORT"]),
+                },
+            )
+            model_url = f"http://{host}:{ports['DEV_MODEL_PORT']}"
+            wait_until(model, http_ok(f"{model_url}/healthz"))
+            ai_env |= {"OPENAI_BASE_URL": f"{model_url}/v1", "OPENAI_API_KEY": "dev"}
+        ai = launcher.start("ai", [py, "-m", "ai_service"], ai_env)
+        wait_until(ai, grpc_serving(ai_addr))
+        session = launcher.start(
+            "session-1",
+            [py, "-m", "session_service"],
+            {
+                **common,
+                "SESSION_PORT": str(ports["SESSION_PORT"]),
+                "REDIS_URL": redis_url,
+                "AI_SERVICE_ADDR": ai_addr,
+                "POD_ID": "session-1",
+            },
+        )
+        wait_until(session, grpc_serving(session_addr))
+        gw = launcher.start(
+            "gateway",
+            [py, "-m", "gateway"],
+            {
+                **common,
+                "GATEWAY_PORT": str(ports["GATEWAY_PORT"]),
+                "SESSION_SERVICE_ADDR": session_addr,
+            },
+        )
+        wait_until(gw, http_ok(f"{gateway}/healthz"))
+        model_note = (
+            "the dev model (tokens=N in a prompt sets the answer length)"
+            if (use_dev_model)
+            else env.get("OPENAI_BASE_URL", "the OpenAI default endpoint")
+        )
+        ws_host = gateway.removeprefix("http://")
+        print(
+            f"""
+durable-chat is running (data in data/, PIDs in .run/, logs in .run/logs/):
+  WebSocket  ws://{ws_host}/ws/{{thread}}?user={{name}}
+  REST       {gateway}/api/chat/session/{{id}}
+  health     {gateway}/healthz
+  gRPC       {session_addr}   (grpcurl -plaintext {session_addr} list)
+  AI gRPC    {ai_addr}   model: {model_note}
+Ctrl-C stops everything.""",
+            flush=True,
+        )
+        while True:
+            for child in launcher.children:
+                if child.proc.poll() is not None:
+                    print(
+                        f"{child.name} exited with {child.proc.returncode}; stopping.\n"
+                        f"{tail(child)}",
+                        file=sys.stderr,
+                    )
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        launcher.stop_all()
+        print("stopped.", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
