@@ -23,9 +23,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
+RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
+"""RUN_DIR: where PID files and logs go (default .run/)."""
 LOG_DIR = RUN_DIR / "logs"
-DATA_DIR = ROOT / "data"
+DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT / "data"))
+"""DATA_DIR: where Redis keeps its AOF (default data/), so a second run finds earlier sessions."""
 READY_TIMEOUT_S = 30.0
 
 PORTS = {
@@ -239,7 +241,7 @@ def main() -> int:
         ws_host = gateway.removeprefix("http://")
         print(
             f"""
-durable-chat is running (data in data/, PIDs in .run/, logs in .run/logs/):
+durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   WebSocket  ws://{ws_host}/ws/{{thread}}?user={{name}}
   REST       {gateway}/api/chat/session/{{id}}
   health     {gateway}/healthz

@@ -31,6 +31,7 @@ class FakeOpenAI:
     """Knobs are set from the test thread and read by the server thread under a lock."""
 
     def __init__(self, tokens: int = 5, delay_ms: int = 0) -> None:
+        self._defaults = (tokens, delay_ms)
         self.tokens = tokens
         self.delay_ms = delay_ms
         self.requests: list[dict[str, Any]] = []
@@ -58,6 +59,8 @@ class FakeOpenAI:
         self._push(_Fault(stall=True))
 
     def reset(self) -> None:
+        """Back to the constructor's answer, no pending faults, nothing recorded."""
+        self.tokens, self.delay_ms = self._defaults
         with self._lock:
             self._faults.clear()
             self.requests.clear()
@@ -133,7 +136,9 @@ class FakeOpenAI:
         created = int(time.time())
 
         def event(delta: dict[str, str], finish: str | None = None, **more: Any) -> bytes:
-            choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
+            choices = (
+                [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
+            )
             chunk = {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion.chunk",
@@ -152,9 +157,15 @@ class FakeOpenAI:
                 return
             if self.delay_ms:
                 await asyncio.sleep(self.delay_ms / 1000)
-            await response.write(event({"content": f"tok{index}" if index == 0 else f" tok{index}"}))
+            await response.write(
+                event({"content": f"tok{index}" if index == 0 else f" tok{index}"})
+            )
         await response.write(event({}, "stop"))
-        usage = {"prompt_tokens": 1, "completion_tokens": self.tokens, "total_tokens": self.tokens + 1}
+        usage = {
+            "prompt_tokens": 1,
+            "completion_tokens": self.tokens,
+            "total_tokens": self.tokens + 1,
+        }
         await response.write(event({}, usage=usage))
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

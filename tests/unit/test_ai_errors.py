@@ -15,9 +15,7 @@ REQUEST = httpx2.Request("POST", "http://model.invalid/v1/chat/completions")
 
 def status_error(status: int) -> openai.APIStatusError:
     response = httpx2.Response(status, request=REQUEST, json={"error": {"message": "nope"}})
-    return openai.AsyncOpenAI(api_key="k", base_url="http://model.invalid/v1")._make_status_error(
-        "nope", body={"message": "nope"}, response=response
-    )
+    return openai.APIStatusError("nope", response=response, body={"message": "nope"})
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,74 @@
+"""AI-service settings from the environment; a missing or malformed value fails at start-up
+naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.config import ConfigError, env_int, env_str
+
+DEFAULT_PORT = 50052
+DEFAULT_MODEL = "durablechat-dev-model"
+DEFAULT_MAX_TOKENS = 1024
+DEFAULT_REQUEST_TIMEOUT_MS = 60_000
+DEFAULT_BATCH_MAX_CHUNKS = 32
+DEV_API_KEY = "dev"
+"""Placeholder key, accepted only with an explicit OPENAI_BASE_URL (a local or dev model)."""
+MAX_PORT = 65535
+LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the AI service reads from its environment, parsed once in `__main__`."""
+
+    bind_host: str = "127.0.0.1"
+    """Interface the gRPC server listens on (BIND_HOST)."""
+    port: int = DEFAULT_PORT
+    """gRPC port (AI_PORT); 0 picks a free one."""
+    openai_base_url: str | None = None
+    """OpenAI-protocol endpoint (OPENAI_BASE_URL); None means the openai library's default."""
+    openai_api_key: str = DEV_API_KEY
+    """Bearer key for the model (OPENAI_API_KEY); required unless OPENAI_BASE_URL is set."""
+    openai_model: str = DEFAULT_MODEL
+    """Model name used when a request does not name one (OPENAI_MODEL)."""
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    """Token limit used when a request sets none (AI_MAX_TOKENS)."""
+    request_timeout_ms: int = DEFAULT_REQUEST_TIMEOUT_MS
+    """Longest wait to connect to the model or for its next chunk (AI_REQUEST_TIMEOUT_MS); a
+    stream that keeps producing is never cut by it."""
+    batch_max_chunks: int = DEFAULT_BATCH_MAX_CHUNKS
+    """Most model chunks coalesced into one gRPC message (AI_BATCH_MAX_CHUNKS)."""
+    log_level: str = "INFO"
+    """Root log level (LOG_LEVEL)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
+        """Parses and checks every setting; raises ConfigError naming the first bad variable."""
+        base_url = environ.get("OPENAI_BASE_URL") or None
+        api_key = environ.get("OPENAI_API_KEY") or (DEV_API_KEY if base_url else None)
+        if api_key is None:
+            raise ConfigError("OPENAI_API_KEY must be set unless OPENAI_BASE_URL names a dev model")
+        port = env_int(environ, "AI_PORT", DEFAULT_PORT)
+        if port > MAX_PORT:
+            raise ConfigError(f"AI_PORT must be at most {MAX_PORT}, got {port}")
+        log_level = env_str(environ, "LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
+        return cls(
+            bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
+            port=port,
+            openai_base_url=base_url,
+            openai_api_key=api_key,
+            openai_model=env_str(environ, "OPENAI_MODEL", DEFAULT_MODEL),
+            max_tokens=env_int(environ, "AI_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=1),
+            request_timeout_ms=env_int(
+                environ, "AI_REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, minimum=1
+            ),
+            batch_max_chunks=env_int(
+                environ, "AI_BATCH_MAX_CHUNKS", DEFAULT_BATCH_MAX_CHUNKS, minimum=1
+            ),
+            log_level=log_level,
+        )

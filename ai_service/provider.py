@@ -1,0 +1,151 @@
+"""Streams a chat answer from an OpenAI-protocol model as text chunks then one `Finish`; any openai
+failure is re-raised as an `errors.AiError` keeping its cause. The only module importing openai."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+
+from ai_service.errors import (
+    AiError,
+    ModelFailed,
+    ModelMisconfigured,
+    ModelRateLimited,
+    ModelRejectedRequest,
+    ModelTimeout,
+    ModelUnavailable,
+)
+
+MS_PER_S = 1000
+
+Role = Literal["user", "assistant", "system"]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of the conversation sent to the model."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the model reported them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The last item of every successful stream."""
+
+    finish_reason: str
+    usage: Usage | None
+    model: str
+
+
+class OpenAIProvider:
+    """Owns one long-lived AsyncOpenAI client (its connection pool is shared by all calls).
+
+    The client never retries (`max_retries=0`): whether to retry is the caller's decision, made
+    from the gRPC status. `close()` releases the pool; call it once at shutdown.
+    """
+
+    def __init__(self, *, base_url: str | None, api_key: str, timeout_ms: int) -> None:
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            max_retries=0,
+            timeout=timeout_ms / MS_PER_S,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def stream(
+        self, turns: Sequence[Turn], *, model: str, max_tokens: int
+    ) -> AsyncGenerator[str | Finish, None]:
+        """Yields the answer's non-empty text chunks in order, then exactly one `Finish`.
+
+        Closing the generator early closes the HTTP response, aborting the model's request.
+        Raises an `AiError` subclass when the model fails, including mid-stream, and
+        `ModelUnavailable` when the stream ends without a finish reason.
+        """
+        try:
+            upstream = await self._client.chat.completions.create(
+                model=model,
+                messages=[_message(turn) for turn in turns],
+                max_completion_tokens=max_tokens,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except openai.OpenAIError as exc:
+            raise wrap_error(exc) from exc
+        finish_reason = ""
+        usage: Usage | None = None
+        answered_by = model
+        try:
+            async for chunk in upstream:
+                answered_by = chunk.model or answered_by
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                text, reason = _first_choice(chunk)
+                if text:
+                    yield text
+                finish_reason = reason or finish_reason
+        except openai.OpenAIError as exc:
+            raise wrap_error(exc) from exc
+        except ValueError as exc:
+            raise ModelFailed(f"model sent a malformed stream: {exc}") from exc
+        finally:
+            await upstream.close()
+        if not finish_reason:
+            raise ModelUnavailable("model stream ended without a finish reason")
+        yield Finish(finish_reason, usage, answered_by)
+
+
+def _first_choice(chunk: ChatCompletionChunk) -> tuple[str, str | None]:
+    """Text and finish reason of choice 0; we never ask for more than one choice."""
+    for choice in chunk.choices:
+        if choice.index == 0:
+            return choice.delta.content or "", choice.finish_reason
+    return "", None
+
+
+def _message(turn: Turn) -> ChatCompletionMessageParam:
+    if turn.role == "user":
+        return {"role": "user", "content": turn.content}
+    if turn.role == "assistant":
+        return {"role": "assistant", "content": turn.content}
+    return {"role": "system", "content": turn.content}
+
+
+def wrap_error(exc: openai.OpenAIError) -> AiError:
+    """The AiError for an openai failure; the caller raises it `from exc`."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelTimeout("model did not answer within AI_REQUEST_TIMEOUT_MS")
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelUnavailable(f"model unreachable: {exc.__cause__ or exc}")
+    if isinstance(exc, openai.APIStatusError):
+        return _wrap_status(exc.status_code, exc.message)
+    return ModelFailed(f"model call failed: {exc}")
+
+
+def _wrap_status(status: int, message: str) -> AiError:
+    if status == 429:
+        return ModelRateLimited(f"model rate limited (HTTP 429): {message}")
+    if status in (401, 403):
+        return ModelMisconfigured(
+            f"model refused our credentials (HTTP {status}); check OPENAI_API_KEY: {message}"
+        )
+    if status == 400:
+        return ModelRejectedRequest(f"model rejected the request (HTTP 400): {message}")
+    if status >= 500:
+        return ModelUnavailable(f"model failed (HTTP {status}): {message}")
+    return ModelFailed(f"model answered HTTP {status}: {message}")

@@ -1,0 +1,110 @@
+"""AiService/Generate: validates turns (else INVALID_ARGUMENT), streams batched deltas then exactly
+one finish; a model failure aborts the call with the status `errors.status_for` gives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+import grpc
+
+from ai_service.batching import batches
+from ai_service.config import Config
+from ai_service.errors import InvalidRequest, status_for
+from ai_service.provider import Finish, OpenAIProvider, Role, Turn
+from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
+
+logger = logging.getLogger(__name__)
+
+_ROLES: dict[int, Role] = {
+    common_pb2.ROLE_USER: "user",
+    common_pb2.ROLE_ASSISTANT: "assistant",
+    common_pb2.ROLE_SYSTEM: "system",
+}
+
+Context = grpc.aio.ServicerContext[ai_pb2.GenerateRequest, ai_pb2.GenerateResponse]
+
+
+class AiServicer(ai_pb2_grpc.AiServiceServicer):
+    """Stateless between calls: each Generate owns its provider stream and closes it on exit."""
+
+    def __init__(self, provider: OpenAIProvider, cfg: Config) -> None:
+        self._provider = provider
+        self._cfg = cfg
+
+    async def Generate(
+        self, request: ai_pb2.GenerateRequest, context: Context
+    ) -> AsyncIterator[ai_pb2.GenerateResponse]:
+        extra = {"request_id": request.request_id, "model": request.model or self._cfg.openai_model}
+        started = time.monotonic()
+        try:
+            answer = self._provider.stream(
+                turns_from_proto(request.turns),
+                model=request.model or self._cfg.openai_model,
+                max_tokens=request.max_tokens or self._cfg.max_tokens,
+            )
+            async with contextlib.aclosing(batches(answer, self._cfg.batch_max_chunks)) as stream:
+                async for batch in stream:
+                    for response in _responses(batch):
+                        if response.HasField("finish"):
+                            _log_finish(response.finish, started, extra)
+                        yield response
+        except asyncio.CancelledError:
+            logger.info("generate cancelled (caller gone, deadline or shutdown)", extra=extra)
+            raise
+        except Exception as exc:
+            code, details = status_for(exc)
+            if code == grpc.StatusCode.INTERNAL:
+                logger.exception("generate failed", extra=extra)
+            else:
+                logger.warning("generate failed: %s", details, extra={**extra, "code": code.name})
+            await context.abort(code, details)
+
+
+def turns_from_proto(turns: Sequence[ai_pb2.ChatTurn]) -> list[Turn]:
+    """Domain turns, or InvalidRequest naming the first bad turn."""
+    if not turns:
+        raise InvalidRequest("turns must hold at least one turn")
+    converted = []
+    for index, turn in enumerate(turns):
+        role = _ROLES.get(turn.role)
+        if role is None:
+            raise InvalidRequest(f"turns[{index}].role must be USER, ASSISTANT or SYSTEM")
+        if not turn.content:
+            raise InvalidRequest(f"turns[{index}].content must not be empty")
+        converted.append(Turn(role, turn.content))
+    return converted
+
+
+def _responses(batch: Iterable[str | Finish]) -> Iterable[ai_pb2.GenerateResponse]:
+    """One delta for the batch's text chunks (if any), then the finish if the batch ends with it."""
+    texts = [item for item in batch if isinstance(item, str)]
+    if texts:
+        delta = ai_pb2.GenerateDelta(text="".join(texts), chunk_count=len(texts))
+        yield ai_pb2.GenerateResponse(delta=delta)
+    for item in batch:
+        if isinstance(item, Finish):
+            yield ai_pb2.GenerateResponse(finish=_finish_to_proto(item))
+
+
+def _finish_to_proto(finish: Finish) -> ai_pb2.GenerateFinish:
+    message = ai_pb2.GenerateFinish(finish_reason=finish.finish_reason, model=finish.model)
+    if finish.usage is not None:
+        message.usage.prompt_tokens = finish.usage.prompt_tokens
+        message.usage.completion_tokens = finish.usage.completion_tokens
+    return message
+
+
+def _log_finish(finish: ai_pb2.GenerateFinish, started: float, extra: dict[str, str]) -> None:
+    logger.info(
+        "generate finished",
+        extra={
+            **extra,
+            "finish_reason": finish.finish_reason,
+            "completion_tokens": finish.usage.completion_tokens,
+            "duration_ms": round((time.monotonic() - started) * 1000),
+        },
+    )

@@ -1,0 +1,116 @@
+"""`make run`'s launcher: every process started, PID files, clean Ctrl-C, busy ports named."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.helpers import ROOT, eventually, free_port
+
+NAMES = ["redis", "model", "ai", "session-1", "gateway"]
+
+
+def launcher_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    env |= {
+        "RUN_DIR": str(tmp_path / "run"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("REDIS_PORT", "DEV_MODEL_PORT", "AI_PORT", "SESSION_PORT", "GATEWAY_PORT"):
+        env[name] = str(free_port())
+    return env
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_busy_port_is_named_before_anything_starts(tmp_path):
+    env = launcher_env(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", int(env["GATEWAY_PORT"])))
+        holder.listen()
+        done = subprocess.run(
+            [sys.executable, "-m", "deploy.run_local"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"port {env['GATEWAY_PORT']} (GATEWAY_PORT)" in done.stderr
+    assert not (tmp_path / "run" / "redis.pid").exists()
+
+
+@pytest.fixture
+def launched(tmp_path):
+    env = launcher_env(tmp_path)
+    with (tmp_path / "launcher.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.run_local"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc, env
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for name in NAMES:  # never leave a child behind, even when the launcher failed
+            pid_file = tmp_path / "run" / f"{name}.pid"
+            if pid_file.exists():
+                pid = int(pid_file.read_text())
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def healthz_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as reply:
+        return bool(reply.status == 200)
+
+
+async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_path):
+    proc, env = launched
+    base = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
+    eventually(lambda: healthz_ok(f"{base}/healthz"), timeout=60, interval=0.1)
+    pids = {n: int((tmp_path / "run" / f"{n}.pid").read_text()) for n in NAMES}
+    assert all(pid_alive(pid) for pid in pids.values())
+    frames: list[str] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws/t1?user=a") as ws:
+        await ws.send_str("hello tokens=5")
+        while not frames or frames[-1] != "[DONE]":
+            frames.append(await ws.receive_str(timeout=20))
+        await ws.send_str("(GET_HISTORY)")
+        history = json.loads(await ws.receive_str(timeout=20))
+    assert frames[0] == "[LOADING]"
+    assert "".join(frames[1:-1]) == "tok0 tok1 tok2 tok3 tok4"
+    assert [(m["role"], m["content"]) for m in history] == [
+        ("user", "hello tokens=5"),
+        ("assistant", "tok0 tok1 tok2 tok3 tok4"),
+    ]
+    assert (tmp_path / "data" / "redis" / "appendonlydir").is_dir()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0
+    assert not any(pid_alive(pid) for pid in pids.values())
+    assert not list((tmp_path / "run").glob("*.pid"))
