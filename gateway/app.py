@@ -1,0 +1,117 @@
+"""The aiohttp application (routes, JSON errors for every failure) and `serve` until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import grpc
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from common.grpc_server import CHANNEL_OPTIONS
+from gateway.config import Config
+from gateway.errors import GatewayError, code_for_http_status, error_body
+from gateway.hub import Hubs
+from gateway.rest import RestRoutes
+from gateway.upstream import SessionClient
+from gateway.ws import SocketRoutes
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT_S = 10.0
+"""How long in-flight requests and closing sockets get before they are cancelled."""
+RECONNECT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+"""Reconnect to a restarted session service within the hubs' 2 s backoff, not gRPC's 120 s."""
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes `{"error": {"code", "message"}}` with its HTTP status."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        if exc.status >= 500:
+            logger.warning(
+                "request failed", extra={"path": request.path, "code": exc.code, "error": exc}
+            )
+        return web.json_response(exc.body(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.json_response(
+            error_body(code_for_http_status(exc.status), _router_message(request, exc)),
+            status=exc.status,
+            headers=headers,
+        )
+    except Exception:
+        logger.exception("unhandled error", extra={"path": request.path})
+        return web.json_response(error_body("INTERNAL", "internal error"), status=500)
+
+
+def _router_message(request: web.Request, exc: web.HTTPException) -> str:
+    """Says what the router refused, in words a client can act on."""
+    if exc.status == 404:
+        return f"no route for {request.method} {request.path}"
+    if exc.status == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return exc.text or exc.reason
+    return exc.reason
+
+
+def create_app(cfg: Config, client: SessionClient, sockets: SocketRoutes) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=cfg.http_max_body_bytes)
+    rest = RestRoutes(client)
+    app.router.add_get("/healthz", rest.healthz)
+    app.router.add_get("/api/chat/session/{session_id}", rest.get_session)
+    app.router.add_put("/api/chat/session/{session_id}", rest.put_session)
+    app.router.add_get("/api/chat/session/{session_id}/messages", rest.list_messages)
+    app.router.add_post("/api/chat/session/{session_id}/messages", rest.post_message)
+    app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
+    return app
+
+
+async def serve(cfg: Config) -> None:
+    """Serves until SIGTERM/SIGINT, then closes sockets (1001), the server and the channel."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    channel = grpc.aio.insecure_channel(
+        cfg.session_service_addr, options=[*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+    )
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            client = SessionClient(channel, cfg.grpc_deadline_s)
+            hubs = Hubs(client, tasks, cfg.grpc_deadline_s)
+            sockets = SocketRoutes(cfg, client, hubs)
+            runner = web.AppRunner(
+                create_app(cfg, client, sockets), shutdown_timeout=SHUTDOWN_TIMEOUT_S
+            )
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, cfg.bind_host, cfg.port)
+                await site.start()
+                logger.info(
+                    "gateway serving",
+                    extra={
+                        "addresses": [str(a) for a in runner.addresses],
+                        "session_service": cfg.session_service_addr,
+                    },
+                )
+                await stop.wait()
+                logger.info("gateway shutting down")
+                sockets.close_all()
+            finally:
+                await runner.cleanup()
+                hubs.close()
+    finally:
+        await channel.close()
+        logger.info("gateway stopped")

@@ -1,0 +1,54 @@
+"""The gateway's settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from common.config import ConfigError, env_int, env_str
+
+MIB = 1024 * 1024
+LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the gateway needs to run; built by `from_env` in `__main__` and passed down."""
+
+    port: int
+    """GATEWAY_PORT: TCP port of the HTTP and WebSocket server (0 picks a free one)."""
+    bind_host: str
+    """BIND_HOST: address to listen on."""
+    session_service_addr: str
+    """SESSION_SERVICE_ADDR: host:port of the session service."""
+    grpc_deadline_ms: int
+    """GRPC_DEADLINE_MS: deadline of every unary call, and of a new thread's first catch-up."""
+    ws_max_message_bytes: int
+    """WS_MAX_MESSAGE_BYTES: largest WebSocket frame accepted; larger closes with 1009."""
+    http_max_body_bytes: int
+    """HTTP_MAX_BODY_BYTES: largest HTTP request body accepted; larger answers 413."""
+    ws_send_queue: int
+    """WS_SEND_QUEUE: frames one socket may have waiting; beyond it the socket is closed (1013)."""
+    log_level: str
+    """LOG_LEVEL: threshold of the JSON logs."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
+        log_level = env_str(environ, "LOG_LEVEL", "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
+        return cls(
+            port=env_int(environ, "GATEWAY_PORT", 8080),
+            bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
+            session_service_addr=env_str(environ, "SESSION_SERVICE_ADDR", "127.0.0.1:50051"),
+            grpc_deadline_ms=env_int(environ, "GRPC_DEADLINE_MS", 5000, minimum=1),
+            ws_max_message_bytes=env_int(environ, "WS_MAX_MESSAGE_BYTES", MIB, minimum=1),
+            http_max_body_bytes=env_int(environ, "HTTP_MAX_BODY_BYTES", 4 * MIB, minimum=1),
+            ws_send_queue=env_int(environ, "WS_SEND_QUEUE", 1024, minimum=1),
+            log_level=log_level,
+        )
+
+    @property
+    def grpc_deadline_s(self) -> float:
+        return self.grpc_deadline_ms / 1000

@@ -1,0 +1,256 @@
+"""One upstream Subscribe per thread, fanned out to every socket of that thread on this gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiohttp import WSCloseCode, web
+
+from gateway.errors import GatewayError, UpstreamError
+from gateway.frames import CaughtUp, Event, ThreadView, error_frame
+from gateway.upstream import SessionClient
+
+logger = logging.getLogger(__name__)
+
+INITIAL_BACKOFF_S = 0.05
+MAX_BACKOFF_S = 2.0
+
+
+@dataclass(frozen=True)
+class Close:
+    """The last item of an outbox: close the socket with this code."""
+
+    code: WSCloseCode
+    reason: str
+
+
+class Outbox:
+    """One socket's bounded frame queue: producers offer without waiting, one writer sends.
+
+    Frames leave in the order offered. On overflow the queued frames are dropped and the socket
+    is closed with 1013, so one slow reader never slows the hub or the other sockets.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._queue: asyncio.Queue[str | Close] = asyncio.Queue(limit)
+        self._closing = False
+
+    def offer(self, frame: str) -> None:
+        if self._closing:
+            return
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            logger.warning(
+                "socket send queue full; closing it", extra={"limit": self._queue.maxsize}
+            )
+            self._close_now(Close(WSCloseCode.TRY_AGAIN_LATER, "send queue full"))
+
+    def offer_all(self, frames: Iterable[str]) -> None:
+        for frame in frames:
+            self.offer(frame)
+
+    def finish(self, code: WSCloseCode, reason: str) -> None:
+        """Closes the socket after the frames already queued (or at once if there is no room)."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self._queue.put_nowait(Close(code, reason))
+        except asyncio.QueueFull:
+            self._close_now(Close(code, reason))
+
+    def _close_now(self, close: Close) -> None:
+        self._closing = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(close)
+
+    async def send_to(self, ws: web.WebSocketResponse) -> None:
+        """The socket's only writer: sends frames in order until a Close or a broken connection."""
+        while True:
+            item = await self._queue.get()
+            if isinstance(item, Close):
+                await ws.close(code=item.code, message=item.reason.encode())
+                return
+            try:
+                await ws.send_str(item)
+            except ConnectionError:
+                return
+
+
+class ThreadHub:
+    """One thread's upstream stream, its ThreadView, and the outboxes of its sockets here.
+
+    Frames reach every outbox in the order the view produced them. Joins and frames happen on the
+    event loop between awaits, so a joining socket's snapshot and the live frames after it
+    neither overlap nor leave a gap. `users` counts joined sockets and sockets waiting to join.
+    """
+
+    def __init__(
+        self, thread_id: str, client: SessionClient, on_gone: Callable[[ThreadHub], None]
+    ) -> None:
+        self.thread_id = thread_id
+        self.users = 0
+        self._client = client
+        self._on_gone = on_gone
+        self._view = ThreadView()
+        self._outboxes: set[Outbox] = set()
+        self._ready = asyncio.Event()
+        self._failure: GatewayError | None = None
+        self._resuming = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, tasks: asyncio.TaskGroup) -> None:
+        self._task = tasks.create_task(self._run(), name=f"hub:{self.thread_id}")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if not self._ready.is_set():
+            self._failure = UpstreamError(
+                "gateway is shutting down", status=503, code="UNAVAILABLE", retryable=True
+            )
+            self._ready.set()
+
+    async def join(self, outbox: Outbox, timeout_s: float) -> None:
+        """Waits for the first CaughtUp, then adds the outbox, primed with the open answer."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        except TimeoutError as exc:
+            raise UpstreamError(
+                "session service did not answer the subscription in time",
+                status=504,
+                code="DEADLINE_EXCEEDED",
+                retryable=True,
+            ) from exc
+        if self._failure is not None:
+            raise self._failure
+        outbox.offer_all(self._view.snapshot())
+        self._outboxes.add(outbox)
+
+    def leave(self, outbox: Outbox) -> None:
+        self._outboxes.discard(outbox)
+
+    async def _run(self) -> None:
+        backoff = INITIAL_BACKOFF_S
+        extra = {"session_id": self.thread_id}
+        try:
+            while True:
+                failure: GatewayError = UpstreamError(
+                    "subscription ended", status=503, code="UNAVAILABLE", retryable=True
+                )
+                try:
+                    events = self._client.subscribe(self.thread_id, self._view.cursor)
+                    async with contextlib.aclosing(events):
+                        async for event in events:
+                            if self._deliver(event):
+                                backoff = INITIAL_BACKOFF_S
+                except GatewayError as exc:
+                    failure = exc
+                if not self._ready.is_set() or not failure.retryable:
+                    self._fail(failure)
+                    return
+                delay = random.uniform(backoff / 2, backoff)
+                cursor = self._view.cursor
+                logger.warning(
+                    "subscription failed; resubscribing",
+                    extra={
+                        **extra,
+                        "code": failure.code,
+                        "error": failure.message,
+                        "after_seq": cursor.seq if cursor else None,
+                        "after_offset": cursor.offset if cursor else None,
+                        "delay_ms": round(delay * 1000),
+                    },
+                )
+                self._resuming = True
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        except Exception:
+            logger.exception("thread hub failed", extra=extra)
+            self._fail(GatewayError("gateway error while following the session"))
+
+    def _deliver(self, event: Event) -> bool:
+        """Fans the event's frames out; True when the event is a CaughtUp."""
+        frames = self._view.apply(event)
+        for outbox in self._outboxes:
+            outbox.offer_all(frames)
+        if isinstance(event, CaughtUp):
+            if self._resuming:
+                self._resuming = False
+                logger.info(
+                    "subscription resumed",
+                    extra={"session_id": self.thread_id, "after_seq": event.seq},
+                )
+            self._ready.set()
+            return True
+        return False
+
+    def _fail(self, failure: GatewayError) -> None:
+        """Gives up: waiting joins raise `failure`, joined sockets get it as a frame and close."""
+        logger.warning(
+            "thread hub gave up",
+            extra={"session_id": self.thread_id, "code": failure.code, "error": failure.message},
+        )
+        self._failure = failure
+        self._ready.set()
+        for outbox in self._outboxes:
+            outbox.offer(error_frame(failure.message))
+            outbox.finish(WSCloseCode.INTERNAL_ERROR, "session stream failed")
+        self._outboxes.clear()
+        self._on_gone(self)
+
+
+class Hubs:
+    """Every live ThreadHub of this gateway by thread id; a hub lives while it has users.
+
+    Hub tasks run in the server's TaskGroup; `close` cancels them all at shutdown.
+    """
+
+    def __init__(self, client: SessionClient, tasks: asyncio.TaskGroup, ready_timeout_s: float):
+        self._client = client
+        self._tasks = tasks
+        self._ready_timeout_s = ready_timeout_s
+        self._hubs: dict[str, ThreadHub] = {}
+
+    async def attach(self, thread_id: str, outbox: Outbox) -> ThreadHub:
+        """The thread's hub with `outbox` joined; starts the hub if this is its first socket."""
+        hub = self._hubs.get(thread_id)
+        if hub is None:
+            hub = ThreadHub(thread_id, self._client, self._forget)
+            self._hubs[thread_id] = hub
+            hub.start(self._tasks)
+            logger.info("thread hub started", extra={"session_id": thread_id})
+        hub.users += 1
+        try:
+            await hub.join(outbox, self._ready_timeout_s)
+        except BaseException:
+            self._release(hub)
+            raise
+        return hub
+
+    def detach(self, hub: ThreadHub, outbox: Outbox) -> None:
+        hub.leave(outbox)
+        self._release(hub)
+
+    def close(self) -> None:
+        for hub in list(self._hubs.values()):
+            self._forget(hub)
+            hub.stop()
+
+    def _release(self, hub: ThreadHub) -> None:
+        hub.users -= 1
+        if hub.users == 0:
+            self._forget(hub)
+            hub.stop()
+            logger.info("thread hub stopped", extra={"session_id": hub.thread_id})
+
+    def _forget(self, hub: ThreadHub) -> None:
+        if self._hubs.get(hub.thread_id) is hub:
+            del self._hubs[hub.thread_id]

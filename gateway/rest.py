@@ -1,0 +1,154 @@
+"""Seeds 001/003 over HTTP: a session's state and messages, and the gateway's health."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import BadRequest, error_body
+from gateway.upstream import ROLES_BY_NAME, SessionClient
+
+RESERVED_KEYS = ("messages", "createdAt", "lastAccessedAt")
+"""Top-level keys the GET answer fills in itself; a state patch may not set them."""
+MESSAGE_FIELDS = frozenset({"role", "content", "user", "clientMessageId"})
+DEFAULT_PAGE_SIZE = 100
+STATE_PAGE_SIZE = 1000
+MAX_UINT32 = 2**32 - 1
+MAX_UINT64 = 2**64 - 1
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    role: str
+    content: str
+    user: str
+    client_message_id: str
+
+
+def parse_json(body: bytes) -> Any:
+    """The body as JSON: UTF-8, no NaN/Infinity, and only text protobuf can carry."""
+    try:
+        value = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    return value
+
+
+def parse_patch(body: bytes) -> dict[str, Any]:
+    """A state merge patch: a JSON object without the reserved keys."""
+    patch = parse_json(body)
+    if not isinstance(patch, dict):
+        raise BadRequest("body must be a JSON object")
+    for key in RESERVED_KEYS:
+        if key in patch:
+            raise BadRequest(f"{key!r} is reserved and cannot be set in the state")
+    return patch
+
+
+def parse_new_message(body: bytes) -> NewMessage:
+    """`{"role", "content", "user"?, "clientMessageId"?}` with exactly those fields and types."""
+    fields = parse_json(body)
+    if not isinstance(fields, dict):
+        raise BadRequest("body must be a JSON object")
+    unknown = sorted(set(fields) - MESSAGE_FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}; allowed: {sorted(MESSAGE_FIELDS)}")
+    role = fields.get("role")
+    if not isinstance(role, str) or role not in ROLES_BY_NAME:
+        raise BadRequest(f"role must be one of {sorted(ROLES_BY_NAME)}")
+    return NewMessage(
+        role=role,
+        content=_string(fields, "content", required=True),
+        user=_string(fields, "user", required=False),
+        client_message_id=_string(fields, "clientMessageId", required=False),
+    )
+
+
+def parse_uint(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
+    """A non-negative integer query parameter, at most `maximum`."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or int(raw) > maximum:
+        raise BadRequest(f"{name} must be an integer from 0 to {maximum}, got {raw!r}")
+    return int(raw)
+
+
+class RestRoutes:
+    """The chat-session HTTP API; each route is one session-service call, or pages of one."""
+
+    def __init__(self, client: SessionClient) -> None:
+        self._client = client
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        session = await self._client.get_session(session_id)
+        messages = await self._client.all_messages(session_id, STATE_PAGE_SIZE)
+        body = {
+            **session.state,
+            "messages": messages,
+            "createdAt": session.created_ms,
+            "lastAccessedAt": session.last_accessed_ms,
+        }
+        return web.json_response(body, headers=_etag(session.version))
+
+    async def put_session(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        expected: int | None = None
+        if "expectedVersion" in request.query:
+            expected = parse_uint(request.query, "expectedVersion", 0, MAX_UINT64)
+        patch = parse_patch(await request.read())
+        update = await self._client.update_state(
+            session_id, json.dumps(patch, ensure_ascii=False), expected
+        )
+        return web.json_response(
+            {"version": update.version, "state": update.state}, headers=_etag(update.version)
+        )
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        new = parse_new_message(await request.read())
+        appended = await self._client.append_message(
+            session_id, new.role, new.content, new.user, new.client_message_id
+        )
+        return web.json_response(appended.message, status=200 if appended.duplicate else 201)
+
+    async def list_messages(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["session_id"]
+        after = parse_uint(request.query, "after", 0, MAX_UINT64)
+        limit = parse_uint(request.query, "limit", DEFAULT_PAGE_SIZE, MAX_UINT32)
+        page = await self._client.list_messages(session_id, after, limit)
+        return web.json_response(
+            {"messages": page.messages, "hasMore": page.has_more, "lastSeq": page.last_seq}
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        if await self._client.serving():
+            return web.json_response({"status": "ok"})
+        return web.json_response(
+            error_body("UNAVAILABLE", "session service is not serving"), status=503
+        )
+
+
+def _string(fields: Mapping[str, Any], name: str, *, required: bool) -> str:
+    value = fields.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    return value
+
+
+def _etag(version: int) -> dict[str, str]:
+    return {"ETag": f'"{version}"'}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")

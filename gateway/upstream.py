@@ -1,0 +1,296 @@
+"""The session service as the gateway sees it: deadlined calls, proto <-> JSON, gRPC -> HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
+from gateway.errors import BadRequest, GatewayError, UpstreamError
+from gateway.frames import (
+    AnswerDelta,
+    AnswerEnded,
+    AnswerStarted,
+    CaughtUp,
+    Cursor,
+    Event,
+    Logged,
+)
+
+logger = logging.getLogger(__name__)
+
+_Request = TypeVar("_Request", bound=Message)
+
+HTTP_STATUS_FOR_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+"""Every other gRPC status is an HTTP 500."""
+
+FINAL_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+"""Statuses a retry cannot change; anything else may succeed from the same cursor later."""
+
+ROLE_NAMES: dict[int, str] = {
+    common_pb2.ROLE_USER: "user",
+    common_pb2.ROLE_ASSISTANT: "assistant",
+    common_pb2.ROLE_SYSTEM: "system",
+}
+ROLES_BY_NAME = {name: role for role, name in ROLE_NAMES.items()}
+ANSWER_STATUS_NAMES: dict[int, str] = {
+    common_pb2.ANSWER_STATUS_COMPLETED: "COMPLETED",
+    common_pb2.ANSWER_STATUS_INTERRUPTED: "INTERRUPTED",
+    common_pb2.ANSWER_STATUS_FAILED: "FAILED",
+    common_pb2.ANSWER_STATUS_CANCELLED: "CANCELLED",
+}
+HEALTH_DEADLINE_S = 1.0
+
+
+def http_status_for(code: grpc.StatusCode) -> int:
+    return HTTP_STATUS_FOR_CODE.get(code, 500)
+
+
+def upstream_error(exc: grpc.aio.AioRpcError) -> UpstreamError:
+    """The gateway error for a failed call, keeping the session service's message."""
+    code = exc.code()
+    message = exc.details() or code.name.lower()
+    return UpstreamError(
+        message, status=http_status_for(code), code=code.name, retryable=code not in FINAL_CODES
+    )
+
+
+def millis(ts: Timestamp) -> int:
+    """Epoch milliseconds of a Timestamp; 0 when unset."""
+    return int(ts.seconds) * 1000 + int(ts.nanos) // 1_000_000
+
+
+def message_json(message: common_pb2.Message) -> dict[str, Any]:
+    """A stored message as the REST API shows it."""
+    return {
+        "seq": message.seq,
+        "role": ROLE_NAMES.get(message.role, "unspecified"),
+        "content": message.content,
+        "user": message.user,
+        "ts": millis(message.created_at),
+    }
+
+
+def history_json(message: dict[str, Any]) -> dict[str, Any]:
+    """A message (as `message_json` made it) as the seed-000 `(GET_HISTORY)` answer shows it."""
+    return {key: value for key, value in message.items() if key != "seq"}
+
+
+def event_from_proto(event: session_pb2.SessionEvent) -> Event:
+    """The plain value of one stream event.
+
+    A kind this gateway does not know is Logged: every kind but deltas and CaughtUp is a log event.
+    """
+    kind = event.WhichOneof("kind")
+    if kind == "answer_started":
+        return AnswerStarted(seq=event.seq)
+    if kind == "answer_delta":
+        return AnswerDelta(answer_seq=event.seq, offset=event.offset, text=event.answer_delta.text)
+    if kind == "answer_ended":
+        message = event.answer_ended.message
+        return AnswerEnded(
+            seq=event.seq,
+            answer_seq=message.answer_seq,
+            content=message.content,
+            status=ANSWER_STATUS_NAMES.get(message.answer_status, "UNSPECIFIED"),
+            error=event.answer_ended.error,
+        )
+    if kind == "caught_up":
+        return CaughtUp(seq=event.seq, offset=event.offset)
+    return Logged(seq=event.seq)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A session as the REST API needs it: the state object, its version, and times in ms."""
+
+    state: dict[str, Any]
+    version: int
+    created_ms: int
+    last_accessed_ms: int
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    version: int
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Appended:
+    message: dict[str, Any]
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    messages: list[dict[str, Any]]
+    has_more: bool
+    last_seq: int
+
+
+def state_object(state_json: str) -> dict[str, Any]:
+    """The session service's state text as an object; anything else is its bug, not bad input."""
+    try:
+        state = json.loads(state_json or "{}")
+    except ValueError as exc:
+        raise GatewayError("session service returned state that is not JSON") from exc
+    if not isinstance(state, dict):
+        raise GatewayError("session service returned state that is not an object")
+    return state
+
+
+class SessionClient:
+    """Calls to the session service over one long-lived channel; every unary call is deadlined.
+
+    Failed calls raise `UpstreamError`; a request that protobuf refuses to encode is `BadRequest`.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, deadline_s: float) -> None:
+        self._stub = session_pb2_grpc.SessionServiceStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+        self._deadline_s = deadline_s
+
+    async def get_session(self, session_id: str) -> SessionInfo:
+        request = _build(session_pb2.GetSessionRequest, session_id=session_id)
+        try:
+            reply = await self._stub.GetSession(request, timeout=self._deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc) from exc
+        session = reply.session
+        return SessionInfo(
+            state=state_object(session.state_json),
+            version=session.version,
+            created_ms=millis(session.created_at),
+            last_accessed_ms=millis(session.last_accessed_at),
+        )
+
+    async def update_state(
+        self, session_id: str, patch_json: str, expected_version: int | None
+    ) -> StateUpdate:
+        request = _build(
+            session_pb2.UpdateStateRequest,
+            session_id=session_id,
+            patch_json=patch_json,
+            expected_version=expected_version,
+            return_state=True,
+        )
+        try:
+            reply = await self._stub.UpdateState(request, timeout=self._deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc) from exc
+        return StateUpdate(reply.version, state_object(reply.state_json))
+
+    async def append_message(
+        self, session_id: str, role: str, content: str, user: str, client_message_id: str
+    ) -> Appended:
+        request = _build(
+            session_pb2.AppendMessageRequest,
+            session_id=session_id,
+            role=ROLES_BY_NAME[role],
+            content=content,
+            user=user,
+            client_message_id=client_message_id,
+        )
+        try:
+            reply = await self._stub.AppendMessage(request, timeout=self._deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc) from exc
+        return Appended(message_json(reply.message), reply.duplicate)
+
+    async def list_messages(self, session_id: str, after_seq: int, limit: int) -> Page:
+        request = _build(
+            session_pb2.ListMessagesRequest, session_id=session_id, after_seq=after_seq, limit=limit
+        )
+        try:
+            reply = await self._stub.ListMessages(request, timeout=self._deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc) from exc
+        return Page([message_json(m) for m in reply.messages], reply.has_more, reply.last_seq)
+
+    async def all_messages(self, session_id: str, page_size: int) -> list[dict[str, Any]]:
+        """Every message in seq order, one deadlined call per page."""
+        messages: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = await self.list_messages(session_id, after, page_size)
+            messages.extend(page.messages)
+            if not page.has_more or not page.messages:
+                return messages
+            after = page.messages[-1]["seq"]
+
+    async def send_prompt(self, session_id: str, content: str, user: str) -> None:
+        request = _build(
+            session_pb2.SendPromptRequest, session_id=session_id, content=content, user=user
+        )
+        try:
+            await self._stub.SendPrompt(request, timeout=self._deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc) from exc
+
+    async def subscribe(
+        self, session_id: str, cursor: Cursor | None
+    ) -> AsyncGenerator[Event, None]:
+        """The session's events from `cursor` (None: from now), then live, until the stream fails.
+
+        No deadline: the stream lives as long as its sockets; callers bound the wait for CaughtUp.
+        """
+        if cursor is None:
+            request = _build(session_pb2.SubscribeRequest, session_id=session_id)
+        else:
+            request = _build(
+                session_pb2.SubscribeRequest,
+                session_id=session_id,
+                after_seq=cursor.seq,
+                after_offset=cursor.offset,
+            )
+        call = self._stub.Subscribe(request)
+        try:
+            async for reply in call:
+                yield event_from_proto(reply.event)
+        except grpc.aio.AioRpcError as exc:
+            raise upstream_error(exc) from exc
+        finally:
+            call.cancel()
+
+    async def serving(self) -> bool:
+        """Whether the session service's health check answers SERVING within a second."""
+        try:
+            reply = await self._health.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=HEALTH_DEADLINE_S
+            )
+        except grpc.aio.AioRpcError as exc:
+            logger.info("session service health check failed", extra={"code": exc.code().name})
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _build(cls: type[_Request], **fields: Any) -> _Request:
+    """A request; values protobuf cannot encode (lone surrogates, overflow) are bad input."""
+    try:
+        return cls(**{name: value for name, value in fields.items() if value is not None})
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"cannot encode request: {exc}") from exc

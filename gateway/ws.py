@@ -1,0 +1,99 @@
+"""Seed 000's WebSocket `/ws/{thread_id}?user=`: prompts and `(GET_HISTORY)` in, frames out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+
+from gateway.config import Config
+from gateway.errors import BadRequest, GatewayError
+from gateway.frames import error_frame
+from gateway.hub import Hubs, Outbox
+from gateway.upstream import SessionClient, history_json
+
+logger = logging.getLogger(__name__)
+
+GET_HISTORY = "(GET_HISTORY)"
+HISTORY_PAGE_SIZE = 1000
+HEARTBEAT_S = 20.0
+"""Ping interval; a peer that stops answering is dropped, which also frees a stuck writer."""
+
+
+class SocketRoutes:
+    """Serves the thread sockets. A socket joins its thread's hub before the upgrade is accepted.
+
+    Every frame a socket gets goes through its Outbox (one writer per socket); the outboxes of
+    open sockets are kept so shutdown can close them all with 1001.
+    """
+
+    def __init__(self, cfg: Config, client: SessionClient, hubs: Hubs) -> None:
+        self._cfg = cfg
+        self._client = client
+        self._hubs = hubs
+        self._open: set[Outbox] = set()
+
+    async def connect(self, request: web.Request) -> web.StreamResponse:
+        thread_id = request.match_info["thread_id"]
+        user = request.query.get("user", "")
+        ws = web.WebSocketResponse(
+            max_msg_size=self._cfg.ws_max_message_bytes, heartbeat=HEARTBEAT_S
+        )
+        if not ws.can_prepare(request).ok:
+            raise BadRequest("expected a WebSocket upgrade request")
+        outbox = Outbox(self._cfg.ws_send_queue)
+        # Joined before the upgrade: an unusable thread answers HTTP 400/503, and a prompt sent
+        # right after the upgrade is answered on a stream that is already caught up.
+        hub = await self._hubs.attach(thread_id, outbox)
+        writer: asyncio.Task[None] | None = None
+        self._open.add(outbox)
+        extra = {"session_id": thread_id, "user": user}
+        try:
+            await ws.prepare(request)
+            writer = asyncio.create_task(outbox.send_to(ws), name=f"ws-writer:{thread_id}")
+            logger.info("socket connected", extra=extra)
+            async for message in ws:
+                if message.type is WSMsgType.ERROR:
+                    break
+                await self._receive(thread_id, user, message, outbox)
+        except Exception:
+            logger.exception("socket failed", extra=extra)
+        finally:
+            self._open.discard(outbox)
+            self._hubs.detach(hub, outbox)
+            if writer is not None:
+                await _stop_writer(writer)
+            if ws.prepared:
+                await ws.close()
+            logger.info("socket closed", extra={**extra, "close_code": ws.close_code})
+        return ws
+
+    def close_all(self) -> None:
+        """Shutdown: every open socket closes with 1001 once its queued frames are sent."""
+        for outbox in self._open:
+            outbox.finish(WSCloseCode.GOING_AWAY, "server shutting down")
+
+    async def _receive(self, thread_id: str, user: str, message: WSMessage, outbox: Outbox) -> None:
+        if message.type is WSMsgType.BINARY:
+            outbox.offer(error_frame("binary frames are not supported; send text"))
+            return
+        if message.type is not WSMsgType.TEXT:
+            return
+        try:
+            if message.data == GET_HISTORY:
+                messages = await self._client.all_messages(thread_id, HISTORY_PAGE_SIZE)
+                outbox.offer(json.dumps([history_json(m) for m in messages], ensure_ascii=False))
+            else:
+                await self._client.send_prompt(thread_id, message.data, user)
+        except GatewayError as exc:
+            outbox.offer(error_frame(exc.message))
+
+
+async def _stop_writer(writer: asyncio.Task[None]) -> None:
+    """Cancels the writer and waits for it, logging (never losing) an error it ended with."""
+    writer.cancel()
+    await asyncio.wait([writer])
+    if not writer.cancelled() and writer.exception() is not None:
+        logger.error("socket writer failed", exc_info=writer.exception())

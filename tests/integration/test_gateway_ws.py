@@ -1,0 +1,141 @@
+"""The seed-000 WebSocket of the gateway against the real stack: prompts, frames, history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.stack import Stack
+
+FRAME_TIMEOUT_S = 15.0
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+def ws_url(stack: Stack, thread_id: str, user: str = "ann") -> str:
+    return f"{stack.gateway_url.replace('http://', 'ws://')}/ws/{thread_id}?user={user}"
+
+
+async def next_frame(ws: aiohttp.ClientWebSocketResponse) -> str:
+    message = await ws.receive(timeout=FRAME_TIMEOUT_S)
+    assert message.type is aiohttp.WSMsgType.TEXT, (message.type, message.data, message.extra)
+    return str(message.data)
+
+
+async def frames_through_done(ws: aiohttp.ClientWebSocketResponse) -> list[str]:
+    """Frames up to and including the next `[DONE]`."""
+    frames = [await next_frame(ws)]
+    while frames[-1] != "[DONE]":
+        frames.append(await next_frame(ws))
+    return frames
+
+
+def answer_text(frames: list[str]) -> str:
+    """The answer one `[LOADING]` … `[DONE]` block shows (no other block, no error frame)."""
+    assert frames[0] == "[LOADING]" and frames[-1] == "[DONE]", frames
+    body = frames[1:-1]
+    assert not any(f in ("[LOADING]", "[DONE]") or f.startswith("[ERROR]") for f in body), frames
+    return "".join(body)
+
+
+async def history(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    await ws.send_str("(GET_HISTORY)")
+    return list(json.loads(await next_frame(ws)))
+
+
+async def test_prompt_streams_loading_tokens_done_to_every_socket_of_the_thread(
+    http, stack, session_id
+):
+    async with (
+        http.ws_connect(ws_url(stack, session_id, "ann")) as ann,
+        http.ws_connect(ws_url(stack, session_id, "bob")) as bob,
+    ):
+        await ann.send_str("hello tokens=5")
+        for ws in (ann, bob):
+            assert answer_text(await frames_through_done(ws)) == "tok0 tok1 tok2 tok3 tok4"
+
+
+async def test_history_after_reconnect_lists_user_and_assistant_messages(http, stack, session_id):
+    async with http.ws_connect(ws_url(stack, session_id, "ann")) as ws:
+        await ws.send_str("hello tokens=3")
+        await frames_through_done(ws)
+    async with http.ws_connect(ws_url(stack, session_id, "bob")) as ws:
+        entries = await history(ws)
+    assert [{k: e[k] for k in ("role", "content", "user")} for e in entries] == [
+        {"role": "user", "content": "hello tokens=3", "user": "ann"},
+        {"role": "assistant", "content": "tok0 tok1 tok2", "user": ""},
+    ]
+    assert all(set(e) == {"role", "content", "user", "ts"} for e in entries)
+    assert 1_600_000_000_000 < entries[0]["ts"] <= entries[1]["ts"]
+
+
+async def test_history_of_a_new_thread_is_an_empty_list(http, stack, session_id):
+    async with http.ws_connect(ws_url(stack, session_id)) as ws:
+        assert await history(ws) == []
+
+
+async def test_prompts_sent_back_to_back_are_answered_one_block_after_the_other(
+    http, stack, session_id
+):
+    async with http.ws_connect(ws_url(stack, session_id)) as ws:
+        await ws.send_str("first tokens=3")
+        await ws.send_str("second tokens=4")
+        first = answer_text(await frames_through_done(ws))
+        second = answer_text(await frames_through_done(ws))
+        entries = await history(ws)
+    assert (first, second) == ("tok0 tok1 tok2", "tok0 tok1 tok2 tok3")
+    assert [e["content"] for e in entries if e["role"] == "assistant"] == [first, second]
+
+
+async def test_prompt_error_goes_only_to_the_sending_socket(http, stack, session_id):
+    async with (
+        http.ws_connect(ws_url(stack, session_id, "ann")) as ann,
+        http.ws_connect(ws_url(stack, session_id, "bob")) as bob,
+    ):
+        await ann.send_str("   ")
+        assert (await next_frame(ann)).startswith("[ERROR] ")
+        await ann.send_str("valid tokens=2")
+        # bob's first frame is this answer's: the error never reached him.
+        assert answer_text(await frames_through_done(bob)) == "tok0 tok1"
+        assert answer_text(await frames_through_done(ann)) == "tok0 tok1"
+        assert [e["content"] for e in await history(ann)] == ["valid tokens=2", "tok0 tok1"]
+
+
+async def test_binary_frame_is_an_error_and_stores_nothing(http, stack, session_id):
+    async with http.ws_connect(ws_url(stack, session_id)) as ws:
+        await ws.send_bytes(b"hello tokens=2")
+        assert (await next_frame(ws)).startswith("[ERROR] ")
+        assert await history(ws) == []
+
+
+async def test_frame_over_the_size_limit_closes_1009_and_stores_nothing(http, stack, session_id):
+    async with http.ws_connect(ws_url(stack, session_id), max_msg_size=0) as ws:
+        await ws.send_str("x" * (1024 * 1024 + 1))
+        message = await ws.receive(timeout=FRAME_TIMEOUT_S)
+        assert message.type is aiohttp.WSMsgType.CLOSE
+        assert message.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+    async with http.ws_connect(ws_url(stack, session_id)) as ws:
+        assert await history(ws) == []
+
+
+@pytest.mark.parametrize(
+    "thread_id",
+    [pytest.param("bad%20id!", id="space-and-bang"), pytest.param("x" * 129, id="too-long")],
+)
+async def test_invalid_thread_id_is_refused_with_400_before_the_upgrade(http, stack, thread_id):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await http.ws_connect(ws_url(stack, thread_id))
+    assert caught.value.status == 400
+
+
+async def test_plain_get_of_a_socket_url_is_400_not_an_upgrade(http, stack, session_id):
+    async with http.get(ws_url(stack, session_id).replace("ws://", "http://")) as reply:
+        assert reply.status == 400
+        assert (await reply.json())["error"]["code"] == "INVALID_ARGUMENT"

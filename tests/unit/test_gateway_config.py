@@ -1,0 +1,52 @@
+"""Gateway configuration from the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.config import ConfigError
+from gateway.config import Config
+
+
+def test_defaults():
+    cfg = Config.from_env({})
+    assert cfg == Config(
+        port=8080,
+        bind_host="127.0.0.1",
+        session_service_addr="127.0.0.1:50051",
+        grpc_deadline_ms=5000,
+        ws_max_message_bytes=1024 * 1024,
+        http_max_body_bytes=4 * 1024 * 1024,
+        ws_send_queue=1024,
+        log_level="INFO",
+    )
+    assert cfg.grpc_deadline_s == 5.0
+
+
+def test_values_from_the_environment():
+    cfg = Config.from_env(
+        {
+            "GATEWAY_PORT": "0",
+            "SESSION_SERVICE_ADDR": "10.0.0.2:7000",
+            "GRPC_DEADLINE_MS": "250",
+            "WS_SEND_QUEUE": "8",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert (cfg.port, cfg.session_service_addr, cfg.grpc_deadline_ms) == (0, "10.0.0.2:7000", 250)
+    assert (cfg.ws_send_queue, cfg.log_level) == (8, "DEBUG")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("GATEWAY_PORT", "http", id="port-not-int"),
+        pytest.param("GRPC_DEADLINE_MS", "0", id="deadline-zero"),
+        pytest.param("WS_SEND_QUEUE", "0", id="queue-zero"),
+        pytest.param("HTTP_MAX_BODY_BYTES", "-5", id="body-negative"),
+        pytest.param("LOG_LEVEL", "LOUD", id="log-level"),
+    ],
+)
+def test_bad_value_fails_naming_the_variable(name: str, value: str):
+    with pytest.raises(ConfigError, match=name):
+        Config.from_env({name: value})

@@ -1,0 +1,155 @@
+"""ThreadView: session events to seed-000 frames, once each, in order, and the resume cursor."""
+
+from __future__ import annotations
+
+from gateway.frames import (
+    DONE,
+    LOADING,
+    AnswerDelta,
+    AnswerEnded,
+    AnswerStarted,
+    CaughtUp,
+    Cursor,
+    Event,
+    Logged,
+    ThreadView,
+)
+
+
+def ended(seq: int, answer_seq: int, content: str, status: str = "COMPLETED", error: str = ""):
+    return AnswerEnded(seq=seq, answer_seq=answer_seq, content=content, status=status, error=error)
+
+
+def run(view: ThreadView, events: list[Event]) -> list[str]:
+    frames: list[str] = []
+    for event in events:
+        frames.extend(view.apply(event))
+    return frames
+
+
+def caught_up_view() -> ThreadView:
+    view = ThreadView()
+    assert view.apply(CaughtUp(seq=0, offset=0)) == []
+    return view
+
+
+def test_one_answer_is_loading_deltas_done():
+    frames = run(
+        caught_up_view(),
+        [
+            Logged(seq=1),
+            AnswerStarted(seq=2),
+            AnswerDelta(answer_seq=2, offset=0, text="tok0 "),
+            AnswerDelta(answer_seq=2, offset=1, text="tok1"),
+            Logged(seq=3),
+            ended(4, 2, "tok0 tok1"),
+        ],
+    )
+    assert frames == [LOADING, "tok0 ", "tok1", DONE]
+
+
+def test_end_sends_the_stored_text_not_yet_streamed():
+    frames = run(
+        caught_up_view(),
+        [AnswerStarted(seq=2), AnswerDelta(2, 0, "tok0 "), ended(3, 2, "tok0 tok1 tok2")],
+    )
+    assert frames == [LOADING, "tok0 ", "tok1 tok2", DONE]
+
+
+def test_failed_answer_ends_with_error_then_done():
+    frames = run(
+        caught_up_view(),
+        [AnswerStarted(seq=2), AnswerDelta(2, 0, "tok0"), ended(3, 2, "tok0", "FAILED", "boom")],
+    )
+    assert frames == [LOADING, "tok0", "[ERROR] boom", DONE]
+
+
+def test_interrupted_answer_without_error_text_names_its_status():
+    frames = run(caught_up_view(), [AnswerStarted(seq=2), ended(3, 2, "", "INTERRUPTED")])
+    assert frames == [LOADING, "[ERROR] answer interrupted", DONE]
+
+
+def test_second_answer_loading_waits_for_first_done():
+    frames = run(
+        caught_up_view(),
+        [
+            AnswerStarted(seq=2),
+            AnswerDelta(2, 0, "a"),
+            Logged(seq=3),
+            AnswerStarted(seq=4),
+            AnswerDelta(2, 1, "b"),
+            ended(5, 2, "ab"),
+            AnswerDelta(4, 0, "c"),
+            ended(6, 4, "c"),
+        ],
+    )
+    assert frames == [LOADING, "a", "b", DONE, LOADING, "c", DONE]
+
+
+def test_waiting_answer_that_ended_first_is_shown_whole_after_the_open_one():
+    frames = run(
+        caught_up_view(),
+        [
+            AnswerStarted(seq=2),
+            AnswerStarted(seq=3),
+            ended(4, 3, "", "CANCELLED", "cancelled by user"),
+            AnswerDelta(2, 0, "a"),
+            ended(5, 2, "a"),
+        ],
+    )
+    assert frames == [LOADING, "a", DONE, LOADING, "[ERROR] cancelled by user", DONE]
+
+
+def test_replayed_events_after_resubscribe_produce_no_frames():
+    view = caught_up_view()
+    first = run(view, [AnswerStarted(seq=2), AnswerDelta(2, 0, "a"), AnswerDelta(2, 1, "b")])
+    assert view.cursor == Cursor(seq=2, offset=2)
+    replay = run(
+        view,
+        [AnswerStarted(seq=2), AnswerDelta(2, 1, "b"), AnswerDelta(2, 2, "c"), ended(3, 2, "abc")],
+    )
+    assert first + replay == [LOADING, "a", "b", "c", DONE]
+
+
+def test_cursor_follows_the_client_rules():
+    view = ThreadView()
+    assert view.cursor is None
+    view.apply(CaughtUp(seq=7, offset=3))
+    assert view.cursor == Cursor(7, 3)
+    view.apply(AnswerDelta(answer_seq=6, offset=3, text=""))
+    assert view.cursor == Cursor(7, 4)
+    view.apply(Logged(seq=8))
+    assert view.cursor == Cursor(8, 4)
+    # A queued answer starting does not reset the offset: it still counts answer 6's batches.
+    view.apply(AnswerStarted(seq=9))
+    assert view.cursor == Cursor(9, 4)
+    view.apply(ended(10, 6, "abcd"))
+    assert view.cursor == Cursor(10, 0)
+    view.apply(AnswerDelta(answer_seq=9, offset=0, text="x"))
+    assert view.cursor == Cursor(10, 1)
+    view.apply(ended(11, 9, "x"))
+    assert view.cursor == Cursor(11, 0)
+
+
+def test_snapshot_of_open_answer_is_loading_and_text_so_far():
+    view = caught_up_view()
+    assert view.snapshot() == []
+    run(view, [AnswerStarted(seq=2)])
+    assert view.snapshot() == [LOADING]
+    run(view, [AnswerDelta(2, 0, "tok0 "), AnswerDelta(2, 1, "tok1")])
+    assert view.snapshot() == [LOADING, "tok0 tok1"]
+    run(view, [ended(3, 2, "tok0 tok1")])
+    assert view.snapshot() == []
+
+
+def test_open_answer_replayed_before_caught_up_is_in_the_snapshot():
+    view = ThreadView()
+    frames = run(view, [AnswerStarted(seq=5), AnswerDelta(5, 0, "tok0"), CaughtUp(seq=5, offset=1)])
+    assert frames == [LOADING, "tok0"]
+    assert view.snapshot() == [LOADING, "tok0"]
+    assert view.cursor == Cursor(5, 1)
+
+
+def test_end_of_an_answer_never_started_here_shows_it_whole():
+    frames = run(caught_up_view(), [ended(3, 2, "whole answer")])
+    assert frames == [LOADING, "whole answer", DONE]
