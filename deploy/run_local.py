@@ -173,6 +173,7 @@ def main() -> int:
     ai_addr = f"{host}:{ports['AI_PORT']}"
     gateway = f"http://{host}:{ports['GATEWAY_PORT']}"
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (&)
     try:
         redis = launcher.start(
             "redis",
