@@ -78,14 +78,24 @@ def create_app(cfg: Config, client: SessionClient, sockets: SocketRoutes) -> web
     return app
 
 
+def channel_target(addresses: str) -> tuple[str, list[tuple[str, str]]]:
+    """One address as is; several (comma-separated IP:port, one per session pod) become one
+    channel that spreads calls round-robin and skips pods that are down. Any pod serves any
+    session: a pod that does not own it forwards the call to the owner."""
+    if "," not in addresses:
+        return addresses, []
+    return f"ipv4:{addresses}", [("grpc.lb_policy_name", "round_robin")]
+
+
 async def serve(cfg: Config) -> None:
     """Serves until SIGTERM/SIGINT, then closes sockets (1001), the server and the channel."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    target, balancing = channel_target(cfg.session_service_addr)
     channel = grpc.aio.insecure_channel(
-        cfg.session_service_addr, options=[*CHANNEL_OPTIONS, *RECONNECT_OPTIONS]
+        target, options=[*CHANNEL_OPTIONS, *RECONNECT_OPTIONS, *balancing]
     )
     try:
         async with asyncio.TaskGroup() as tasks:

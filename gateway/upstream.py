@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
+import time
+import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -63,6 +67,18 @@ ANSWER_STATUS_NAMES: dict[int, str] = {
     common_pb2.ANSWER_STATUS_CANCELLED: "CANCELLED",
 }
 HEALTH_DEADLINE_S = 1.0
+
+
+RETRY_SAFE_KEY = "dc-retry-safe"
+RETRY_FIRST_DELAY_S = 0.05
+RETRY_MAX_DELAY_S = 1.0
+
+
+def _retryable(exc: grpc.aio.AioRpcError, idempotent: bool) -> bool:
+    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    trailers = exc.trailing_metadata() or ()
+    return idempotent or any(key == RETRY_SAFE_KEY for key, _ in trailers)
 
 
 def http_status_for(code: grpc.StatusCode) -> int:
@@ -169,17 +185,36 @@ class SessionClient:
     Failed calls raise `UpstreamError`; a request that protobuf refuses to encode is `BadRequest`.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, deadline_s: float) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, deadline_s: float, retry_budget_s: float = 8.0
+    ) -> None:
         self._stub = session_pb2_grpc.SessionServiceStub(channel)
         self._health = health_pb2_grpc.HealthStub(channel)
         self._deadline_s = deadline_s
+        self._retry_budget_s = retry_budget_s
+
+    async def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
+        """One unary call, retried with backoff while the session moves between pods.
+
+        UNAVAILABLE is retried when the service marked it retry-safe (nothing was written) or
+        the request is idempotent (reads, writes with a client message id), within the retry
+        budget; a session taken over after a crash answers again within the lease TTL.
+        """
+        deadline = time.monotonic() + self._retry_budget_s
+        delay = RETRY_FIRST_DELAY_S
+        while True:
+            try:
+                return await getattr(self._stub, method)(request, timeout=self._deadline_s)
+            except grpc.aio.AioRpcError as exc:
+                if not _retryable(exc, idempotent) or time.monotonic() + delay > deadline:
+                    raise upstream_error(exc) from exc
+                logger.info("retrying %s: %s", method, exc.details())
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
     async def get_session(self, session_id: str) -> SessionInfo:
         request = _build(session_pb2.GetSessionRequest, session_id=session_id)
-        try:
-            reply = await self._stub.GetSession(request, timeout=self._deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc) from exc
+        reply = await self._call("GetSession", request, idempotent=True)
         session = reply.session
         return SessionInfo(
             state=state_object(session.state_json),
@@ -198,10 +233,7 @@ class SessionClient:
             expected_version=expected_version,
             return_state=True,
         )
-        try:
-            reply = await self._stub.UpdateState(request, timeout=self._deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc) from exc
+        reply = await self._call("UpdateState", request, idempotent=False)
         return StateUpdate(reply.version, state_object(reply.state_json))
 
     async def append_message(
@@ -215,20 +247,14 @@ class SessionClient:
             user=user,
             client_message_id=client_message_id,
         )
-        try:
-            reply = await self._stub.AppendMessage(request, timeout=self._deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc) from exc
+        reply = await self._call("AppendMessage", request, idempotent=bool(client_message_id))
         return Appended(message_json(reply.message), reply.duplicate)
 
     async def list_messages(self, session_id: str, after_seq: int, limit: int) -> Page:
         request = _build(
             session_pb2.ListMessagesRequest, session_id=session_id, after_seq=after_seq, limit=limit
         )
-        try:
-            reply = await self._stub.ListMessages(request, timeout=self._deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc) from exc
+        reply = await self._call("ListMessages", request, idempotent=True)
         return Page([message_json(m) for m in reply.messages], reply.has_more, reply.last_seq)
 
     async def all_messages(self, session_id: str, page_size: int) -> list[dict[str, Any]]:
@@ -243,13 +269,15 @@ class SessionClient:
             after = page.messages[-1]["seq"]
 
     async def send_prompt(self, session_id: str, content: str, user: str) -> None:
+        """Sends a prompt with a fresh idempotency key, so retries never start a second answer."""
         request = _build(
-            session_pb2.SendPromptRequest, session_id=session_id, content=content, user=user
+            session_pb2.SendPromptRequest,
+            session_id=session_id,
+            content=content,
+            user=user,
+            client_message_id=f"gw-{uuid.uuid4().hex}",
         )
-        try:
-            await self._stub.SendPrompt(request, timeout=self._deadline_s)
-        except grpc.aio.AioRpcError as exc:
-            raise upstream_error(exc) from exc
+        await self._call("SendPrompt", request, idempotent=True)
 
     async def subscribe(
         self, session_id: str, cursor: Cursor | None

@@ -24,6 +24,7 @@ from session_service.errors import (
     Conflict,
     Fenced,
     InvalidArgument,
+    Moving,
     SessionClosed,
     SessionError,
     StoreUnavailable,
@@ -73,6 +74,7 @@ class SessionActor:
         ai: AnswerSource,
         limits: Limits,
         on_close: Callable[[SessionActor], None],
+        pod_id: str = "",
     ) -> None:
         self.session = session
         self._store = store
@@ -81,7 +83,12 @@ class SessionActor:
         self._on_close = on_close
         self._lock = asyncio.Lock()
         self._worker: asyncio.Task[None] | None = None
+        self._pod_id = pod_id
         self.closed = False
+        self.moving = False
+        """Set while handing the session to another pod: reads go on, writes get Moving."""
+        self.lease_deadline = float("inf")
+        """Monotonic time after which this pod must consider its lease gone."""
         self.last_used = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -104,18 +111,38 @@ class SessionActor:
             self._worker.cancel()
         self._on_close(self)
 
-    async def passivate(self) -> None:
-        """Records the last access time and closes; a later call reloads from Redis."""
-        self.close(SessionClosed("session passivated; resubscribe"))
+    async def passivate(self, reason: SessionError | None = None) -> None:
+        """Closes, then releases the lease and records the last access time; the next call
+        activates the session again (here or wherever the ring says)."""
+        self.close(reason or SessionClosed("session passivated; resubscribe"))
         s = self.session
         with contextlib.suppress(SessionError):
-            await self._store.touch(s.session_id, s.epoch, s.accessed_ms)
+            await self._store.release(s.session_id, self._pod_id, s.epoch, s.accessed_ms)
+
+    async def hand_off(self, timeout_s: float) -> None:
+        """Moves the session off this pod: no new writes, answers finish (up to timeout_s),
+        the write in flight completes, then the lease is released for the new owner."""
+        self.moving = True
+        worker = self._worker
+        if worker is not None and not worker.done():
+            await asyncio.wait({worker}, timeout=timeout_s)
+        async with self._lock:
+            await self.passivate(Moving("session moved to another pod; resubscribe"))
+        logger.info(
+            "session handed off",
+            extra={"session_id": self.session.session_id, "pod_id": self._pod_id},
+        )
 
     def _check_open(self) -> None:
         if self.closed:
             raise SessionClosed("session owner closed; retry")
         self.last_used = time.monotonic()
         self.session.accessed_ms = now_ms()
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.moving:
+            raise Moving("session is moving to another pod; retry")
 
     async def _write(
         self,
@@ -163,7 +190,7 @@ class SessionActor:
         self, role: str, content: str, user: str, client_id: str
     ) -> tuple[Message, bool]:
         async with self._lock:
-            self._check_open()
+            self._check_writable()
             s = self.session
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
@@ -184,7 +211,7 @@ class SessionActor:
     ) -> tuple[int, int]:
         """Applies a merge patch; returns (version, seq)."""
         async with self._lock:
-            self._check_open()
+            self._check_writable()
             s = self.session
             if expected_version is not None and expected_version != s.version:
                 raise Conflict(f"expected version {expected_version}, session is at {s.version}")
@@ -215,7 +242,7 @@ class SessionActor:
         """Stores the user message and the answer's start in one script; returns
         (user message, answer seq, duplicate)."""
         async with self._lock:
-            self._check_open()
+            self._check_writable()
             s = self.session
             if client_id in s.client_ids:
                 seq = s.client_ids[client_id]

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from common.config import env_int, env_str
+from common.config import ConfigError, env_bool, env_int, env_str
 from session_service.limits import Limits
 
 
@@ -20,8 +20,23 @@ class Config:
     """POD_ID: this pod's name in logs (and, later, in the cluster)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """REDIS_URL: the Redis (AOF, appendfsync always) holding every session."""
-    redis_timeout_ms: int = 2000
+    advertise_addr: str = ""
+    """ADVERTISE_ADDR: host:port other pods and gateways use to reach this pod; default
+    BIND_HOST:SESSION_PORT."""
+    redis_timeout_ms: int = 1000
     """REDIS_TIMEOUT_MS: connect and reply timeout of every Redis call."""
+    redis_cluster: bool = False
+    """REDIS_CLUSTER: true when REDIS_URL names a node of a Redis Cluster."""
+    lease_ttl_ms: int = 2000
+    """LEASE_TTL_MS: a session's lease lasts this long unless renewed; bounds crash takeover."""
+    lease_margin_ms: int = 300
+    """LEASE_MARGIN_MS: a pod stops serving a session this long before its lease could expire."""
+    member_ttl_ms: int = 2000
+    """MEMBER_TTL_MS: a pod that stops heartbeating leaves the ring after this long."""
+    members_poll_ms: int = 200
+    """MEMBERS_POLL_MS: how often the member set is re-read."""
+    handoff_timeout_ms: int = 10_000
+    """HANDOFF_TIMEOUT_MS: how long a moving session waits for its answer in progress."""
     ai_service_addr: str = "127.0.0.1:50052"
     """AI_SERVICE_ADDR: host:port of the AI service."""
     ai_timeout_ms: int = 300_000
@@ -33,6 +48,10 @@ class Config:
     log_level: str = "INFO"
     limits: Limits = field(default_factory=Limits)
 
+    def __post_init__(self) -> None:
+        if self.lease_margin_ms * 2 > self.lease_ttl_ms:
+            raise ConfigError("LEASE_MARGIN_MS must be at most half of LEASE_TTL_MS")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
         d = cls()
@@ -42,7 +61,14 @@ class Config:
             port=env_int(environ, "SESSION_PORT", d.port),
             pod_id=env_str(environ, "POD_ID", d.pod_id),
             redis_url=env_str(environ, "REDIS_URL", d.redis_url),
+            advertise_addr=env_str(environ, "ADVERTISE_ADDR", d.advertise_addr),
             redis_timeout_ms=env_int(environ, "REDIS_TIMEOUT_MS", d.redis_timeout_ms, minimum=1),
+            redis_cluster=env_bool(environ, "REDIS_CLUSTER", d.redis_cluster),
+            lease_ttl_ms=env_int(environ, "LEASE_TTL_MS", d.lease_ttl_ms, minimum=100),
+            lease_margin_ms=env_int(environ, "LEASE_MARGIN_MS", d.lease_margin_ms, minimum=1),
+            member_ttl_ms=env_int(environ, "MEMBER_TTL_MS", d.member_ttl_ms, minimum=100),
+            members_poll_ms=env_int(environ, "MEMBERS_POLL_MS", d.members_poll_ms, minimum=10),
+            handoff_timeout_ms=env_int(environ, "HANDOFF_TIMEOUT_MS", d.handoff_timeout_ms),
             ai_service_addr=env_str(environ, "AI_SERVICE_ADDR", d.ai_service_addr),
             ai_timeout_ms=env_int(environ, "AI_TIMEOUT_MS", d.ai_timeout_ms, minimum=1),
             session_idle_ms=env_int(environ, "SESSION_IDLE_MS", d.session_idle_ms, minimum=1),

@@ -6,9 +6,14 @@ import grpc
 
 
 class SessionError(Exception):
-    """Base class. INTERNAL unless a subclass says otherwise."""
+    """Base class. INTERNAL unless a subclass says otherwise.
+
+    `retry_safe` errors happen before anything is written: the same request may be sent again
+    (the gateway does so by itself). They carry `dc-retry-safe: 1` in trailing metadata.
+    """
 
     code = grpc.StatusCode.INTERNAL
+    retry_safe = False
 
 
 class InvalidArgument(SessionError):
@@ -41,6 +46,28 @@ class SessionClosed(SessionError):
     Internal callers retry on a fresh activation."""
 
     code = grpc.StatusCode.UNAVAILABLE
+    retry_safe = True
+
+
+class NotOwner(SessionError):
+    """Another pod owns the session and the call may not be forwarded again: UNAVAILABLE,
+    retry-safe, with the owner's address in trailing metadata `dc-owner` when known."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    retry_safe = True
+
+    def __init__(self, message: str, owner_pod: str = "", owner_address: str = "") -> None:
+        super().__init__(message)
+        self.owner_pod = owner_pod
+        self.owner_address = owner_address
+
+
+class Moving(SessionError):
+    """The session is being handed to another pod (join, drain) or taken over after a crash:
+    UNAVAILABLE, retry-safe; a retry reaches the new owner."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    retry_safe = True
 
 
 class TooBusy(SessionError):
@@ -66,3 +93,17 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, SessionError):
         return exc.code, str(exc)
     return grpc.StatusCode.INTERNAL, "internal error"
+
+
+def trailers_for(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    """Trailing metadata telling clients whether and where to retry."""
+    out: list[tuple[str, str]] = []
+    if isinstance(exc, SessionError) and exc.retry_safe:
+        out.append((RETRY_SAFE_KEY, "1"))
+    if isinstance(exc, NotOwner) and exc.owner_address:
+        out.append((OWNER_KEY, exc.owner_address))
+    return tuple(out)
+
+
+RETRY_SAFE_KEY = "dc-retry-safe"
+OWNER_KEY = "dc-owner"

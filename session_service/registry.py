@@ -2,8 +2,13 @@
 
 Contract:
 - At most one activation per session id runs at a time; concurrent callers share it.
-- Activation takes ownership in Redis (the epoch goes up, fencing any earlier owner), loads the
-  whole log, and ends answers a dead owner left open before serving any call.
+- Activation takes the session's lease and ownership in Redis (the epoch goes up, fencing any
+  earlier owner), loads the whole log, and ends answers a dead owner left open before serving
+  any call. A lease held by a live pod raises NotOwner naming it; a lease left by a dead pod is
+  waited out (at most the lease TTL), which is how a crashed owner's sessions are taken over.
+- When the ring moves a session elsewhere (a pod joined, or this one drains) the owner hands it
+  off: writes get Moving (retry-safe), its answers finish (bounded), then the lease is released
+  and subscribers are told to resubscribe, which reaches the new owner.
 - A session is idle when nothing is attached (no subscriber, no answer, no write) and it has not
   been used for `idle_ms`; it is then passivated and reloads from Redis on the next call.
 """
@@ -16,11 +21,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from common.ring import EmptyRing, HashRing
 from session_service.actor import AnswerSource, SessionActor, now_ms
-from session_service.errors import SessionClosed, SessionError
+from session_service.errors import Moving, NotOwner, SessionClosed, SessionError
 from session_service.limits import Limits
 from session_service.session import Session
-from session_service.store import Store
+from session_service.store import Held, Store
+
+TAKEOVER_POLL_S = 0.1
+"""How often activation retries a lease left behind by a dead pod."""
 
 logger = logging.getLogger(__name__)
 
@@ -30,16 +39,43 @@ T = TypeVar("T")
 class Registry:
     """The actors of this pod, keyed by session id."""
 
-    def __init__(self, store: Store, ai: AnswerSource, limits: Limits, idle_ms: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ai: AnswerSource,
+        limits: Limits,
+        *,
+        idle_ms: int,
+        pod_id: str,
+        lease_ttl_ms: int,
+        lease_margin_ms: int,
+        handoff_timeout_ms: int,
+        is_live: Callable[[str], bool],
+    ) -> None:
         self._store = store
         self._ai = ai
         self._limits = limits
         self._idle_s = idle_ms / 1000
+        self.pod_id = pod_id
+        self._lease_ttl_ms = lease_ttl_ms
+        self._lease_valid_s = (lease_ttl_ms - lease_margin_ms) / 1000
+        self._handoff_timeout_s = handoff_timeout_ms / 1000
+        self._is_live = is_live
         self._actors: dict[str, SessionActor] = {}
         self._activating: dict[str, asyncio.Task[SessionActor]] = {}
+        self._handoffs: set[asyncio.Task[None]] = set()
+        self.activations = 0
 
     def __len__(self) -> int:
         return len(self._actors)
+
+    def actors(self) -> list[SessionActor]:
+        return list(self._actors.values())
+
+    def local(self, session_id: str) -> SessionActor | None:
+        """The open actor of a session on this pod, if any."""
+        actor = self._actors.get(session_id)
+        return actor if actor is not None and not actor.closed else None
 
     async def get(self, session_id: str) -> SessionActor:
         actor = self._actors.get(session_id)
@@ -60,16 +96,37 @@ class Registry:
             return await fn(await self.get(session_id))
 
     async def _activate(self, session_id: str) -> SessionActor:
-        loaded = await self._store.activate(session_id, now_ms())
+        deadline = time.monotonic() + self._lease_ttl_ms / 1000 + 1.0
+        while True:
+            sent = time.monotonic()
+            loaded = await self._store.activate(
+                session_id, self.pod_id, self._lease_ttl_ms, now_ms()
+            )
+            if not isinstance(loaded, Held):
+                break
+            if self._is_live(loaded.holder):
+                raise NotOwner(f"pod {loaded.holder} owns session {session_id}", loaded.holder)
+            if time.monotonic() > deadline:
+                raise Moving(f"session {session_id} is being taken over; retry")
+            await asyncio.sleep(TAKEOVER_POLL_S)  # the dead pod's lease runs out within its TTL
         session = Session.load(
             session_id, loaded.epoch, loaded.created_ms, now_ms(), loaded.entries
         )
-        actor = SessionActor(session, self._store, self._ai, self._limits, self._forget)
+        actor = SessionActor(
+            session, self._store, self._ai, self._limits, self._forget, self.pod_id
+        )
+        actor.lease_deadline = sent + self._lease_valid_s
         await actor.end_orphaned_answers()
         self._actors[session_id] = actor
+        self.activations += 1
         logger.info(
             "session activated",
-            extra={"session_id": session_id, "epoch": loaded.epoch, "events": session.last_seq},
+            extra={
+                "session_id": session_id,
+                "epoch": loaded.epoch,
+                "events": session.last_seq,
+                "pod_id": self.pod_id,
+            },
         )
         return actor
 
@@ -92,6 +149,23 @@ class Registry:
             await actor.passivate()
             logger.info("session passivated", extra={"session_id": actor.session.session_id})
         return len(idle)
+
+    def rebalance(self, ring: HashRing) -> None:
+        """Starts handing off every session the ring now places on another pod."""
+        for actor in list(self._actors.values()):
+            try:
+                owner = ring.owner(actor.session.session_id)
+            except EmptyRing:
+                owner = ""
+            if owner != self.pod_id and not actor.moving:
+                task = asyncio.create_task(actor.hand_off(self._handoff_timeout_s))
+                self._handoffs.add(task)
+                task.add_done_callback(self._handoffs.discard)
+
+    async def handoffs_done(self) -> None:
+        """Waits for every hand-off in progress."""
+        while self._handoffs:
+            await asyncio.gather(*self._handoffs, return_exceptions=True)
 
     async def close_all(self, reason: SessionError) -> None:
         for actor in list(self._actors.values()):

@@ -1,8 +1,8 @@
-"""Assembles the session service: store, registry, AI client, gRPC server, background loops.
+"""Assembles one session-service pod: Redis client, owners, membership, leases, routing, gRPC.
 
-Health is NOT_SERVING until Redis answers, and follows Redis afterwards (probe every
-HEALTH_PROBE_MS). On stop: NOT_SERVING, owners closed (subscribers told to resubscribe),
-then the gRPC server stops with a grace period.
+Health is SERVING only while Redis answers and the pod is not draining. On stop (SIGTERM) the
+pod goes NOT_SERVING, leaves the member set so the ring moves its sessions elsewhere, hands
+every session off (answers finish, leases released), then stops the gRPC server.
 """
 
 from __future__ import annotations
@@ -14,11 +14,18 @@ import logging
 import grpc
 
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
+from common.ring import HashRing
 from durablechat.v1 import session_pb2, session_pb2_grpc
 from session_service.ai_client import AiClient
 from session_service.config import Config
 from session_service.errors import SessionClosed, StoreUnavailable
+from session_service.members_store import MembersStore
+from session_service.membership import Membership
+from session_service.ownership import LeaseKeeper
+from session_service.peers import Peers
+from session_service.redis_client import connect
 from session_service.registry import Registry
+from session_service.routing import Router
 from session_service.servicer import SessionServicer
 from session_service.store import Store
 
@@ -28,35 +35,80 @@ SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_na
 
 
 class SessionServer:
-    """Owns every long-lived object of one session-service process and its background tasks."""
+    """Owns every long-lived object of one pod and its background tasks."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.store = Store.from_url(cfg.redis_url, cfg.redis_timeout_ms)
+        self._redis = connect(cfg.redis_url, cfg.redis_timeout_ms, cfg.redis_cluster)
+        self.store = Store(self._redis)
         self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms)
-        self.registry = Registry(self.store, self.ai, cfg.limits, cfg.session_idle_ms)
+        self.membership = Membership(
+            MembersStore(self._redis),
+            cfg.pod_id,
+            cfg.advertise_addr,
+            cfg.member_ttl_ms,
+            cfg.members_poll_ms,
+            self._members_changed,
+        )
+        self.registry = Registry(
+            self.store,
+            self.ai,
+            cfg.limits,
+            idle_ms=cfg.session_idle_ms,
+            pod_id=cfg.pod_id,
+            lease_ttl_ms=cfg.lease_ttl_ms,
+            lease_margin_ms=cfg.lease_margin_ms,
+            handoff_timeout_ms=cfg.handoff_timeout_ms,
+            is_live=self.membership.is_live,
+        )
+        self.leases = LeaseKeeper(
+            self.store, self.registry, cfg.pod_id, cfg.lease_ttl_ms, cfg.lease_margin_ms
+        )
+        self.peers = Peers()
         self.server = grpc.aio.server(options=SERVER_OPTIONS)
         session_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(self.registry, cfg.limits), self.server
+            SessionServicer(
+                self.registry, Router(self.membership, self.registry), self.peers, cfg.limits
+            ),
+            self.server,
         )
         self.health = add_health_and_reflection(self.server, [SERVICE_NAME])
         self._tasks: list[asyncio.Task[None]] = []
+        self._draining = False
         self.port = 0
+
+    async def _members_changed(self, ring: HashRing) -> None:
+        self.registry.rebalance(ring)
 
     async def start(self) -> int:
         self.port = self.server.add_insecure_port(f"{self.cfg.bind_host}:{self.cfg.port}")
         if self.port == 0:
             raise RuntimeError(f"cannot bind {self.cfg.bind_host}:{self.cfg.port}")
+        if not self.cfg.advertise_addr:
+            self.membership.address = f"{self.cfg.bind_host}:{self.port}"
+            self.membership.members = {self.cfg.pod_id: self.membership.address}
         await self.server.start()
+        try:
+            await self.membership.join()
+        except StoreUnavailable as exc:
+            logger.warning("cannot join the cluster yet: %s", exc)
         self._tasks = [
             asyncio.create_task(self._probe_forever(), name="health-probe"),
             asyncio.create_task(self.registry.sweep_forever(), name="idle-sweep"),
+            asyncio.create_task(self.membership.run_forever(), name="membership"),
+            asyncio.create_task(self.leases.renew_forever(), name="lease-renewal"),
+            asyncio.create_task(self.leases.watch_forever(), name="lease-watchdog"),
         ]
         for task in self._tasks:
             task.add_done_callback(_log_crash)
         logger.info(
             "session service listening",
-            extra={"port": self.port, "pod_id": self.cfg.pod_id, "redis": self.cfg.redis_url},
+            extra={
+                "port": self.port,
+                "pod_id": self.cfg.pod_id,
+                "redis": self.cfg.redis_url,
+                "address": self.membership.address,
+            },
         )
         return self.port
 
@@ -70,7 +122,7 @@ class SessionServer:
         while True:
             try:
                 await self.store.ping()
-                now_serving = True
+                now_serving = not self._draining
             except StoreUnavailable as exc:
                 now_serving = False
                 if serving is not False:
@@ -80,8 +132,15 @@ class SessionServer:
                 await self._set_health(serving)
             await asyncio.sleep(self.cfg.health_probe_ms / 1000)
 
-    async def stop(self, grace_s: float = 5.0) -> None:
+    async def drain(self) -> None:
+        """Hands every session to the remaining pods; the pod keeps answering meanwhile."""
+        self._draining = True
         await self._set_health(False)
+        await self.membership.leave()
+        await self.registry.handoffs_done()
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.drain()
         for task in self._tasks:
             task.cancel()
         await self.registry.close_all(SessionClosed("session service stopping; resubscribe"))
@@ -89,8 +148,9 @@ class SessionServer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.peers.close()
         await self.ai.close()
-        await self.store.close()
+        await self._redis.aclose()
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

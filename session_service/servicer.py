@@ -1,10 +1,12 @@
-"""`durablechat.v1.SessionService`: validate → call the owner → convert. Errors via `status_for`."""
+"""`durablechat.v1.SessionService`: validate → route → call the owner (here or forwarded) →
+convert. Errors via `status_for`, with retry hints in trailing metadata."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import message as pb_message
@@ -13,15 +15,27 @@ from google.protobuf import unknown_fields
 from durablechat.v1 import session_pb2, session_pb2_grpc
 from session_service import convert, validate
 from session_service.actor import SessionActor
-from session_service.errors import InvalidArgument, SessionError, status_for
+from session_service.errors import (
+    InvalidArgument,
+    Moving,
+    NotOwner,
+    SessionError,
+    status_for,
+    trailers_for,
+)
 from session_service.limits import Limits
 from session_service.merge_patch import BadJson, dump_json, parse_json
+from session_service.peers import Peers
 from session_service.registry import Registry
+from session_service.routing import HOPS_KEY, Forward, Router
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
+FORWARD_TIMEOUT_S = 30.0
+"""Deadline of a forwarded unary call when the caller set none."""
 
 
 def _checked(request: pb_message.Message) -> str:
@@ -31,46 +45,99 @@ def _checked(request: pb_message.Message) -> str:
     return validate.session_id(request.session_id)  # type: ignore[attr-defined]
 
 
+def _hops(context: Context) -> int:
+    for key, value in context.invocation_metadata() or ():
+        if key == HOPS_KEY:
+            return int(value) if str(value).isdigit() else 0
+    return 0
+
+
 async def _abort(context: Context, exc: BaseException) -> None:
+    if isinstance(exc, grpc.aio.AioRpcError):  # a forwarded call's answer: pass it on
+        context.set_trailing_metadata(exc.trailing_metadata() or ())
+        await context.abort(exc.code(), exc.details() or "")
     code, details = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         logger.error("internal error", exc_info=exc)
+    context.set_trailing_metadata(trailers_for(exc))
     await context.abort(code, details)
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    """Thin transport layer over the registry of session owners."""
+    """Thin transport layer over this pod's owners and its peers."""
 
-    def __init__(self, registry: Registry, limits: Limits) -> None:
+    def __init__(self, registry: Registry, router: Router, peers: Peers, limits: Limits) -> None:
         self._registry = registry
+        self._router = router
+        self._peers = peers
         self._limits = limits
 
-    async def _run(self, context: Context, body: Callable[[], Awaitable[T]]) -> T:
+    async def _unary(
+        self,
+        method: str,
+        request: pb_message.Message,
+        context: Context,
+        prepare: Callable[[], Callable[[SessionActor], Awaitable[T]]],
+    ) -> T:
+        """Validates (`prepare` raises on bad input), then serves here or forwards."""
         try:
-            return await body()
+            sid = _checked(request)
+            local = prepare()
+            hops = _hops(context)
+            target = self._router.target(sid)
+            if target is None:
+                try:
+                    return await self._registry.call(sid, local)
+                except NotOwner as exc:
+                    target = self._router.forward_to(exc.owner_pod)
+            self._router.check_hops(hops, target)
+            return cast(T, await self._forward(method, request, context, target, hops))
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
 
+    async def _forward(
+        self, method: str, request: Any, context: Context, target: Forward, hops: int
+    ) -> Any:
+        remaining = context.time_remaining()
+        call = getattr(self._peers.stub(target.address), method)(
+            request,
+            metadata=((HOPS_KEY, str(hops + 1)),),
+            timeout=remaining if remaining is not None else FORWARD_TIMEOUT_S,
+        )
+        return await self._unless_gone(call, target)
+
+    async def _unless_gone(self, call: Awaitable[T], target: Forward) -> T:
+        """Awaits a forwarded call, but gives up (retry-safe for idempotent clients) when the
+        target leaves the member set meanwhile: a paused or partitioned pod must not hold calls
+        until their deadline."""
+        task = asyncio.ensure_future(call)
+        gone = asyncio.ensure_future(self._router.until_gone(target.pod_id))
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        raise Moving(f"pod {target.pod_id} left the cluster while serving the call; retry")
+
     async def GetSession(
         self, request: session_pb2.GetSessionRequest, context: Context
     ) -> session_pb2.GetSessionResponse:
-        async def body() -> session_pb2.GetSessionResponse:
-            sid = _checked(request)
-
+        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.GetSessionResponse]]:
             async def read(actor: SessionActor) -> session_pb2.GetSessionResponse:
                 s = actor.read()
                 return session_pb2.GetSessionResponse(session=convert.session(s, s.state_json()))
 
-            return await self._registry.call(sid, read)
+            return read
 
-        return await self._run(context, body)
+        return await self._unary("GetSession", request, context, prepare)
 
     async def UpdateState(
         self, request: session_pb2.UpdateStateRequest, context: Context
     ) -> session_pb2.UpdateStateResponse:
-        async def body() -> session_pb2.UpdateStateResponse:
-            sid = _checked(request)
+        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.UpdateStateResponse]]:
             if len(request.patch_json.encode()) > self._limits.max_state_bytes:
                 raise InvalidArgument(
                     f"patch_json is larger than the state limit of {self._limits.max_state_bytes}"
@@ -82,23 +149,23 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             if not isinstance(patch, dict):
                 raise InvalidArgument("patch_json must be a JSON object (the state is an object)")
             expected = request.expected_version if request.HasField("expected_version") else None
+            patch_json = dump_json(patch)
 
             async def update(actor: SessionActor) -> session_pb2.UpdateStateResponse:
-                version, seq = await actor.update_state(patch, dump_json(patch), expected)
+                version, seq = await actor.update_state(patch, patch_json, expected)
                 state = actor.session.state_json() if request.return_state else ""
                 return session_pb2.UpdateStateResponse(
                     version=version, seq=seq, state_json=state, epoch=actor.session.epoch
                 )
 
-            return await self._registry.call(sid, update)
+            return update
 
-        return await self._run(context, body)
+        return await self._unary("UpdateState", request, context, prepare)
 
     async def AppendMessage(
         self, request: session_pb2.AppendMessageRequest, context: Context
     ) -> session_pb2.AppendMessageResponse:
-        async def body() -> session_pb2.AppendMessageResponse:
-            sid = _checked(request)
+        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.AppendMessageResponse]]:
             role = convert.ROLE_FROM_PROTO.get(request.role)
             if role is None:
                 raise InvalidArgument("role must be ROLE_USER, ROLE_ASSISTANT or ROLE_SYSTEM")
@@ -114,15 +181,14 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     epoch=actor.session.epoch,
                 )
 
-            return await self._registry.call(sid, append)
+            return append
 
-        return await self._run(context, body)
+        return await self._unary("AppendMessage", request, context, prepare)
 
     async def ListMessages(
         self, request: session_pb2.ListMessagesRequest, context: Context
     ) -> session_pb2.ListMessagesResponse:
-        async def body() -> session_pb2.ListMessagesResponse:
-            sid = _checked(request)
+        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.ListMessagesResponse]]:
             limit = request.limit or self._limits.default_page_size
             if limit > self._limits.max_page_size:
                 raise InvalidArgument(f"limit must be at most {self._limits.max_page_size}")
@@ -136,15 +202,14 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     last_seq=s.last_seq,
                 )
 
-            return await self._registry.call(sid, page)
+            return page
 
-        return await self._run(context, body)
+        return await self._unary("ListMessages", request, context, prepare)
 
     async def SendPrompt(
         self, request: session_pb2.SendPromptRequest, context: Context
     ) -> session_pb2.SendPromptResponse:
-        async def body() -> session_pb2.SendPromptResponse:
-            sid = _checked(request)
+        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.SendPromptResponse]]:
             content = validate.content(request.content, self._limits.max_content_bytes)
             user = validate.name(request.user, "user")
             client_id = validate.name(request.client_message_id, "client_message_id")
@@ -158,18 +223,37 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     epoch=actor.session.epoch,
                 )
 
-            return await self._registry.call(sid, prompt)
+            return prompt
 
-        return await self._run(context, body)
+        return await self._unary("SendPrompt", request, context, prepare)
 
     async def Subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
         try:
             sid = _checked(request)
-            after_seq = request.after_seq if request.HasField("after_seq") else None
-            actor = await self._registry.get(sid)
-            subscriber, replay = actor.subscribe(after_seq, request.after_offset)
+            hops = _hops(context)
+            target = self._router.target(sid)
+            if target is None:
+                try:
+                    actor = await self._registry.get(sid)
+                    subscriber, replay = actor.subscribe(
+                        request.after_seq if request.HasField("after_seq") else None,
+                        request.after_offset,
+                    )
+                except NotOwner as exc:
+                    target = self._router.forward_to(exc.owner_pod)
+            if target is not None:
+                self._router.check_hops(hops, target)
+                call: Any = self._peers.stub(target.address).Subscribe(
+                    request, metadata=((HOPS_KEY, str(hops + 1)),)
+                )
+                try:
+                    while (reply := await self._unless_gone(call.read(), target)) is not EOF:
+                        yield reply
+                finally:
+                    call.cancel()
+                return
         except Exception as exc:
             await _abort(context, exc)
             return

@@ -2,7 +2,10 @@
 
 Contract:
 - Keys of one session share the hash tag `{session_id}` (`dc:{S}:meta`, `dc:{S}:log`,
-  `dc:{S}:idem`), so every script touches one Redis Cluster slot.
+  `dc:{S}:idem`, `dc:{S}:lease`), so every script touches one Redis Cluster slot.
+- Ownership: activation takes the session's lease (`pod:epoch`, expiring after the lease TTL)
+  and increments the epoch in the same script; a lease held by another pod is reported, not
+  broken. Leases are renewed for many sessions in one pipelined round trip.
 - Every mutation is one Lua script (registered once, run by EVALSHA), checked against the owner
   epoch inside Redis: a stale epoch gets `Fenced` and changes nothing.
 - Log entries are opaque bytes; an entry's seq is its 1-based position in `dc:{S}:log`, assigned
@@ -17,20 +20,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from session_service.errors import Conflict, Fenced, StoreUnavailable
+from session_service.redis_client import RedisClient
 
 _ACTIVATE = """
+local holder = redis.call('GET', KEYS[3])
+if holder and string.match(holder, '^(.*):%d+$') ~= ARGV[2] then return {'HELD', holder} end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('SET', KEYS[3], ARGV[2] .. ':' .. epoch, 'PX', ARGV[3])
 redis.call('HSETNX', KEYS[1], 'created', ARGV[1])
 redis.call('HSET', KEYS[1], 'accessed', ARGV[1])
 local meta = redis.call('HMGET', KEYS[1], 'created', 'version')
 local entries = redis.call('LRANGE', KEYS[2], 0, -1)
-return {tostring(epoch), meta[1], meta[2] or '0', entries}
+return {'OK', tostring(epoch), meta[1], meta[2] or '0', entries}
 """
 
 _APPEND = """
@@ -56,9 +60,16 @@ redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
 return {'OK', tostring(first), tostring(version)}
 """
 
-_TOUCH = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
+_RELEASE = """
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'accessed', ARGV[3])
+return 1
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
@@ -75,6 +86,19 @@ def idem_key(session_id: str) -> str:
     return f"dc:{{{session_id}}}:idem"
 
 
+def lease_key(session_id: str) -> str:
+    return f"dc:{{{session_id}}}:lease"
+
+
+def lease_value(pod_id: str, epoch: int) -> str:
+    return f"{pod_id}:{epoch}"
+
+
+def lease_holder(value: str) -> str:
+    """The pod id in a lease value."""
+    return value.rsplit(":", 1)[0]
+
+
 @dataclass(frozen=True)
 class Loaded:
     """What activation read: the new epoch and the whole log."""
@@ -83,6 +107,13 @@ class Loaded:
     created_ms: int
     version: int
     entries: list[bytes]
+
+
+@dataclass(frozen=True)
+class Held:
+    """Activation found the lease held by another pod."""
+
+    holder: str
 
 
 @dataclass(frozen=True)
@@ -97,25 +128,12 @@ class Appended:
 class Store:
     """Session persistence in Redis. Holds one connection pool for the process."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self._client = client
         self._activate = client.register_script(_ACTIVATE)
         self._append = client.register_script(_APPEND)
-        self._touch = client.register_script(_TOUCH)
-
-    @classmethod
-    def from_url(cls, url: str, timeout_ms: int) -> Store:
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_ms / 1000,
-            socket_connect_timeout=timeout_ms / 1000,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        return cls(client)
-
-    async def close(self) -> None:
-        await self._client.aclose()
+        self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     async def ping(self) -> None:
         try:
@@ -123,16 +141,38 @@ class Store:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
-    async def activate(self, session_id: str, now_ms: int) -> Loaded:
-        """Takes ownership (epoch + 1, fencing every earlier owner) and reads the session."""
+    async def activate(
+        self, session_id: str, pod_id: str, lease_ttl_ms: int, now_ms: int
+    ) -> Loaded | Held:
+        """Takes the lease and ownership (epoch + 1, fencing every earlier owner) and reads the
+        session; or reports the pod that holds the lease."""
+        keys = [meta_key(session_id), log_key(session_id), lease_key(session_id)]
         try:
-            reply = await self._activate(
-                keys=[meta_key(session_id), log_key(session_id)], args=[now_ms]
-            )
+            reply = await self._activate(keys=keys, args=[now_ms, pod_id, lease_ttl_ms])
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
-        epoch, created, version, entries = reply
+        if reply[0] == b"HELD":
+            return Held(lease_holder(reply[1].decode()))
+        _, epoch, created, version, entries = reply
         return Loaded(int(epoch), int(created), int(version), list(entries))
+
+    async def renew(self, leases: list[tuple[str, str]], lease_ttl_ms: int) -> list[bool]:
+        """Extends many (session id, lease value) leases in one pipelined round trip; False
+        where the lease is no longer ours."""
+        if not leases:
+            return []
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for session_id, value in leases:
+                    await self._renew(
+                        keys=[lease_key(session_id)],
+                        args=[value, lease_ttl_ms],
+                        client=pipe,  # type: ignore[arg-type]  # pipelines run scripts too
+                    )
+                replies = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return [bool(reply) for reply in replies]
 
     async def append(
         self,
@@ -169,10 +209,13 @@ class Store:
             raise Conflict(f"expected version {expected_version}, session is at {int(reply[1])}")
         raise Fenced(f"owner epoch {epoch} is stale; session is at epoch {int(reply[1])}")
 
-    async def touch(self, session_id: str, epoch: int, accessed_ms: int) -> bool:
-        """Records the last access time if we still own the session."""
+    async def release(self, session_id: str, pod_id: str, epoch: int, accessed_ms: int) -> bool:
+        """Gives the lease up (if still ours) and records the last access time."""
+        keys = [meta_key(session_id), lease_key(session_id)]
         try:
-            reply = await self._touch(keys=[meta_key(session_id)], args=[epoch, accessed_ms])
+            reply = await self._release(
+                keys=keys, args=[lease_value(pod_id, epoch), epoch, accessed_ms]
+            )
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return bool(reply)

@@ -31,6 +31,10 @@ class Stack:
         self.ai_addr = ""
         self.session_addr = ""
         self.gateway_url = ""
+        self.pods: dict[str, Process] = {}
+        self.pod_addrs: dict[str, str] = {}
+        self.redis_env: dict[str, str] = {}
+        """Extra session-service settings for every pod (e.g. REDIS_CLUSTER)."""
 
     def start_redis(self) -> RedisServer:
         self.redis = RedisServer(self.workdir / "redis")
@@ -79,13 +83,36 @@ class Stack:
         wait_grpc_serving(self.session, self.session_addr)
         return self.session
 
-    def start_gateway(self) -> Process:
+    def start_pod(self, pod_id: str, redis_url: str = "", **extra_env: str) -> Process:
+        """A session-service pod of a cluster; restarting one keeps its port."""
+        address = self.pod_addrs.get(pod_id) or f"127.0.0.1:{free_port()}"
+        env = {
+            "SESSION_PORT": address.rsplit(":", 1)[1],
+            "REDIS_URL": redis_url or (self.redis.url if self.redis else ""),
+            "AI_SERVICE_ADDR": self.ai_addr or "127.0.0.1:1",
+            "POD_ID": pod_id,
+            **self.redis_env,
+            **extra_env,
+        }
+        pod = python_module(pod_id, "session_service", env, self.workdir)
+        pod.start()
+        self.pods[pod_id] = pod
+        self.pod_addrs[pod_id] = address
+        wait_grpc_serving(pod, address)
+        return pod
+
+    def reserve_pod(self, pod_id: str) -> str:
+        """Picks the address a pod will have, so a gateway can know it before it starts."""
+        self.pod_addrs[pod_id] = f"127.0.0.1:{free_port()}"
+        return self.pod_addrs[pod_id]
+
+    def start_gateway(self, session_addrs: str = "") -> Process:
         port = free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
         self.gateway = python_module(
             "gateway",
             "gateway",
-            {"GATEWAY_PORT": str(port), "SESSION_SERVICE_ADDR": self.session_addr},
+            {"GATEWAY_PORT": str(port), "SESSION_SERVICE_ADDR": session_addrs or self.session_addr},
             self.workdir,
         )
         self.gateway.start()
@@ -101,6 +128,13 @@ class Stack:
         return self
 
     def close(self) -> None:
-        for proc in (self.gateway, self.session, self.ai, self.model, self.redis):
+        for proc in (
+            self.gateway,
+            *self.pods.values(),
+            self.session,
+            self.ai,
+            self.model,
+            self.redis,
+        ):
             if proc is not None:
                 proc.stop()
