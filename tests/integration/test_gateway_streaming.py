@@ -105,7 +105,22 @@ async def test_sockets_stay_connected_through_a_session_service_restart(
     assert contents == ["before tokens=3", expected_answer(3), "after tokens=4", expected_answer(4)]
 
 
-async def test_answer_cut_by_a_session_service_restart_ends_with_error_and_done(
+async def test_answer_in_progress_finishes_through_a_graceful_restart(
+    http, own_stack, session_id
+):
+    stack = start_slow_stack(own_stack)
+    async with http.ws_connect(ws_url(stack, session_id, "ann")) as ws:
+        await ws.send_str("long tokens=100")
+        frames = [await next_frame(ws), await next_frame(ws)]
+        assert stack.session is not None
+        stack.session.stop()  # SIGTERM: the pod drains, letting the answer finish first
+        stack.start_session()
+        frames += await frames_through_done(ws)
+    assert frames[0] == "[LOADING]" and frames.count("[LOADING]") == 1
+    assert "".join(frames[1:-1]) == expected_answer(100)
+
+
+async def test_answer_cut_by_a_session_service_crash_ends_with_error_and_done(
     http, own_stack, session_id
 ):
     stack = start_slow_stack(own_stack)
@@ -114,7 +129,7 @@ async def test_answer_cut_by_a_session_service_restart_ends_with_error_and_done(
         assert await next_frame(ws) == "[LOADING]"
         frames = ["[LOADING]", await next_frame(ws)]
         assert stack.session is not None
-        stack.session.stop()
+        stack.session.kill9()
         stack.start_session()
         frames += await frames_through_done(ws)
         assert frames.count("[LOADING]") == 1
