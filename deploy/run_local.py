@@ -1,7 +1,8 @@
 """`make run`: the whole system as local processes on 127.0.0.1, stopped together on Ctrl-C.
 
 Starts redis-server (AOF, fsync always, data under data/redis), the dev model (only when no
-OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, the session service and the gateway.
+OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, SESSION_PODS session-service pods
+(default 1) and the gateway.
 Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
 is named before anything starts. If any process dies, everything is stopped and its log shown.
 """
@@ -29,6 +30,9 @@ LOG_DIR = RUN_DIR / "logs"
 DATA_DIR = Path(os.environ.get("DATA_DIR", ROOT / "data"))
 """DATA_DIR: where Redis keeps its AOF (default data/), so a second run finds earlier sessions."""
 READY_TIMEOUT_S = 30.0
+
+POD_PORT_STEP = 100
+"""With SESSION_PODS=N, pod i listens on SESSION_PORT + 100 * (i - 1)."""
 
 PORTS = {
     "REDIS_PORT": 6379,
@@ -152,13 +156,17 @@ def main() -> int:
     host = env.get("BIND_HOST", "127.0.0.1")
     ports = {name: int(env.get(name, default)) for name, default in PORTS.items()}
     use_dev_model = not env.get("OPENAI_BASE_URL") and not env.get("OPENAI_API_KEY")
-    needed = [n for n in PORTS if n != "DEV_MODEL_PORT" or use_dev_model]
-    busy = [n for n in needed if port_busy(host, ports[n])]
+    pods = int(env.get("SESSION_PODS", "1"))
+    pod_ports = {f"session-{i + 1}": ports["SESSION_PORT"] + POD_PORT_STEP * i for i in range(pods)}
+    needed = {n: p for n, p in ports.items() if n != "DEV_MODEL_PORT" or use_dev_model}
+    needed |= {f"SESSION_PORT+{POD_PORT_STEP * i}": p for i, p in enumerate(pod_ports.values())}
+    busy = [n for n, p in needed.items() if port_busy(host, p)]
     if busy:
         for name in busy:
+            var = name.split("+")[0]
             print(
-                f"port {ports[name]} ({name}) on {host} is busy: stop what listens there "
-                f"or choose another, e.g. {name}={ports[name] + 1000} make run",
+                f"port {needed[name]} ({name}) on {host} is busy: stop what listens there "
+                f"or choose another, e.g. {var}={ports[var] + 1000} make run",
                 file=sys.stderr,
             )
         return 1
@@ -169,7 +177,8 @@ def main() -> int:
     common = {"BIND_HOST": host, "PYTHONUNBUFFERED": "1"}
     launcher = Launcher(env)
     redis_url = f"redis://{host}:{ports['REDIS_PORT']}/0"
-    session_addr = f"{host}:{ports['SESSION_PORT']}"
+    pod_addrs = {pod: f"{host}:{port}" for pod, port in pod_ports.items()}
+    session_addr = ",".join(pod_addrs.values())
     ai_addr = f"{host}:{ports['AI_PORT']}"
     gateway = f"http://{host}:{ports['GATEWAY_PORT']}"
     signal.signal(signal.SIGTERM, _interrupt)
@@ -212,18 +221,19 @@ def main() -> int:
             ai_env |= {"OPENAI_BASE_URL": f"{model_url}/v1", "OPENAI_API_KEY": "dev"}
         ai = launcher.start("ai", [py, "-m", "ai_service"], ai_env)
         wait_until(ai, grpc_serving(ai_addr))
-        session = launcher.start(
-            "session-1",
-            [py, "-m", "session_service"],
-            {
-                **common,
-                "SESSION_PORT": str(ports["SESSION_PORT"]),
-                "REDIS_URL": redis_url,
-                "AI_SERVICE_ADDR": ai_addr,
-                "POD_ID": "session-1",
-            },
-        )
-        wait_until(session, grpc_serving(session_addr))
+        for pod, port in pod_ports.items():
+            session = launcher.start(
+                pod,
+                [py, "-m", "session_service"],
+                {
+                    **common,
+                    "SESSION_PORT": str(port),
+                    "REDIS_URL": redis_url,
+                    "AI_SERVICE_ADDR": ai_addr,
+                    "POD_ID": pod,
+                },
+            )
+            wait_until(session, grpc_serving(pod_addrs[pod]))
         gw = launcher.start(
             "gateway",
             [py, "-m", "gateway"],
@@ -246,7 +256,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   WebSocket  ws://{ws_host}/ws/{{thread}}?user={{name}}
   REST       {gateway}/api/chat/session/{{id}}
   health     {gateway}/healthz
-  gRPC       {session_addr}   (grpcurl -plaintext {session_addr} list)
+  gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
   AI gRPC    {ai_addr}   model: {model_note}
 Ctrl-C stops everything.""",
             flush=True,

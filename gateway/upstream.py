@@ -40,6 +40,7 @@ HTTP_STATUS_FOR_CODE: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.FAILED_PRECONDITION: 409,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.CANCELLED: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 """Every other gRPC status is an HTTP 500."""
@@ -75,7 +76,7 @@ RETRY_MAX_DELAY_S = 1.0
 
 
 def _retryable(exc: grpc.aio.AioRpcError, idempotent: bool) -> bool:
-    if exc.code() != grpc.StatusCode.UNAVAILABLE:
+    if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return False
     trailers = exc.trailing_metadata() or ()
     return idempotent or any(key == RETRY_SAFE_KEY for key, _ in trailers)

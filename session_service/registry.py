@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from common.ring import EmptyRing, HashRing
 from session_service.actor import AnswerSource, SessionActor, now_ms
-from session_service.errors import Moving, NotOwner, SessionClosed, SessionError
+from session_service.errors import Moving, NotOwner, SessionError
 from session_service.limits import Limits
 from session_service.session import Session
 from session_service.store import Held, Store
@@ -89,11 +89,10 @@ class Registry:
         return await asyncio.shield(task)
 
     async def call(self, session_id: str, fn: Callable[[SessionActor], Awaitable[T]]) -> T:
-        """Runs fn on the session's actor, once more on a fresh one if the first closed."""
-        try:
-            return await fn(await self.get(session_id))
-        except SessionClosed:
-            return await fn(await self.get(session_id))
+        """Runs fn on the session's actor here, activating it if needed. Raises SessionClosed
+        when the actor closed meanwhile: the caller routes again, because the session may have
+        moved to another pod."""
+        return await fn(await self.get(session_id))
 
     async def _activate(self, session_id: str) -> SessionActor:
         deadline = time.monotonic() + self._lease_ttl_ms / 1000 + 1.0

@@ -19,6 +19,7 @@ from session_service.errors import (
     InvalidArgument,
     Moving,
     NotOwner,
+    SessionClosed,
     SessionError,
     status_for,
     trailers_for,
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
+ROUTE_ATTEMPTS = 3
+"""How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
 """Deadline of a forwarded unary call when the caller set none."""
 
@@ -54,8 +57,11 @@ def _hops(context: Context) -> int:
 
 async def _abort(context: Context, exc: BaseException) -> None:
     if isinstance(exc, grpc.aio.AioRpcError):  # a forwarded call's answer: pass it on
+        code = exc.code()
+        if code == grpc.StatusCode.CANCELLED:  # the peer stopped mid-call, not our caller
+            code = grpc.StatusCode.UNAVAILABLE
         context.set_trailing_metadata(exc.trailing_metadata() or ())
-        await context.abort(exc.code(), exc.details() or "")
+        await context.abort(code, exc.details() or "")
     code, details = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         logger.error("internal error", exc_info=exc)
@@ -84,14 +90,18 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             sid = _checked(request)
             local = prepare()
             hops = _hops(context)
-            target = self._router.target(sid)
-            if target is None:
-                try:
-                    return await self._registry.call(sid, local)
-                except NotOwner as exc:
-                    target = self._router.forward_to(exc.owner_pod)
-            self._router.check_hops(hops, target)
-            return cast(T, await self._forward(method, request, context, target, hops))
+            for _ in range(ROUTE_ATTEMPTS):
+                target = self._router.target(sid)
+                if target is None:
+                    try:
+                        return await self._registry.call(sid, local)
+                    except NotOwner as exc:
+                        target = self._router.forward_to(exc.owner_pod)
+                    except SessionClosed:
+                        continue  # passivated or handed off meanwhile: route again
+                self._router.check_hops(hops, target)
+                return cast(T, await self._forward(method, request, context, target, hops))
+            raise Moving("the session is moving between pods; retry")
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises

@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import ROOT, eventually, free_port
 
-NAMES = ["redis", "model", "ai", "session-1", "gateway"]
+BASE_NAMES = ["redis", "model", "ai", "gateway"]
 
 
 def launcher_env(tmp_path: Path) -> dict[str, str]:
@@ -57,9 +57,10 @@ def test_busy_port_is_named_before_anything_starts(tmp_path):
     assert not (tmp_path / "run" / "redis.pid").exists()
 
 
-@pytest.fixture
-def launched(tmp_path):
-    env = launcher_env(tmp_path)
+@pytest.fixture(params=[1, 3], ids=["one-pod", "three-pods"])
+def launched(tmp_path, request):
+    env = launcher_env(tmp_path) | {"SESSION_PODS": str(request.param)}
+    names = BASE_NAMES + [f"session-{i + 1}" for i in range(request.param)]
     with (tmp_path / "launcher.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "deploy.run_local"],
@@ -69,7 +70,7 @@ def launched(tmp_path):
             stderr=subprocess.STDOUT,
         )
     try:
-        yield proc, env
+        yield proc, env, names
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -77,7 +78,7 @@ def launched(tmp_path):
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for name in NAMES:  # never leave a child behind, even when the launcher failed
+        for name in names:  # never leave a child behind, even when the launcher failed
             pid_file = tmp_path / "run" / f"{name}.pid"
             if pid_file.exists():
                 pid = int(pid_file.read_text())
@@ -91,10 +92,10 @@ def healthz_ok(url: str) -> bool:
 
 
 async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_path):
-    proc, env = launched
+    proc, env, names = launched
     base = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
     eventually(lambda: healthz_ok(f"{base}/healthz"), timeout=60, interval=0.1)
-    pids = {n: int((tmp_path / "run" / f"{n}.pid").read_text()) for n in NAMES}
+    pids = {n: int((tmp_path / "run" / f"{n}.pid").read_text()) for n in names}
     assert all(pid_alive(pid) for pid in pids.values())
     frames: list[str] = []
     async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws/t1?user=a") as ws:
