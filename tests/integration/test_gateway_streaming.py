@@ -105,9 +105,7 @@ async def test_sockets_stay_connected_through_a_session_service_restart(
     assert contents == ["before tokens=3", expected_answer(3), "after tokens=4", expected_answer(4)]
 
 
-async def test_answer_in_progress_finishes_through_a_graceful_restart(
-    http, own_stack, session_id
-):
+async def test_answer_in_progress_finishes_through_a_graceful_restart(http, own_stack, session_id):
     stack = start_slow_stack(own_stack)
     async with http.ws_connect(ws_url(stack, session_id, "ann")) as ws:
         await ws.send_str("long tokens=100")
