@@ -95,6 +95,32 @@ async def test_every_session_has_one_owner_per_epoch_under_writes_through_all_po
     assert all(owners[sid] == ring.owner(sid) for sid in sessions)
 
 
+async def follow(client: SessionClient, sid: str, until_seq: int) -> list[int]:
+    """Message seqs seen by a subscriber that resumes from its cursor whenever its stream breaks."""
+    seen: list[int] = []
+    cursor = (0, 0)
+    while not seen or seen[-1] < until_seq:
+        stream = client.subscribe(sid, after_seq=cursor[0], after_offset=cursor[1])
+        try:
+            async for reply in stream:
+                event = reply.event
+                kind = event.WhichOneof("kind")
+                if kind == "message_appended":
+                    seen.append(event.seq)
+                if kind == "answer_delta":
+                    cursor = (cursor[0], event.offset + 1)
+                elif kind != "caught_up":
+                    cursor = (event.seq, 0 if kind == "answer_ended" else cursor[1])
+                if seen and seen[-1] >= until_seq:
+                    break
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+            await asyncio.sleep(0.05)
+        finally:
+            stream.cancel()
+    return seen
+
+
 async def test_kill9_of_owner_loses_no_acknowledged_write_and_another_pod_takes_over(cluster):
     sid = "takeover-1"
     owner = HashRing(PODS).owner(sid)
@@ -103,6 +129,7 @@ async def test_kill9_of_owner_loses_no_acknowledged_write_and_another_pod_takes_
     acked: list[tuple[int, float]] = []
     fifty = asyncio.Event()
     try:
+        follower = asyncio.create_task(follow(client, sid, 150))
 
         async def writer() -> None:
             for k in range(150):
@@ -117,9 +144,11 @@ async def test_kill9_of_owner_loses_no_acknowledged_write_and_another_pod_takes_
         killed_at = time.monotonic()
         await task
         stored = await client.list_all(sid)
+        followed = await asyncio.wait_for(follower, 20)
     finally:
         await client.close()
     assert [m.seq for m in stored] == list(range(1, 151))
+    assert followed == list(range(1, 151)), "the resuming subscriber saw a gap or a duplicate"
     assert sorted(seq for seq, _ in acked) == list(range(1, 151))
     resumed = min(t for _, t in acked if t > killed_at)
     takeover = resumed - killed_at
