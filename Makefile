@@ -4,9 +4,9 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
-PYDIRS := common session_service ai_service gateway deploy tests
+PYDIRS := common session_service ai_service gateway deploy bench tests
 
-.PHONY: install system-deps protos fmt lint test run clean
+.PHONY: install system-deps protos fmt lint test run clean bench-cluster
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -49,3 +49,6 @@ run: system-deps protos
 
 clean:
 	rm -rf durablechat .mypy_cache .ruff_cache .pytest_cache
+
+bench-cluster: system-deps protos
+	$(PY) -m bench.cluster

@@ -8,10 +8,8 @@ when its TTL passes; reads filter expired entries, heartbeats delete them.
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
-
 from session_service.errors import StoreUnavailable
-from session_service.redis_client import RedisClient
+from session_service.redis_client import REDIS_ERRORS, RedisClient
 
 MEMBERS_KEY = "{dc-cluster}:members"
 ADDRS_KEY = "{dc-cluster}:addrs"
@@ -57,14 +55,14 @@ class MembersStore:
     async def heartbeat(self, pod_id: str, address: str, ttl_ms: int) -> None:
         try:
             await self._heartbeat(keys=[MEMBERS_KEY, ADDRS_KEY], args=[pod_id, address, ttl_ms])
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
     async def members(self) -> dict[str, str]:
         """Live pods: id → address."""
         try:
             reply = await self._members(keys=[MEMBERS_KEY, ADDRS_KEY], args=[])
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         flat = [item.decode() for item in reply]
         return dict(zip(flat[0::2], flat[1::2], strict=True))
@@ -72,5 +70,5 @@ class MembersStore:
     async def leave(self, pod_id: str) -> None:
         try:
             await self._leave(keys=[MEMBERS_KEY, ADDRS_KEY], args=[pod_id])
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc

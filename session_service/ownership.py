@@ -55,6 +55,8 @@ class LeaseKeeper:
             logger.warning("lease renewal failed: %s", exc, extra={"pod_id": self._pod_id})
             return
         for actor, ok in zip(actors, kept, strict=True):
+            if ok is None:
+                continue  # its Redis node did not answer: the watchdog decides at the deadline
             if ok:
                 actor.lease_deadline = max(actor.lease_deadline, sent + self._valid_s)
             else:

@@ -9,8 +9,29 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisClusterException, RedisError
 
 RedisClient = aioredis.Redis | aioredis.RedisCluster
+
+REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+"""What a failed Redis call raises; RedisClusterException (all nodes down, a refused command)
+is not a RedisError."""
+
+
+def node_of(client: RedisClient, key: str) -> str:
+    """The name of the node serving `key` ("" for a single Redis): batches go per node."""
+    if isinstance(client, aioredis.RedisCluster):
+        node = client.get_node_from_key(key)
+        return node.name if node is not None else ""
+    return ""
+
+
+async def close(client: RedisClient) -> None:
+    """Closes every connection, including those a cluster client keeps after failures."""
+    await client.aclose()
+    if isinstance(client, aioredis.RedisCluster):
+        await client.nodes_manager.aclose()
+        await client.nodes_manager.aclose("startup_nodes")
 
 
 def connect(url: str, timeout_ms: int, cluster: bool) -> RedisClient:
@@ -21,6 +42,7 @@ def connect(url: str, timeout_ms: int, cluster: bool) -> RedisClient:
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
         )
     return aioredis.Redis.from_url(
         url,

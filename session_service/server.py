@@ -23,7 +23,7 @@ from session_service.members_store import MembersStore
 from session_service.membership import Membership
 from session_service.ownership import LeaseKeeper
 from session_service.peers import Peers
-from session_service.redis_client import connect
+from session_service.redis_client import close, connect
 from session_service.registry import Registry
 from session_service.routing import Router
 from session_service.servicer import SessionServicer
@@ -150,7 +150,7 @@ class SessionServer:
                 await task
         await self.peers.close()
         await self.ai.close()
-        await self._redis.aclose()
+        await close(self._redis)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

@@ -18,12 +18,11 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
 from session_service.errors import Conflict, Fenced, StoreUnavailable
-from session_service.redis_client import RedisClient
+from session_service.redis_client import REDIS_ERRORS, RedisClient, node_of
 
 _ACTIVATE = """
 local holder = redis.call('GET', KEYS[3])
@@ -138,7 +137,7 @@ class Store:
     async def ping(self) -> None:
         try:
             await self._client.ping()
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
     async def activate(
@@ -149,30 +148,41 @@ class Store:
         keys = [meta_key(session_id), log_key(session_id), lease_key(session_id)]
         try:
             reply = await self._activate(keys=keys, args=[now_ms, pod_id, lease_ttl_ms])
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         if reply[0] == b"HELD":
             return Held(lease_holder(reply[1].decode()))
         _, epoch, created, version, entries = reply
         return Loaded(int(epoch), int(created), int(version), list(entries))
 
-    async def renew(self, leases: list[tuple[str, str]], lease_ttl_ms: int) -> list[bool]:
-        """Extends many (session id, lease value) leases in one pipelined round trip; False
-        where the lease is no longer ours."""
+    async def renew(self, leases: list[tuple[str, str]], lease_ttl_ms: int) -> list[bool | None]:
+        """Extends many (session id, lease value) leases in one pipelined round trip per Redis
+        node: True renewed, False no longer ours, None unknown (that node failed; the others
+        are unaffected). Raises StoreUnavailable when every node failed."""
         if not leases:
             return []
-        try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for session_id, value in leases:
-                    await self._renew(
-                        keys=[lease_key(session_id)],
-                        args=[value, lease_ttl_ms],
-                        client=pipe,  # type: ignore[arg-type]  # pipelines run scripts too
-                    )
-                replies = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        return [bool(reply) for reply in replies]
+        batches: dict[str, list[int]] = {}
+        for index, (session_id, _) in enumerate(leases):
+            batches.setdefault(node_of(self._client, lease_key(session_id)), []).append(index)
+        results: list[bool | None] = [None] * len(leases)
+
+        async def run(indexes: list[int]) -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for i in indexes:
+                session_id, value = leases[i]
+                # EVAL, not EVALSHA: cluster pipelines refuse EVALSHA; the script is tiny.
+                pipe.eval(_RENEW, 1, lease_key(session_id), value, lease_ttl_ms)
+            replies = await pipe.execute()
+            for i, reply in zip(indexes, replies, strict=True):
+                results[i] = bool(reply)
+
+        outcomes = await asyncio.gather(
+            *(run(indexes) for indexes in batches.values()), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures and len(failures) == len(outcomes):
+            raise StoreUnavailable(f"redis: {failures[0]}") from failures[0]
+        return results
 
     async def append(
         self,
@@ -198,7 +208,7 @@ class Store:
             reply = await self._append(
                 keys=[meta_key(session_id), log_key(session_id), idem_key(session_id)], args=args
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         status = reply[0].decode()
         if status == "OK":
@@ -216,6 +226,6 @@ class Store:
             reply = await self._release(
                 keys=keys, args=[lease_value(pod_id, epoch), epoch, accessed_ms]
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return bool(reply)

@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from common.ring import HashRing
 from tests.grpc_client import SessionClient
 from tests.helpers import eventually
+from tests.redis_cluster import start_cluster
 from tests.stack import Stack
 
 PODS = ["pod-a", "pod-b", "pod-c"]
@@ -58,16 +60,34 @@ def views(stack: Stack) -> dict[str, list[str]]:
     return out
 
 
-@pytest.fixture
-def cluster(own_stack: Stack) -> Stack:
-    own_stack.start_redis()
+def start_pods(stack: Stack, redis_url: str = "") -> Stack:
     for pod in PODS:
-        own_stack.start_pod(pod)
-    assert own_stack.redis is not None
-    members = own_stack.redis.client().zrange("{dc-cluster}:members", 0, -1)
-    assert sorted(members) == PODS
-    eventually(lambda: all(views(own_stack).get(p) == PODS for p in PODS))
-    return own_stack
+        stack.start_pod(pod, redis_url)
+    eventually(lambda: all(views(stack).get(p) == PODS for p in PODS))
+    return stack
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def cluster(request, own_stack: Stack, tmp_path) -> Iterator[Stack]:
+    """Three pods on one Redis, or on a 3-master Redis Cluster."""
+    if request.param == "redis":
+        own_stack.start_redis()
+        yield start_pods(own_stack)
+        return
+    nodes = start_cluster(tmp_path / "redis-cluster")
+    try:
+        own_stack.redis_env = {"REDIS_CLUSTER": "true"}
+        yield start_pods(own_stack, nodes.url)
+    finally:
+        for pod in own_stack.pods.values():
+            pod.stop()
+        nodes.stop()
+
+
+@pytest.fixture
+def single_redis_cluster(own_stack: Stack) -> Stack:
+    own_stack.start_redis()
+    return start_pods(own_stack)
 
 
 async def test_every_session_has_one_owner_per_epoch_under_writes_through_all_pods(cluster):
@@ -156,7 +176,10 @@ async def test_kill9_of_owner_loses_no_acknowledged_write_and_another_pod_takes_
     assert takeover < 5.0
 
 
-async def test_paused_owner_past_its_lease_is_fenced_and_drops_the_session(cluster):
+async def test_paused_owner_past_its_lease_is_fenced_and_drops_the_session(
+    single_redis_cluster,
+):
+    cluster = single_redis_cluster
     sid = "paused-1"
     owner = HashRing(PODS).owner(sid)
     other = next(p for p in PODS if p != owner)

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench-cluster` (takeover, key movement, lost writes)."""
