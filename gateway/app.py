@@ -15,6 +15,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
 from gateway.rest import RestRoutes
+from gateway.routing import PodRouter
 from gateway.upstream import SessionClient
 from gateway.ws import SocketRoutes
 
@@ -99,7 +100,9 @@ async def serve(cfg: Config) -> None:
     )
     try:
         async with asyncio.TaskGroup() as tasks:
-            client = SessionClient(channel, cfg.grpc_deadline_s)
+            router = PodRouter(channel, RECONNECT_OPTIONS)
+            refresher = tasks.create_task(router.refresh_forever())
+            client = SessionClient(channel, cfg.grpc_deadline_s, router=router)
             hubs = Hubs(client, tasks, cfg.grpc_deadline_s)
             sockets = SocketRoutes(cfg, client, hubs)
             runner = web.AppRunner(
@@ -122,6 +125,8 @@ async def serve(cfg: Config) -> None:
             finally:
                 await runner.cleanup()
                 hubs.close()
+                refresher.cancel()
+                await router.close()
     finally:
         await channel.close()
         logger.info("gateway stopped")

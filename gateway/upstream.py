@@ -17,7 +17,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
+from durablechat.v1 import common_pb2, session_pb2
 from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.frames import (
     AnswerDelta,
@@ -28,6 +28,7 @@ from gateway.frames import (
     Event,
     Logged,
 )
+from gateway.routing import PodRouter
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ HEALTH_DEADLINE_S = 1.0
 
 
 RETRY_SAFE_KEY = "dc-retry-safe"
+POD_DOWN_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
+)
+"""Failures without our trailers that suggest the pod itself is down or stuck."""
 RETRY_FIRST_DELAY_S = 0.05
 RETRY_MAX_DELAY_S = 1.0
 
@@ -187,9 +192,13 @@ class SessionClient:
     """
 
     def __init__(
-        self, channel: grpc.aio.Channel, deadline_s: float, retry_budget_s: float = 8.0
+        self,
+        channel: grpc.aio.Channel,
+        deadline_s: float,
+        retry_budget_s: float = 8.0,
+        router: PodRouter | None = None,
     ) -> None:
-        self._stub = session_pb2_grpc.SessionServiceStub(channel)
+        self._router = router or PodRouter(channel, [])
         self._health = health_pb2_grpc.HealthStub(channel)
         self._deadline_s = deadline_s
         self._retry_budget_s = retry_budget_s
@@ -204,9 +213,12 @@ class SessionClient:
         deadline = time.monotonic() + self._retry_budget_s
         delay = RETRY_FIRST_DELAY_S
         while True:
+            stub, address = self._router.route(request.session_id)  # type: ignore[attr-defined]
             try:
-                return await getattr(self._stub, method)(request, timeout=self._deadline_s)
+                return await getattr(stub, method)(request, timeout=self._deadline_s)
             except grpc.aio.AioRpcError as exc:
+                if exc.code() in POD_DOWN_CODES and not exc.trailing_metadata():
+                    self._router.failed(address)
                 if not _retryable(exc, idempotent) or time.monotonic() + delay > deadline:
                     raise upstream_error(exc) from exc
                 logger.info("retrying %s: %s", method, exc.details())
@@ -296,11 +308,15 @@ class SessionClient:
                 after_seq=cursor.seq,
                 after_offset=cursor.offset,
             )
-        call = self._stub.Subscribe(request)
+        stub, address = self._router.route(session_id)
+        logger.debug("subscribing", extra={"session_id": session_id, "pod": address or "any"})
+        call: Any = stub.Subscribe(request)
         try:
             async for reply in call:
                 yield event_from_proto(reply.event)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in POD_DOWN_CODES and not exc.trailing_metadata():
+                self._router.failed(address)
             raise upstream_error(exc) from exc
         finally:
             call.cancel()

@@ -123,11 +123,18 @@ class SessionActor:
         """Moves the session off this pod: no new writes, answers finish (up to timeout_s),
         the write in flight completes, then the lease is released for the new owner."""
         self.moving = True
-        worker = self._worker
-        if worker is not None and not worker.done():
-            await asyncio.wait({worker}, timeout=timeout_s)
-        async with self._lock:
-            await self.passivate(Moving("session moved to another pod; resubscribe"))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            worker = self._worker
+            if worker is not None and not worker.done():
+                await asyncio.wait({worker}, timeout=max(0.0, deadline - time.monotonic()))
+            async with self._lock:
+                # A prompt whose write was in flight when the move began may have just started
+                # an answer: let it finish too, unless time is up.
+                answering = self._worker is not None and not self._worker.done()
+                if not answering or time.monotonic() >= deadline:
+                    await self.passivate(Moving("session moved to another pod; resubscribe"))
+                    break
         logger.info(
             "session handed off",
             extra={"session_id": self.session.session_id, "pod_id": self._pod_id},

@@ -8,6 +8,7 @@ most MAX_HOPS times; past that the client gets retry-safe UNAVAILABLE with the o
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from common.ring import EmptyRing
@@ -29,6 +30,8 @@ class Router:
     def __init__(self, membership: Membership, registry: Registry) -> None:
         self._membership = membership
         self._registry = registry
+        self.draining = asyncio.Event()
+        """Set when this pod drains: the streams it relays for other pods end (retry-safe)."""
 
     def target(self, session_id: str) -> Forward | None:
         """None to serve here, else where to forward."""

@@ -15,8 +15,9 @@ import grpc
 
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.ring import HashRing
-from durablechat.v1 import session_pb2, session_pb2_grpc
+from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
 from session_service.ai_client import AiClient
+from session_service.cluster_servicer import ClusterServicer
 from session_service.config import Config
 from session_service.errors import SessionClosed, StoreUnavailable
 from session_service.members_store import MembersStore
@@ -32,6 +33,7 @@ from session_service.store import Store
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
+CLUSTER_SERVICE_NAME = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name
 
 
 class SessionServer:
@@ -65,14 +67,16 @@ class SessionServer:
             self.store, self.registry, cfg.pod_id, cfg.lease_ttl_ms, cfg.lease_margin_ms
         )
         self.peers = Peers()
+        self.router = Router(self.membership, self.registry)
         self.server = grpc.aio.server(options=SERVER_OPTIONS)
         session_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(
-                self.registry, Router(self.membership, self.registry), self.peers, cfg.limits
-            ),
+            SessionServicer(self.registry, self.router, self.peers, cfg.limits),
             self.server,
         )
-        self.health = add_health_and_reflection(self.server, [SERVICE_NAME])
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
+            ClusterServicer(self.membership), self.server
+        )
+        self.health = add_health_and_reflection(self.server, [SERVICE_NAME, CLUSTER_SERVICE_NAME])
         self._tasks: list[asyncio.Task[None]] = []
         self._draining = False
         self.port = 0
@@ -135,22 +139,26 @@ class SessionServer:
     async def drain(self) -> None:
         """Hands every session to the remaining pods; the pod keeps answering meanwhile."""
         self._draining = True
+        self.router.draining.set()
         await self._set_health(False)
         await self.membership.leave()
         await self.registry.handoffs_done()
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        logger.info("session service stopping", extra={"pod_id": self.cfg.pod_id})
         await self.drain()
         for task in self._tasks:
             task.cancel()
         await self.registry.close_all(SessionClosed("session service stopping; resubscribe"))
         await self.server.stop(grace_s)
+        logger.info("grpc server stopped", extra={"pod_id": self.cfg.pod_id})
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.peers.close()
         await self.ai.close()
         await close(self._redis)
+        logger.info("session service stopped", extra={"pod_id": self.cfg.pod_id})
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

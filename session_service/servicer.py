@@ -117,19 +117,25 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         )
         return await self._unless_gone(call, target)
 
-    async def _unless_gone(self, call: Awaitable[T], target: Forward) -> T:
+    async def _unless_gone(self, call: Awaitable[T], target: Forward, relay: bool = False) -> T:
         """Awaits a forwarded call, but gives up (retry-safe for idempotent clients) when the
         target leaves the member set meanwhile: a paused or partitioned pod must not hold calls
-        until their deadline."""
+        until their deadline. A relayed stream also ends when this pod starts draining."""
         task = asyncio.ensure_future(call)
         gone = asyncio.ensure_future(self._router.until_gone(target.pod_id))
+        waits: set[asyncio.Future[Any]] = {task, gone}
+        if relay:
+            waits.add(asyncio.ensure_future(self._router.draining.wait()))
         try:
-            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            gone.cancel()
+            for waiter in waits - {task}:
+                waiter.cancel()
         if task.done():
             return task.result()
         task.cancel()
+        if self._router.draining.is_set():
+            raise Moving("this pod is draining; resubscribe")
         raise Moving(f"pod {target.pod_id} left the cluster while serving the call; retry")
 
     async def GetSession(
@@ -259,7 +265,9 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     request, metadata=((HOPS_KEY, str(hops + 1)),)
                 )
                 try:
-                    while (reply := await self._unless_gone(call.read(), target)) is not EOF:
+                    while (
+                        reply := await self._unless_gone(call.read(), target, relay=True)
+                    ) is not EOF:
                         yield reply
                 finally:
                     call.cancel()

@@ -4,9 +4,13 @@ no socket closes, nothing is lost."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 
 import aiohttp
 
+from common.ring import HashRing
+from tests.helpers import eventually
 from tests.integration.test_gateway_ws import frames_through_done, history
 from tests.stack import Stack
 
@@ -74,3 +78,34 @@ async def test_scaling_one_to_three_to_one_pods_under_load_loses_nothing(own_sta
         counts = await progress
     assert all(count > 0 for count in counts)
     assert stack.pods["pod-3"].alive()
+
+
+async def test_gateway_routes_by_the_ring_so_paused_other_pods_do_not_stall_a_session(
+    own_stack: Stack,
+):
+    stack = own_stack
+    stack.start_redis()
+    addresses = ",".join(stack.reserve_pod(p) for p in PODS)
+    for pod in PODS:
+        stack.start_pod(pod)
+    stack.start_gateway(session_addrs=addresses)
+    assert stack.gateway is not None
+    gateway_log = stack.gateway.log_path
+    eventually(lambda: '"pods": ["pod-1", "pod-2", "pod-3"]' in gateway_log.read_text())
+    ring = HashRing(PODS)
+    sessions = [s for s in (f"ring-{i}" for i in range(60)) if ring.owner(s) == "pod-1"][:10]
+    paused = [stack.pods["pod-2"], stack.pods["pod-3"]]
+    for proc in paused:
+        os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        timeout = aiohttp.ClientTimeout(total=3)  # a call sent to a paused pod would hang 5 s
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            for sid in sessions:
+                body = {"role": "user", "content": "hi"}
+                async with http.post(
+                    f"{stack.gateway_url}/api/chat/session/{sid}/messages", json=body
+                ) as reply:
+                    assert reply.status == 201, await reply.text()
+    finally:
+        for proc in paused:
+            os.kill(proc.pid, signal.SIGCONT)

@@ -1,0 +1,83 @@
+"""Sends each session's calls straight to its owner pod, by the ring the pods themselves use.
+
+The gateway learns the live pods from any pod (`ClusterService.ListMembers` over the shared
+channel, every `REFRESH_S`) and builds the same consistent-hash ring. A call for a session goes
+to its owner's channel; when the ring is unknown, or the owner just failed a call (a crash, a
+pause), it goes over the shared channel to any pod, which forwards it. Routing is only an
+optimisation: every pod serves every session correctly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+
+from common.grpc_server import CHANNEL_OPTIONS
+from common.ring import HashRing
+from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+REFRESH_S = 1.0
+SUSPECT_S = 3.0
+"""How long a pod that failed a call is bypassed (longer than a takeover)."""
+
+
+class PodRouter:
+    """Owner-aware stubs over one long-lived channel per pod plus the shared channel."""
+
+    def __init__(self, shared: grpc.aio.Channel, options: list[tuple[str, int]]) -> None:
+        self._shared = session_pb2_grpc.SessionServiceStub(shared)
+        self._cluster = cluster_pb2_grpc.ClusterServiceStub(shared)
+        self._options = [*CHANNEL_OPTIONS, *options]
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, session_pb2_grpc.SessionServiceStub] = {}
+        self._ring: HashRing | None = None
+        self._addresses: dict[str, str] = {}
+        self._suspect: dict[str, float] = {}
+
+    def route(self, session_id: str) -> tuple[session_pb2_grpc.SessionServiceStub, str]:
+        """The stub to call for a session and the owner address it targets ("" = any pod)."""
+        if self._ring is None or not len(self._ring):
+            return self._shared, ""
+        address = self._addresses[self._ring.owner(session_id)]
+        if self._suspect.get(address, 0.0) > time.monotonic():
+            return self._shared, ""
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
+            stub = self._stubs[address] = session_pb2_grpc.SessionServiceStub(channel)
+        return stub, address
+
+    def failed(self, address: str) -> None:
+        """A call to this pod failed as if it were down: go around it for a while."""
+        if address:
+            self._suspect[address] = time.monotonic() + SUSPECT_S
+
+    async def refresh(self) -> None:
+        reply = await self._cluster.ListMembers(cluster_pb2.ListMembersRequest(), timeout=1.0)
+        addresses = {m.pod_id: m.address for m in reply.members}
+        if addresses != self._addresses:
+            self._addresses = addresses
+            self._ring = HashRing(addresses, vnodes=reply.vnodes) if addresses else None
+            logger.info("session pods changed", extra={"pods": sorted(addresses)})
+            # Channels of pods that left stay open: closing a channel would cut streams still
+            # running on it without telling their readers; a pod that left ends them itself.
+
+    async def refresh_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except grpc.aio.AioRpcError as exc:
+                logger.debug("cannot list session pods: %s", exc.code().name)
+            await asyncio.sleep(REFRESH_S)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._stubs.clear()
