@@ -115,7 +115,7 @@ class Process:
 class RedisServer(Process):
     """A real redis-server with AOF on and fsync always, data in its own directory."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *also_bind: str) -> None:
         self.port = port or free_port()
         data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -124,6 +124,8 @@ class RedisServer(Process):
             str(self.port),
             "--bind",
             "127.0.0.1",
+            *also_bind,
+            *(["--protected-mode", "no"] if also_bind else []),  # test hosts in our netns
             "--dir",
             str(data_dir),
             "--appendonly",
