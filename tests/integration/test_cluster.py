@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.ring import HashRing
 from tests.grpc_client import SessionClient
@@ -218,3 +219,16 @@ async def test_paused_owner_past_its_lease_is_fenced_and_drops_the_session(
         )
     )
     assert log is not None
+
+
+async def test_draining_pod_reports_not_serving_before_it_stops(single_redis_cluster):
+    pod = single_redis_cluster.pods["pod-a"]
+    async with grpc.aio.insecure_channel(single_redis_cluster.pod_addrs["pod-a"]) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        first = await watch.read()
+        assert first.status == health_pb2.HealthCheckResponse.SERVING
+        os.kill(pod.pid, signal.SIGTERM)
+        second = await watch.read()
+        assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    eventually(lambda: not pod.alive())
+    eventually(lambda: views(single_redis_cluster)["pod-b"] == ["pod-b", "pod-c"])
