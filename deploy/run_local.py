@@ -4,7 +4,9 @@ Starts redis-server (AOF, fsync always, data under data/redis), the dev model (o
 OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, SESSION_PODS session-service pods
 (default 1) and the gateway.
 Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
-is named before anything starts. If any process dies, everything is stopped and its log shown.
+is named before anything starts. If a session pod dies while others run (SESSION_PODS > 1) it is
+restarted, as a supervisor would; if any other process dies, everything is stopped and its log
+shown.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ PORTS = {
 class Child:
     name: str
     proc: subprocess.Popen[bytes]
+    argv: list[str]
+    env: dict[str, str]
 
     @property
     def log(self) -> Path:
@@ -131,9 +135,13 @@ class Launcher:
         )
         log.close()
         (RUN_DIR / f"{name}.pid").write_text(f"{proc.pid}\n")
-        child = Child(name, proc)
+        child = Child(name, proc, argv, extra_env)
         self.children.append(child)
         return child
+
+    def restart(self, child: Child) -> Child:
+        self.children.remove(child)
+        return self.start(child.name, child.argv, child.env)
 
     def stop_all(self) -> None:
         for child in reversed(self.children):
@@ -262,8 +270,18 @@ Ctrl-C stops everything.""",
             flush=True,
         )
         while True:
-            for child in launcher.children:
-                if child.proc.poll() is not None:
+            for child in list(launcher.children):
+                if child.proc.poll() is None:
+                    continue
+                if child.name.startswith("session-") and pods > 1:
+                    # Like a supervisor: the other pods took its sessions over meanwhile.
+                    print(
+                        f"{child.name} exited with {child.proc.returncode}; restarting it",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    launcher.restart(child)
+                else:
                     print(
                         f"{child.name} exited with {child.proc.returncode}; stopping.\n"
                         f"{tail(child)}",

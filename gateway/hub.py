@@ -103,6 +103,8 @@ class ThreadHub:
         self._outboxes: set[Outbox] = set()
         self._ready = asyncio.Event()
         self._failure: GatewayError | None = None
+        self._last_error: GatewayError | None = None
+        """The latest failed subscribe attempt, while retrying."""
         self._resuming = False
         self._task: asyncio.Task[None] | None = None
 
@@ -123,6 +125,8 @@ class ThreadHub:
         try:
             await asyncio.wait_for(self._ready.wait(), timeout_s)
         except TimeoutError as exc:
+            if self._last_error is not None:  # retried until now: report why it kept failing
+                raise self._last_error from exc
             raise UpstreamError(
                 "session service did not answer the subscription in time",
                 status=504,
@@ -153,7 +157,8 @@ class ThreadHub:
                                 backoff = INITIAL_BACKOFF_S
                 except GatewayError as exc:
                     failure = exc
-                if not self._ready.is_set() or not failure.retryable:
+                self._last_error = failure
+                if not failure.retryable:  # before the first CaughtUp too: join() bounds the wait
                     self._fail(failure)
                     return
                 delay = random.uniform(backoff / 2, backoff)

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from common.ring import HashRing
 from tests.helpers import ROOT, eventually, free_port
 
 BASE_NAMES = ["redis", "model", "ai", "gateway"]
@@ -115,3 +116,50 @@ async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_
     assert proc.wait(30) == 0
     assert not any(pid_alive(pid) for pid in pids.values())
     assert not list((tmp_path / "run").glob("*.pid"))
+
+
+@pytest.fixture
+def launched_three(tmp_path):
+    env = launcher_env(tmp_path) | {"SESSION_PODS": "3"}
+    names = [*BASE_NAMES, "session-1", "session-2", "session-3"]
+    with (tmp_path / "launcher.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy.run_local"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield proc, env
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for name in names:
+            pid_file = tmp_path / "run" / f"{name}.pid"
+            if pid_file.exists() and pid_alive(pid := int(pid_file.read_text())):
+                os.kill(pid, signal.SIGKILL)
+
+
+async def test_run_restarts_a_killed_pod_while_the_others_take_its_sessions_over(
+    launched_three, tmp_path
+):
+    proc, env = launched_three
+    base = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
+    eventually(lambda: healthz_ok(f"{base}/healthz"), timeout=60, interval=0.1)
+    owner = HashRing(["session-1", "session-2", "session-3"]).owner("t1")
+    pid_file = tmp_path / "run" / f"{owner}.pid"
+    killed = int(pid_file.read_text())
+    os.kill(killed, signal.SIGKILL)
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws/t1?user=a") as ws:
+        await ws.send_str("after the kill tokens=3")
+        frames = [await ws.receive_str(timeout=20)]
+        while frames[-1] != "[DONE]":
+            frames.append(await ws.receive_str(timeout=20))
+    assert frames[0] == "[LOADING]" and "".join(frames[1:-1]) == "tok0 tok1 tok2"
+    eventually(lambda: int(pid_file.read_text()) != killed and pid_alive(int(pid_file.read_text())))
+    assert proc.poll() is None
