@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -85,3 +87,19 @@ async def events_until(
             if seen == count:
                 return out
     raise AssertionError(f"stream ended before {count} {stop_kind}: {out}")
+
+
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+async def append_retrying(client: SessionClient, sid: str, text: str, cid: str) -> Any:
+    """Appends with an idempotency key, retrying as a client of the cluster should: a retry of
+    an append that did land returns the original (duplicate), never a second copy."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return await client.append(sid, text, client_id=cid)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in RETRYABLE or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.05)

@@ -16,7 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.ring import HashRing
-from tests.grpc_client import SessionClient
+from tests.grpc_client import SessionClient, append_retrying
 from tests.helpers import eventually
 from tests.redis_cluster import start_cluster
 from tests.stack import Stack
@@ -33,22 +33,6 @@ def activations(stack: Stack) -> list[tuple[str, int, str]]:
                 entry = json.loads(line)
                 out.append((entry["session_id"], entry["epoch"], entry["pod_id"]))
     return out
-
-
-async def append_retrying(client: SessionClient, sid: str, text: str, cid: str):
-    """Appends with an idempotency key, retrying UNAVAILABLE as a client of the cluster should."""
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            return await client.append(sid, text, client_id=cid)
-        except grpc.aio.AioRpcError as exc:
-            retryable = exc.code() in (
-                grpc.StatusCode.UNAVAILABLE,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            )
-            if not retryable or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.05)
 
 
 def views(stack: Stack) -> dict[str, list[str]]:

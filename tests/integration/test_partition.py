@@ -3,20 +3,17 @@ loses its sessions to another pod and can never store a write for them afterward
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 
 from common.ring import HashRing
 from tests import netns
-from tests.grpc_client import SessionClient
+from tests.grpc_client import SessionClient, append_retrying
 from tests.helpers import Process, RedisServer, eventually, free_port, wait_grpc_serving
 
 pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
@@ -67,18 +64,6 @@ def partitioned_cluster(
         if redis is not None:
             redis.stop()
         ns.delete()
-
-
-async def append_retrying(client: SessionClient, sid: str, text: str, cid: str):
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            return await client.append(sid, text, client_id=cid)
-        except grpc.aio.AioRpcError as exc:
-            codes = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-            if exc.code() not in codes or time.monotonic() > deadline:
-                raise
-        await asyncio.sleep(0.05)
 
 
 async def test_partitioned_owner_loses_its_sessions_and_cannot_store_after_healing(

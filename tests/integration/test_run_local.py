@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -58,10 +60,13 @@ def test_busy_port_is_named_before_anything_starts(tmp_path):
     assert not (tmp_path / "run" / "redis.pid").exists()
 
 
-@pytest.fixture(params=[1, 3], ids=["one-pod", "three-pods"])
-def launched(tmp_path, request):
-    env = launcher_env(tmp_path) | {"SESSION_PODS": str(request.param)}
-    names = BASE_NAMES + [f"session-{i + 1}" for i in range(request.param)]
+@contextlib.contextmanager
+def running_launcher(
+    tmp_path: Path, pods: int
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """`make run`'s launcher on free ports; every process it started is gone afterwards."""
+    env = launcher_env(tmp_path) | {"SESSION_PODS": str(pods)}
+    names = BASE_NAMES + [f"session-{i + 1}" for i in range(pods)]
     with (tmp_path / "launcher.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "deploy.run_local"],
@@ -71,7 +76,7 @@ def launched(tmp_path, request):
             stderr=subprocess.STDOUT,
         )
     try:
-        yield proc, env, names
+        yield proc, env
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -81,10 +86,15 @@ def launched(tmp_path, request):
                 proc.kill()
         for name in names:  # never leave a child behind, even when the launcher failed
             pid_file = tmp_path / "run" / f"{name}.pid"
-            if pid_file.exists():
-                pid = int(pid_file.read_text())
-                if pid_alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+            if pid_file.exists() and pid_alive(pid := int(pid_file.read_text())):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(params=[1, 3], ids=["one-pod", "three-pods"])
+def launched(tmp_path, request):
+    with running_launcher(tmp_path, request.param) as (proc, env):
+        names = BASE_NAMES + [f"session-{i + 1}" for i in range(request.param)]
+        yield proc, env, names
 
 
 def healthz_ok(url: str) -> bool:
@@ -120,29 +130,8 @@ async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_
 
 @pytest.fixture
 def launched_three(tmp_path):
-    env = launcher_env(tmp_path) | {"SESSION_PODS": "3"}
-    names = [*BASE_NAMES, "session-1", "session-2", "session-3"]
-    with (tmp_path / "launcher.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "deploy.run_local"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield proc, env
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for name in names:
-            pid_file = tmp_path / "run" / f"{name}.pid"
-            if pid_file.exists() and pid_alive(pid := int(pid_file.read_text())):
-                os.kill(pid, signal.SIGKILL)
+    with running_launcher(tmp_path, 3) as running:
+        yield running
 
 
 async def test_run_restarts_a_killed_pod_while_the_others_take_its_sessions_over(
