@@ -5,6 +5,10 @@ OpenAI-style error body, never a partial answer.
 The answer is `tok0 tok1 … tok{N-1}`: N comes from `tokens=N` in the last user message (50 when
 absent, at most 100000) and stops early with finish_reason "length" at `max_completion_tokens`
 or `max_tokens`. Prompt token counts are approximate (whitespace-separated words).
+
+Continuation: when the last message is the assistant's (a partial answer, e.g. one a crashed
+owner had stored), the model continues it: with k tokens in that prefix it answers
+` tok{k} … tok{N-1}`, so prefix + answer is the whole answer. `max_tokens` counts new tokens.
 """
 
 from __future__ import annotations
@@ -77,10 +81,17 @@ class Plan:
     """What one request will be answered with, decided before the first byte is sent."""
 
     tokens: int
+    """Index after the last token of the answer (exclusive)."""
     finish_reason: str
     prompt_tokens: int
     stream: bool
     include_usage: bool
+    start: int = 0
+    """Index of the first token to send: the tokens of a trailing assistant prefix are skipped."""
+
+    @property
+    def new_tokens(self) -> int:
+        return self.tokens - self.start
 
 
 def plan_answer(body: object) -> Plan:
@@ -95,15 +106,18 @@ def plan_answer(body: object) -> Plan:
     found = _TOKENS_WANTED.search(user_texts[-1]) if user_texts else None
     wanted = _wanted_tokens(found.group(1)) if found else DEFAULT_ANSWER_TOKENS
     limit = _limit(body)
+    last = messages[-1]
+    start = min(len(texts[-1].split()), wanted) if last.get("role") == "assistant" else 0
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise BadRequest("stream_options must be an object", "stream_options")
     return Plan(
-        tokens=wanted if limit is None else min(wanted, limit),
-        finish_reason="length" if limit is not None and limit < wanted else "stop",
+        tokens=wanted if limit is None else min(wanted, start + limit),
+        finish_reason="length" if limit is not None and start + limit < wanted else "stop",
         prompt_tokens=sum(len(text.split()) for text in texts),
         stream=body.get("stream") is True,
         include_usage=stream_options.get("include_usage") is True,
+        start=start,
     )
 
 
@@ -151,8 +165,8 @@ def token_text(index: int) -> str:
 def _usage(plan: Plan) -> dict[str, int]:
     return {
         "prompt_tokens": plan.prompt_tokens,
-        "completion_tokens": plan.tokens,
-        "total_tokens": plan.prompt_tokens + plan.tokens,
+        "completion_tokens": plan.new_tokens,
+        "total_tokens": plan.prompt_tokens + plan.new_tokens,
     }
 
 
@@ -171,9 +185,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except BadRequest as exc:
         return _error(str(exc), exc.param)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    logger.info(
+        "completion requested",
+        extra={"completion_id": completion_id, "start": plan.start, "tokens": plan.tokens},
+    )
     if plan.stream:
         return await _stream(request, plan, completion_id)
-    text = "".join(token_text(index) for index in range(plan.tokens))
+    text = "".join(token_text(index) for index in range(plan.start, plan.tokens))
     choice = {
         "index": 0,
         "message": {"role": "assistant", "content": text},
@@ -216,7 +234,7 @@ async def _stream(request: web.Request, plan: Plan, completion_id: str) -> web.S
     await response.prepare(request)
     try:
         await response.write(event(choice({"role": "assistant", "content": ""})))
-        for index in range(plan.tokens):
+        for index in range(plan.start, plan.tokens):
             if delay_s:
                 await asyncio.sleep(delay_s)
             await response.write(event(choice({"content": token_text(index)})))

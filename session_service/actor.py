@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
+from session_service.answer_batches import batches
 from session_service.errors import (
     AnswerFailed,
     Conflict,
@@ -55,9 +56,12 @@ logger = logging.getLogger(__name__)
 
 
 class AnswerSource(Protocol):
-    """Streams an answer's text batches for a conversation; raises AnswerFailed."""
+    """Streams an answer as (text, model chunk count) items; raises AnswerFailed. A trailing
+    assistant turn is a partial answer for the model to continue."""
 
-    def generate(self, turns: list[tuple[str, str]], request_id: str) -> AsyncIterator[str]: ...
+    def generate(
+        self, turns: list[tuple[str, str]], request_id: str
+    ) -> AsyncIterator[tuple[str, int]]: ...
 
 
 def now_ms() -> int:
@@ -158,6 +162,7 @@ class SessionActor:
         client_id: str = "",
         expected_version: int | None = None,
         version_increment: int = 0,
+        ended_answer: int = 0,
     ) -> Appended:
         """One script call. The caller holds the lock; the predicted seqs must come back."""
         s = self.session
@@ -171,6 +176,7 @@ class SessionActor:
                 client_id=client_id,
                 expected_version=expected_version,
                 version_increment=version_increment,
+                ended_answer=ended_answer,
             )
         except (StoreUnavailable, Fenced) as exc:
             self.close(SessionClosed(f"owner lost the session: {exc}"))
@@ -292,20 +298,26 @@ class SessionActor:
     # -- answers -------------------------------------------------------------------------------
 
     async def end_orphaned_answers(self) -> None:
-        """Ends answers a previous owner left open (it died mid-answer) as INTERRUPTED."""
+        """Ends answers a previous owner left open (it died mid-answer) as INTERRUPTED, keeping
+        the text it had stored."""
         async with self._lock:
             s = self.session
-            if not s.open_answers:
-                return
-            ts = now_ms()
-            orphans = list(s.open_answers)
             error = "the owner stopped before the answer finished"
-            entries = [encode_answer_end(a.seq, "", INTERRUPTED, error, ts) for a in orphans]
-            result = await self._write(entries)
-            for index, answer in enumerate(orphans):
-                seq = result.first_seq + index
-                message = Message(seq, "assistant", "", "", ts, "", answer.seq, INTERRUPTED)
+            for answer in list(s.open_answers):
+                ts = now_ms()
+                content = "".join(answer.batches)
+                result = await self._write(
+                    [encode_answer_end(answer.seq, content, INTERRUPTED, error, ts)],
+                    ended_answer=answer.seq,
+                )
+                seq = result.first_seq
+                message = Message(seq, "assistant", content, "", ts, "", answer.seq, INTERRUPTED)
                 s.apply(AnswerEnded(seq, ts, message, error))
+
+    def resume_answers(self) -> None:
+        """Continues answers a previous owner left open, from the batches it had stored."""
+        if self.session.open_answers:
+            self._start_worker()
 
     def _start_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -336,13 +348,29 @@ class SessionActor:
             (m.role, m.content)
             for m in s.context_for(answer.prompt_seq, self._limits.context_messages)
         ]
+        prefix = "".join(answer.batches)
+        if prefix:  # a previous owner stored part of this answer: the model continues it
+            turns.append(("assistant", prefix))
+            logger.info(
+                "answer resumed",
+                extra={
+                    "session_id": s.session_id,
+                    "answer_seq": answer.seq,
+                    "offset": len(answer.batches),
+                },
+            )
         status, error = COMPLETED, ""
+        stream = batches(
+            self._ai.generate(turns, f"{s.session_id}:{answer.seq}"),
+            self._limits.answer_batch_chunks,
+        )
         try:
-            async for text in self._ai.generate(turns, f"{s.session_id}:{answer.seq}"):
-                if self.closed:
-                    return
-                if text:
-                    self._publish(s.add_delta(text))
+            async with contextlib.aclosing(stream):
+                async for text in stream:
+                    if self.closed:
+                        return
+                    if text:
+                        await self._store_batch(answer, text)
         except AnswerFailed as exc:
             status, error = FAILED, str(exc)
             logger.warning("answer failed: %s", exc, extra={"session_id": s.session_id})
@@ -352,10 +380,27 @@ class SessionActor:
             self._check_open()
             ts = now_ms()
             content = "".join(answer.batches)
-            result = await self._write([encode_answer_end(answer.seq, content, status, error, ts)])
+            result = await self._write(
+                [encode_answer_end(answer.seq, content, status, error, ts)],
+                ended_answer=answer.seq,
+            )
             message = Message(
                 result.first_seq, "assistant", content, "", ts, "", answer.seq, status
             )
             event = AnswerEnded(result.first_seq, ts, message, error)
             s.apply(event)
             self._publish(event)
+
+    async def _store_batch(self, answer: OpenAnswer, text: str) -> None:
+        """Stores the next batch of the streaming answer, then sends it: no client ever sees
+        text a crash could erase."""
+        s = self.session
+        try:
+            await self._store.append_batch(
+                s.session_id, s.epoch, answer.seq, len(answer.batches), text
+            )
+        except (StoreUnavailable, Fenced) as exc:
+            self.close(SessionClosed(f"owner lost the session: {exc}"))
+            raise
+        if not self.closed:
+            self._publish(s.add_delta(text))

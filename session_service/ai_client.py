@@ -28,7 +28,9 @@ class AiClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def generate(self, turns: list[tuple[str, str]], request_id: str) -> AsyncIterator[str]:
+    async def generate(
+        self, turns: list[tuple[str, str]], request_id: str
+    ) -> AsyncIterator[tuple[str, int]]:
         request = ai_pb2.GenerateRequest(
             turns=[ai_pb2.ChatTurn(role=_ROLES[role], content=text) for role, text in turns],
             request_id=request_id,
@@ -37,7 +39,7 @@ class AiClient:
         try:
             async for reply in call:
                 if reply.HasField("delta"):
-                    yield reply.delta.text
+                    yield reply.delta.text, max(1, reply.delta.chunk_count)
         except grpc.aio.AioRpcError as exc:
             raise AnswerFailed(f"{exc.code().name}: {exc.details()}") from exc
         finally:

@@ -87,6 +87,10 @@ class Config:
                     environ, "SUBSCRIBER_QUEUE", dl.subscriber_queue, minimum=1
                 ),
                 max_queued_prompts=env_int(environ, "MAX_QUEUED_PROMPTS", dl.max_queued_prompts),
+                answer_batch_chunks=env_int(
+                    environ, "ANSWER_BATCH_CHUNKS", dl.answer_batch_chunks, minimum=1
+                ),
+                continue_answers=env_str(environ, "ON_OWNER_LOSS", "continue") in ("continue",),
                 context_messages=env_int(
                     environ, "CONTEXT_MESSAGES", dl.context_messages, minimum=1
                 ),

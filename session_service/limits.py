@@ -20,3 +20,8 @@ class Limits:
     """Answers that may wait behind the streaming one in a session."""
     context_messages: int = 50
     """Newest messages handed to the model with a prompt."""
+    answer_batch_chunks: int = 32
+    """Most model chunks in one stored answer batch."""
+    continue_answers: bool = True
+    """After an owner dies mid-answer, continue the answer from its stored batches (else end it
+    as INTERRUPTED, keeping the stored text)."""

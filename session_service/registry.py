@@ -115,7 +115,12 @@ class Registry:
             session, self._store, self._ai, self._limits, self._forget, self.pod_id
         )
         actor.lease_deadline = sent + self._lease_valid_s
-        await actor.end_orphaned_answers()
+        for answer in session.open_answers:  # a previous owner died mid-answer
+            answer.batches = await self._store.load_batches(session_id, answer.seq)
+        if self._limits.continue_answers:
+            actor.resume_answers()
+        else:
+            await actor.end_orphaned_answers()
         self._actors[session_id] = actor
         self.activations += 1
         logger.info(

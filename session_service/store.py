@@ -54,9 +54,17 @@ for i = 6, #ARGV do
   if first == 0 then first = last end
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], first) end
+if KEYS[4] then redis.call('DEL', KEYS[4]) end
 local version = redis.call('HINCRBY', KEYS[1], 'version', ARGV[5])
 redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
 return {'OK', tostring(first), tostring(version)}
+"""
+
+_BATCH = """
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
+local stored = redis.call('LLEN', KEYS[2])
+if stored ~= tonumber(ARGV[2]) then return stored end
+return redis.call('RPUSH', KEYS[2], ARGV[3])
 """
 
 _RELEASE = """
@@ -83,6 +91,11 @@ def log_key(session_id: str) -> str:
 
 def idem_key(session_id: str) -> str:
     return f"dc:{{{session_id}}}:idem"
+
+
+def answer_key(session_id: str, answer_seq: int) -> str:
+    """The stored delta batches of one answer, in order; deleted when the answer ends."""
+    return f"dc:{{{session_id}}}:ans:{answer_seq}"
 
 
 def lease_key(session_id: str) -> str:
@@ -132,6 +145,7 @@ class Store:
         self._activate = client.register_script(_ACTIVATE)
         self._append = client.register_script(_APPEND)
         self._release = client.register_script(_RELEASE)
+        self._batch = client.register_script(_BATCH)
         self._renew = client.register_script(_RENEW)
 
     async def ping(self) -> None:
@@ -194,8 +208,10 @@ class Store:
         client_id: str = "",
         expected_version: int | None = None,
         version_increment: int = 0,
+        ended_answer: int = 0,
     ) -> Appended:
-        """Appends entries atomically; raises Fenced or Conflict, reports a repeated client id."""
+        """Appends entries atomically; raises Fenced or Conflict, reports a repeated client id.
+        `ended_answer` names an answer whose delta batches go with this write (its end)."""
         args: list[str | bytes | int] = [
             epoch,
             now_ms,
@@ -205,9 +221,10 @@ class Store:
             *entries,
         ]
         try:
-            reply = await self._append(
-                keys=[meta_key(session_id), log_key(session_id), idem_key(session_id)], args=args
-            )
+            keys = [meta_key(session_id), log_key(session_id), idem_key(session_id)]
+            if ended_answer:
+                keys.append(answer_key(session_id, ended_answer))
+            reply = await self._append(keys=keys, args=args)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         status = reply[0].decode()
@@ -218,6 +235,28 @@ class Store:
         if status == "CONFLICT":
             raise Conflict(f"expected version {expected_version}, session is at {int(reply[1])}")
         raise Fenced(f"owner epoch {epoch} is stale; session is at epoch {int(reply[1])}")
+
+    async def append_batch(
+        self, session_id: str, epoch: int, answer_seq: int, offset: int, text: str
+    ) -> None:
+        """Stores batch `offset` of an answer; raises Fenced for a stale owner. Storing a batch
+        that is already there (a retry) is a no-op."""
+        keys = [meta_key(session_id), answer_key(session_id, answer_seq)]
+        try:
+            reply = int(await self._batch(keys=keys, args=[epoch, offset, text]))
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        if reply == -1:
+            raise Fenced(f"owner epoch {epoch} is stale")
+        if reply < offset:
+            raise StoreUnavailable(f"answer {answer_seq} has {reply} batches, not {offset}")
+
+    async def load_batches(self, session_id: str, answer_seq: int) -> list[str]:
+        try:
+            raw = await self._client.lrange(answer_key(session_id, answer_seq), 0, -1)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return [item.decode() if isinstance(item, bytes) else item for item in raw]
 
     async def release(self, session_id: str, pod_id: str, epoch: int, accessed_ms: int) -> bool:
         """Gives the lease up (if still ours) and records the last access time."""

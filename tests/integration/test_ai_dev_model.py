@@ -146,3 +146,18 @@ def test_bad_json_is_a_400_with_an_openai_error_body(model_url: str) -> None:
         error = json.loads(reply.read())["error"]
     assert error["type"] == "invalid_request_error"
     assert "JSON" in error["message"]
+
+
+async def test_a_trailing_assistant_prefix_is_continued_not_repeated(
+    client: openai.AsyncOpenAI,
+) -> None:
+    stream = await client.chat.completions.create(
+        model=MODEL_ID,
+        messages=[
+            {"role": "user", "content": "go tokens=6"},
+            {"role": "assistant", "content": "tok0 tok1 tok2"},
+        ],
+        stream=True,
+    )
+    chunks = [chunk async for chunk in stream]
+    assert answer_text(chunks) == " tok3 tok4 tok5"

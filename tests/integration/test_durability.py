@@ -84,11 +84,13 @@ async def test_redis_down_gives_unavailable_within_the_timeout(grpc_stack, sessi
     assert contents == ["before", "after"]
 
 
-async def test_owner_killed_mid_answer_leaves_answer_ended_as_interrupted(own_stack, session_id):
+async def test_owner_killed_mid_answer_is_interrupted_keeping_stored_text_when_configured(
+    own_stack, session_id
+):
     own_stack.start_redis()
     own_stack.start_model(token_delay_ms=20)
     own_stack.start_ai()
-    own_stack.start_session()
+    own_stack.start_session(ON_OWNER_LOSS="interrupt")
     client = SessionClient(own_stack.session_addr)
     try:
         stream = client.subscribe(session_id)
@@ -97,12 +99,14 @@ async def test_owner_killed_mid_answer_leaves_answer_ended_as_interrupted(own_st
         await events_until(stream, "answer_delta")
         own_stack.session.kill9()
         stream.cancel()
-        own_stack.start_session()
+        own_stack.start_session(ON_OWNER_LOSS="interrupt")
         stored = await client.list_all(session_id)
     finally:
         await client.close()
     assert [m.role for m in stored] == [common_pb2.ROLE_USER, common_pb2.ROLE_ASSISTANT]
     assert stored[1].answer_status == common_pb2.ANSWER_STATUS_INTERRUPTED
+    full = " ".join(f"tok{i}" for i in range(500))
+    assert stored[1].content and full.startswith(stored[1].content)
 
 
 async def test_idle_session_leaves_memory_and_reloads_intact(own_stack, session_id):

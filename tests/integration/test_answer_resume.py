@@ -1,0 +1,115 @@
+"""An answer survives the death of its owner: batches are stored before anyone sees them, the
+next owner continues from the stored text, and every subscriber ends with the same text."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import grpc
+import pytest
+
+from common.ring import HashRing
+from durablechat.v1 import common_pb2
+from tests.grpc_client import SessionClient
+from tests.helpers import eventually
+from tests.stack import Stack
+
+PODS = ["pod-a", "pod-b"]
+TOKENS = 1000
+FULL = " ".join(f"tok{i}" for i in range(TOKENS))
+
+
+class Watcher:
+    """A subscriber that keeps the resume cursor and resubscribes whenever its stream breaks."""
+
+    def __init__(self, client: SessionClient, sid: str) -> None:
+        self.client, self.sid = client, sid
+        self.text = ""
+        self.final: common_pb2.Message | None = None
+        self.cursor: tuple[int, int] = (0, 0)
+        self.resubscribed = 0
+        self.reached_300 = asyncio.Event()
+
+    async def run(self, answer_seq: int) -> None:
+        while self.final is None:
+            stream = self.client.subscribe(
+                self.sid, after_seq=self.cursor[0], after_offset=self.cursor[1]
+            )
+            try:
+                async for reply in stream:
+                    self.take(reply.event, answer_seq)
+                    if self.final is not None:
+                        break
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+                self.resubscribed += 1
+                await asyncio.sleep(0.05)  # resubscribe backoff
+            finally:
+                stream.cancel()
+
+    def take(self, event, answer_seq: int) -> None:
+        kind = event.WhichOneof("kind")
+        if kind == "answer_delta":
+            assert event.offset == self.cursor[1], "a batch arrived twice or one is missing"
+            self.text += event.answer_delta.text
+            self.cursor = (self.cursor[0], event.offset + 1)
+            if len(self.text.split()) >= 300:
+                self.reached_300.set()
+        elif kind == "caught_up":
+            self.cursor = (event.seq, event.offset)
+        else:
+            ended = kind == "answer_ended"
+            self.cursor = (event.seq, 0 if ended else self.cursor[1])
+            if ended and event.answer_ended.message.answer_seq == answer_seq:
+                self.final = event.answer_ended.message
+
+
+@pytest.fixture
+def two_pods(own_stack: Stack) -> Stack:
+    own_stack.start_redis()
+    own_stack.start_model(token_delay_ms=3)
+    own_stack.start_ai()
+    for pod in PODS:
+        own_stack.start_pod(pod)
+    return own_stack
+
+
+def model_calls(stack: Stack) -> list[dict[str, Any]]:
+    assert stack.model is not None
+    return [
+        json.loads(line)
+        for line in stack.model.log_path.read_text().splitlines()
+        if '"completion requested"' in line
+    ]
+
+
+async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplicate(two_pods):
+    sid = next(s for s in (f"ans-{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a")
+    client = SessionClient(two_pods.pod_addrs["pod-b"])
+    try:
+        await client.append(sid, "warm up")
+        watchers = [Watcher(client, sid) for _ in range(3)]
+        sent = await client.prompt(sid, f"long answer tokens={TOKENS}", client_id="p1")
+        tasks = [asyncio.create_task(w.run(sent.answer_seq)) for w in watchers]
+
+        await asyncio.wait_for(watchers[0].reached_300.wait(), 30)
+        two_pods.pods["pod-a"].kill9()
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        again = await client.prompt(sid, f"long answer tokens={TOKENS}", client_id="p1")
+        stored = await client.list_all(sid)
+    finally:
+        await client.close()
+    answer = stored[-1]
+    assert answer.content == FULL
+    assert answer.answer_status == common_pb2.ANSWER_STATUS_COMPLETED
+    for watcher in watchers:
+        assert watcher.resubscribed >= 1, "the kill did not break this watcher's stream"
+        assert watcher.text == FULL, "a watcher saw a gap or a duplicate"
+        assert watcher.final is not None and watcher.final.content == FULL
+    assert again.duplicate and again.answer_seq == sent.answer_seq
+    calls = model_calls(two_pods)
+    assert len(calls) == 2, calls
+    assert 0 < calls[1]["start"] <= len(watchers[0].text.split())
+    eventually(lambda: '"answer resumed"' in two_pods.pods["pod-b"].log_path.read_text())
