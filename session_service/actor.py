@@ -145,6 +145,8 @@ class SessionActor:
         )
 
     def _check_open(self) -> None:
+        if not self.closed and time.monotonic() > self.lease_deadline:
+            self.close(Moving("this pod's lease on the session may have expired; retry"))
         if self.closed:
             raise SessionClosed("session owner closed; retry")
         self.last_used = time.monotonic()
@@ -178,7 +180,11 @@ class SessionActor:
                 version_increment=version_increment,
                 ended_answer=ended_answer,
             )
-        except (StoreUnavailable, Fenced) as exc:
+        except Fenced as exc:
+            # Refused inside Redis, so nothing was stored: route again (retry-safe).
+            self.close(SessionClosed(f"owner lost the session: {exc}"))
+            raise SessionClosed(f"this pod lost the session: {exc}") from exc
+        except StoreUnavailable as exc:
             self.close(SessionClosed(f"owner lost the session: {exc}"))
             raise
         if not result.duplicate and result.first_seq != predicted:
@@ -337,10 +343,15 @@ class SessionActor:
             while self.session.open_answers and not self.closed:
                 await self._run_answer(self.session.open_answers[0])
         except SessionError as exc:
-            # The answer stays open in Redis; the next activation ends it as INTERRUPTED.
+            # The answer stays open in Redis; the next owner continues it from its batches.
             logger.warning(
                 "answer abandoned: %s", exc, extra={"session_id": self.session.session_id}
             )
+        except Exception:
+            # Never leave an answer open with nobody generating it: drop the owner, so the
+            # next call activates the session again and resumes the answer.
+            logger.exception("answer worker failed", extra={"session_id": self.session.session_id})
+            self.close(SessionClosed("owner failed; resubscribe"))
 
     async def _run_answer(self, answer: OpenAnswer) -> None:
         s = self.session

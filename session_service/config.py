@@ -35,8 +35,10 @@ class Config:
     """MEMBER_TTL_MS: a pod that stops heartbeating leaves the ring after this long."""
     members_poll_ms: int = 200
     """MEMBERS_POLL_MS: how often the member set is re-read."""
-    handoff_timeout_ms: int = 10_000
-    """HANDOFF_TIMEOUT_MS: how long a moving session waits for its answer in progress."""
+    handoff_timeout_ms: int = 3000
+    """HANDOFF_TIMEOUT_MS: how long a moving session lets its answer in progress finish before
+    it lets go; the new owner continues the answer from its stored batches. Keep it well below
+    the gateway's 8 s retry budget."""
     ai_service_addr: str = "127.0.0.1:50052"
     """AI_SERVICE_ADDR: host:port of the AI service."""
     ai_timeout_ms: int = 300_000

@@ -70,6 +70,13 @@ class Moving(SessionError):
     retry_safe = True
 
 
+class OutcomeUnknown(SessionError):
+    """A forwarded write was abandoned because its owner pod left the cluster: UNAVAILABLE,
+    NOT retry-safe (the owner may have stored it). Retry only with a client message id."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class TooBusy(SessionError):
     """A bounded queue is full: RESOURCE_EXHAUSTED. Retry later."""
 

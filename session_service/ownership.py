@@ -37,9 +37,11 @@ class LeaseKeeper:
         self._renew_every_s = ttl_ms / 3 / 1000
 
     async def renew_forever(self) -> None:
+        """Renews on a fixed schedule: a slow round trip delays the next one, never adds to it."""
         while True:
-            await asyncio.sleep(self._renew_every_s)
+            started = time.monotonic()
             await self.renew_once()
+            await asyncio.sleep(max(0.0, started + self._renew_every_s - time.monotonic()))
 
     async def renew_once(self) -> None:
         actors = [a for a in self._registry.actors() if not a.closed]

@@ -64,6 +64,8 @@ class Registry:
         self._actors: dict[str, SessionActor] = {}
         self._activating: dict[str, asyncio.Task[SessionActor]] = {}
         self._handoffs: set[asyncio.Task[None]] = set()
+        self._ring: HashRing | None = None
+        """The ring as of the last membership change; None until the first one."""
         self.activations = 0
 
     def __len__(self) -> int:
@@ -123,6 +125,8 @@ class Registry:
             await actor.end_orphaned_answers()
         self._actors[session_id] = actor
         self.activations += 1
+        if self._ring is not None:  # the ring may have moved on while we activated
+            self.rebalance(self._ring)
         logger.info(
             "session activated",
             extra={
@@ -148,14 +152,19 @@ class Registry:
 
     async def sweep(self) -> int:
         cutoff = time.monotonic() - self._idle_s
-        idle = [a for a in self._actors.values() if not a.busy and a.last_used < cutoff]
-        for actor in idle:
+        passivated = 0
+        for actor in list(self._actors.values()):
+            # Checked right before each one: earlier passivations awaited Redis meanwhile.
+            if actor.closed or actor.busy or actor.last_used >= cutoff:
+                continue
             await actor.passivate()
+            passivated += 1
             logger.info("session passivated", extra={"session_id": actor.session.session_id})
-        return len(idle)
+        return passivated
 
     def rebalance(self, ring: HashRing) -> None:
         """Starts handing off every session the ring now places on another pod."""
+        self._ring = ring
         for actor in list(self._actors.values()):
             try:
                 owner = ring.owner(actor.session.session_id)
@@ -172,5 +181,8 @@ class Registry:
             await asyncio.gather(*self._handoffs, return_exceptions=True)
 
     async def close_all(self, reason: SessionError) -> None:
-        for actor in list(self._actors.values()):
-            actor.close(reason)
+        """Closes every owner and releases its lease, so the next owner need not wait it out."""
+        await asyncio.gather(
+            *(actor.passivate(reason) for actor in list(self._actors.values())),
+            return_exceptions=True,
+        )

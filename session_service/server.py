@@ -141,6 +141,11 @@ class SessionServer:
         self._draining = True
         self.router.draining.set()
         await self._set_health(False)
+        for task in self._tasks:  # no heartbeat may land after we left the member set
+            if task.get_name() == "membership":
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.membership.leave()
         await self.registry.handoffs_done()
 

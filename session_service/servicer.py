@@ -19,6 +19,7 @@ from session_service.errors import (
     InvalidArgument,
     Moving,
     NotOwner,
+    OutcomeUnknown,
     SessionClosed,
     SessionError,
     status_for,
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
+WRITE_METHODS = frozenset({"UpdateState", "AppendMessage", "SendPrompt"})
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
@@ -115,9 +117,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             metadata=((HOPS_KEY, str(hops + 1)),),
             timeout=remaining if remaining is not None else FORWARD_TIMEOUT_S,
         )
-        return await self._unless_gone(call, target)
+        return await self._unless_gone(call, target, write=method in WRITE_METHODS)
 
-    async def _unless_gone(self, call: Awaitable[T], target: Forward, relay: bool = False) -> T:
+    async def _unless_gone(
+        self, call: Awaitable[T], target: Forward, relay: bool = False, write: bool = False
+    ) -> T:
         """Awaits a forwarded call, but gives up (retry-safe for idempotent clients) when the
         target leaves the member set meanwhile: a paused or partitioned pod must not hold calls
         until their deadline. A relayed stream also ends when this pod starts draining."""
@@ -134,6 +138,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         if task.done():
             return task.result()
         task.cancel()
+        if write:
+            raise OutcomeUnknown(
+                f"pod {target.pod_id} left the cluster before answering; the write may or may "
+                "not be stored (retry with the same client_message_id)"
+            )
         if self._router.draining.is_set():
             raise Moving("this pod is draining; resubscribe")
         raise Moving(f"pod {target.pod_id} left the cluster while serving the call; retry")

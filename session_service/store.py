@@ -239,8 +239,8 @@ class Store:
     async def append_batch(
         self, session_id: str, epoch: int, answer_seq: int, offset: int, text: str
     ) -> None:
-        """Stores batch `offset` of an answer; raises Fenced for a stale owner. Storing a batch
-        that is already there (a retry) is a no-op."""
+        """Stores batch `offset` of an answer; raises Fenced for a stale owner, and
+        StoreUnavailable if the stored batches are not exactly the ones before it."""
         keys = [meta_key(session_id), answer_key(session_id, answer_seq)]
         try:
             reply = int(await self._batch(keys=keys, args=[epoch, offset, text]))
@@ -248,8 +248,8 @@ class Store:
             raise StoreUnavailable(f"redis: {exc}") from exc
         if reply == -1:
             raise Fenced(f"owner epoch {epoch} is stale")
-        if reply < offset:
-            raise StoreUnavailable(f"answer {answer_seq} has {reply} batches, not {offset}")
+        if reply != offset + 1:
+            raise StoreUnavailable(f"answer {answer_seq} has {reply} batches, not {offset + 1}")
 
     async def load_batches(self, session_id: str, answer_seq: int) -> list[str]:
         try:
