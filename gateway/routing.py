@@ -2,8 +2,9 @@
 
 The gateway learns the live pods from any pod (`ClusterService.ListMembers` over the shared
 channel, every `REFRESH_S`) and builds the same consistent-hash ring. A call for a session goes
-to its owner's channel; when the ring is unknown, or the owner just failed a call (a crash, a
-pause), it goes over the shared channel to any pod, which forwards it. Routing is only an
+to its owner's channel; when the owner just failed a call (a crash, a pause) it goes to the next
+pod on the ring, which forwards it or takes the session over; when the ring is unknown, over the
+shared channel to any pod. Routing is only an
 optimisation: every pod serves every session correctly.
 """
 
@@ -38,20 +39,32 @@ class PodRouter:
         self._ring: HashRing | None = None
         self._addresses: dict[str, str] = {}
         self._suspect: dict[str, float] = {}
+        self._changed = asyncio.Event()
 
     def route(self, session_id: str) -> tuple[session_pb2_grpc.SessionServiceStub, str]:
-        """The stub to call for a session and the owner address it targets ("" = any pod)."""
+        """The stub to call for a session and the pod address it targets ("" = any pod): the
+        owner, or, while the owner is suspect, the next pod on the ring (which forwards)."""
         if self._ring is None or not len(self._ring):
             return self._shared, ""
-        address = self._addresses[self._ring.owner(session_id)]
-        if self._suspect.get(address, 0.0) > time.monotonic():
-            return self._shared, ""
+        now = time.monotonic()
+        for pod in self._ring.owners(session_id, len(self._ring)):
+            address = self._addresses[pod]
+            if self._suspect.get(address, 0.0) <= now:
+                return self._stub(address), address
+        return self._shared, ""
+
+    def _stub(self, address: str) -> session_pb2_grpc.SessionServiceStub:
         stub = self._stubs.get(address)
         if stub is None:
             channel = grpc.aio.insecure_channel(address, options=self._options)
             self._channels[address] = channel
             stub = self._stubs[address] = session_pb2_grpc.SessionServiceStub(channel)
-        return stub, address
+        return stub
+
+    async def until_gone(self, address: str) -> None:
+        """Returns once the pod at `address` has left the member set."""
+        while address in self._addresses.values():
+            await self._changed.wait()
 
     def failed(self, address: str) -> None:
         """A call to this pod failed as if it were down: go around it for a while."""
@@ -65,6 +78,8 @@ class PodRouter:
             self._addresses = addresses
             self._ring = HashRing(addresses, vnodes=reply.vnodes) if addresses else None
             logger.info("session pods changed", extra={"pods": sorted(addresses)})
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
             # Channels of pods that left stay open: closing a channel would cut streams still
             # running on it without telling their readers; a pod that left ends them itself.
 

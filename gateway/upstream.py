@@ -81,7 +81,10 @@ RETRY_MAX_DELAY_S = 1.0
 
 
 def _retryable(exc: grpc.aio.AioRpcError, idempotent: bool) -> bool:
-    if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+    code = exc.code()
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:  # a paused pod: only an idempotent call
+        return idempotent
+    if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return False
     trailers = exc.trailing_metadata() or ()
     return idempotent or any(key == RETRY_SAFE_KEY for key, _ in trailers)
@@ -311,14 +314,31 @@ class SessionClient:
         stub, address = self._router.route(session_id)
         logger.debug("subscribing", extra={"session_id": session_id, "pod": address or "any"})
         call: Any = stub.Subscribe(request)
+        gone = asyncio.ensure_future(self._router.until_gone(address)) if address else None
         try:
-            async for reply in call:
+            while True:
+                read = asyncio.ensure_future(call.read())
+                waits = {read} if gone is None else {read, gone}
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if not read.done():  # a paused or cut-off owner: do not wait for keepalive
+                    read.cancel()
+                    raise UpstreamError(
+                        "the session's pod left the cluster",
+                        status=503,
+                        code="UNAVAILABLE",
+                        retryable=True,
+                    )
+                reply = read.result()
+                if reply is grpc.aio.EOF:
+                    return
                 yield event_from_proto(reply.event)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in POD_DOWN_CODES and not exc.trailing_metadata():
                 self._router.failed(address)
             raise upstream_error(exc) from exc
         finally:
+            if gone is not None:
+                gone.cancel()
             call.cancel()
 
     async def serving(self) -> bool:

@@ -109,3 +109,33 @@ async def test_gateway_routes_by_the_ring_so_paused_other_pods_do_not_stall_a_se
     finally:
         for proc in paused:
             os.kill(proc.pid, signal.SIGCONT)
+
+
+async def test_socket_follows_its_session_off_a_paused_owner_without_waiting_for_keepalive(
+    own_stack: Stack,
+):
+    stack = own_stack
+    stack.start_redis()
+    stack.start_model(token_delay_ms=1)
+    stack.start_ai()
+    addresses = ",".join(stack.reserve_pod(p) for p in PODS)
+    for pod in PODS:
+        stack.start_pod(pod)
+    stack.start_gateway(session_addrs=addresses)
+    assert stack.gateway is not None
+    gateway_log = stack.gateway.log_path
+    eventually(lambda: '"pods": ["pod-1", "pod-2", "pod-3"]' in gateway_log.read_text())
+    sid = next(s for s in (f"pause-{i}" for i in range(60)) if HashRing(PODS).owner(s) == "pod-1")
+    paused = stack.pods["pod-1"]
+    base = stack.gateway_url.replace("http", "ws")
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws/{sid}?user=u") as ws:
+        await ws.send_str("first tokens=3")
+        assert "".join((await frames_through_done(ws))[1:-1]) == expected(3)
+        os.kill(paused.pid, signal.SIGSTOP)
+        try:
+            await ws.send_str("second tokens=3")
+            # Keepalive would notice the paused pod after ~30 s; the gateway must not wait.
+            frames = await asyncio.wait_for(frames_through_done(ws), 15)
+        finally:
+            os.kill(paused.pid, signal.SIGCONT)
+    assert frames[0] == "[LOADING]" and "".join(frames[1:-1]) == expected(3)
