@@ -75,6 +75,7 @@ def create_app(cfg: Config, client: SessionClient, sockets: SocketRoutes) -> web
     app.router.add_put("/api/chat/session/{session_id}", rest.put_session)
     app.router.add_get("/api/chat/session/{session_id}/messages", rest.list_messages)
     app.router.add_post("/api/chat/session/{session_id}/messages", rest.post_message)
+    app.router.add_post("/api/chat/session/{session_id}/cancel", rest.cancel_answer)
     app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
     return app
 

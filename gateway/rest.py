@@ -120,6 +120,13 @@ class RestRoutes:
         )
         return web.json_response(appended.message, status=200 if appended.duplicate else 201)
 
+    async def cancel_answer(self, request: web.Request) -> web.Response:
+        """`POST /api/chat/session/{id}/cancel[?answerSeq=N]`: stored before the reply."""
+        session_id = request.match_info["session_id"]
+        answer_seq = parse_uint(request.query, "answerSeq", 0, MAX_UINT64)
+        cancelled = await self._client.cancel_answer(session_id, answer_seq)
+        return web.json_response({"cancelled": cancelled})
+
     async def list_messages(self, request: web.Request) -> web.Response:
         session_id = request.match_info["session_id"]
         after = parse_uint(request.query, "after", 0, MAX_UINT64)

@@ -295,6 +295,14 @@ class SessionClient:
         )
         await self._call("SendPrompt", request, idempotent=True)
 
+    async def cancel_answer(self, session_id: str, answer_seq: int = 0) -> bool:
+        """Cancels the streaming answer (or the one at answer_seq); False if it had ended."""
+        request = _build(
+            session_pb2.CancelAnswerRequest, session_id=session_id, answer_seq=answer_seq
+        )
+        reply = await self._call("CancelAnswer", request, idempotent=True)
+        return bool(reply.cancelled)
+
     async def subscribe(
         self, session_id: str, cursor: Cursor | None
     ) -> AsyncGenerator[Event, None]:

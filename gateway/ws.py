@@ -17,6 +17,9 @@ from gateway.upstream import SessionClient, history_json
 logger = logging.getLogger(__name__)
 
 GET_HISTORY = "(GET_HISTORY)"
+CANCEL = "(CANCEL)"
+"""Stops the answer streaming on the thread: every socket gets the rest of what was stored (if
+any), then `[ERROR] answer cancelled` and `[DONE]`."""
 HISTORY_PAGE_SIZE = 1000
 HEARTBEAT_S = 20.0
 """Ping interval; a peer that stops answering is dropped, which also frees a stuck writer."""
@@ -85,6 +88,8 @@ class SocketRoutes:
             if message.data == GET_HISTORY:
                 messages = await self._client.all_messages(thread_id, HISTORY_PAGE_SIZE)
                 outbox.offer(json.dumps([history_json(m) for m in messages], ensure_ascii=False))
+            elif message.data == CANCEL:
+                await self._client.cancel_answer(thread_id)
             else:
                 await self._client.send_prompt(thread_id, message.data, user)
         except GatewayError as exc:

@@ -32,6 +32,7 @@ from session_service.errors import (
     TooBusy,
 )
 from session_service.events import (
+    CANCELLED,
     COMPLETED,
     FAILED,
     INTERRUPTED,
@@ -377,7 +378,10 @@ class SessionActor:
         )
         try:
             async with contextlib.aclosing(stream):
-                async for text in stream:
+                while True:
+                    text = await self._next_or_cancelled(stream, answer)
+                    if text is None:
+                        break
                     if self.closed:
                         return
                     if text:
@@ -385,22 +389,66 @@ class SessionActor:
         except AnswerFailed as exc:
             status, error = FAILED, str(exc)
             logger.warning("answer failed: %s", exc, extra={"session_id": s.session_id})
+        if answer.cancel.is_set():
+            status, error = CANCELLED, ""
         async with self._lock:
-            if self.closed:
+            if self.closed or answer.ended.is_set():
                 return
             self._check_open()
-            ts = now_ms()
-            content = "".join(answer.batches)
-            result = await self._write(
-                [encode_answer_end(answer.seq, content, status, error, ts)],
-                ended_answer=answer.seq,
+            await self._end_answer(answer, status, error)
+
+    @staticmethod
+    async def _next_or_cancelled(stream: AsyncIterator[str], answer: OpenAnswer) -> str | None:
+        """The next batch, or None at the end of the answer or when it is cancelled (closing
+        the stream then aborts the model call)."""
+        if answer.cancel.is_set():
+            return None
+        following = asyncio.ensure_future(anext(stream, None))
+        cancelled = asyncio.ensure_future(answer.cancel.wait())
+        await asyncio.wait({following, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        cancelled.cancel()
+        if not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await following
+            return None
+        return following.result()
+
+    async def cancel_answer(self, answer_seq: int) -> tuple[int, bool]:
+        """Cancels an open answer (0: the streaming one); returns once its end is stored."""
+        self._check_writable()
+        s = self.session
+        answer = next((a for a in s.open_answers if answer_seq in (0, a.seq)), None)
+        if answer is None:
+            if answer_seq and any(
+                isinstance(e, AnswerEnded) and e.message.answer_seq == answer_seq
+                for e in s.events[answer_seq:]
+            ):
+                return answer_seq, False
+            raise InvalidArgument(
+                "no answer is streaming" if not answer_seq else f"no answer at seq {answer_seq}"
             )
-            message = Message(
-                result.first_seq, "assistant", content, "", ts, "", answer.seq, status
-            )
-            event = AnswerEnded(result.first_seq, ts, message, error)
-            s.apply(event)
-            self._publish(event)
+        answer.cancel.set()
+        if answer is not s.open_answers[0]:  # queued: nobody streams it, end it here
+            async with self._lock:
+                if not answer.ended.is_set():
+                    await self._end_answer(answer, CANCELLED, "")
+        await answer.ended.wait()
+        return answer.seq, True
+
+    async def _end_answer(self, answer: OpenAnswer, status: str, error: str) -> None:
+        """Stores the answer's end with the text stored so far and tells subscribers. The
+        caller holds the lock."""
+        s = self.session
+        ts = now_ms()
+        content = "".join(answer.batches)
+        result = await self._write(
+            [encode_answer_end(answer.seq, content, status, error, ts)], ended_answer=answer.seq
+        )
+        message = Message(result.first_seq, "assistant", content, "", ts, "", answer.seq, status)
+        event = AnswerEnded(result.first_seq, ts, message, error)
+        s.apply(event)
+        self._publish(event)
 
     async def _store_batch(self, answer: OpenAnswer, text: str) -> None:
         """Stores the next batch of the streaming answer, then sends it: no client ever sees

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
-WRITE_METHODS = frozenset({"UpdateState", "AppendMessage", "SendPrompt"})
+WRITE_METHODS = frozenset({"UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer"})
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
@@ -251,6 +251,20 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             return prompt
 
         return await self._unary("SendPrompt", request, context, prepare)
+
+    async def CancelAnswer(
+        self, request: session_pb2.CancelAnswerRequest, context: Context
+    ) -> session_pb2.CancelAnswerResponse:
+        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.CancelAnswerResponse]]:
+            async def cancel(actor: SessionActor) -> session_pb2.CancelAnswerResponse:
+                seq, cancelled = await actor.cancel_answer(request.answer_seq)
+                return session_pb2.CancelAnswerResponse(
+                    answer_seq=seq, cancelled=cancelled, epoch=actor.session.epoch
+                )
+
+            return cancel
+
+        return await self._unary("CancelAnswer", request, context, prepare)
 
     async def Subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context

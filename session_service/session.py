@@ -6,6 +6,7 @@ order, so this image always equals a prefix-complete replay of the stored log.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ class OpenAnswer:
     seq: int
     prompt_seq: int
     batches: list[str] = field(default_factory=list)
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by CancelAnswer; the streaming answer's worker stops and stores it as CANCELLED."""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the answer's end is stored."""
 
 
 class Session:
@@ -98,6 +103,9 @@ class Session:
             self.answer_of_prompt[event.prompt_seq] = event.seq
         else:
             self._add_message(event.message)
+            for answer in self.open_answers:
+                if answer.seq == event.message.answer_seq:
+                    answer.ended.set()
             self.open_answers = deque(
                 a for a in self.open_answers if a.seq != event.message.answer_seq
             )

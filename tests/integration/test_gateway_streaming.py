@@ -172,3 +172,36 @@ async def test_session_service_down_is_503_for_health_and_new_sockets(http, core
     async with http.get(f"{core_stack.gateway_url}/api/chat/session/{session_id}") as reply:
         assert reply.status == 503
         assert (await reply.json())["error"]["code"] == "UNAVAILABLE"
+
+
+async def test_cancel_frame_stops_the_answer_on_every_socket_of_the_thread(
+    http, slow_stack, session_id
+):
+    url = ws_url(slow_stack, session_id, "ann")
+    async with http.ws_connect(url) as first, http.ws_connect(url) as second:
+        await first.send_str("long tokens=500")
+        assert await next_frame(first) == "[LOADING]"
+        await next_frame(first)
+        await second.send_str("(CANCEL)")
+        frames = [await frames_through_done(ws) for ws in (first, second)]
+        stored = [e for e in await history(first) if e["role"] == "assistant"]
+    for shown in frames:
+        assert shown[-2:] == ["[ERROR] answer cancelled", "[DONE]"], shown
+    shown_second = "".join(f for f in frames[1] if not f.startswith("["))
+    assert stored[-1]["content"].endswith(shown_second)
+    assert len(stored[-1]["content"].split()) < 500
+
+
+async def test_rest_cancel_answers_cancelled_and_400_when_nothing_streams(
+    http, slow_stack, session_id
+):
+    base = f"{slow_stack.gateway_url}/api/chat/session/{session_id}"
+    async with http.post(f"{base}/cancel") as reply:
+        assert reply.status == 400
+        assert (await reply.json())["error"]["code"] == "INVALID_ARGUMENT"
+    async with http.ws_connect(ws_url(slow_stack, session_id, "ann")) as ws:
+        await ws.send_str("long tokens=500")
+        assert await next_frame(ws) == "[LOADING]"
+        async with http.post(f"{base}/cancel") as reply:
+            assert (reply.status, await reply.json()) == (200, {"cancelled": True})
+        assert (await frames_through_done(ws))[-2] == "[ERROR] answer cancelled"
