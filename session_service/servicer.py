@@ -58,6 +58,8 @@ def _hops(context: Context) -> int:
 
 
 async def _abort(context: Context, exc: BaseException) -> None:
+    if isinstance(exc, grpc.aio.AioRpcError) and _never_reached(exc):
+        exc = Moving("the session's owner pod is unreachable; it is being taken over, retry")
     if isinstance(exc, grpc.aio.AioRpcError):  # a forwarded call's answer: pass it on
         code = exc.code()
         if code == grpc.StatusCode.CANCELLED:  # the peer stopped mid-call, not our caller
@@ -69,6 +71,15 @@ async def _abort(context: Context, exc: BaseException) -> None:
         logger.error("internal error", exc_info=exc)
     context.set_trailing_metadata(trailers_for(exc))
     await context.abort(code, details)
+
+
+def _never_reached(exc: grpc.aio.AioRpcError) -> bool:
+    """A forward that failed to connect: the owner never saw it, so a retry is safe."""
+    return (
+        exc.code() == grpc.StatusCode.UNAVAILABLE
+        and not exc.trailing_metadata()
+        and "failed to connect" in (exc.details() or "").lower()
+    )
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -95,10 +95,15 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 async def append_retrying(client: SessionClient, sid: str, text: str, cid: str) -> Any:
     """Appends with an idempotency key, retrying as a client of the cluster should: a retry of
     an append that did land returns the original (duplicate), never a second copy."""
+    return await retrying(lambda: client.append(sid, text, client_id=cid))
+
+
+async def retrying(call: Callable[[], Awaitable[Any]]) -> Any:
+    """Retries UNAVAILABLE and DEADLINE_EXCEEDED for up to 15 s (idempotent calls only)."""
     deadline = time.monotonic() + 15
     while True:
         try:
-            return await client.append(sid, text, client_id=cid)
+            return await call()
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in RETRYABLE or time.monotonic() > deadline:
                 raise

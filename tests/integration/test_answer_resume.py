@@ -12,7 +12,7 @@ import pytest
 
 from common.ring import HashRing
 from durablechat.v1 import common_pb2
-from tests.grpc_client import SessionClient
+from tests.grpc_client import SessionClient, retrying
 from tests.helpers import eventually
 from tests.stack import Stack
 
@@ -113,3 +113,33 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
     assert len(calls) == 2, calls
     assert 0 < calls[1]["start"] <= len(watchers[0].text.split())
     eventually(lambda: '"answer resumed"' in two_pods.pods["pod-b"].log_path.read_text())
+
+
+async def test_same_prompt_id_three_times_across_a_failover_makes_one_turn_and_one_model_call(
+    two_pods,
+):
+    sid = next(s for s in (f"once-{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a")
+    via_a = SessionClient(two_pods.pod_addrs["pod-a"])
+    via_b = SessionClient(two_pods.pod_addrs["pod-b"])
+    try:
+        first = await via_a.prompt(sid, "hello tokens=5", client_id="same")
+        watcher = Watcher(via_a, sid)
+        await asyncio.wait_for(watcher.run(first.answer_seq), 20)
+        two_pods.pods["pod-a"].kill9()
+        retries = [
+            await retrying(lambda: via_b.prompt(sid, "hello tokens=5", client_id="same"))
+            for _ in range(2)
+        ]
+        stored = await via_b.list_all(sid)
+    finally:
+        await via_a.close()
+        await via_b.close()
+    assert all(r.duplicate for r in retries)
+    assert {(r.user_message.seq, r.answer_seq) for r in retries} == {
+        (first.user_message.seq, first.answer_seq)
+    }
+    assert [(m.role, m.content) for m in stored] == [
+        (common_pb2.ROLE_USER, "hello tokens=5"),
+        (common_pb2.ROLE_ASSISTANT, "tok0 tok1 tok2 tok3 tok4"),
+    ]
+    assert len(model_calls(two_pods)) == 1
