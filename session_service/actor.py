@@ -58,10 +58,11 @@ logger = logging.getLogger(__name__)
 
 class AnswerSource(Protocol):
     """Streams an answer as (text, model chunk count) items; raises AnswerFailed. A trailing
-    assistant turn is a partial answer for the model to continue."""
+    assistant turn is a partial answer for the model to continue. The model's token counts are
+    added to `usage` ([prompt, completion]) when it reports them."""
 
     def generate(
-        self, turns: list[tuple[str, str]], request_id: str
+        self, turns: list[tuple[str, str]], request_id: str, usage: list[int]
     ) -> AsyncIterator[tuple[str, int]]: ...
 
 
@@ -373,7 +374,7 @@ class SessionActor:
             )
         status, error = COMPLETED, ""
         stream = batches(
-            self._ai.generate(turns, f"{s.session_id}:{answer.seq}"),
+            self._ai.generate(turns, f"{s.session_id}:{answer.seq}", answer.usage),
             self._limits.answer_batch_chunks,
         )
         try:
@@ -442,10 +443,14 @@ class SessionActor:
         s = self.session
         ts = now_ms()
         content = "".join(answer.batches)
+        usage = (answer.usage[0], answer.usage[1])
         result = await self._write(
-            [encode_answer_end(answer.seq, content, status, error, ts)], ended_answer=answer.seq
+            [encode_answer_end(answer.seq, content, status, error, ts, usage)],
+            ended_answer=answer.seq,
         )
-        message = Message(result.first_seq, "assistant", content, "", ts, "", answer.seq, status)
+        message = Message(
+            result.first_seq, "assistant", content, "", ts, "", answer.seq, status, *usage
+        )
         event = AnswerEnded(result.first_seq, ts, message, error)
         s.apply(event)
         self._publish(event)

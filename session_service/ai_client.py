@@ -29,7 +29,7 @@ class AiClient:
         await self._channel.close()
 
     async def generate(
-        self, turns: list[tuple[str, str]], request_id: str
+        self, turns: list[tuple[str, str]], request_id: str, usage: list[int]
     ) -> AsyncIterator[tuple[str, int]]:
         request = ai_pb2.GenerateRequest(
             turns=[ai_pb2.ChatTurn(role=_ROLES[role], content=text) for role, text in turns],
@@ -40,6 +40,9 @@ class AiClient:
             async for reply in call:
                 if reply.HasField("delta"):
                     yield reply.delta.text, max(1, reply.delta.chunk_count)
+                elif reply.HasField("finish"):
+                    usage[0] += reply.finish.usage.prompt_tokens
+                    usage[1] += reply.finish.usage.completion_tokens
         except grpc.aio.AioRpcError as exc:
             raise AnswerFailed(f"{exc.code().name}: {exc.details()}") from exc
         finally:

@@ -40,6 +40,9 @@ def message(m: events.Message) -> common_pb2.Message:
         client_message_id=m.client_id,
         answer_seq=m.answer_seq,
         answer_status=STATUS_TO_PROTO[m.answer_status],
+        usage=common_pb2.Usage(
+            prompt_tokens=m.prompt_tokens, completion_tokens=m.completion_tokens
+        ),
     )
 
 
@@ -53,6 +56,10 @@ def session(s: Session, state_json: str) -> session_pb2.Session:
         created_at=timestamp(s.created_ms),
         last_accessed_at=timestamp(s.accessed_ms),
         epoch=s.epoch,
+        usage=common_pb2.Usage(
+            prompt_tokens=sum(m.prompt_tokens for m in s.messages),
+            completion_tokens=sum(m.completion_tokens for m in s.messages),
+        ),
     )
 
 

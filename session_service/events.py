@@ -29,6 +29,8 @@ class Message:
     client_id: str = ""
     answer_seq: int = 0
     answer_status: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +108,19 @@ def encode_answer_start(prompt_seq: int, ts_ms: int) -> bytes:
     return _encode({"k": "a", "p": prompt_seq, "t": ts_ms})
 
 
-def encode_answer_end(answer_seq: int, content: str, status: str, error: str, ts_ms: int) -> bytes:
+def encode_answer_end(
+    answer_seq: int,
+    content: str,
+    status: str,
+    error: str,
+    ts_ms: int,
+    usage: tuple[int, int] = (0, 0),
+) -> bytes:
     entry: dict[str, Any] = {"k": "e", "a": answer_seq, "c": content, "s": status, "t": ts_ms}
     if error:
         entry["err"] = error
+    if any(usage):
+        entry["pt"], entry["ct"] = usage
     return _encode(entry)
 
 
@@ -126,6 +137,17 @@ def decode(seq: int, raw: bytes) -> LogEvent:
     if kind == "a":
         return AnswerStarted(seq, ts, int(entry["p"]))
     if kind == "e":
-        message = Message(seq, "assistant", entry["c"], "", ts, "", int(entry["a"]), entry["s"])
+        message = Message(
+            seq,
+            "assistant",
+            entry["c"],
+            "",
+            ts,
+            "",
+            int(entry["a"]),
+            entry["s"],
+            int(entry.get("pt", 0)),
+            int(entry.get("ct", 0)),
+        )
         return AnswerEnded(seq, ts, message, entry.get("err", ""))
     raise ValueError(f"unknown log entry kind {kind!r} at seq {seq}")

@@ -39,6 +39,8 @@ class OpenAnswer:
     """Set by CancelAnswer; the streaming answer's worker stops and stores it as CANCELLED."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the answer's end is stored."""
+    usage: list[int] = field(default_factory=lambda: [0, 0])
+    """Prompt and completion tokens reported by this owner's model calls for the answer."""
 
 
 class Session:

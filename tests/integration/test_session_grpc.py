@@ -114,6 +114,9 @@ async def test_prompt_streams_answer_to_subscribers_and_stores_it(client, sessio
         (common_pb2.ROLE_USER, "hello tokens=20"),
         (common_pb2.ROLE_ASSISTANT, expected),
     ]
+    assert ended.usage.completion_tokens == stored[1].usage.completion_tokens == 20
+    assert ended.usage.prompt_tokens == 2  # the dev model counts words
+    assert (await client.get(session_id)).usage.completion_tokens == 20
 
 
 async def test_repeated_prompt_id_starts_no_second_answer(client, session_id):
