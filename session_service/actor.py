@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
@@ -64,6 +65,10 @@ class AnswerSource(Protocol):
     def generate(
         self, turns: list[tuple[str, str]], request_id: str, usage: list[int]
     ) -> AsyncIterator[tuple[str, int]]: ...
+
+
+RETRY_FIRST_S = 0.25
+RETRY_MAX_S = 2.0
 
 
 def now_ms() -> int:
@@ -357,12 +362,47 @@ class SessionActor:
 
     async def _run_answer(self, answer: OpenAnswer) -> None:
         s = self.session
+        status, error = COMPLETED, ""
+        for attempt in range(self._limits.answer_retries + 1):
+            try:
+                if await self._stream_answer(answer):
+                    return  # the owner closed meanwhile; the next owner goes on
+                break
+            except AnswerFailed as exc:
+                status, error = FAILED, str(exc)
+                if not exc.retryable or attempt == self._limits.answer_retries:
+                    logger.warning("answer failed: %s", exc, extra={"session_id": s.session_id})
+                    break
+                delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2**attempt) * random.uniform(0.5, 1)
+                logger.info(
+                    "model call failed, continuing the answer after %.2f s: %s",
+                    delay,
+                    exc,
+                    extra={"session_id": s.session_id, "answer_seq": answer.seq},
+                )
+                with contextlib.suppress(TimeoutError):  # a cancel ends the wait early
+                    await asyncio.wait_for(answer.cancel.wait(), delay)
+                status, error = COMPLETED, ""
+                if answer.cancel.is_set():
+                    break
+        if answer.cancel.is_set():
+            status, error = CANCELLED, ""
+        async with self._lock:
+            if self.closed or answer.ended.is_set():
+                return
+            self._check_open()
+            await self._end_answer(answer, status, error)
+
+    async def _stream_answer(self, answer: OpenAnswer) -> bool:
+        """One model call for the answer, continuing from its stored text; stores and sends
+        each batch. True when the owner closed meanwhile. Raises AnswerFailed."""
+        s = self.session
         turns = [
             (m.role, m.content)
             for m in s.context_for(answer.prompt_seq, self._limits.context_messages)
         ]
         prefix = "".join(answer.batches)
-        if prefix:  # a previous owner stored part of this answer: the model continues it
+        if prefix:  # part of this answer is stored (earlier call or owner): the model continues
             turns.append(("assistant", prefix))
             logger.info(
                 "answer resumed",
@@ -372,31 +412,19 @@ class SessionActor:
                     "offset": len(answer.batches),
                 },
             )
-        status, error = COMPLETED, ""
         stream = batches(
             self._ai.generate(turns, f"{s.session_id}:{answer.seq}", answer.usage),
             self._limits.answer_batch_chunks,
         )
-        try:
-            async with contextlib.aclosing(stream):
-                while True:
-                    text = await self._next_or_cancelled(stream, answer)
-                    if text is None:
-                        break
-                    if self.closed:
-                        return
-                    if text:
-                        await self._store_batch(answer, text)
-        except AnswerFailed as exc:
-            status, error = FAILED, str(exc)
-            logger.warning("answer failed: %s", exc, extra={"session_id": s.session_id})
-        if answer.cancel.is_set():
-            status, error = CANCELLED, ""
-        async with self._lock:
-            if self.closed or answer.ended.is_set():
-                return
-            self._check_open()
-            await self._end_answer(answer, status, error)
+        async with contextlib.aclosing(stream):
+            while True:
+                text = await self._next_or_cancelled(stream, answer)
+                if text is None:
+                    return False
+                if self.closed:
+                    return True
+                if text:
+                    await self._store_batch(answer, text)
 
     @staticmethod
     async def _next_or_cancelled(stream: AsyncIterator[str], answer: OpenAnswer) -> str | None:

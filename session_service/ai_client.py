@@ -17,6 +17,16 @@ _ROLES = {
 }
 
 
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,  # model 5xx, connection refused, stream cut
+        grpc.StatusCode.RESOURCE_EXHAUSTED,  # model 429
+        grpc.StatusCode.DEADLINE_EXCEEDED,  # model stalled
+    }
+)
+"""Failures worth another model call: the owner continues the answer from its stored text."""
+
+
 class AiClient:
     """Streams answers from `durablechat.v1.AiService/Generate`."""
 
@@ -44,6 +54,7 @@ class AiClient:
                     usage[0] += reply.finish.usage.prompt_tokens
                     usage[1] += reply.finish.usage.completion_tokens
         except grpc.aio.AioRpcError as exc:
-            raise AnswerFailed(f"{exc.code().name}: {exc.details()}") from exc
+            retryable = exc.code() in RETRYABLE_CODES
+            raise AnswerFailed(f"{exc.code().name}: {exc.details()}", retryable) from exc
         finally:
             call.cancel()

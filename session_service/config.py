@@ -92,6 +92,7 @@ class Config:
                 answer_batch_chunks=env_int(
                     environ, "ANSWER_BATCH_CHUNKS", dl.answer_batch_chunks, minimum=1
                 ),
+                answer_retries=env_int(environ, "ANSWER_RETRIES", dl.answer_retries),
                 continue_answers=env_str(environ, "ON_OWNER_LOSS", "continue") in ("continue",),
                 context_messages=env_int(
                     environ, "CONTEXT_MESSAGES", dl.context_messages, minimum=1

@@ -90,9 +90,14 @@ class SlowSubscriber(SessionError):
 
 
 class AnswerFailed(SessionError):
-    """The AI service failed an answer; stored as a FAILED answer, never raised to clients."""
+    """The AI service failed an answer; retried by the owner when `retryable`, else stored as a
+    FAILED answer. Never raised to clients."""
 
     code = grpc.StatusCode.UNAVAILABLE
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:

@@ -25,3 +25,6 @@ class Limits:
     continue_answers: bool = True
     """After an owner dies mid-answer, continue the answer from its stored batches (else end it
     as INTERRUPTED, keeping the stored text)."""
+    answer_retries: int = 3
+    """Model calls retried per answer after a retryable failure (429, 5xx, stall, cut stream);
+    each retry continues from the text already stored."""

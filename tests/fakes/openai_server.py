@@ -1,6 +1,7 @@
 """A real OpenAI-protocol streaming server on a background thread, with fault knobs for tests.
 
-Every request answers `tok0 tok1 …` (`tokens` chunks, `delay_ms` apart) unless a knob set for
+Every request answers `tok0 tok1 …` (`tokens` chunks, `delay_ms` apart; a trailing assistant
+message of k tokens is continued from ` tok{k}`) unless a knob set for
 the next request says otherwise: `fail_next_with(status)`, `cut_stream_after(n)` (drop the
 connection mid-answer) or `stall_next()` (send nothing until the client gives up).
 """
@@ -150,7 +151,12 @@ class FakeOpenAI:
             return f"data: {json.dumps(chunk)}\n\n".encode()
 
         await response.write(event({"role": "assistant", "content": ""}))
-        for index in range(self.tokens):
+        messages = (await request.json()).get("messages") or [{}]
+        last = messages[-1]
+        start = (
+            len(str(last.get("content") or "").split()) if last.get("role") == "assistant" else 0
+        )
+        for index in range(start, self.tokens):
             if fault.cut_after is not None and index == fault.cut_after:
                 assert request.transport is not None
                 request.transport.abort()

@@ -1,0 +1,92 @@
+"""Model faults during an answer: retried where safe (continuing from the stored text), else a
+clear FAILED answer; never a hang, never a duplicated or missing token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from durablechat.v1 import common_pb2
+from tests.fakes.openai_server import FakeOpenAI
+from tests.grpc_client import SessionClient, events_until
+from tests.stack import Stack
+
+FULL = " ".join(f"tok{i}" for i in range(20))
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(tokens=20, delay_ms=1) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def faulty_stack(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("faulty"))
+    try:
+        stack.start_redis()
+        stack.model_url = fake.url
+        stack.start_ai()
+        stack.start_session()
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+async def client(faulty_stack: Stack, fake: FakeOpenAI):
+    fake.reset()
+    c = SessionClient(faulty_stack.session_addr)
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def answer(client: SessionClient, sid: str) -> tuple[str, common_pb2.Message, str]:
+    """Prompts and follows the answer: (text the subscriber saw, stored message, error)."""
+    stream = client.subscribe(sid)
+    await events_until(stream, "caught_up")
+    await client.prompt(sid, "hello")
+    events = await events_until(stream, "answer_ended")
+    stream.cancel()
+    shown = "".join(e.answer_delta.text for e in events if e.WhichOneof("kind") == "answer_delta")
+    return shown, events[-1].answer_ended.message, events[-1].answer_ended.error
+
+
+async def test_cut_stream_is_continued_from_the_stored_text(client, fake, session_id):
+    fake.cut_stream_after(7)
+    shown, message, _ = await answer(client, session_id)
+    assert shown == message.content == FULL
+    assert message.answer_status == common_pb2.ANSWER_STATUS_COMPLETED
+    assert len(fake.requests) == 2
+    resumed = fake.requests[1]["messages"][-1]
+    assert resumed["role"] == "assistant" and FULL.startswith(resumed["content"])
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+async def test_transient_model_errors_are_retried(client, fake, session_id, status):
+    fake.fail_next_with(status)
+    fake.fail_next_with(status)
+    shown, message, _ = await answer(client, session_id)
+    assert shown == message.content == FULL
+    assert len(fake.requests) == 3
+
+
+async def test_a_request_the_model_refuses_fails_at_once_with_its_reason(client, fake, session_id):
+    fake.fail_next_with(400)
+    shown, message, error = await answer(client, session_id)
+    assert message.answer_status == common_pb2.ANSWER_STATUS_FAILED
+    assert shown == message.content == ""
+    assert "INVALID_ARGUMENT" in error
+    assert len(fake.requests) == 1
+
+
+async def test_retries_stop_after_the_configured_count(client, fake, session_id):
+    for _ in range(4):
+        fake.fail_next_with(429)
+    _, message, error = await answer(client, session_id)
+    assert message.answer_status == common_pb2.ANSWER_STATUS_FAILED
+    assert "RESOURCE_EXHAUSTED" in error
+    assert len(fake.requests) == 4  # the first call and ANSWER_RETRIES=3 retries
