@@ -7,6 +7,7 @@ encoding produces; an unknown kind is a corrupt log and raises ValueError.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,11 @@ INTERRUPTED = "interrupted"
 FAILED = "failed"
 CANCELLED = "cancelled"
 ANSWER_STATUSES = frozenset({COMPLETED, INTERRUPTED, FAILED, CANCELLED})
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds: the timestamps stored with events."""
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from common.ring import EmptyRing, HashRing
-from session_service.actor import AnswerSource, SessionActor, now_ms
+from session_service.actor import SessionActor
+from session_service.answering import AnswerSource
 from session_service.errors import Moving, NotOwner, SessionError
+from session_service.events import now_ms
 from session_service.limits import Limits
 from session_service.session import Session
 from session_service.store import Held, Store
