@@ -9,10 +9,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from session_service.answer_batches import batches
+from session_service.context import trim
 from session_service.errors import (
     AnswerFailed,
     Fenced,
@@ -141,6 +143,7 @@ class Answering:
 
     async def _run_answer(self, answer: OpenAnswer) -> None:
         s = self.session
+        started = time.monotonic()
         status, error = COMPLETED, ""
         for attempt in range(self._limits.answer_retries + 1):
             try:
@@ -171,6 +174,20 @@ class Answering:
                 return
             self._check_open()
             await self._end_answer(answer, status, error)
+        logger.info(
+            "answer finished",
+            extra={
+                "session_id": s.session_id,
+                "answer_seq": answer.seq,
+                "status": status,
+                "ttft_ms": round(answer.first_batch_s * 1000, 1),
+                "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                "batches": len(answer.batches),
+                "completion_tokens": answer.usage[1],
+                "model_calls": answer.model_calls,
+                "resumes": answer.model_calls - 1 if answer.model_calls else 0,
+            },
+        )
 
     async def _stream_answer(self, answer: OpenAnswer) -> bool:
         """One model call for the answer, continuing from its stored text; stores and sends
@@ -178,7 +195,7 @@ class Answering:
         s = self.session
         turns = [
             (m.role, m.content)
-            for m in s.context_for(answer.prompt_seq, self._limits.context_messages)
+            for m in trim(s.history_until(answer.prompt_seq), self._limits.context_tokens)
         ]
         prefix = "".join(answer.batches)
         if prefix:  # part of this answer is stored (earlier call or owner): the model continues
@@ -191,6 +208,8 @@ class Answering:
                     "offset": len(answer.batches),
                 },
             )
+        answer.model_calls += 1
+        called = time.monotonic()
         stream = batches(
             self._ai.generate(turns, f"{s.session_id}:{answer.seq}", answer.usage),
             self._limits.answer_batch_chunks,
@@ -204,6 +223,8 @@ class Answering:
                     return True
                 if text:
                     await self._store_batch(answer, text)
+                    if not answer.first_batch_s:
+                        answer.first_batch_s = time.monotonic() - called
 
     @staticmethod
     async def _next_or_cancelled(stream: AsyncIterator[str], answer: OpenAnswer) -> str | None:

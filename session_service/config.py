@@ -94,8 +94,6 @@ class Config:
                 ),
                 answer_retries=env_int(environ, "ANSWER_RETRIES", dl.answer_retries),
                 continue_answers=env_str(environ, "ON_OWNER_LOSS", "continue") in ("continue",),
-                context_messages=env_int(
-                    environ, "CONTEXT_MESSAGES", dl.context_messages, minimum=1
-                ),
+                context_tokens=env_int(environ, "CONTEXT_TOKENS", dl.context_tokens, minimum=1),
             ),
         )

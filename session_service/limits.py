@@ -18,8 +18,8 @@ class Limits:
     """Events buffered for one subscriber before it is cut off as too slow."""
     max_queued_prompts: int = 16
     """Answers that may wait behind the streaming one in a session."""
-    context_messages: int = 50
-    """Newest messages handed to the model with a prompt."""
+    context_tokens: int = 8000
+    """Token budget of the history handed to the model with a prompt (context.py)."""
     answer_batch_chunks: int = 32
     """Most model chunks in one stored answer batch."""
     continue_answers: bool = True

@@ -41,6 +41,10 @@ class OpenAnswer:
     """Set once the answer's end is stored."""
     usage: list[int] = field(default_factory=lambda: [0, 0])
     """Prompt and completion tokens reported by this owner's model calls for the answer."""
+    model_calls: int = 0
+    """Model calls this owner made for the answer (more than 1: retries or a resume)."""
+    first_batch_s: float = 0.0
+    """Seconds from this owner starting the answer to its first stored batch (0: none yet)."""
 
 
 class Session:
@@ -129,11 +133,10 @@ class Session:
         page = self.messages[start : start + limit]
         return page, start + limit < len(self.messages)
 
-    def context_for(self, prompt_seq: int, max_messages: int) -> list[Message]:
-        """The newest completed messages up to and including the prompt, oldest first."""
+    def history_until(self, prompt_seq: int) -> list[Message]:
+        """Messages up to and including the prompt (empty answers left out), oldest first."""
         end = bisect.bisect_right(self._message_seqs, prompt_seq)
-        window = self.messages[max(0, end - max_messages) : end]
-        return [m for m in window if m.role != "assistant" or m.content]
+        return [m for m in self.messages[:end] if m.role != "assistant" or m.content]
 
     def add_delta(self, text: str) -> AnswerDelta:
         """Records a batch of the streaming (oldest open) answer."""

@@ -3,6 +3,7 @@ clear FAILED answer; never a hang, never a duplicated or missing token."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -55,7 +56,7 @@ async def answer(client: SessionClient, sid: str) -> tuple[str, common_pb2.Messa
     return shown, events[-1].answer_ended.message, events[-1].answer_ended.error
 
 
-async def test_cut_stream_is_continued_from_the_stored_text(client, fake, session_id):
+async def test_cut_stream_is_continued_from_the_stored_text(client, fake, faulty_stack, session_id):
     fake.cut_stream_after(7)
     shown, message, _ = await answer(client, session_id)
     assert shown == message.content == FULL
@@ -63,6 +64,13 @@ async def test_cut_stream_is_continued_from_the_stored_text(client, fake, sessio
     assert len(fake.requests) == 2
     resumed = fake.requests[1]["messages"][-1]
     assert resumed["role"] == "assistant" and FULL.startswith(resumed["content"])
+    finished = [
+        json.loads(line)
+        for line in faulty_stack.session.log_path.read_text().splitlines()
+        if '"answer finished"' in line and f'"{session_id}"' in line
+    ]
+    assert finished[-1]["model_calls"] == 2 and finished[-1]["resumes"] == 1
+    assert finished[-1]["ttft_ms"] > 0 and finished[-1]["completion_tokens"] > 0
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
