@@ -232,12 +232,14 @@ async def _stream(request: web.Request, plan: Plan, completion_id: str) -> web.S
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
+    written = 0
     try:
         await response.write(event(choice({"role": "assistant", "content": ""})))
         for index in range(plan.start, plan.tokens):
             if delay_s:
                 await asyncio.sleep(delay_s)
             await response.write(event(choice({"content": token_text(index)})))
+            written += 1
         await response.write(event(choice({}, plan.finish_reason)))
         if plan.include_usage:
             await response.write(event([], usage=_usage(plan)))
@@ -245,6 +247,9 @@ async def _stream(request: web.Request, plan: Plan, completion_id: str) -> web.S
         await response.write_eof()
     except ConnectionResetError:
         logger.info("client hung up mid-answer", extra={"completion_id": completion_id})
+    finally:
+        # Tokens handed to the connection, whether or not the client read them.
+        logger.info("completion ended", extra={"completion_id": completion_id, "written": written})
     return response
 
 

@@ -15,6 +15,7 @@ from ai_service.batching import batches
 from ai_service.config import Config
 from ai_service.errors import InvalidRequest, status_for
 from ai_service.provider import Finish, OpenAIProvider, Role, Turn
+from ai_service.regenerated import Answer, SentChunks
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
 
 logger = logging.getLogger(__name__)
@@ -29,11 +30,13 @@ Context = grpc.aio.ServicerContext[ai_pb2.GenerateRequest, ai_pb2.GenerateRespon
 
 
 class AiServicer(ai_pb2_grpc.AiServiceServicer):
-    """Stateless between calls: each Generate owns its provider stream and closes it on exit."""
+    """Each Generate owns its provider stream and closes it on exit. Between calls only the
+    regenerated-chunk counts of recent answers are kept (regenerated.py)."""
 
     def __init__(self, provider: OpenAIProvider, cfg: Config) -> None:
         self._provider = provider
         self._cfg = cfg
+        self._sent = SentChunks()
 
     async def Generate(
         self, request: ai_pb2.GenerateRequest, context: Context
@@ -41,18 +44,22 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
         extra = {"request_id": request.request_id, "model": request.model or self._cfg.openai_model}
         started = time.monotonic()
         try:
+            turns = turns_from_proto(request.turns)
+            prefix = turns[-1].content if turns[-1].role == "assistant" else ""
+            sent = self._sent.start(request.request_id, len(prefix))
             answer = self._provider.stream(
-                turns_from_proto(request.turns),
+                turns,
                 model=request.model or self._cfg.openai_model,
                 max_tokens=request.max_tokens or self._cfg.max_tokens,
             )
             async with contextlib.aclosing(batches(answer, self._cfg.batch_max_chunks)) as stream:
                 async for batch in stream:
-                    for response in _responses(batch):
+                    for response in _responses(batch, sent):
                         if response.HasField("finish"):
                             _log_finish(response.finish, started, extra)
                         yield response
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
+            # GeneratorExit: grpc closed this stream because the caller went away.
             logger.info("generate cancelled (caller gone, deadline or shutdown)", extra=extra)
             raise
         except Exception as exc:
@@ -79,19 +86,24 @@ def turns_from_proto(turns: Sequence[ai_pb2.ChatTurn]) -> list[Turn]:
     return converted
 
 
-def _responses(batch: Iterable[str | Finish]) -> Iterable[ai_pb2.GenerateResponse]:
-    """One delta for the batch's text chunks (if any), then the finish if the batch ends with it."""
+def _responses(batch: Iterable[str | Finish], sent: Answer) -> Iterable[ai_pb2.GenerateResponse]:
+    """One delta for the batch's text chunks (if any), then the finish if the batch ends with it.
+    Chunks are recorded in `sent` as they are handed to gRPC."""
     texts = [item for item in batch if isinstance(item, str)]
     if texts:
+        for text in texts:
+            sent.sent(text)
         delta = ai_pb2.GenerateDelta(text="".join(texts), chunk_count=len(texts))
         yield ai_pb2.GenerateResponse(delta=delta)
     for item in batch:
         if isinstance(item, Finish):
-            yield ai_pb2.GenerateResponse(finish=_finish_to_proto(item))
+            yield ai_pb2.GenerateResponse(finish=_finish_to_proto(item, sent.regenerated))
 
 
-def _finish_to_proto(finish: Finish) -> ai_pb2.GenerateFinish:
-    message = ai_pb2.GenerateFinish(finish_reason=finish.finish_reason, model=finish.model)
+def _finish_to_proto(finish: Finish, regenerated: int) -> ai_pb2.GenerateFinish:
+    message = ai_pb2.GenerateFinish(
+        finish_reason=finish.finish_reason, model=finish.model, regenerated_chunks=regenerated
+    )
     if finish.usage is not None:
         message.usage.prompt_tokens = finish.usage.prompt_tokens
         message.usage.completion_tokens = finish.usage.completion_tokens
@@ -105,6 +117,7 @@ def _log_finish(finish: ai_pb2.GenerateFinish, started: float, extra: dict[str, 
             **extra,
             "finish_reason": finish.finish_reason,
             "completion_tokens": finish.usage.completion_tokens,
+            "regenerated_chunks": finish.regenerated_chunks,
             "duration_ms": round((time.monotonic() - started) * 1000),
         },
     )

@@ -53,6 +53,8 @@ class AiClient:
                 elif reply.HasField("finish"):
                     usage[0] += reply.finish.usage.prompt_tokens
                     usage[1] += reply.finish.usage.completion_tokens
+                    # Summed by the AI service over every call of this request id.
+                    usage[2] = max(usage[2], reply.finish.regenerated_chunks)
         except grpc.aio.AioRpcError as exc:
             retryable = exc.code() in RETRYABLE_CODES
             raise AnswerFailed(f"{exc.code().name}: {exc.details()}", retryable) from exc

@@ -31,6 +31,7 @@ from session_service.events import (
     AnswerEnded,
     Event,
     Message,
+    MessageAppended,
     encode_answer_end,
     now_ms,
 )
@@ -50,7 +51,7 @@ RETRY_MAX_S = 2.0
 class AnswerSource(Protocol):
     """Streams an answer as (text, model chunk count) items; raises AnswerFailed. A trailing
     assistant turn is a partial answer for the model to continue. The model's token counts are
-    added to `usage` ([prompt, completion]) when it reports them."""
+    added to `usage` ([prompt, completion, regenerated]) when it reports them."""
 
     def generate(
         self, turns: list[tuple[str, str]], request_id: str, usage: list[int]
@@ -174,6 +175,7 @@ class Answering:
                 return
             self._check_open()
             await self._end_answer(answer, status, error)
+        await self._add_user_usage(answer)
         logger.info(
             "answer finished",
             extra={
@@ -184,6 +186,8 @@ class Answering:
                 "duration_ms": round((time.monotonic() - started) * 1000, 1),
                 "batches": len(answer.batches),
                 "completion_tokens": answer.usage[1],
+                "regenerated_tokens": answer.usage[2],
+                "max_gap_ms": round(answer.max_gap_s * 1000, 1),
                 "model_calls": answer.model_calls,
                 "resumes": answer.model_calls - 1 if answer.model_calls else 0,
             },
@@ -223,8 +227,12 @@ class Answering:
                     return True
                 if text:
                     await self._store_batch(answer, text)
+                    sent_at = time.monotonic()
                     if not answer.first_batch_s:
-                        answer.first_batch_s = time.monotonic() - called
+                        answer.first_batch_s = sent_at - called
+                    if answer.last_batch_at:
+                        answer.max_gap_s = max(answer.max_gap_s, sent_at - answer.last_batch_at)
+                    answer.last_batch_at = sent_at
 
     @staticmethod
     async def _next_or_cancelled(stream: AsyncIterator[str], answer: OpenAnswer) -> str | None:
@@ -271,7 +279,7 @@ class Answering:
         s = self.session
         ts = now_ms()
         content = "".join(answer.batches)
-        usage = (answer.usage[0], answer.usage[1])
+        usage = (answer.usage[0], answer.usage[1], answer.usage[2])
         result = await self._write(
             [encode_answer_end(answer.seq, content, status, error, ts, usage)],
             ended_answer=answer.seq,
@@ -282,6 +290,19 @@ class Answering:
         event = AnswerEnded(result.first_seq, ts, message, error)
         s.apply(event)
         self._publish(event)
+
+    async def _add_user_usage(self, answer: OpenAnswer) -> None:
+        """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""
+        prompt = self.session.events[answer.prompt_seq - 1]
+        user = prompt.message.user if isinstance(prompt, MessageAppended) else ""
+        if not user or not any(answer.usage):
+            return
+        try:
+            await self._store.usage.add(user, (answer.usage[0], answer.usage[1], answer.usage[2]))
+        except StoreUnavailable as exc:
+            logger.warning(
+                "user usage not counted: %s", exc, extra={"session_id": self.session.session_id}
+            )
 
     async def _store_batch(self, answer: OpenAnswer, text: str) -> None:
         """Stores the next batch of the streaming answer, then sends it: no client ever sees

@@ -41,7 +41,9 @@ def message(m: events.Message) -> common_pb2.Message:
         answer_seq=m.answer_seq,
         answer_status=STATUS_TO_PROTO[m.answer_status],
         usage=common_pb2.Usage(
-            prompt_tokens=m.prompt_tokens, completion_tokens=m.completion_tokens
+            prompt_tokens=m.prompt_tokens,
+            completion_tokens=m.completion_tokens,
+            regenerated_tokens=m.regenerated_tokens,
         ),
     )
 
@@ -59,6 +61,7 @@ def session(s: Session, state_json: str) -> session_pb2.Session:
         usage=common_pb2.Usage(
             prompt_tokens=sum(m.prompt_tokens for m in s.messages),
             completion_tokens=sum(m.completion_tokens for m in s.messages),
+            regenerated_tokens=sum(m.regenerated_tokens for m in s.messages),
         ),
     )
 

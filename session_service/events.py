@@ -37,6 +37,7 @@ class Message:
     answer_status: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    regenerated_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +121,13 @@ def encode_answer_end(
     status: str,
     error: str,
     ts_ms: int,
-    usage: tuple[int, int] = (0, 0),
+    usage: tuple[int, int, int] = (0, 0, 0),
 ) -> bytes:
     entry: dict[str, Any] = {"k": "e", "a": answer_seq, "c": content, "s": status, "t": ts_ms}
     if error:
         entry["err"] = error
     if any(usage):
-        entry["pt"], entry["ct"] = usage
+        entry["pt"], entry["ct"], entry["rg"] = usage
     return _encode(entry)
 
 
@@ -154,6 +155,7 @@ def decode(seq: int, raw: bytes) -> LogEvent:
             entry["s"],
             int(entry.get("pt", 0)),
             int(entry.get("ct", 0)),
+            int(entry.get("rg", 0)),
         )
         return AnswerEnded(seq, ts, message, entry.get("err", ""))
     raise ValueError(f"unknown log entry kind {kind!r} at seq {seq}")

@@ -70,7 +70,7 @@ class SessionServer:
         self.router = Router(self.membership, self.registry)
         self.server = grpc.aio.server(options=SERVER_OPTIONS)
         session_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(self.registry, self.router, self.peers, cfg.limits),
+            SessionServicer(self.registry, self.router, self.peers, cfg.limits, self.store.usage),
             self.server,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(

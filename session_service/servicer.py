@@ -12,7 +12,7 @@ import grpc
 from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
-from durablechat.v1 import session_pb2, session_pb2_grpc
+from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 from session_service import convert, validate
 from session_service.actor import SessionActor
 from session_service.errors import (
@@ -30,6 +30,7 @@ from session_service.merge_patch import BadJson, dump_json, parse_json
 from session_service.peers import Peers
 from session_service.registry import Registry
 from session_service.routing import HOPS_KEY, Forward, Router
+from session_service.usage_store import UsageStore
 
 logger = logging.getLogger(__name__)
 
@@ -85,11 +86,14 @@ def _never_reached(exc: grpc.aio.AioRpcError) -> bool:
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     """Thin transport layer over this pod's owners and its peers."""
 
-    def __init__(self, registry: Registry, router: Router, peers: Peers, limits: Limits) -> None:
+    def __init__(
+        self, registry: Registry, router: Router, peers: Peers, limits: Limits, usage: UsageStore
+    ) -> None:
         self._registry = registry
         self._router = router
         self._peers = peers
         self._limits = limits
+        self._usage = usage
 
     async def _unary(
         self,
@@ -276,6 +280,26 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             return cancel
 
         return await self._unary("CancelAnswer", request, context, prepare)
+
+    async def GetUserUsage(
+        self, request: session_pb2.GetUserUsageRequest, context: Context
+    ) -> session_pb2.GetUserUsageResponse:
+        try:
+            user = validate.name(request.user, "user")
+            if not user:
+                raise InvalidArgument("user must not be empty")
+            totals = await self._usage.get(user)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise  # unreachable: abort raises
+        return session_pb2.GetUserUsageResponse(
+            usage=common_pb2.Usage(
+                prompt_tokens=totals.prompt_tokens,
+                completion_tokens=totals.completion_tokens,
+                regenerated_tokens=totals.regenerated_tokens,
+            ),
+            answers=totals.answers,
+        )
 
     async def Subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context

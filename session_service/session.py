@@ -39,12 +39,17 @@ class OpenAnswer:
     """Set by CancelAnswer; the streaming answer's worker stops and stores it as CANCELLED."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the answer's end is stored."""
-    usage: list[int] = field(default_factory=lambda: [0, 0])
-    """Prompt and completion tokens reported by this owner's model calls for the answer."""
+    usage: list[int] = field(default_factory=lambda: [0, 0, 0])
+    """Prompt, completion and regenerated tokens reported by this owner's model calls for the
+    answer."""
     model_calls: int = 0
     """Model calls this owner made for the answer (more than 1: retries or a resume)."""
     first_batch_s: float = 0.0
     """Seconds from this owner starting the answer to its first stored batch (0: none yet)."""
+    last_batch_at: float = 0.0
+    """Monotonic time this owner sent the answer's latest batch (0: none yet)."""
+    max_gap_s: float = 0.0
+    """Longest wait between two batches this owner sent: the inter-token gap clients saw."""
 
 
 class Session:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from session_service.errors import Conflict, Fenced, StoreUnavailable
 from session_service.redis_client import REDIS_ERRORS, RedisClient, node_of
+from session_service.usage_store import UsageStore
 
 _ACTIVATE = """
 local holder = redis.call('GET', KEYS[3])
@@ -147,6 +148,8 @@ class Store:
         self._release = client.register_script(_RELEASE)
         self._batch = client.register_script(_BATCH)
         self._renew = client.register_script(_RENEW)
+        self.usage = UsageStore(client)
+        """Per-user token totals (usage_store.py)."""
 
     async def ping(self) -> None:
         try:

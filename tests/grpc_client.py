@@ -59,10 +59,12 @@ class SessionClient:
             request.expected_version = expected
         return await self.stub.UpdateState(request, timeout=10)
 
-    async def prompt(self, sid: str, content: str, client_id: str = "") -> Any:
+    async def prompt(
+        self, sid: str, content: str, client_id: str = "", user: str = "tester"
+    ) -> Any:
         return await self.stub.SendPrompt(
             session_pb2.SendPromptRequest(
-                session_id=sid, content=content, user="tester", client_message_id=client_id
+                session_id=sid, content=content, user=user, client_message_id=client_id
             ),
             timeout=10,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,6 +13,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
+from tests.helpers import eventually
 from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(60)
@@ -20,15 +22,26 @@ CALL_TIMEOUT_S = 20
 
 
 @pytest.fixture(scope="module")
-def ai_addr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ai_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The AI service in front of a dev model that streams as fast as it can."""
     stack = Stack(tmp_path_factory.mktemp("ai"))
     try:
         stack.start_model(token_delay_ms=0)
         stack.start_ai()
-        yield stack.ai_addr
+        yield stack
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def ai_addr(ai_stack: Stack) -> str:
+    return ai_stack.ai_addr
+
+
+@pytest.fixture(scope="module")
+def ai_log(ai_stack: Stack) -> Path:
+    assert ai_stack.ai is not None
+    return ai_stack.ai.log_path
 
 
 @pytest.fixture
@@ -159,3 +172,27 @@ async def test_generate_with_the_model_stopped_is_unavailable_not_a_hang(
             await generate(channel, ask("hello"))
 
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_continued_answer_reports_the_chunks_sent_beyond_its_prefix(
+    channel: grpc.aio.Channel, ai_log: Path
+) -> None:
+    stub = ai_pb2_grpc.AiServiceStub(channel)
+    first = request((common_pb2.ROLE_USER, "tokens=1000"))
+    first.request_id = "regen-1"
+    received = 0
+    call = stub.Generate(first, timeout=CALL_TIMEOUT_S)
+    async for response in call:
+        received += response.delta.chunk_count
+        if received >= 50:
+            break
+    call.cancel()
+    eventually(lambda: "generate cancelled" in ai_log.read_text())
+
+    stored = 20  # the caller stored only the first 20 chunks, then died
+    second = request((common_pb2.ROLE_USER, "tokens=1000"), (common_pb2.ROLE_ASSISTANT, tokens(20)))
+    second.request_id = "regen-1"
+    deltas, finishes = await generate(channel, second)
+
+    assert "".join(d.text for d in deltas) == tokens(1000)[len(tokens(stored)) :]
+    assert received - stored <= finishes[0].regenerated_chunks <= 1000 - stored

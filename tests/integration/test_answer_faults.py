@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from durablechat.v1 import common_pb2
+from session_service.answering import RETRY_FIRST_S
 from tests.fakes.openai_server import FakeOpenAI
 from tests.grpc_client import SessionClient, events_until
 from tests.stack import Stack
@@ -71,6 +72,10 @@ async def test_cut_stream_is_continued_from_the_stored_text(client, fake, faulty
     ]
     assert finished[-1]["model_calls"] == 2 and finished[-1]["resumes"] == 1
     assert finished[-1]["ttft_ms"] > 0 and finished[-1]["completion_tokens"] > 0
+    # The backoff before the second call is the longest wait clients saw between batches.
+    assert finished[-1]["max_gap_ms"] >= 1000 * RETRY_FIRST_S / 2
+    # Every chunk sent before the cut was stored, so nothing was generated twice.
+    assert finished[-1]["regenerated_tokens"] == message.usage.regenerated_tokens == 0
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])

@@ -76,13 +76,17 @@ def two_pods(own_stack: Stack) -> Stack:
     return own_stack
 
 
-def model_calls(stack: Stack) -> list[dict[str, Any]]:
+def model_log(stack: Stack, msg: str) -> list[dict[str, Any]]:
     assert stack.model is not None
     return [
         json.loads(line)
         for line in stack.model.log_path.read_text().splitlines()
-        if '"completion requested"' in line
+        if f'"{msg}"' in line
     ]
+
+
+def model_calls(stack: Stack) -> list[dict[str, Any]]:
+    return model_log(stack, "completion requested")
 
 
 async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplicate(two_pods):
@@ -112,6 +116,18 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
     calls = model_calls(two_pods)
     assert len(calls) == 2, calls
     assert 0 < calls[1]["start"] <= len(watchers[0].text.split())
+    # Tokens generated twice: what the model wrote on the first call beyond where the second
+    # started. The AI service counts those it had sent on; at most one batch (32 chunks).
+    first_written = eventually(
+        lambda: [
+            e["written"]
+            for e in model_log(two_pods, "completion ended")
+            if e["completion_id"] == calls[0]["completion_id"]
+        ]
+    )[0]
+    regenerated = answer.usage.regenerated_tokens
+    print(f"regenerated_tokens={regenerated}, model wrote {first_written} on call 1")
+    assert regenerated <= min(32, first_written - calls[1]["start"]), (regenerated, first_written)
     eventually(lambda: '"answer resumed"' in two_pods.pods["pod-b"].log_path.read_text())
 
 

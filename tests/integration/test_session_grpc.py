@@ -10,6 +10,7 @@ import pytest
 
 from durablechat.v1 import common_pb2, session_pb2
 from tests.grpc_client import SessionClient, events_until
+from tests.helpers import async_eventually
 from tests.stack import Stack
 
 
@@ -117,6 +118,27 @@ async def test_prompt_streams_answer_to_subscribers_and_stores_it(client, sessio
     assert ended.usage.completion_tokens == stored[1].usage.completion_tokens == 20
     assert ended.usage.prompt_tokens == 2  # the dev model counts words
     assert (await client.get(session_id)).usage.completion_tokens == 20
+
+
+async def test_usage_is_summed_per_user_over_sessions(client, session_id):
+    user = f"user-{session_id}"
+    for sid, tokens in ((f"{session_id}-a", 4), (f"{session_id}-b", 6)):
+        stream = client.subscribe(sid)
+        await events_until(stream, "caught_up")
+        await client.prompt(sid, f"count tokens={tokens}", user=user)
+        await events_until(stream, "answer_ended")
+        stream.cancel()
+    request = session_pb2.GetUserUsageRequest(user=user)
+
+    async def counted() -> session_pb2.GetUserUsageResponse | None:
+        reply = await client.stub.GetUserUsage(request, timeout=10)
+        return reply if reply.answers == 2 else None
+
+    totals = await async_eventually(counted)  # added just after each answer's end is stored
+    assert (totals.usage.prompt_tokens, totals.usage.completion_tokens) == (4, 10)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await client.stub.GetUserUsage(session_pb2.GetUserUsageRequest(user=""), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_repeated_prompt_id_starts_no_second_answer(client, session_id):

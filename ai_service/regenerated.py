@@ -1,0 +1,59 @@
+"""Counts chunks the model generated twice for one answer.
+
+Contract: a caller that continues an answer sends the same `request_id` with the answer's stored
+text as a trailing assistant turn. Every chunk an earlier call with that id sent beyond that text
+was generated, sent, and lost (its receiver died or the stream was cut before it was stored), so
+the model produces it again: those chunks are `regenerated`, summed over the id's calls.
+
+Kept in this process's memory for the most recent `capacity` request ids: after a restart, or
+for an id evicted meanwhile, the count starts again at 0 (an undercount, never an overcount).
+Pure bookkeeping, no I/O.
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+
+DEFAULT_CAPACITY = 4096
+
+
+class Answer:
+    """What one request id's calls sent: each chunk's end offset in the answer's text."""
+
+    __slots__ = ("ends", "offset", "regenerated")
+
+    def __init__(self) -> None:
+        self.ends = array("Q")
+        self.offset = 0
+        self.regenerated = 0
+
+    def sent(self, text: str) -> None:
+        self.offset += len(text)
+        self.ends.append(self.offset)
+
+    def continue_from(self, prefix_chars: int) -> None:
+        """A new call for this answer whose stored text is `prefix_chars` long."""
+        kept = bisect_right(self.ends, prefix_chars)
+        self.regenerated += len(self.ends) - kept
+        del self.ends[kept:]
+        self.offset = prefix_chars
+
+
+class SentChunks:
+    """The Answer of each recent request id, oldest evicted first."""
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self._capacity = capacity
+        self._answers: OrderedDict[str, Answer] = OrderedDict()
+
+    def start(self, request_id: str, prefix_chars: int) -> Answer:
+        """The Answer a call for `request_id` records into; an empty id is not remembered."""
+        answer = self._answers.pop(request_id, None) or Answer()
+        answer.continue_from(prefix_chars)
+        if request_id:
+            self._answers[request_id] = answer
+            while len(self._answers) > self._capacity:
+                self._answers.popitem(last=False)
+        return answer
