@@ -6,7 +6,7 @@ export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
 PYDIRS := common session_service ai_service gateway deploy bench tests
 
-.PHONY: install system-deps protos fmt lint test run clean bench-cluster
+.PHONY: install system-deps protos fmt lint test run clean bench bench-cluster
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -49,6 +49,10 @@ run: system-deps protos
 
 clean:
 	rm -rf durablechat .mypy_cache .ruff_cache .pytest_cache
+
+# Against `make run` when it is up, else a stack of its own. BENCH_ARGS=--quick for a smoke run.
+bench: system-deps protos
+	$(PY) -m bench $(BENCH_ARGS)
 
 bench-cluster: system-deps protos
 	$(PY) -m bench.cluster

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import sys
 
 from common.config import ConfigError
@@ -11,12 +12,20 @@ from gateway.app import serve
 from gateway.config import Config
 
 
+def raise_open_files_limit() -> None:
+    """Every WebSocket is a descriptor: allow as many as the hard limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main() -> None:
     try:
         cfg = Config.from_env()
     except ConfigError as exc:
         sys.exit(f"gateway: {exc}")
     setup_logging("gateway", cfg.log_level)
+    raise_open_files_limit()
     asyncio.run(serve(cfg))
 
 

@@ -1,0 +1,129 @@
+"""Bench scenarios straight over gRPC (g): the prompt round trip and the fan-out, with no gateway.
+
+gRPC subscribers are served by the owner itself, so unlike the WebSocket fan-out the owner's
+cost per token grows with them; the figures show how much the gateway's fan-out saves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from bench.stats import latency_ms
+from bench.target import Target
+from bench.ws_load import Followed, expected_text, measure_answer
+from durablechat.v1 import session_pb2, session_pb2_grpc
+
+TIMEOUT_S = 60
+
+Stream = Any
+"""A Subscribe call (grpc.aio's stub typing has no usable name for it)."""
+
+
+async def caught_up(stub: session_pb2_grpc.SessionServiceStub, sid: str) -> Stream:
+    """A Subscribe stream from "now", read up to its CaughtUp."""
+    stream: Stream = stub.Subscribe(session_pb2.SubscribeRequest(session_id=sid))
+    async for reply in stream:
+        if reply.event.WhichOneof("kind") == "caught_up":
+            return stream
+    raise RuntimeError(f"subscription to {sid} ended before it caught up")
+
+
+async def follow(stream: Stream, answer_seq: Callable[[], int] | int) -> Followed:
+    """Reads the stream until the AnswerEnded of the answer `answer_seq` (or its call) names."""
+    seen = Followed()
+    parts: list[str] = []
+    async for reply in stream:
+        event = reply.event
+        kind = event.WhichOneof("kind")
+        if kind == "answer_delta":
+            if not parts:
+                seen.first_text_at = time.monotonic()
+            parts.append(event.answer_delta.text)
+        elif kind == "answer_ended" and event.answer_ended.message.answer_seq == (
+            answer_seq() if callable(answer_seq) else answer_seq
+        ):
+            seen.done_at = time.monotonic()
+            if event.answer_ended.error:
+                seen.error = event.answer_ended.error
+            break
+    else:
+        seen.error = "stream ended"
+    seen.text = "".join(parts)
+    return seen
+
+
+def prompt(sid: str, text: str) -> session_pb2.SendPromptRequest:
+    return session_pb2.SendPromptRequest(session_id=sid, content=text, user="bench")
+
+
+async def prompt_round_trips(
+    target: Target, concurrency: int, seconds: float, run: str
+) -> dict[str, Any]:
+    """a) over gRPC: SendPrompt(`tokens=1`) → its AnswerEnded on an open Subscribe."""
+    async with grpc.aio.insecure_channel(target.session_addr) as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+        samples: list[float] = []
+        incomplete = 0
+        deadline = time.monotonic() + seconds
+
+        async def worker(i: int) -> None:
+            nonlocal incomplete
+            sid = f"{run}-grt{concurrency}-{i}"
+            stream = await caught_up(stub, sid)
+            try:
+                while time.monotonic() < deadline:
+                    sent = time.monotonic()
+                    reply = await stub.SendPrompt(prompt(sid, "tokens=1"), timeout=TIMEOUT_S)
+                    seen = await follow(stream, reply.answer_seq)
+                    incomplete += bool(seen.error or seen.text != expected_text(1))
+                    samples.append(time.monotonic() - sent)
+            finally:
+                stream.cancel()
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return {
+        "concurrency": concurrency,
+        "round_trips": len(samples),
+        "ops_per_s": round(len(samples) / elapsed, 1),
+        **latency_ms(samples),
+        "incomplete": incomplete,
+    }
+
+
+async def fan_out(target: Target, subscribers: int, tokens: int, run: str) -> dict[str, Any]:
+    """c) over gRPC: `subscribers` Subscribe streams on one session follow one answer."""
+    sid = f"{run}-gfan{subscribers}"
+    async with grpc.aio.insecure_channel(target.session_addr) as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+        gate = asyncio.Semaphore(100)
+
+        async def subscribe() -> Stream:
+            async with gate:
+                return await caught_up(stub, sid)
+
+        streams = await asyncio.gather(*(subscribe() for _ in range(subscribers)))
+        answer_seq = 0
+
+        async def send() -> None:
+            nonlocal answer_seq
+            reply = await stub.SendPrompt(prompt(sid, f"tokens={tokens}"), timeout=TIMEOUT_S)
+            answer_seq = reply.answer_seq
+
+        try:
+            return await measure_answer(
+                target,
+                tokens,
+                subscribers,
+                [follow(s, lambda: answer_seq) for s in streams],
+                send,
+            )
+        finally:
+            for stream in streams:
+                stream.cancel()

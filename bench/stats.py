@@ -1,0 +1,23 @@
+"""Summaries of measured samples; pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank; 0.0 for no samples."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def latency_ms(samples_s: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/max of samples in seconds, as milliseconds."""
+    return {
+        f"{name}_ms": round(percentile(samples_s, q) * 1000, 2)
+        for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+    }
