@@ -1,5 +1,6 @@
-"""Opportunistic batching of an async stream: order kept, items never split, no added latency;
-a source error is re-raised to the consumer, and closing the consumer closes the source."""
+"""Batching of an async stream, bounded by size and by time: order kept, items never split, the
+first item never delayed; a source error is re-raised to the consumer, and closing the consumer
+closes the source."""
 
 from __future__ import annotations
 
@@ -34,13 +35,17 @@ _END = _End()
 _Entry = _Item[T] | _Failed | _End
 
 
-async def batches(source: AsyncGenerator[T, None], max_items: int) -> AsyncGenerator[list[T], None]:
+async def batches(
+    source: AsyncGenerator[T, None], max_items: int, linger_s: float = 0.0
+) -> AsyncGenerator[list[T], None]:
     """Yields lists of consecutive source items, each of 1..max_items.
 
     A producer task reads `source` into a bounded queue. The consumer waits for one item, then
-    takes every item already waiting (up to `max_items`): a slow source gives one item per batch
-    with no delay, a fast one is coalesced. Items before a source error are yielded first, then
-    the error itself is raised. Closing this generator early (`aclose()`, or cancellation of
+    takes every item already waiting (up to `max_items`) and, after the first batch, what comes
+    until `linger_s` after the previous batch was handed over: the first item is never delayed,
+    a slow source gives a batch per `linger_s`, a fast one is coalesced up to `max_items`. Items
+    before a source error are yielded first, then the error itself is raised; the end of the
+    source flushes at once. Closing this generator early (`aclose()`, or cancellation of
     the task iterating it) cancels the producer and closes `source`, so an upstream request is
     aborted with it; iterate it under `contextlib.aclosing` so a `break` or an error in the loop
     body closes it too.
@@ -49,22 +54,33 @@ async def batches(source: AsyncGenerator[T, None], max_items: int) -> AsyncGener
         raise ValueError(f"max_items must be at least 1, got {max_items}")
     queue: asyncio.Queue[_Entry[T]] = asyncio.Queue(maxsize=max_items * QUEUED_BATCHES)
     producer = asyncio.create_task(_produce(source, queue))
+    loop = asyncio.get_running_loop()
+    handed_over: float | None = None
     try:
         while True:
-            entries = [await queue.get()]
-            while len(entries) < max_items and not queue.empty():
-                entries.append(queue.get_nowait())
             batch: list[T] = []
-            for entry in entries:
-                if isinstance(entry, _Item):
-                    batch.append(entry.value)
+            entry = await queue.get()
+            while isinstance(entry, _Item):
+                batch.append(entry.value)
+                if len(batch) >= max_items:
+                    break
+                if not queue.empty():
+                    entry = queue.get_nowait()
                     continue
-                if batch:
-                    yield batch
-                if isinstance(entry, _Failed):
-                    raise entry.error
+                wait = 0.0 if handed_over is None else handed_over + linger_s - loop.time()
+                if wait <= 0:
+                    break
+                try:
+                    entry = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    break
+            if batch:
+                yield batch
+                handed_over = loop.time()
+            if isinstance(entry, _Failed):
+                raise entry.error
+            if isinstance(entry, _End):
                 return
-            yield batch
     finally:
         producer.cancel()
         # asyncio.wait neither raises the producer's CancelledError nor swallows our own.

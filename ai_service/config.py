@@ -14,6 +14,7 @@ DEFAULT_MODEL = "durablechat-dev-model"
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_REQUEST_TIMEOUT_MS = 60_000
 DEFAULT_BATCH_MAX_CHUNKS = 32
+DEFAULT_BATCH_MS = 20
 DEV_API_KEY = "dev"
 """Placeholder key, accepted only with an explicit OPENAI_BASE_URL (a local or dev model)."""
 MAX_PORT = 65535
@@ -41,6 +42,8 @@ class Config:
     stream that keeps producing is never cut by it."""
     batch_max_chunks: int = DEFAULT_BATCH_MAX_CHUNKS
     """Most model chunks coalesced into one gRPC message (AI_BATCH_MAX_CHUNKS)."""
+    batch_ms: int = DEFAULT_BATCH_MS
+    """After the first message, how long chunks gather before the next one (AI_BATCH_MS)."""
     log_level: str = "INFO"
     """Root log level (LOG_LEVEL)."""
 
@@ -70,5 +73,6 @@ class Config:
             batch_max_chunks=env_int(
                 environ, "AI_BATCH_MAX_CHUNKS", DEFAULT_BATCH_MAX_CHUNKS, minimum=1
             ),
+            batch_ms=env_int(environ, "AI_BATCH_MS", DEFAULT_BATCH_MS),
             log_level=log_level,
         )

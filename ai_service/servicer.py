@@ -52,7 +52,9 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
                 model=request.model or self._cfg.openai_model,
                 max_tokens=request.max_tokens or self._cfg.max_tokens,
             )
-            async with contextlib.aclosing(batches(answer, self._cfg.batch_max_chunks)) as stream:
+            async with contextlib.aclosing(
+                batches(answer, self._cfg.batch_max_chunks, self._cfg.batch_ms / 1000)
+            ) as stream:
                 async for batch in stream:
                     for response in _responses(batch, sent):
                         if response.HasField("finish"):

@@ -85,7 +85,10 @@ async def scenarios(target: Target, sizes: Sizes, bar: tqdm[Any], only: set[str]
         out[key] = await work()
         bar.update(1)
 
-    async with aiohttp.ClientSession() as http:
+    # No pool limit: every open WebSocket holds a connection of its own.
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         await step(
             "a_prompt_round_trip_ws",
             "a) WS round trips",

@@ -77,6 +77,7 @@ def plots(scenarios: dict[str, Any], out: Path) -> list[Path]:
 
 def _round_trip(scenarios: dict[str, Any]) -> Any:
     fig, (ops, lat) = plt.subplots(1, 2, figsize=(10, 4))
+    fig.subplots_adjust(wspace=0.3)
     for key, label in (
         ("a_prompt_round_trip_ws", "WebSocket"),
         ("g_prompt_round_trip_grpc", "gRPC"),
@@ -98,6 +99,7 @@ def _round_trip(scenarios: dict[str, Any]) -> Any:
 
 def _fan_out(scenarios: dict[str, Any]) -> Any:
     fig, (rate, cpu) = plt.subplots(1, 2, figsize=(10, 4))
+    fig.subplots_adjust(wspace=0.35)
     for key, label in (("c_fan_out_ws", "WebSocket"), ("g_fan_out_grpc", "gRPC")):
         rows = scenarios.get(key) or []
         xs = [r["subscribers"] for r in rows]

@@ -77,7 +77,7 @@ def from_run_dir(gateway_url: str, session_addr: str, run_dir: Path) -> Target:
         pid = int(path.read_text().split()[0])
         if Path(f"/proc/{pid}").exists():
             pids.setdefault(role, []).append(pid)
-    return Target(gateway_url, session_addr, pids, f"make run ({run_dir})")
+    return Target(gateway_url, session_addr, pids, "make run")
 
 
 class OwnStack:

@@ -11,6 +11,7 @@ shown.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -152,7 +153,10 @@ class Launcher:
                 except subprocess.TimeoutExpired:
                     child.proc.kill()
                     child.proc.wait()
-            (RUN_DIR / f"{child.name}.pid").unlink(missing_ok=True)
+            pid_file = RUN_DIR / f"{child.name}.pid"
+            with contextlib.suppress(OSError):  # a newer run may have written its own PID there
+                if pid_file.read_text().strip() == str(child.proc.pid):
+                    pid_file.unlink()
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -175,7 +175,6 @@ class Answering:
                 return
             self._check_open()
             await self._end_answer(answer, status, error)
-        await self._add_user_usage(answer)
         logger.info(
             "answer finished",
             extra={
@@ -192,6 +191,7 @@ class Answering:
                 "resumes": answer.model_calls - 1 if answer.model_calls else 0,
             },
         )
+        await self._add_user_usage(answer)
 
     async def _stream_answer(self, answer: OpenAnswer) -> bool:
         """One model call for the answer, continuing from its stored text; stores and sends
@@ -217,6 +217,7 @@ class Answering:
         stream = batches(
             self._ai.generate(turns, f"{s.session_id}:{answer.seq}", answer.usage),
             self._limits.answer_batch_chunks,
+            self._limits.answer_batch_ms / 1000,
         )
         async with contextlib.aclosing(stream):
             while True:

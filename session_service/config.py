@@ -92,6 +92,7 @@ class Config:
                 answer_batch_chunks=env_int(
                     environ, "ANSWER_BATCH_CHUNKS", dl.answer_batch_chunks, minimum=1
                 ),
+                answer_batch_ms=env_int(environ, "ANSWER_BATCH_MS", dl.answer_batch_ms),
                 answer_retries=env_int(environ, "ANSWER_RETRIES", dl.answer_retries),
                 continue_answers=env_str(environ, "ON_OWNER_LOSS", "continue") in ("continue",),
                 context_tokens=env_int(environ, "CONTEXT_TOKENS", dl.context_tokens, minimum=1),

@@ -22,6 +22,9 @@ class Limits:
     """Token budget of the history handed to the model with a prompt (context.py)."""
     answer_batch_chunks: int = 32
     """Most model chunks in one stored answer batch."""
+    answer_batch_ms: int = 20
+    """After an answer's first batch, how long text may gather before the next batch is stored
+    and sent (unless `answer_batch_chunks` fills it first); 0: as soon as the last store ends."""
     continue_answers: bool = True
     """After an owner dies mid-answer, continue the answer from its stored batches (else end it
     as INTERRUPTED, keeping the stored text)."""

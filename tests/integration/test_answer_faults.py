@@ -12,6 +12,7 @@ from durablechat.v1 import common_pb2
 from session_service.answering import RETRY_FIRST_S
 from tests.fakes.openai_server import FakeOpenAI
 from tests.grpc_client import SessionClient, events_until
+from tests.helpers import eventually
 from tests.stack import Stack
 
 FULL = " ".join(f"tok{i}" for i in range(20))
@@ -65,11 +66,14 @@ async def test_cut_stream_is_continued_from_the_stored_text(client, fake, faulty
     assert len(fake.requests) == 2
     resumed = fake.requests[1]["messages"][-1]
     assert resumed["role"] == "assistant" and FULL.startswith(resumed["content"])
-    finished = [
-        json.loads(line)
-        for line in faulty_stack.session.log_path.read_text().splitlines()
-        if '"answer finished"' in line and f'"{session_id}"' in line
-    ]
+    log = faulty_stack.session.log_path
+    finished = eventually(  # logged just after the end is published
+        lambda: [
+            json.loads(line)
+            for line in log.read_text().splitlines()
+            if '"answer finished"' in line and f'"{session_id}"' in line
+        ]
+    )
     assert finished[-1]["model_calls"] == 2 and finished[-1]["resumes"] == 1
     assert finished[-1]["ttft_ms"] > 0 and finished[-1]["completion_tokens"] > 0
     # The backoff before the second call is the longest wait clients saw between batches.

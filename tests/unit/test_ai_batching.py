@@ -1,4 +1,4 @@
-"""Opportunistic batching: coalesces what is already waiting, never delays, never loses order."""
+"""Batching: coalesces what is waiting (and, with a linger, what comes soon), never loses order."""
 
 from __future__ import annotations
 
@@ -111,3 +111,16 @@ async def test_leaving_the_loop_early_closes_the_source() -> None:
 async def test_max_items_below_one_is_rejected() -> None:
     with pytest.raises(ValueError, match="max_items"):
         await anext(batches(fast_source(1), max_items=0))
+
+
+async def test_with_a_linger_a_slow_source_is_batched_but_its_first_item_is_not_delayed() -> None:
+    async def slow_source() -> AsyncGenerator[int, None]:
+        for index in range(12):
+            yield index
+            await asyncio.sleep(0.005)
+
+    got = [batch async for batch in batches(slow_source(), max_items=32, linger_s=0.03)]
+
+    assert [i for batch in got for i in batch] == list(range(12))
+    assert got[0] == [0]
+    assert len(got) < 12

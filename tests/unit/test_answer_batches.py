@@ -63,3 +63,25 @@ async def test_closing_the_batches_cancels_the_source():
     await anext(stream)
     await stream.aclose()
     await asyncio.wait_for(cancelled.wait(), 1)
+
+
+async def test_a_slow_source_is_batched_by_time_but_the_first_batch_leaves_at_once():
+    async def slow():
+        for i in range(12):
+            yield f"t{i} ", 1
+            await asyncio.sleep(0.005)
+
+    out = []
+    async for batch in batches(slow(), max_chunks=100, linger_s=0.03):
+        out.append(batch)
+    assert "".join(out) == "".join(f"t{i} " for i in range(12))
+    assert out[0] == "t0 "  # nothing waited for the first token
+    assert len(out) < 12 and max(b.count(" ") for b in out) > 1
+
+
+async def test_the_end_of_the_answer_is_not_held_back_by_the_linger():
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    out = await collect(batches(source([("a", 1), ("b", 1)]), max_chunks=10, linger_s=30))
+    assert "".join(out) == "ab"
+    assert loop.time() - started < 5  # far below the 30 s linger

@@ -12,14 +12,18 @@ def test_defaults_are_the_documented_ports_and_limits():
     cfg = Config.from_env({})
     assert (cfg.port, cfg.ai_service_addr) == (50051, "127.0.0.1:50052")
     assert cfg.limits.max_content_bytes == 65536
+    assert (cfg.limits.answer_batch_chunks, cfg.limits.answer_batch_ms) == (32, 20)
 
 
 def test_overrides_are_read():
     cfg = Config.from_env({"SESSION_PORT": "6000", "SESSION_IDLE_MS": "250", "MAX_PAGE_SIZE": "7"})
     assert (cfg.port, cfg.session_idle_ms, cfg.limits.max_page_size) == (6000, 250, 7)
+    assert Config.from_env({"ANSWER_BATCH_MS": "0"}).limits.answer_batch_ms == 0
 
 
-@pytest.mark.parametrize(("name", "value"), [("SESSION_PORT", "x"), ("SESSION_IDLE_MS", "0")])
+@pytest.mark.parametrize(
+    ("name", "value"), [("SESSION_PORT", "x"), ("SESSION_IDLE_MS", "0"), ("ANSWER_BATCH_MS", "-1")]
+)
 def test_bad_values_fail_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
         Config.from_env({name: value})
