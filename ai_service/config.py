@@ -42,6 +42,8 @@ class Config:
     stream that keeps producing is never cut by it."""
     batch_max_chunks: int = DEFAULT_BATCH_MAX_CHUNKS
     """Most model chunks coalesced into one gRPC message (AI_BATCH_MAX_CHUNKS)."""
+    metrics_port: int = 0
+    """Prometheus endpoint port (METRICS_PORT); 0: none."""
     batch_ms: int = DEFAULT_BATCH_MS
     """After the first message, how long chunks gather before the next one (AI_BATCH_MS)."""
     log_level: str = "INFO"
@@ -74,5 +76,6 @@ class Config:
                 environ, "AI_BATCH_MAX_CHUNKS", DEFAULT_BATCH_MAX_CHUNKS, minimum=1
             ),
             batch_ms=env_int(environ, "AI_BATCH_MS", DEFAULT_BATCH_MS),
+            metrics_port=env_int(environ, "METRICS_PORT", 0),
             log_level=log_level,
         )

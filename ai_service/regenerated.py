@@ -22,12 +22,14 @@ DEFAULT_CAPACITY = 4096
 class Answer:
     """What one request id's calls sent: each chunk's end offset in the answer's text."""
 
-    __slots__ = ("ends", "offset", "regenerated")
+    __slots__ = ("added", "ends", "offset", "regenerated")
 
     def __init__(self) -> None:
         self.ends = array("Q")
         self.offset = 0
         self.regenerated = 0
+        self.added = 0
+        """What the latest call added to `regenerated`."""
 
     def sent(self, text: str) -> None:
         self.offset += len(text)
@@ -36,7 +38,8 @@ class Answer:
     def continue_from(self, prefix_chars: int) -> None:
         """A new call for this answer whose stored text is `prefix_chars` long."""
         kept = bisect_right(self.ends, prefix_chars)
-        self.regenerated += len(self.ends) - kept
+        self.added = len(self.ends) - kept
+        self.regenerated += self.added
         del self.ends[kept:]
         self.offset = prefix_chars
 

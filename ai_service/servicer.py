@@ -14,6 +14,7 @@ import grpc
 from ai_service.batching import batches
 from ai_service.config import Config
 from ai_service.errors import InvalidRequest, status_for
+from ai_service.metrics import AiMetrics
 from ai_service.provider import Finish, OpenAIProvider, Role, Turn
 from ai_service.regenerated import Answer, SentChunks
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
@@ -33,10 +34,13 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
     """Each Generate owns its provider stream and closes it on exit. Between calls only the
     regenerated-chunk counts of recent answers are kept (regenerated.py)."""
 
-    def __init__(self, provider: OpenAIProvider, cfg: Config) -> None:
+    def __init__(
+        self, provider: OpenAIProvider, cfg: Config, metrics: AiMetrics | None = None
+    ) -> None:
         self._provider = provider
         self._cfg = cfg
         self._sent = SentChunks()
+        self._metrics = metrics or AiMetrics()
 
     async def Generate(
         self, request: ai_pb2.GenerateRequest, context: Context
@@ -47,6 +51,8 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
             turns = turns_from_proto(request.turns)
             prefix = turns[-1].content if turns[-1].role == "assistant" else ""
             sent = self._sent.start(request.request_id, len(prefix))
+            self._metrics.regenerated_chunks.inc(sent.added)
+            first = True
             answer = self._provider.stream(
                 turns,
                 model=request.model or self._cfg.openai_model,
@@ -56,7 +62,12 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
                 batches(answer, self._cfg.batch_max_chunks, self._cfg.batch_ms / 1000)
             ) as stream:
                 async for batch in stream:
+                    if first:
+                        first = False
+                        self._metrics.first_chunk_seconds.observe(time.monotonic() - started)
                     for response in _responses(batch, sent):
+                        if response.HasField("delta"):
+                            self._metrics.chunks.inc(response.delta.chunk_count)
                         if response.HasField("finish"):
                             _log_finish(response.finish, started, extra)
                         yield response

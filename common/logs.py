@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 _STANDARD_ATTRS = frozenset(
@@ -16,9 +17,10 @@ _STANDARD_ATTRS = frozenset(
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, service and every extra field."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, fields: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self._service = service
+        self._fields = dict(fields or {})
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -28,6 +30,7 @@ class JsonFormatter(logging.Formatter):
             "service": self._service,
             "logger": record.name,
             "msg": record.getMessage(),
+            **self._fields,
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
@@ -37,10 +40,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(service: str, level: str = "INFO") -> None:
-    """Route the root logger to stderr as JSON lines."""
+def setup_logging(
+    service: str, level: str = "INFO", fields: Mapping[str, str] | None = None
+) -> None:
+    """Route the root logger to stderr as JSON lines; `fields` go into every line (pod id)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
+    handler.setFormatter(JsonFormatter(service, fields))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

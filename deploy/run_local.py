@@ -43,6 +43,8 @@ PORTS = {
     "AI_PORT": 50052,
     "SESSION_PORT": 50051,
     "GATEWAY_PORT": 8080,
+    "SESSION_METRICS_PORT": 9101,
+    "AI_METRICS_PORT": 9102,
 }
 
 
@@ -172,6 +174,12 @@ def main() -> int:
     pod_ports = {f"session-{i + 1}": ports["SESSION_PORT"] + POD_PORT_STEP * i for i in range(pods)}
     needed = {n: p for n, p in ports.items() if n != "DEV_MODEL_PORT" or use_dev_model}
     needed |= {f"SESSION_PORT+{POD_PORT_STEP * i}": p for i, p in enumerate(pod_ports.values())}
+    metrics_ports = {
+        pod: ports["SESSION_METRICS_PORT"] + POD_PORT_STEP * i for i, pod in enumerate(pod_ports)
+    }
+    needed |= {
+        f"SESSION_METRICS_PORT+{POD_PORT_STEP * i}": p for i, p in enumerate(metrics_ports.values())
+    }
     busy = [n for n, p in needed.items() if port_busy(host, p)]
     if busy:
         for name in busy:
@@ -218,7 +226,11 @@ def main() -> int:
             {},
         )
         wait_until(redis, redis_pong(host, ports["REDIS_PORT"]))
-        ai_env = {**common, "AI_PORT": str(ports["AI_PORT"])}
+        ai_env = {
+            **common,
+            "AI_PORT": str(ports["AI_PORT"]),
+            "METRICS_PORT": str(ports["AI_METRICS_PORT"]),
+        }
         if use_dev_model:
             model = launcher.start(
                 "model",
@@ -243,6 +255,7 @@ def main() -> int:
                     "REDIS_URL": redis_url,
                     "AI_SERVICE_ADDR": ai_addr,
                     "POD_ID": pod,
+                    "METRICS_PORT": str(metrics_ports[pod]),
                 },
             )
             wait_until(session, grpc_serving(pod_addrs[pod]))
@@ -262,6 +275,11 @@ def main() -> int:
             else env.get("OPENAI_BASE_URL", "the OpenAI default endpoint")
         )
         ws_host = gateway.removeprefix("http://")
+        metrics_urls = [
+            f"{gateway}/metrics",
+            *(f"http://{host}:{p}/metrics" for p in metrics_ports.values()),
+            f"http://{host}:{ports['AI_METRICS_PORT']}/metrics",
+        ]
         print(
             f"""
 durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
@@ -270,6 +288,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   health     {gateway}/healthz
   gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
   AI gRPC    {ai_addr}   model: {model_note}
+  metrics    {" ".join(metrics_urls)}
 Ctrl-C stops everything.""",
             flush=True,
         )

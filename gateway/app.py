@@ -14,6 +14,7 @@ from common.grpc_server import CHANNEL_OPTIONS
 from gateway.config import Config
 from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
+from gateway.metrics import GatewayMetrics
 from gateway.rest import RestRoutes
 from gateway.routing import PodRouter
 from gateway.upstream import SessionClient
@@ -67,10 +68,15 @@ def _router_message(request: web.Request, exc: web.HTTPException) -> str:
     return exc.reason
 
 
-def create_app(cfg: Config, client: SessionClient, sockets: SocketRoutes) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=cfg.http_max_body_bytes)
+def create_app(
+    cfg: Config, client: SessionClient, sockets: SocketRoutes, metrics: GatewayMetrics
+) -> web.Application:
+    app = web.Application(
+        middlewares=[metrics.middleware, json_errors], client_max_size=cfg.http_max_body_bytes
+    )
     rest = RestRoutes(client)
     app.router.add_get("/healthz", rest.healthz)
+    app.router.add_get("/metrics", metrics.serve)
     app.router.add_get("/api/chat/session/{session_id}", rest.get_session)
     app.router.add_put("/api/chat/session/{session_id}", rest.put_session)
     app.router.add_get("/api/chat/session/{session_id}/messages", rest.list_messages)
@@ -105,9 +111,10 @@ async def serve(cfg: Config) -> None:
             refresher = tasks.create_task(router.refresh_forever())
             client = SessionClient(channel, cfg.grpc_deadline_s, router=router)
             hubs = Hubs(client, tasks, cfg.grpc_deadline_s)
-            sockets = SocketRoutes(cfg, client, hubs)
+            metrics = GatewayMetrics()
+            sockets = SocketRoutes(cfg, client, hubs, metrics)
             runner = web.AppRunner(
-                create_app(cfg, client, sockets), shutdown_timeout=SHUTDOWN_TIMEOUT_S
+                create_app(cfg, client, sockets, metrics), shutdown_timeout=SHUTDOWN_TIMEOUT_S
             )
             await runner.setup()
             try:

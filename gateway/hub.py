@@ -36,9 +36,10 @@ class Outbox:
     is closed with 1013, so one slow reader never slows the hub or the other sockets.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, on_overflow: Callable[[], None] = lambda: None) -> None:
         self._queue: asyncio.Queue[str | Close] = asyncio.Queue(limit)
         self._closing = False
+        self._on_overflow = on_overflow
 
     def offer(self, frame: str) -> None:
         if self._closing:
@@ -49,6 +50,7 @@ class Outbox:
             logger.warning(
                 "socket send queue full; closing it", extra={"limit": self._queue.maxsize}
             )
+            self._on_overflow()
             self._close_now(Close(WSCloseCode.TRY_AGAIN_LATER, "send queue full"))
 
     def offer_all(self, frames: Iterable[str]) -> None:
@@ -223,6 +225,9 @@ class Hubs:
         self._tasks = tasks
         self._ready_timeout_s = ready_timeout_s
         self._hubs: dict[str, ThreadHub] = {}
+
+    def __len__(self) -> int:
+        return len(self._hubs)
 
     async def attach(self, thread_id: str, outbox: Outbox) -> ThreadHub:
         """The thread's hub with `outbox` joined; starts the hub if this is its first socket."""

@@ -12,6 +12,7 @@ from gateway.config import Config
 from gateway.errors import BadRequest, GatewayError
 from gateway.frames import error_frame
 from gateway.hub import Hubs, Outbox
+from gateway.metrics import GatewayMetrics
 from gateway.upstream import SessionClient, history_json
 
 logger = logging.getLogger(__name__)
@@ -32,11 +33,15 @@ class SocketRoutes:
     open sockets are kept so shutdown can close them all with 1001.
     """
 
-    def __init__(self, cfg: Config, client: SessionClient, hubs: Hubs) -> None:
+    def __init__(
+        self, cfg: Config, client: SessionClient, hubs: Hubs, metrics: GatewayMetrics
+    ) -> None:
         self._cfg = cfg
         self._client = client
         self._hubs = hubs
+        self._metrics = metrics
         self._open: set[Outbox] = set()
+        metrics.watch(lambda: len(self._open), lambda: len(hubs))
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
         thread_id = request.match_info["thread_id"]
@@ -46,7 +51,7 @@ class SocketRoutes:
         )
         if not ws.can_prepare(request).ok:
             raise BadRequest("expected a WebSocket upgrade request")
-        outbox = Outbox(self._cfg.ws_send_queue)
+        outbox = Outbox(self._cfg.ws_send_queue, self._metrics.dropped_sockets.inc)
         # Joined before the upgrade: an unusable thread answers HTTP 400/503, and a prompt sent
         # right after the upgrade is answered on a stream that is already caught up.
         hub = await self._hubs.attach(thread_id, outbox)

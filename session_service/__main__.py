@@ -23,7 +23,7 @@ async def serve(cfg: Config) -> None:
 
 def main() -> None:
     cfg = Config.from_env()
-    setup_logging("session", cfg.log_level)
+    setup_logging("session", cfg.log_level, {"pod_id": cfg.pod_id})
     asyncio.run(serve(cfg))
 
 

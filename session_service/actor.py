@@ -44,6 +44,7 @@ from session_service.events import (
 )
 from session_service.limits import Limits
 from session_service.merge_patch import apply_patch, dump_json
+from session_service.metrics import SessionMetrics
 from session_service.session import Session
 from session_service.store import Appended, Store
 from session_service.subscriber import Subscriber
@@ -62,6 +63,7 @@ class SessionActor(Answering):
         limits: Limits,
         on_close: Callable[[SessionActor], None],
         pod_id: str = "",
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self.session = session
         self._store = store
@@ -71,6 +73,7 @@ class SessionActor(Answering):
         self._lock = asyncio.Lock()
         self._worker: asyncio.Task[None] | None = None
         self._pod_id = pod_id
+        self._metrics = metrics or SessionMetrics()
         self.closed = False
         self.moving = False
         """Set while handing the session to another pod: reads go on, writes get Moving."""
@@ -179,7 +182,9 @@ class SessionActor(Answering):
         return result
 
     def _publish(self, event: Event) -> None:
-        self.session.broadcast(event)
+        dropped = self.session.broadcast(event)
+        if dropped:
+            self._metrics.dropped_subscribers.inc(dropped)
 
     # -- operations ----------------------------------------------------------------------------
 

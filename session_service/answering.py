@@ -39,6 +39,7 @@ from session_service.session import OpenAnswer
 
 if TYPE_CHECKING:
     from session_service.limits import Limits
+    from session_service.metrics import SessionMetrics
     from session_service.session import Session
     from session_service.store import Appended, Store
 
@@ -68,6 +69,7 @@ class Answering:
     _limits: Limits
     _lock: asyncio.Lock
     _worker: asyncio.Task[None] | None
+    _metrics: SessionMetrics
 
     async def _write(
         self,
@@ -191,7 +193,19 @@ class Answering:
                 "resumes": answer.model_calls - 1 if answer.model_calls else 0,
             },
         )
+        self._observe(answer, status)
         await self._add_user_usage(answer)
+
+    def _observe(self, answer: OpenAnswer, status: str) -> None:
+        m = self._metrics
+        m.answers.labels(status).inc()
+        if answer.first_batch_s:
+            m.answer_first_batch_seconds.observe(answer.first_batch_s)
+        if answer.max_gap_s:
+            m.answer_max_gap_seconds.observe(answer.max_gap_s)
+        m.completion_tokens.inc(answer.usage[1])
+        m.regenerated_tokens.inc(answer.usage[2])
+        m.answer_resumes.inc(max(0, answer.model_calls - 1))
 
     async def _stream_answer(self, answer: OpenAnswer) -> bool:
         """One model call for the answer, continuing from its stored text; stores and sends

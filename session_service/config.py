@@ -16,6 +16,8 @@ class Config:
     """BIND_HOST: address the gRPC server listens on."""
     port: int = 50051
     """SESSION_PORT: gRPC port; 0 picks a free one."""
+    metrics_port: int = 0
+    """METRICS_PORT: Prometheus endpoint (http://BIND_HOST:port/metrics); 0: none."""
     pod_id: str = "session-1"
     """POD_ID: this pod's name in logs (and, later, in the cluster)."""
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -61,6 +63,7 @@ class Config:
         return cls(
             bind_host=env_str(environ, "BIND_HOST", d.bind_host),
             port=env_int(environ, "SESSION_PORT", d.port),
+            metrics_port=env_int(environ, "METRICS_PORT", d.metrics_port),
             pod_id=env_str(environ, "POD_ID", d.pod_id),
             redis_url=env_str(environ, "REDIS_URL", d.redis_url),
             advertise_addr=env_str(environ, "ADVERTISE_ADDR", d.advertise_addr),

@@ -15,6 +15,7 @@ import logging
 import time
 
 from session_service.errors import Moving, StoreUnavailable
+from session_service.metrics import SessionMetrics
 from session_service.registry import Registry
 from session_service.store import Store, lease_value
 
@@ -27,8 +28,15 @@ class LeaseKeeper:
     """One renewal loop and one expiry watchdog for every session this pod owns."""
 
     def __init__(
-        self, store: Store, registry: Registry, pod_id: str, ttl_ms: int, margin_ms: int
+        self,
+        store: Store,
+        registry: Registry,
+        pod_id: str,
+        ttl_ms: int,
+        margin_ms: int,
+        metrics: SessionMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or SessionMetrics()
         self._store = store
         self._registry = registry
         self._pod_id = pod_id
@@ -56,6 +64,7 @@ class LeaseKeeper:
         except StoreUnavailable as exc:
             logger.warning("lease renewal failed: %s", exc, extra={"pod_id": self._pod_id})
             return
+        self._metrics.lease_renew_seconds.observe(time.monotonic() - sent)
         for actor, ok in zip(actors, kept, strict=True):
             if ok is None:
                 continue  # its Redis node did not answer: the watchdog decides at the deadline

@@ -27,6 +27,7 @@ from session_service.answering import AnswerSource
 from session_service.errors import Moving, NotOwner, SessionError
 from session_service.events import now_ms
 from session_service.limits import Limits
+from session_service.metrics import SessionMetrics
 from session_service.session import Session
 from session_service.store import Held, Store
 
@@ -53,6 +54,7 @@ class Registry:
         lease_margin_ms: int,
         handoff_timeout_ms: int,
         is_live: Callable[[str], bool],
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self._store = store
         self._ai = ai
@@ -66,6 +68,15 @@ class Registry:
         self._actors: dict[str, SessionActor] = {}
         self._activating: dict[str, asyncio.Task[SessionActor]] = {}
         self._handoffs: set[asyncio.Task[None]] = set()
+        self._metrics = metrics or SessionMetrics()
+        self._metrics.watch(
+            lambda: len(self._actors),
+            lambda: sum(len(a.session.subscribers) for a in self._actors.values()),
+            lambda: max(
+                (s.pending for a in self._actors.values() for s in a.session.subscribers),
+                default=0,
+            ),
+        )
         self._ring: HashRing | None = None
         """The ring as of the last membership change; None until the first one."""
         self.activations = 0
@@ -100,6 +111,7 @@ class Registry:
 
     async def _activate(self, session_id: str) -> SessionActor:
         deadline = time.monotonic() + self._lease_ttl_ms / 1000 + 1.0
+        waited_out = False
         while True:
             sent = time.monotonic()
             loaded = await self._store.activate(
@@ -111,12 +123,13 @@ class Registry:
                 raise NotOwner(f"pod {loaded.holder} owns session {session_id}", loaded.holder)
             if time.monotonic() > deadline:
                 raise Moving(f"session {session_id} is being taken over; retry")
+            waited_out = True
             await asyncio.sleep(TAKEOVER_POLL_S)  # the dead pod's lease runs out within its TTL
         session = Session.load(
             session_id, loaded.epoch, loaded.created_ms, now_ms(), loaded.entries
         )
         actor = SessionActor(
-            session, self._store, self._ai, self._limits, self._forget, self.pod_id
+            session, self._store, self._ai, self._limits, self._forget, self.pod_id, self._metrics
         )
         actor.lease_deadline = sent + self._lease_valid_s
         for answer in session.open_answers:  # a previous owner died mid-answer
@@ -127,6 +140,9 @@ class Registry:
             await actor.end_orphaned_answers()
         self._actors[session_id] = actor
         self.activations += 1
+        self._metrics.activations.inc()
+        if waited_out:
+            self._metrics.takeovers.inc()
         if self._ring is not None:  # the ring may have moved on while we activated
             self.rebalance(self._ring)
         logger.info(
@@ -144,6 +160,7 @@ class Registry:
         sid = actor.session.session_id
         if self._actors.get(sid) is actor:
             del self._actors[sid]
+            self._metrics.evictions.inc()
 
     async def sweep_forever(self) -> None:
         """Passivates idle sessions; runs until cancelled."""

@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
+from common.metrics import GrpcMetrics, serve_metrics
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
 from session_service.ai_client import AiClient
@@ -22,6 +25,7 @@ from session_service.config import Config
 from session_service.errors import SessionClosed, StoreUnavailable
 from session_service.members_store import MembersStore
 from session_service.membership import Membership
+from session_service.metrics import SessionMetrics
 from session_service.ownership import LeaseKeeper
 from session_service.peers import Peers
 from session_service.redis_client import close, connect
@@ -42,6 +46,9 @@ class SessionServer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self._redis = connect(cfg.redis_url, cfg.redis_timeout_ms, cfg.redis_cluster)
+        self.metrics_registry = CollectorRegistry()
+        self.metrics = SessionMetrics(self.metrics_registry)
+        self._stop_metrics: Callable[[], None] | None = None
         self.store = Store(self._redis)
         self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms)
         self.membership = Membership(
@@ -62,13 +69,21 @@ class SessionServer:
             lease_margin_ms=cfg.lease_margin_ms,
             handoff_timeout_ms=cfg.handoff_timeout_ms,
             is_live=self.membership.is_live,
+            metrics=self.metrics,
         )
         self.leases = LeaseKeeper(
-            self.store, self.registry, cfg.pod_id, cfg.lease_ttl_ms, cfg.lease_margin_ms
+            self.store,
+            self.registry,
+            cfg.pod_id,
+            cfg.lease_ttl_ms,
+            cfg.lease_margin_ms,
+            self.metrics,
         )
         self.peers = Peers()
         self.router = Router(self.membership, self.registry)
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(
+            options=SERVER_OPTIONS, interceptors=[GrpcMetrics(self.metrics_registry)]
+        )
         session_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.registry, self.router, self.peers, cfg.limits, self.store.usage),
             self.server,
@@ -92,6 +107,10 @@ class SessionServer:
             self.membership.address = f"{self.cfg.bind_host}:{self.port}"
             self.membership.members = {self.cfg.pod_id: self.membership.address}
         await self.server.start()
+        if self.cfg.metrics_port:
+            self._stop_metrics = serve_metrics(
+                self.metrics_registry, self.cfg.bind_host, self.cfg.metrics_port
+            )
         try:
             await self.membership.join()
         except StoreUnavailable as exc:
@@ -163,6 +182,8 @@ class SessionServer:
         await self.peers.close()
         await self.ai.close()
         await close(self._redis)
+        if self._stop_metrics is not None:
+            self._stop_metrics()
         logger.info("session service stopped", extra={"pod_id": self.cfg.pod_id})
 
 

@@ -174,8 +174,12 @@ class Session:
         out.append(CaughtUp(self.last_seq, offset))
         return out
 
-    def broadcast(self, event: Event) -> None:
+    def broadcast(self, event: Event) -> int:
+        """Pushes to every subscriber; returns how many were cut off (too far behind)."""
+        dropped = 0
         for subscriber in list(self.subscribers):
             subscriber.push(event)
             if subscriber.closed:
                 self.subscribers.discard(subscriber)
+                dropped += 1
+        return dropped

@@ -26,6 +26,11 @@ class Subscriber:
     def closed(self) -> bool:
         return self._error is not None
 
+    @property
+    def pending(self) -> int:
+        """Events pushed and not yet taken."""
+        return len(self._items)
+
     def push(self, event: Event) -> None:
         if self._error is not None:
             return

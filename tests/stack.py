@@ -54,13 +54,18 @@ class Stack:
         wait_http_ok(self.model, f"http://127.0.0.1:{port}/healthz")
         return self.model
 
-    def start_ai(self) -> Process:
+    def start_ai(self, **extra_env: str) -> Process:
         port = free_port()
         self.ai_addr = f"127.0.0.1:{port}"
         self.ai = python_module(
             "ai",
             "ai_service",
-            {"AI_PORT": str(port), "OPENAI_BASE_URL": self.model_url, "OPENAI_API_KEY": "dev"},
+            {
+                "AI_PORT": str(port),
+                "OPENAI_BASE_URL": self.model_url,
+                "OPENAI_API_KEY": "dev",
+                **extra_env,
+            },
             self.workdir,
         )
         self.ai.start()

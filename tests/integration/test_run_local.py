@@ -29,7 +29,15 @@ def launcher_env(tmp_path: Path) -> dict[str, str]:
         "DATA_DIR": str(tmp_path / "data"),
         "PYTHONUNBUFFERED": "1",
     }
-    for name in ("REDIS_PORT", "DEV_MODEL_PORT", "AI_PORT", "SESSION_PORT", "GATEWAY_PORT"):
+    for name in (
+        "REDIS_PORT",
+        "DEV_MODEL_PORT",
+        "AI_PORT",
+        "SESSION_PORT",
+        "GATEWAY_PORT",
+        "SESSION_METRICS_PORT",
+        "AI_METRICS_PORT",
+    ):
         env[name] = str(free_port())
     return env
 
