@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
-PYDIRS := common session_service ai_service gateway deploy bench tests
+PYDIRS := admin common session_service ai_service gateway deploy bench tests
 
 .PHONY: install system-deps protos fmt lint test run clean bench bench-cluster
 
@@ -13,9 +13,10 @@ install: system-deps $(VENV)/.installed node_modules/.installed
 system-deps:
 	@bash deploy/install_system_deps.sh
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .   # the durablechat command
 	touch $@
 
 node_modules/.installed: package.json

@@ -1,18 +1,65 @@
-"""`durablechat.v1.ClusterService`: the member set this pod sees, so gateways route by the ring."""
+"""`durablechat.v1.ClusterService`: the member set this pod sees (gateways route by the ring), and
+the admin calls: what this pod holds, and drain it."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc
+from session_service import validate
+from session_service.errors import InvalidArgument
 from session_service.membership import Membership
+from session_service.registry import Registry
+
+MAX_LISTED_SESSIONS = 1000
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
-    def __init__(self, membership: Membership) -> None:
+    def __init__(
+        self,
+        membership: Membership,
+        registry: Registry,
+        draining: Callable[[], bool],
+        drain: Callable[[], Awaitable[None]],
+    ) -> None:
         self._membership = membership
+        self._registry = registry
+        self._draining = draining
+        self._drain = drain
+
+    async def GetPodStatus(
+        self,
+        request: cluster_pb2.GetPodStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> cluster_pb2.GetPodStatusResponse:
+        if request.session_id:
+            try:
+                validate.session_id(request.session_id)
+            except InvalidArgument as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        actors = [a for a in self._registry.actors() if not a.closed]
+        ids = sorted(a.session.session_id for a in actors)
+        held = self._registry.local(request.session_id) if request.session_id else None
+        return cluster_pb2.GetPodStatusResponse(
+            session_epoch=held.session.epoch if held is not None else 0,
+            pod_id=self._membership.pod_id,
+            active_sessions=len(actors),
+            subscribers=sum(len(a.session.subscribers) for a in actors),
+            draining=self._draining(),
+            session_ids=ids[:MAX_LISTED_SESSIONS],
+        )
+
+    async def Drain(
+        self, request: cluster_pb2.DrainRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> cluster_pb2.DrainResponse:
+        await self._drain()
+        remaining = sum(1 for a in self._registry.actors() if not a.closed)
+        return cluster_pb2.DrainResponse(
+            pod_id=self._membership.pod_id, remaining_sessions=remaining
+        )
 
     async def ListMembers(
         self,

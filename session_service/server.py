@@ -89,7 +89,8 @@ class SessionServer:
             self.server,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
-            ClusterServicer(self.membership), self.server
+            ClusterServicer(self.membership, self.registry, lambda: self._draining, self.drain),
+            self.server,
         )
         self.health = add_health_and_reflection(self.server, [SERVICE_NAME, CLUSTER_SERVICE_NAME])
         self._tasks: list[asyncio.Task[None]] = []

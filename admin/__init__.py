@@ -1,0 +1,1 @@
+"""The `durablechat` admin CLI (cli.py)."""

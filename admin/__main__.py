@@ -1,0 +1,5 @@
+"""`python -m admin` = the `durablechat` command."""
+
+from admin.cli import main
+
+main()

@@ -1,0 +1,162 @@
+"""`durablechat`: the admin CLI. Talks gRPC to any session pod (`--addr`, or DURABLECHAT_ADDR).
+
+    durablechat members              live pods, their addresses and ring shares
+    durablechat where SESSION        the pod the ring names, the pod serving it, and its epoch
+    durablechat sessions             sessions and subscribers per pod (asks every pod)
+    durablechat drain POD            the pod leaves the ring and hands its sessions over
+    durablechat tail SESSION         the session's events as JSON lines, live (Ctrl-C stops)
+
+Exit status 0 on success, 1 when a call fails (the gRPC status is printed), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+import grpc
+from google.protobuf import json_format
+
+from common.ring import HashRing
+from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
+
+T = TypeVar("T")
+TIMEOUT_S = 10.0
+SHARE_SAMPLE = 20_000
+"""Session ids hashed to estimate each pod's share of the ring."""
+
+
+def run(work: Callable[[], Awaitable[T]]) -> T:
+    """Runs one command; a failed call exits 1 with its status, not a traceback."""
+    try:
+        return asyncio.run(work())  # type: ignore[arg-type]
+    except grpc.aio.AioRpcError as exc:
+        click.echo(f"error: {exc.code().name}: {exc.details()}", err=True)
+        sys.exit(1)
+
+
+async def members_of(addr: str) -> cluster_pb2.ListMembersResponse:
+    async with grpc.aio.insecure_channel(addr) as channel:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+        return await stub.ListMembers(cluster_pb2.ListMembersRequest(), timeout=TIMEOUT_S)
+
+
+def ring_of(members: cluster_pb2.ListMembersResponse) -> HashRing:
+    pods = [m.pod_id for m in members.members]
+    return HashRing(pods, members.vnodes) if members.vnodes else HashRing(pods)
+
+
+@click.group(help=__doc__.split("\n\n")[0])
+@click.option(
+    "--addr",
+    envvar="DURABLECHAT_ADDR",
+    default="127.0.0.1:50051",
+    show_default=True,
+    help="host:port of any session pod",
+)
+@click.pass_context
+def main(ctx: click.Context, addr: str) -> None:
+    ctx.obj = addr
+
+
+@main.command(help="Live pods, their addresses and their share of the ring.")
+@click.pass_obj
+def members(addr: str) -> None:
+    found = run(lambda: members_of(addr))
+    ring = ring_of(found)
+    owners = [ring.owner(f"sample-{i}") for i in range(SHARE_SAMPLE)]
+    click.echo(
+        f"{len(found.members)} pods, {found.vnodes} virtual nodes each (asked {found.pod_id})"
+    )
+    for m in found.members:
+        share = owners.count(m.pod_id) / SHARE_SAMPLE
+        click.echo(f"  {m.pod_id:<16} {m.address:<22} {share:6.1%} of sessions")
+
+
+async def status(address: str, session_id: str = "") -> cluster_pb2.GetPodStatusResponse:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+        request = cluster_pb2.GetPodStatusRequest(session_id=session_id)
+        return await stub.GetPodStatus(request, timeout=TIMEOUT_S)
+
+
+async def statuses(addr: str, session_id: str = "") -> list[cluster_pb2.GetPodStatusResponse]:
+    found = await members_of(addr)
+    return list(await asyncio.gather(*(status(m.address, session_id) for m in found.members)))
+
+
+@main.command(help="Where a session lives: the ring's pod, and the pod holding it (its epoch).")
+@click.argument("session_id")
+@click.pass_obj
+def where(addr: str, session_id: str) -> None:
+    async def work() -> tuple[str, list[cluster_pb2.GetPodStatusResponse]]:
+        preferred = ring_of(await members_of(addr)).owner(session_id)
+        return preferred, await statuses(addr, session_id)
+
+    preferred, pods = run(work)
+    holders = [p for p in pods if p.session_epoch]
+    click.echo(f"session   {session_id}")
+    click.echo(f"ring pod  {preferred}")
+    for pod in holders:
+        click.echo(f"held by   {pod.pod_id}, epoch {pod.session_epoch}")
+    if not holders:
+        click.echo(f"held by   nobody (hibernating): the next call activates it on {preferred}")
+
+
+@main.command(help="Sessions and subscribers each pod holds now.")
+@click.option("--ids", is_flag=True, help="also list the session ids (up to 1000 per pod)")
+@click.pass_obj
+def sessions(addr: str, ids: bool) -> None:
+    async def work() -> list[cluster_pb2.GetPodStatusResponse]:
+        return await statuses(addr)
+
+    for pod in run(work):
+        state = " (draining)" if pod.draining else ""
+        click.echo(
+            f"  {pod.pod_id:<16} {pod.active_sessions:>6} sessions "
+            f"{pod.subscribers:>6} subscribers{state}"
+        )
+        if ids:
+            for sid in pod.session_ids:
+                click.echo(f"      {sid}")
+
+
+@main.command(help="Make a pod leave the ring and hand its sessions to the others.")
+@click.argument("pod_id")
+@click.pass_obj
+def drain(addr: str, pod_id: str) -> None:
+    async def work() -> cluster_pb2.DrainResponse:
+        found = await members_of(addr)
+        address = {m.pod_id: m.address for m in found.members}.get(pod_id)
+        if address is None:
+            raise click.UsageError(f"no live pod {pod_id!r}; see `durablechat members`")
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+            return await stub.Drain(cluster_pb2.DrainRequest(), timeout=60)
+
+    reply = run(work)
+    click.echo(f"{reply.pod_id} drained; {reply.remaining_sessions} sessions left on it")
+
+
+@main.command(help="Print a session's events as JSON lines, from --after (default: now).")
+@click.argument("session_id")
+@click.option("--after", type=int, default=None, help="last seq already seen (0: everything)")
+@click.pass_obj
+def tail(addr: str, session_id: str, after: int | None) -> None:
+    async def work() -> None:
+        request = session_pb2.SubscribeRequest(session_id=session_id)
+        if after is not None:
+            request.after_seq = after
+        async with grpc.aio.insecure_channel(addr) as channel:
+            stub = session_pb2_grpc.SessionServiceStub(channel)
+            async for reply in stub.Subscribe(request):
+                event: dict[str, Any] = json_format.MessageToDict(reply.event)
+                click.echo(json.dumps(event, separators=(",", ":")))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(work)
