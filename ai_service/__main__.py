@@ -10,6 +10,7 @@ from ai_service.config import Config
 from ai_service.server import serve
 from common.config import ConfigError
 from common.logs import setup_logging
+from common.tracing import setup_tracing
 
 
 def main() -> None:
@@ -20,7 +21,11 @@ def main() -> None:
     setup_logging("ai_service", cfg.log_level)
     # The openai client's HTTP library logs every request at INFO; servicer logs say more.
     logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger().level))
-    asyncio.run(serve(cfg))
+    stop_tracing = setup_tracing("ai_service")
+    try:
+        asyncio.run(serve(cfg))
+    finally:
+        stop_tracing()
 
 
 if __name__ == "__main__":

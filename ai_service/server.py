@@ -14,6 +14,7 @@ from ai_service.config import Config
 from ai_service.metrics import AiMetrics
 from ai_service.provider import OpenAIProvider
 from ai_service.servicer import AiServicer
+from common import tracing
 from common.grpc_server import SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.metrics import GrpcMetrics, serve_metrics
 from durablechat.v1 import ai_pb2, ai_pb2_grpc
@@ -36,7 +37,10 @@ async def create_server(
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = AiMetrics(registry)
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[GrpcMetrics(registry)])
+    server = grpc.aio.server(
+        options=SERVER_OPTIONS,
+        interceptors=[*tracing.server_interceptors(), GrpcMetrics(registry)],
+    )
     ai_pb2_grpc.add_AiServiceServicer_to_server(AiServicer(provider, cfg, metrics), server)
     health = add_health_and_reflection(server, [SERVICE_NAME])
     port = server.add_insecure_port(f"{cfg.bind_host}:{cfg.port}")

@@ -8,6 +8,7 @@ import sys
 
 from common.config import ConfigError
 from common.logs import setup_logging
+from common.tracing import setup_tracing
 from gateway.app import serve
 from gateway.config import Config
 
@@ -26,7 +27,11 @@ def main() -> None:
         sys.exit(f"gateway: {exc}")
     setup_logging("gateway", cfg.log_level)
     raise_open_files_limit()
-    asyncio.run(serve(cfg))
+    stop_tracing = setup_tracing("gateway")
+    try:
+        asyncio.run(serve(cfg))
+    finally:
+        stop_tracing()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ import signal
 import grpc
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from opentelemetry import propagate, trace
 
+from common import tracing
 from common.grpc_server import CHANNEL_OPTIONS
 from gateway.config import Config
 from gateway.errors import GatewayError, code_for_http_status, error_body
@@ -21,6 +23,7 @@ from gateway.upstream import SessionClient
 from gateway.ws import SocketRoutes
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 SHUTDOWN_TIMEOUT_S = 10.0
 """How long in-flight requests and closing sockets get before they are cancelled."""
@@ -57,6 +60,24 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return web.json_response(error_body("INTERNAL", "internal error"), status=500)
 
 
+@web.middleware
+async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A server span per HTTP request, continuing a caller's `traceparent` (a no-op span when
+    tracing is off). WebSockets get a span per prompt instead (ws.py)."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    with _tracer.start_as_current_span(
+        f"{request.method} {route}",
+        context=propagate.extract(dict(request.headers)),
+        kind=trace.SpanKind.SERVER,
+    ) as span:
+        response = await handler(request)
+        span.set_attribute("http.response.status_code", response.status)
+        return response
+
+
 def _router_message(request: web.Request, exc: web.HTTPException) -> str:
     """Says what the router refused, in words a client can act on."""
     if exc.status == 404:
@@ -72,7 +93,8 @@ def create_app(
     cfg: Config, client: SessionClient, sockets: SocketRoutes, metrics: GatewayMetrics
 ) -> web.Application:
     app = web.Application(
-        middlewares=[metrics.middleware, json_errors], client_max_size=cfg.http_max_body_bytes
+        middlewares=[metrics.middleware, traced, json_errors],
+        client_max_size=cfg.http_max_body_bytes,
     )
     rest = RestRoutes(client)
     app.router.add_get("/healthz", rest.healthz)
@@ -103,7 +125,9 @@ async def serve(cfg: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     target, balancing = channel_target(cfg.session_service_addr)
     channel = grpc.aio.insecure_channel(
-        target, options=[*CHANNEL_OPTIONS, *RECONNECT_OPTIONS, *balancing]
+        target,
+        options=[*CHANNEL_OPTIONS, *RECONNECT_OPTIONS, *balancing],
+        interceptors=tracing.client_interceptors(),
     )
     try:
         async with asyncio.TaskGroup() as tasks:

@@ -16,6 +16,7 @@ import time
 
 import grpc
 
+from common import tracing
 from common.grpc_server import CHANNEL_OPTIONS
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2_grpc
@@ -56,7 +57,9 @@ class PodRouter:
     def _stub(self, address: str) -> session_pb2_grpc.SessionServiceStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=self._options)
+            channel = grpc.aio.insecure_channel(
+                address, options=self._options, interceptors=tracing.client_interceptors()
+            )
             self._channels[address] = channel
             stub = self._stubs[address] = session_pb2_grpc.SessionServiceStub(channel)
         return stub

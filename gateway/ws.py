@@ -7,6 +7,7 @@ import json
 import logging
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from opentelemetry import trace
 
 from gateway.config import Config
 from gateway.errors import BadRequest, GatewayError
@@ -16,6 +17,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.upstream import SessionClient, history_json
 
 logger = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
 
 GET_HISTORY = "(GET_HISTORY)"
 CANCEL = "(CANCEL)"
@@ -96,7 +98,11 @@ class SocketRoutes:
             elif message.data == CANCEL:
                 await self._client.cancel_answer(thread_id)
             else:
-                await self._client.send_prompt(thread_id, message.data, user)
+                # One trace per prompt: gateway → owner pod → AI service → model.
+                with _tracer.start_as_current_span(
+                    "ws prompt", kind=trace.SpanKind.SERVER, attributes={"session.id": thread_id}
+                ):
+                    await self._client.send_prompt(thread_id, message.data, user)
         except GatewayError as exc:
             outbox.offer(error_frame(exc.message))
 

@@ -6,6 +6,7 @@ import asyncio
 import signal
 
 from common.logs import setup_logging
+from common.tracing import setup_tracing
 from session_service.config import Config
 from session_service.server import SessionServer
 
@@ -24,7 +25,11 @@ async def serve(cfg: Config) -> None:
 def main() -> None:
     cfg = Config.from_env()
     setup_logging("session", cfg.log_level, {"pod_id": cfg.pod_id})
-    asyncio.run(serve(cfg))
+    stop_tracing = setup_tracing("session_service")
+    try:
+        asyncio.run(serve(cfg))
+    finally:
+        stop_tracing()
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from common import tracing
 from common.grpc_server import CHANNEL_OPTIONS
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
 from session_service.errors import AnswerFailed
@@ -31,7 +32,9 @@ class AiClient:
     """Streams answers from `durablechat.v1.AiService/Generate`."""
 
     def __init__(self, address: str, timeout_ms: int) -> None:
-        self._channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(
+            address, options=CHANNEL_OPTIONS, interceptors=tracing.client_interceptors()
+        )
         self._stub = ai_pb2_grpc.AiServiceStub(self._channel)
         self._timeout_s = timeout_ms / 1000
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from common import tracing
 from common.grpc_server import CHANNEL_OPTIONS
 from durablechat.v1 import session_pb2_grpc
 
@@ -18,7 +19,9 @@ class Peers:
     def stub(self, address: str) -> session_pb2_grpc.SessionServiceStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(
+                address, options=CHANNEL_OPTIONS, interceptors=tracing.client_interceptors()
+            )
             self._channels[address] = channel
             stub = self._stubs[address] = session_pb2_grpc.SessionServiceStub(channel)
         return stub

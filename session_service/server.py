@@ -15,6 +15,7 @@ from collections.abc import Callable
 import grpc
 from prometheus_client import CollectorRegistry
 
+from common import tracing
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.metrics import GrpcMetrics, serve_metrics
 from common.ring import HashRing
@@ -82,7 +83,8 @@ class SessionServer:
         self.peers = Peers()
         self.router = Router(self.membership, self.registry)
         self.server = grpc.aio.server(
-            options=SERVER_OPTIONS, interceptors=[GrpcMetrics(self.metrics_registry)]
+            options=SERVER_OPTIONS,
+            interceptors=[*tracing.server_interceptors(), GrpcMetrics(self.metrics_registry)],
         )
         session_pb2_grpc.add_SessionServiceServicer_to_server(
             SessionServicer(self.registry, self.router, self.peers, cfg.limits, self.store.usage),
