@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import openai
-from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from openai.types.chat import ChatCompletionChunk
 
 from ai_service.errors import (
     AiError,
@@ -77,13 +77,23 @@ class OpenAIProvider:
         Raises an `AiError` subclass when the model fails, including mid-stream, and
         `ModelUnavailable` when the stream ends without a finish reason.
         """
+        body = {
+            "model": model,
+            "messages": [{"role": turn.role, "content": turn.content} for turn in turns],
+            "max_completion_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         try:
-            upstream = await self._client.chat.completions.create(
-                model=model,
-                messages=[_message(turn) for turn in turns],
-                max_completion_tokens=max_tokens,
+            # The client's `post` with a body we built: `chat.completions.create` would run its
+            # parameter transform over the whole history on every call, which py-spy showed to
+            # be the AI service's largest cost (it grows with the thread's length).
+            upstream = await self._client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=ChatCompletionChunk,
                 stream=True,
-                stream_options={"include_usage": True},
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
         except openai.OpenAIError as exc:
             raise wrap_error(exc) from exc
@@ -116,14 +126,6 @@ def _first_choice(chunk: ChatCompletionChunk) -> tuple[str, str | None]:
         if choice.index == 0:
             return choice.delta.content or "", choice.finish_reason
     return "", None
-
-
-def _message(turn: Turn) -> ChatCompletionMessageParam:
-    if turn.role == "user":
-        return {"role": "user", "content": turn.content}
-    if turn.role == "assistant":
-        return {"role": "assistant", "content": turn.content}
-    return {"role": "system", "content": turn.content}
 
 
 def wrap_error(exc: openai.OpenAIError) -> AiError:
