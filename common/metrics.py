@@ -9,6 +9,7 @@ any path (`/metrics` by convention).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -80,6 +81,18 @@ class GrpcMetrics(grpc.aio.ServerInterceptor):
         return unary
 
     def _stream(self, method: str, behavior: Any) -> Any:
+        if not inspect.isasyncgenfunction(behavior):
+            # A handler that writes with `context.write` and returns (grpc's health Watch).
+            async def writer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+                try:
+                    await behavior(request, context)
+                except BaseException:
+                    self._count(method, context, failed=True)
+                    raise
+                self._count(method, context, failed=False)
+
+            return writer
+
         async def stream(
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:

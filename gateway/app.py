@@ -18,6 +18,7 @@ from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
 from gateway.metrics import GatewayMetrics
 from gateway.rest import RestRoutes
+from gateway.sse import EventStreams
 from gateway.routing import PodRouter
 from gateway.upstream import SessionClient
 from gateway.ws import SocketRoutes
@@ -104,6 +105,7 @@ def create_app(
     app.router.add_get("/api/chat/session/{session_id}/messages", rest.list_messages)
     app.router.add_post("/api/chat/session/{session_id}/messages", rest.post_message)
     app.router.add_post("/api/chat/session/{session_id}/cancel", rest.cancel_answer)
+    app.router.add_get("/api/chat/session/{session_id}/events", EventStreams(client).stream)
     app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
     return app
 

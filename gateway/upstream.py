@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -310,6 +311,14 @@ class SessionClient:
 
         No deadline: the stream lives as long as its sockets; callers bound the wait for CaughtUp.
         """
+        async with contextlib.aclosing(self.subscribe_raw(session_id, cursor)) as events:
+            async for event in events:
+                yield event_from_proto(event)
+
+    async def subscribe_raw(
+        self, session_id: str, cursor: Cursor | None
+    ) -> AsyncGenerator[session_pb2.SessionEvent, None]:
+        """As `subscribe`, with the events as the session service sent them."""
         if cursor is None:
             request = _build(session_pb2.SubscribeRequest, session_id=session_id)
         else:
@@ -339,7 +348,7 @@ class SessionClient:
                 reply = read.result()
                 if reply is grpc.aio.EOF:
                     return
-                yield event_from_proto(reply.event)
+                yield reply.event
         except grpc.aio.AioRpcError as exc:
             if exc.code() in POD_DOWN_CODES and not exc.trailing_metadata():
                 self._router.failed(address)
