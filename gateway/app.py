@@ -18,8 +18,8 @@ from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
 from gateway.metrics import GatewayMetrics
 from gateway.rest import RestRoutes
-from gateway.sse import EventStreams
 from gateway.routing import PodRouter
+from gateway.sse import EventStreams
 from gateway.upstream import SessionClient
 from gateway.ws import SocketRoutes
 
