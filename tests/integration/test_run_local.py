@@ -19,7 +19,7 @@ import pytest
 from common.ring import HashRing
 from tests.helpers import ROOT, eventually, free_port
 
-BASE_NAMES = ["redis", "model", "ai", "gateway"]
+BASE_NAMES = ["redis", "model", "ai", "gateway", "envoy"]
 
 
 def launcher_env(tmp_path: Path) -> dict[str, str]:
@@ -37,6 +37,8 @@ def launcher_env(tmp_path: Path) -> dict[str, str]:
         "GATEWAY_PORT",
         "SESSION_METRICS_PORT",
         "AI_METRICS_PORT",
+        "ENVOY_PORT",
+        "ENVOY_ADMIN_PORT",
     ):
         env[name] = str(free_port())
     return env
@@ -112,8 +114,9 @@ def healthz_ok(url: str) -> bool:
 
 async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_path):
     proc, env, names = launched
-    base = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
+    base = f"http://127.0.0.1:{env['ENVOY_PORT']}"  # the one URL: Envoy in front of all
     eventually(lambda: healthz_ok(f"{base}/healthz"), timeout=60, interval=0.1)
+    eventually(lambda: f"open       {base}/" in (tmp_path / "launcher.log").read_text())
     pids = {n: int((tmp_path / "run" / f"{n}.pid").read_text()) for n in names}
     assert all(pid_alive(pid) for pid in pids.values())
     frames: list[str] = []

@@ -1,0 +1,48 @@
+"""Renders deploy/envoy/envoy.yaml (the compose topology) for other addresses: `make run` and
+the tests run the same routes and filters in front of local processes.
+
+Only addresses change: the listener, the admin port, and the endpoints of the `session` and
+`gateway` clusters. Everything else is the committed file, so what the tests prove about the
+local Envoy holds for compose's.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE = Path(__file__).resolve().parent / "envoy" / "envoy.yaml"
+
+Address = tuple[str, int]
+
+
+def _socket(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def render(
+    listen: Address, admin_port: int, gateway: Address, sessions: list[Address]
+) -> dict[str, Any]:
+    """The Envoy config with these addresses; `sessions` is one host:port per session pod."""
+    config: dict[str, Any] = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
+    config["admin"]["address"] = _socket("127.0.0.1", admin_port)
+    resources = config["static_resources"]
+    resources["listeners"][0]["address"] = _socket(*listen)
+    endpoints = {"gateway": [gateway], "session": sessions}
+    for cluster in resources["clusters"]:
+        cluster["load_assignment"]["endpoints"] = [
+            {
+                "lb_endpoints": [
+                    {"endpoint": {"address": _socket(h, p)}} for h, p in endpoints[cluster["name"]]
+                ]
+            }
+        ]
+    return config
+
+
+def write(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
