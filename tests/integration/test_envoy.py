@@ -70,7 +70,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
 
         def ready() -> bool:
             with urllib.request.urlopen(f"{admin_url}/ready", timeout=1) as reply:
-                return reply.read().strip() == b"LIVE"
+                return bool(reply.read().strip() == b"LIVE")
 
         eventually(ready, timeout=20)
         yield Edge(f"http://127.0.0.1:{port}", admin_url)
