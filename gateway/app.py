@@ -113,7 +113,10 @@ def create_app(
 def channel_target(addresses: str) -> tuple[str, list[tuple[str, str]]]:
     """One address as is; several (comma-separated IP:port, one per session pod) become one
     channel that spreads calls round-robin and skips pods that are down. Any pod serves any
-    session: a pod that does not own it forwards the call to the owner."""
+    session: a pod that does not own it forwards the call to the owner. `dns:///name:port` with a
+    name that resolves to every pod (a compose network alias) is spread the same way."""
+    if addresses.startswith("dns:"):  # one name for every pod (compose's `session` alias)
+        return addresses, [("grpc.lb_policy_name", "round_robin")]
     if "," not in addresses:
         return addresses, []
     return f"ipv4:{addresses}", [("grpc.lb_policy_name", "round_robin")]

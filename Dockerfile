@@ -1,0 +1,30 @@
+# One image for every Python service of durable-chat; docker-compose.yml picks the command.
+FROM python:3.11.7-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY protos/ protos/
+RUN python -m grpc_tools.protoc -I protos --python_out=. --grpc_python_out=. \
+        protos/durablechat/v1/*.proto \
+    && touch durablechat/__init__.py durablechat/v1/__init__.py
+
+COPY common/ common/
+COPY session_service/ session_service/
+COPY ai_service/ ai_service/
+COPY gateway/ gateway/
+COPY admin/ admin/
+COPY deploy/__init__.py deploy/healthcheck.py deploy/
+
+RUN useradd --create-home --uid 10001 durablechat
+USER durablechat
+
+ENV BIND_HOST=0.0.0.0
+EXPOSE 8080 8090 50051 50052 9101
+CMD ["python", "-m", "gateway"]
