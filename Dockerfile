@@ -1,4 +1,16 @@
 # One image for every Python service of durable-chat; docker-compose.yml picks the command.
+
+# The web page: TypeScript stubs and one bundle (as `make web`), served by the gateway.
+FROM node:20.19-bookworm-slim AS web
+WORKDIR /build
+COPY package.json buf.gen.yaml buf.yaml ./
+RUN npm install --no-audit --no-fund --no-package-lock
+COPY protos/ protos/
+COPY web/src/ web/src/
+RUN PATH=/build/node_modules/.bin:$PATH buf generate \
+    && node_modules/.bin/esbuild web/src/main.ts --bundle --format=esm --minify \
+        --target=es2022 --outfile=web/static/app.js
+
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,6 +33,8 @@ COPY ai_service/ ai_service/
 COPY gateway/ gateway/
 COPY admin/ admin/
 COPY deploy/__init__.py deploy/healthcheck.py deploy/
+COPY web/static/index.html web/static/app.css web/static/
+COPY --from=web /build/web/static/app.js web/static/
 
 RUN useradd --create-home --uid 10001 durablechat
 USER durablechat

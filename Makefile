@@ -6,7 +6,7 @@ export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
 PYDIRS := admin common session_service ai_service gateway deploy bench tests
 
-.PHONY: install system-deps protos fmt lint test run clean bench bench-cluster
+.PHONY: install system-deps protos web fmt lint test run clean bench bench-cluster
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -32,6 +32,15 @@ durablechat/.generated: $(PROTOS) $(VENV)/.installed
 	touch durablechat/__init__.py durablechat/v1/__init__.py
 	touch $@
 
+# The web page: TypeScript stubs (buf generate, protoc-gen-es) and one esbuild bundle.
+WEB_SOURCES := $(wildcard web/src/*.ts)
+web: web/static/app.js
+
+web/static/app.js: $(PROTOS) $(WEB_SOURCES) buf.gen.yaml node_modules/.installed
+	rm -rf web/src/gen
+	buf generate
+	esbuild web/src/main.ts --bundle --format=esm --minify --target=es2022 --outfile=$@
+
 fmt: protos
 	ruff format $(PYDIRS)
 	ruff check --fix $(PYDIRS)
@@ -42,14 +51,14 @@ lint: system-deps protos node_modules/.installed
 	mypy $(PYDIRS)
 	buf lint
 
-test: lint
+test: lint web
 	$(PY) -m pytest
 
-run: system-deps protos
+run: system-deps protos web
 	$(PY) -m deploy.run_local
 
 clean:
-	rm -rf durablechat .mypy_cache .ruff_cache .pytest_cache
+	rm -rf durablechat .mypy_cache .ruff_cache .pytest_cache web/src/gen web/static/app.js
 
 # Against `make run` when it is up, else a stack of its own. BENCH_ARGS=--quick for a smoke run.
 bench: system-deps protos

@@ -17,6 +17,7 @@ from gateway.config import Config
 from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
 from gateway.metrics import GatewayMetrics
+from gateway.page import Page
 from gateway.rest import RestRoutes
 from gateway.routing import PodRouter
 from gateway.sse import EventStreams
@@ -100,6 +101,7 @@ def create_app(
     rest = RestRoutes(client)
     app.router.add_get("/healthz", rest.healthz)
     app.router.add_get("/metrics", metrics.serve)
+    Page(cfg.web_dir).add_routes(app)
     app.router.add_get("/api/chat/session/{session_id}", rest.get_session)
     app.router.add_put("/api/chat/session/{session_id}", rest.put_session)
     app.router.add_get("/api/chat/session/{session_id}/messages", rest.list_messages)

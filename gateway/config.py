@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from common.config import ConfigError, env_int, env_str
 
 MIB = 1024 * 1024
+DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
 
@@ -32,6 +34,8 @@ class Config:
     """WS_SEND_QUEUE: frames one socket may have waiting; beyond it the socket is closed (1013)."""
     log_level: str
     """LOG_LEVEL: threshold of the JSON logs."""
+    web_dir: Path = DEFAULT_WEB_DIR
+    """WEB_DIR: the web page's files (index.html, app.css, app.js built by `make web`)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -46,6 +50,7 @@ class Config:
             ws_max_message_bytes=env_int(environ, "WS_MAX_MESSAGE_BYTES", MIB, minimum=1),
             http_max_body_bytes=env_int(environ, "HTTP_MAX_BODY_BYTES", 4 * MIB, minimum=1),
             ws_send_queue=env_int(environ, "WS_SEND_QUEUE", 1024, minimum=1),
+            web_dir=Path(env_str(environ, "WEB_DIR", str(DEFAULT_WEB_DIR))),
             log_level=log_level,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +13,10 @@ import aiohttp
 import pytest
 
 from deploy import envoy_config
-from tests.helpers import ROOT, Process, eventually, free_port
+from tests.edge import ENVOY, start_envoy
+from tests.helpers import ROOT, Process
 from tests.stack import Stack
 
-ENVOY = str(Path(sys.executable).parent / "envoy")
 BUF = str(ROOT / "node_modules" / ".bin" / "buf")
 
 
@@ -37,8 +36,8 @@ def test_the_committed_config_validates() -> None:
 
 
 class Edge:
-    def __init__(self, url: str, admin: str) -> None:
-        self.url, self.admin = url, admin
+    def __init__(self, url: str) -> None:
+        self.url = url
 
 
 @pytest.fixture(scope="module")
@@ -52,28 +51,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         stack.start_ai()
         stack.start_session()
         stack.start_gateway()
-        port, admin = free_port(), free_port()
-        session_host, session_port = stack.session_addr.rsplit(":", 1)
-        gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
-        config = envoy_config.render(
-            ("127.0.0.1", port),
-            admin,
-            ("127.0.0.1", gateway_port),
-            [(session_host, int(session_port))],
-        )
-        path = envoy_config.write(workdir / "envoy.yaml", config)
-        assert validate(path).returncode == 0
-        argv = [ENVOY, "-c", str(path), "--disable-hot-restart", "-l", "warning"]
-        envoy = Process("envoy", argv, {}, workdir / "envoy.log")
-        envoy.start()
-        admin_url = f"http://127.0.0.1:{admin}"
-
-        def ready() -> bool:
-            with urllib.request.urlopen(f"{admin_url}/ready", timeout=1) as reply:
-                return bool(reply.read().strip() == b"LIVE")
-
-        eventually(ready, timeout=20)
-        yield Edge(f"http://127.0.0.1:{port}", admin_url)
+        envoy, url = start_envoy(stack, workdir)
+        yield Edge(url)
     finally:
         if envoy is not None:
             envoy.stop()

@@ -1,0 +1,169 @@
+"""The web chat page in headless Chromium (the Debian package, driven by Playwright), through a
+real Envoy to the real services: a streamed answer, two tabs on one thread, reload, share link,
+cancel. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.edge import start_envoy
+from tests.helpers import ROOT, Process
+from tests.stack import Stack
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def answer(tokens: int) -> str:
+    return " ".join(f"tok{i}" for i in range(tokens))
+
+
+class Site:
+    def __init__(self, url: str, envoy: Process) -> None:
+        self.url, self.envoy = url, envoy
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    if not (ROOT / "web" / "static" / "app.js").exists():
+        pytest.fail("the page is not built: run `make web` (make test does)")
+    workdir = tmp_path_factory.mktemp("web")
+    stack = Stack(workdir)
+    envoy: Process | None = None
+    try:
+        stack.start_redis()
+        stack.start_model(token_delay_ms=5)
+        stack.start_ai()
+        stack.start_session()
+        stack.start_gateway()
+        envoy, url = start_envoy(stack, workdir)
+        yield Site(url, envoy)
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        stack.close()
+
+
+@pytest.fixture
+def site(served: Site) -> str:
+    return served.url
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def send(page: Page, text: str) -> None:
+    await page.fill("#prompt", text)
+    await page.click("#send")
+
+
+async def test_chat_streams_and_stays_identical_across_tabs_reloads_and_links(
+    site: str, browser: Browser
+) -> None:
+    context = await browser.new_context(viewport={"width": 1100, "height": 720})
+    thread = f"web-{uuid.uuid4().hex[:10]}"
+    first = await context.new_page()
+    await first.goto(f"{site}/#t={thread}")
+    await expect(first.locator("#status")).to_have_text("connected")
+    await expect(first.locator("#thread-id")).to_have_text(thread)
+
+    await send(first, "hello tokens=40")
+    user = first.locator(".bubble.user .text")
+    assistant = first.locator(".bubble.assistant .text")
+    await expect(user).to_have_text(["hello tokens=40"])
+    await expect(assistant).to_have_text([answer(40)], timeout=20_000)
+    await expect(first.locator(".bubble.streaming")).to_have_count(0)
+    await shot(first, "1-answer")
+
+    second = await context.new_page()  # a second tab on the same thread
+    await second.goto(f"{site}/#t={thread}")
+    await expect(second.locator(".bubble .text")).to_have_text(["hello tokens=40", answer(40)])
+    await send(second, "again tokens=12")
+    both = ["hello tokens=40", answer(40), "again tokens=12", answer(12)]
+    for page in (first, second):
+        await expect(page.locator(".bubble .text")).to_have_text(both, timeout=20_000)
+    await shot(second, "2-second-tab")
+
+    await first.reload()
+    await expect(first.locator(".bubble .text")).to_have_text(both)
+
+    await first.click("#share")
+    link = await first.input_value("#share-link")
+    assert link == f"{site}/#t={thread}"
+    other = await (await browser.new_context()).new_page()  # someone the link was sent to
+    await other.goto(link)
+    await expect(other.locator(".bubble .text")).to_have_text(both)
+    await expect(other.locator("#threads a")).to_have_count(1)
+
+
+async def test_cancel_stops_the_answer_in_every_tab(site: str, browser: Browser) -> None:
+    context = await browser.new_context(viewport={"width": 1100, "height": 720})
+    thread = f"web-{uuid.uuid4().hex[:10]}"
+    page = await context.new_page()
+    await page.goto(f"{site}/#t={thread}")
+    await expect(page.locator("#status")).to_have_text("connected")
+    watcher = await context.new_page()
+    await watcher.goto(f"{site}/#t={thread}")
+    await expect(watcher.locator("#status")).to_have_text("connected")
+
+    await send(page, "a long one tokens=1000")
+    streaming = page.locator(".bubble.assistant.streaming .text")
+    await expect(streaming).to_contain_text("tok5", timeout=20_000)
+    await expect(page.locator("#cancel")).to_be_enabled()
+    await page.click("#cancel")
+    for tab in (page, watcher):
+        await expect(tab.locator(".bubble.assistant .error")).to_have_text("answer cancelled")
+        await expect(tab.locator("#cancel")).to_be_disabled()
+    kept = await page.locator(".bubble.assistant .text").inner_text()
+    assert kept and answer(1000).startswith(kept) and kept != answer(1000)
+    assert await watcher.locator(".bubble.assistant .text").inner_text() == kept
+    await shot(page, "3-cancelled")
+
+
+async def test_a_page_that_loses_its_connection_resumes_without_gaps_or_duplicates(
+    served: Site, browser: Browser
+) -> None:
+    site = served.url
+    context = await browser.new_context(viewport={"width": 1100, "height": 720})
+    page = await context.new_page()
+    await page.goto(f"{site}/#t=web-{uuid.uuid4().hex[:10]}")
+    await expect(page.locator("#status")).to_have_text("connected")
+    await send(page, "through a drop tokens=400")
+    streaming = page.locator(".bubble.assistant.streaming .text")
+    await expect(streaming).to_contain_text("tok20", timeout=20_000)
+    served.envoy.stop()  # the front door goes away mid-answer: the stream breaks
+    await expect(page.locator("#status")).to_have_text("reconnecting…", timeout=20_000)
+    served.envoy.start()
+    await expect(page.locator(".bubble.assistant .text")).to_have_text(
+        [answer(400)], timeout=30_000
+    )
+    await expect(page.locator(".bubble")).to_have_count(2)
+    await shot(page, "4-resumed")

@@ -1,0 +1,42 @@
+"""A real Envoy in front of a Stack's gateway and session service, rendered from the committed
+config (deploy/envoy_config.py), on free ports."""
+
+from __future__ import annotations
+
+import sys
+import urllib.request
+from pathlib import Path
+
+from deploy import envoy_config
+from tests.helpers import Process, eventually, free_port
+from tests.stack import Stack
+
+ENVOY = str(Path(sys.executable).parent / "envoy")
+
+
+def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
+    """(the Envoy process, its URL); the caller stops the process."""
+    port, admin = free_port(), free_port()
+    session_host, session_port = stack.session_addr.rsplit(":", 1)
+    gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
+    config = envoy_config.render(
+        ("127.0.0.1", port),
+        admin,
+        ("127.0.0.1", gateway_port),
+        [(session_host, int(session_port))],
+    )
+    path = envoy_config.write(workdir / "envoy.yaml", config)
+    argv = [ENVOY, "-c", str(path), "--disable-hot-restart", "-l", "warning"]
+    envoy = Process("envoy", argv, {}, workdir / "envoy.log")
+    envoy.start()
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as reply:
+            return bool(reply.read().strip() == b"LIVE")
+
+    try:
+        eventually(ready, timeout=20)
+    except BaseException:
+        envoy.stop()
+        raise
+    return envoy, f"http://127.0.0.1:{port}"

@@ -1,0 +1,187 @@
+// The chat page: threads kept in this browser, the open thread's messages streamed over
+// gRPC-web through Envoy (thread.ts), prompts with an idempotency id, cancel, share links.
+import { ConnectError } from "@connectrpc/connect";
+import { api, Thread, type Bubble } from "./thread";
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const THREADS_KEY = "durablechat.threads";
+const USER_KEY = "durablechat.user";
+
+type Known = { id: string; title: string };
+
+let thread: Thread | null = null;
+
+function known(): Known[] {
+  try {
+    return JSON.parse(localStorage.getItem(THREADS_KEY) ?? "[]") as Known[];
+  } catch {
+    return [];
+  }
+}
+
+function remember(id: string, title?: string): void {
+  const list = known().filter((t) => t.id !== id);
+  const old = known().find((t) => t.id === id);
+  list.unshift({ id, title: title ?? old?.title ?? id });
+  localStorage.setItem(THREADS_KEY, JSON.stringify(list.slice(0, 50)));
+  renderThreads();
+}
+
+function renderThreads(): void {
+  const ul = $<HTMLUListElement>("threads");
+  ul.replaceChildren(
+    ...known().map((t) => {
+      const li = document.createElement("li");
+      const a = document.createElement("a");
+      a.href = `#t=${encodeURIComponent(t.id)}`;
+      a.textContent = t.title;
+      if (t.id === thread?.id) a.className = "current";
+      li.append(a);
+      return li;
+    }),
+  );
+}
+
+function render(bubbles: Bubble[], streaming: boolean, online: boolean): void {
+  const list = $<HTMLOListElement>("messages");
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  list.replaceChildren(
+    ...bubbles.map((b) => {
+      const li = document.createElement("li");
+      li.className = `bubble ${b.role}${b.streaming ? " streaming" : ""}${b.error ? " failed" : ""}`;
+      li.dataset.key = b.key;
+      const who = document.createElement("div");
+      who.className = "who";
+      who.textContent = b.role === "assistant" ? "assistant" : b.user || b.role;
+      const text = document.createElement("div");
+      text.className = "text";
+      text.textContent = b.text;
+      li.append(who, text);
+      if (b.streaming && !b.text) li.append(loadingDots());
+      if (b.error) {
+        const err = document.createElement("div");
+        err.className = "error";
+        err.textContent = b.error;
+        li.append(err);
+      }
+      return li;
+    }),
+  );
+  if (atBottom) list.scrollTop = list.scrollHeight;
+  $<HTMLButtonElement>("cancel").disabled = !streaming;
+  $("status").textContent = online ? (streaming ? "answering…" : "connected") : "reconnecting…";
+  $("status").className = online ? "online" : "offline";
+  const firstUser = bubbles.find((b) => b.role === "user");
+  if (thread && firstUser) {
+    const title = firstUser.text.slice(0, 40);
+    if (known().find((t) => t.id === thread?.id)?.title !== title) remember(thread.id, title);
+  }
+}
+
+function loadingDots(): HTMLElement {
+  const span = document.createElement("span");
+  span.className = "loading";
+  span.setAttribute("aria-label", "loading");
+  span.textContent = "•••";
+  return span;
+}
+
+function open(id: string): void {
+  thread?.close();
+  thread = new Thread(id, render);
+  $("thread-id").textContent = id;
+  $<HTMLOListElement>("messages").replaceChildren();
+  remember(id);
+  thread.start();
+  $<HTMLTextAreaElement>("prompt").focus();
+}
+
+function newId(): string {
+  return `t-${crypto.randomUUID().slice(0, 13)}`;
+}
+
+function fromHash(): string | null {
+  const match = /^#t=([A-Za-z0-9_-]{1,128})$/.exec(location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+async function send(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  const box = $<HTMLTextAreaElement>("prompt");
+  const content = box.value.trim();
+  if (!content || !thread) return;
+  const request = {
+    sessionId: thread.id,
+    content,
+    user: localStorage.getItem(USER_KEY) ?? "me",
+    clientMessageId: crypto.randomUUID(), // a retry of this prompt never asks the model twice
+  };
+  box.value = "";
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await api.sendPrompt(request);
+      $("notice").textContent = "";
+      return;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (attempt >= 4 || !["unavailable", "deadline_exceeded"].includes(codeName(e))) {
+        $("notice").textContent = `Not sent: ${e.rawMessage}`;
+        box.value = content;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 250 * 2 ** attempt));
+    }
+  }
+}
+
+function codeName(e: ConnectError): string {
+  const names: Record<number, string> = { 4: "deadline_exceeded", 14: "unavailable" };
+  return names[e.code] ?? String(e.code);
+}
+
+async function cancel(): Promise<void> {
+  if (!thread) return;
+  try {
+    await api.cancelAnswer({ sessionId: thread.id, answerSeq: 0n });
+  } catch (err) {
+    $("notice").textContent = `Cancel failed: ${ConnectError.from(err).rawMessage}`;
+  }
+}
+
+async function share(): Promise<void> {
+  const link = `${location.origin}${location.pathname}#t=${encodeURIComponent(thread?.id ?? "")}`;
+  $<HTMLInputElement>("share-link").value = link;
+  try {
+    await navigator.clipboard.writeText(link);
+    $("notice").textContent = "Link copied.";
+  } catch {
+    $("notice").textContent = "Copy the link above.";
+  }
+}
+
+function main(): void {
+  const user = $<HTMLInputElement>("user");
+  user.value = localStorage.getItem(USER_KEY) ?? "me";
+  user.addEventListener("change", () => localStorage.setItem(USER_KEY, user.value || "me"));
+  $<HTMLFormElement>("composer").addEventListener("submit", (e) => void send(e));
+  $<HTMLTextAreaElement>("prompt").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) {
+      e.preventDefault();
+      $<HTMLFormElement>("composer").requestSubmit();
+    }
+  });
+  $("cancel").addEventListener("click", () => void cancel());
+  $("share").addEventListener("click", () => void share());
+  $("new-thread").addEventListener("click", () => {
+    location.hash = `#t=${newId()}`;
+  });
+  window.addEventListener("hashchange", () => {
+    const id = fromHash();
+    if (id && id !== thread?.id) open(id);
+  });
+  const id = fromHash() ?? known()[0]?.id ?? newId();
+  if (!fromHash()) history.replaceState(null, "", `#t=${id}`);
+  open(id);
+}
+
+main();
