@@ -4,9 +4,9 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
-PYDIRS := admin common session_service ai_service gateway deploy bench tests
+PYDIRS := admin common session_service ai_service gateway deploy bench tests clients/python/durablechat_client
 
-.PHONY: install system-deps protos web fmt lint test run clean bench bench-cluster
+.PHONY: install system-deps protos web clients fmt lint test run clean bench bench-cluster
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -41,6 +41,22 @@ web/static/app.js: $(PROTOS) $(WEB_SOURCES) buf.gen.yaml node_modules/.installed
 	buf generate
 	esbuild web/src/main.ts --bundle --format=esm --minify --target=es2022 --outfile=$@
 
+# Client packages: generated stubs inside clients/python and clients/typescript (not committed).
+clients: clients/python/durablechat/.generated clients/typescript/src/gen/.generated
+
+clients/python/durablechat/.generated: $(PROTOS) $(VENV)/.installed
+	rm -rf clients/python/durablechat
+	$(PY) -m grpc_tools.protoc -I protos --python_out=clients/python \
+		--grpc_python_out=clients/python --mypy_out=clients/python \
+		--mypy_grpc_out=clients/python $(PROTOS)
+	touch clients/python/durablechat/__init__.py clients/python/durablechat/v1/__init__.py
+	touch $@
+
+clients/typescript/src/gen/.generated: $(PROTOS) node_modules/.installed
+	rm -rf clients/typescript/src/gen
+	buf generate --template '{"version":"v2","plugins":[{"local":"protoc-gen-es","out":"clients/typescript/src/gen","opt":"target=ts"}]}'
+	touch $@
+
 fmt: protos
 	ruff format $(PYDIRS)
 	ruff check --fix $(PYDIRS)
@@ -51,14 +67,15 @@ lint: system-deps protos node_modules/.installed
 	mypy $(PYDIRS)
 	buf lint
 
-test: lint web
+test: lint web clients
 	$(PY) -m pytest
 
 run: system-deps protos web
 	$(PY) -m deploy.run_local
 
 clean:
-	rm -rf durablechat .mypy_cache .ruff_cache .pytest_cache web/src/gen web/static/app.js
+	rm -rf durablechat .mypy_cache .ruff_cache .pytest_cache web/src/gen web/static/app.js \
+		clients/python/durablechat clients/typescript/src/gen
 
 # Against `make run` when it is up, else a stack of its own. BENCH_ARGS=--quick for a smoke run.
 bench: system-deps protos

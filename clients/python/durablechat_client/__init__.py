@@ -1,0 +1,6 @@
+"""durable-chat's Python client: `ChatSessionClient` (seed 003's operations over gRPC) and the
+generated stubs (`durablechat.v1`, made by `make clients`)."""
+
+from durablechat_client.session import Answer, ChatSessionClient
+
+__all__ = ["Answer", "ChatSessionClient"]
