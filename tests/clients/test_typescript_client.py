@@ -1,0 +1,60 @@
+"""clients/typescript's tests (node's test runner) against the real system through Envoy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.edge import start_envoy
+from tests.helpers import ROOT, Process
+from tests.stack import Stack
+
+ESBUILD = str(ROOT / "node_modules" / ".bin" / "esbuild")
+
+
+def test_typescript_client_passes_its_node_tests(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed")
+    bundle = tmp_path / "client.test.mjs"
+    subprocess.run(
+        [
+            ESBUILD,
+            "clients/typescript/test/client.test.ts",
+            "--bundle",
+            "--platform=node",
+            "--format=esm",
+            "--target=node20",
+            f"--outfile={bundle}",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    stack = Stack(tmp_path)
+    envoy: Process | None = None
+    try:
+        stack.start_redis()
+        stack.start_model(token_delay_ms=1)
+        stack.start_ai()
+        stack.start_session()
+        stack.start_gateway()
+        envoy, url = start_envoy(stack, tmp_path)
+        done = subprocess.run(
+            [node, "--test", str(bundle)],
+            env={**os.environ, "DURABLECHAT_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        stack.close()
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "# pass 2" in done.stdout and "# fail 0" in done.stdout
