@@ -61,11 +61,12 @@ fmt: protos
 	ruff format $(PYDIRS)
 	ruff check --fix $(PYDIRS)
 
-lint: system-deps protos node_modules/.installed
+lint: system-deps protos node_modules/.installed web clients
 	ruff check $(PYDIRS)
 	ruff format --check $(PYDIRS)
 	mypy $(PYDIRS)
 	buf lint
+	tsc -p tsconfig.json
 
 test: lint web clients
 	$(PY) -m pytest
