@@ -116,10 +116,11 @@ async def test_idle_session_leaves_memory_and_reloads_intact(own_stack, session_
     try:
         await client.append(session_id, "remember me")
         await client.patch(session_id, '{"k": "v"}')
+        log = own_stack.session.log_path
         eventually(
-            lambda: (
-                f'"session passivated", "session_id": "{session_id}"'
-                in own_stack.session.log_path.read_text()
+            lambda: any(
+                entry.get("msg") == "session passivated" and entry.get("session_id") == session_id
+                for entry in map(json.loads, log.read_text().splitlines())
             )
         )
         session = await client.get(session_id)
