@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from bench.stats import latency_ms
+from bench.stats import round_trips
 from bench.target import Target
 from bench.ws_load import Followed, expected_text, measure_answer
 from durablechat.v1 import session_pb2, session_pb2_grpc
@@ -88,13 +88,7 @@ async def prompt_round_trips(
         started = time.monotonic()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.monotonic() - started
-    return {
-        "concurrency": concurrency,
-        "round_trips": len(samples),
-        "ops_per_s": round(len(samples) / elapsed, 1),
-        **latency_ms(samples),
-        "incomplete": incomplete,
-    }
+    return round_trips(concurrency, samples, elapsed, incomplete)
 
 
 async def fan_out(target: Target, subscribers: int, tokens: int, run: str) -> dict[str, Any]:

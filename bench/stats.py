@@ -21,3 +21,16 @@ def latency_ms(samples_s: Sequence[float]) -> dict[str, float]:
         f"{name}_ms": round(percentile(samples_s, q) * 1000, 2)
         for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
     }
+
+
+def round_trips(
+    concurrency: int, samples_s: Sequence[float], elapsed_s: float, incomplete: int
+) -> dict[str, float]:
+    """The row of a round-trip scenario: rate, latency percentiles, failures."""
+    return {
+        "concurrency": concurrency,
+        "round_trips": len(samples_s),
+        "ops_per_s": round(len(samples_s) / elapsed_s, 1),
+        **latency_ms(samples_s),
+        "incomplete": incomplete,
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.stats import latency_ms
+from bench.stats import latency_ms, round_trips
 from bench.target import Target
 
 DONE = "[DONE]"
@@ -111,13 +111,7 @@ async def prompt_round_trips(
     finally:
         await close_all(sockets)
     elapsed = time.monotonic() - started
-    return {
-        "concurrency": concurrency,
-        "round_trips": len(samples),
-        "ops_per_s": round(len(samples) / elapsed, 1),
-        **latency_ms(samples),
-        "incomplete": incomplete,
-    }
+    return round_trips(concurrency, samples, elapsed, incomplete)
 
 
 async def history(

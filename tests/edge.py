@@ -3,8 +3,10 @@ config (deploy/envoy_config.py), on free ports."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from deploy import envoy_config
@@ -40,3 +42,29 @@ def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
         envoy.stop()
         raise
     return envoy, f"http://127.0.0.1:{port}"
+
+
+class Edge:
+    """A whole stack (redis, dev model, AI, one session pod, gateway) behind a real Envoy."""
+
+    def __init__(self, stack: Stack, envoy: Process, url: str) -> None:
+        self.stack, self.envoy, self.url = stack, envoy, url
+
+
+@contextlib.contextmanager
+def running_edge(workdir: Path, token_delay_ms: int = 1) -> Iterator[Edge]:
+    """Starts the stack and Envoy; stops every process afterwards, even on failure."""
+    stack = Stack(workdir)
+    envoy: Process | None = None
+    try:
+        stack.start_redis()
+        stack.start_model(token_delay_ms=token_delay_ms)
+        stack.start_ai()
+        stack.start_session()
+        stack.start_gateway()
+        envoy, url = start_envoy(stack, workdir)
+        yield Edge(stack, envoy, url)
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        stack.close()

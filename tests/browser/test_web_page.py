@@ -11,9 +11,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from tests.edge import start_envoy
-from tests.helpers import ROOT, Process
-from tests.stack import Stack
+from tests.edge import Edge, running_edge
+from tests.helpers import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -34,34 +33,16 @@ def answer(tokens: int) -> str:
     return " ".join(f"tok{i}" for i in range(tokens))
 
 
-class Site:
-    def __init__(self, url: str, envoy: Process) -> None:
-        self.url, self.envoy = url, envoy
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     if not (ROOT / "web" / "static" / "app.js").exists():
         pytest.fail("the page is not built: run `make web` (make test does)")
-    workdir = tmp_path_factory.mktemp("web")
-    stack = Stack(workdir)
-    envoy: Process | None = None
-    try:
-        stack.start_redis()
-        stack.start_model(token_delay_ms=5)
-        stack.start_ai()
-        stack.start_session()
-        stack.start_gateway()
-        envoy, url = start_envoy(stack, workdir)
-        yield Site(url, envoy)
-    finally:
-        if envoy is not None:
-            envoy.stop()
-        stack.close()
+    with running_edge(tmp_path_factory.mktemp("web"), token_delay_ms=5) as edge:
+        yield edge
 
 
 @pytest.fixture
-def site(served: Site) -> str:
+def site(served: Edge) -> str:
     return served.url
 
 
@@ -149,7 +130,7 @@ async def test_cancel_stops_the_answer_in_every_tab(site: str, browser: Browser)
 
 
 async def test_a_page_that_loses_its_connection_resumes_without_gaps_or_duplicates(
-    served: Site, browser: Browser
+    served: Edge, browser: Browser
 ) -> None:
     site = served.url
     context = await browser.new_context(viewport={"width": 1100, "height": 720})

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge import start_envoy
-from tests.helpers import ROOT, Process
-from tests.stack import Stack
+from tests.edge import running_edge
+from tests.helpers import ROOT
 
 ESBUILD = str(ROOT / "node_modules" / ".bin" / "esbuild")
 
@@ -36,25 +35,13 @@ def test_typescript_client_passes_its_node_tests(tmp_path: Path) -> None:
         capture_output=True,
         timeout=60,
     )
-    stack = Stack(tmp_path)
-    envoy: Process | None = None
-    try:
-        stack.start_redis()
-        stack.start_model(token_delay_ms=1)
-        stack.start_ai()
-        stack.start_session()
-        stack.start_gateway()
-        envoy, url = start_envoy(stack, tmp_path)
+    with running_edge(tmp_path) as edge:
         done = subprocess.run(
             [node, "--test", str(bundle)],
-            env={**os.environ, "DURABLECHAT_URL": url},
+            env={**os.environ, "DURABLECHAT_URL": edge.url},
             capture_output=True,
             text=True,
             timeout=120,
         )
-    finally:
-        if envoy is not None:
-            envoy.stop()
-        stack.close()
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "# pass 2" in done.stdout and "# fail 0" in done.stdout

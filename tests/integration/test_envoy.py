@@ -13,9 +13,8 @@ import aiohttp
 import pytest
 
 from deploy import envoy_config
-from tests.edge import ENVOY, start_envoy
-from tests.helpers import ROOT, Process
-from tests.stack import Stack
+from tests.edge import ENVOY, Edge, running_edge
+from tests.helpers import ROOT
 
 BUF = str(ROOT / "node_modules" / ".bin" / "buf")
 
@@ -35,28 +34,10 @@ def test_the_committed_config_validates() -> None:
     assert "OK" in done.stdout + done.stderr
 
 
-class Edge:
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    workdir = tmp_path_factory.mktemp("envoy")
-    stack = Stack(workdir)
-    envoy: Process | None = None
-    try:
-        stack.start_redis()
-        stack.start_model(token_delay_ms=1)
-        stack.start_ai()
-        stack.start_session()
-        stack.start_gateway()
-        envoy, url = start_envoy(stack, workdir)
-        yield Edge(url)
-    finally:
-        if envoy is not None:
-            envoy.stop()
-        stack.close()
+    with running_edge(tmp_path_factory.mktemp("envoy")) as running:
+        yield running
 
 
 def buf_curl(

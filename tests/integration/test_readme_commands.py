@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge import start_envoy
-from tests.helpers import ROOT, Process
-from tests.stack import Stack
+from tests.edge import running_edge
+from tests.helpers import ROOT
 
 
 def readme_commands() -> list[str]:
@@ -38,21 +37,8 @@ def test_the_readme_has_the_commands() -> None:
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    workdir = tmp_path_factory.mktemp("readme")
-    stack = Stack(workdir)
-    envoy: Process | None = None
-    try:
-        stack.start_redis()
-        stack.start_model(token_delay_ms=1)
-        stack.start_ai()
-        stack.start_session()
-        stack.start_gateway()
-        envoy, url = start_envoy(stack, workdir)
-        yield stack.session_addr, url.removeprefix("http://")
-    finally:
-        if envoy is not None:
-            envoy.stop()
-        stack.close()
+    with running_edge(tmp_path_factory.mktemp("readme")) as edge:
+        yield edge.stack.session_addr, edge.url.removeprefix("http://")
 
 
 @pytest.mark.parametrize("command", readme_commands())
