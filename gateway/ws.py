@@ -24,6 +24,8 @@ CANCEL = "(CANCEL)"
 """Stops the answer streaming on the thread: every socket gets the rest of what was stored (if
 any), then `[ERROR] answer cancelled` and `[DONE]`."""
 HISTORY_PAGE_SIZE = 1000
+MAX_USER_CHARS = 128
+"""As the session service's limit on a message's user name."""
 HEARTBEAT_S = 20.0
 """Ping interval; a peer that stops answering is dropped, which also frees a stuck writer."""
 
@@ -48,6 +50,8 @@ class SocketRoutes:
     async def connect(self, request: web.Request) -> web.StreamResponse:
         thread_id = request.match_info["thread_id"]
         user = request.query.get("user", "")
+        if len(user) > MAX_USER_CHARS:  # the session service would refuse every prompt
+            raise BadRequest(f"user is longer than {MAX_USER_CHARS} characters")
         ws = web.WebSocketResponse(
             max_msg_size=self._cfg.ws_max_message_bytes, heartbeat=HEARTBEAT_S
         )

@@ -135,6 +135,14 @@ async def test_invalid_thread_id_is_refused_with_400_before_the_upgrade(http, st
     assert caught.value.status == 400
 
 
+async def test_a_user_name_over_the_limit_is_refused_with_400_before_the_upgrade(
+    http, stack, session_id
+):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+        await http.ws_connect(ws_url(stack, session_id, "u" * 129))
+    assert caught.value.status == 400
+
+
 async def test_plain_get_of_a_socket_url_is_400_not_an_upgrade(http, stack, session_id):
     async with http.get(ws_url(stack, session_id).replace("ws://", "http://")) as reply:
         assert reply.status == 400
