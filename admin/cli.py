@@ -4,6 +4,7 @@
     durablechat where SESSION        the pod the ring names, the pod serving it, and its epoch
     durablechat sessions             sessions and subscribers per pod (asks every pod)
     durablechat drain POD            the pod leaves the ring and hands its sessions over
+    durablechat move SESSION         the pod holding a session hands it off (reload / rebalance)
     durablechat tail SESSION         the session's events as JSON lines, live (Ctrl-C stops)
 
 Exit status 0 on success, 1 when a call fails (the gRPC status is printed), 2 on bad usage.
@@ -141,6 +142,35 @@ def drain(addr: str, pod_id: str) -> None:
 
     reply = run(work)
     click.echo(f"{reply.pod_id} drained; {reply.remaining_sessions} sessions left on it")
+
+
+@main.command(help="Hand a session off the pod holding it; the next call activates it afresh.")
+@click.argument("session_id")
+@click.pass_obj
+def move(addr: str, session_id: str) -> None:
+    async def work() -> tuple[str, list[str]]:
+        found = await members_of(addr)
+        preferred = ring_of(found).owner(session_id)
+        holders = [p for p in await statuses(addr, session_id) if p.session_epoch]
+        address = {m.pod_id: m.address for m in found.members}
+        moved = []
+        for pod in holders:
+            async with grpc.aio.insecure_channel(address[pod.pod_id]) as channel:
+                stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+                request = cluster_pb2.HandOffRequest(session_id=session_id)
+                reply = await stub.HandOff(request, timeout=60)
+            if reply.held:
+                moved.append(reply.pod_id)
+        return preferred, moved
+
+    preferred, moved = run(work)
+    if not moved:
+        click.echo(f"no pod holds {session_id}; the next call activates it on {preferred}")
+        return
+    click.echo(
+        f"{session_id} handed off from {', '.join(moved)}; the next call activates it on "
+        f"{preferred}"
+    )
 
 
 @main.command(help="Print a session's events as JSON lines, from --after (default: now).")

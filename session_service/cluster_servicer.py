@@ -24,11 +24,13 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         registry: Registry,
         draining: Callable[[], bool],
         drain: Callable[[], Awaitable[None]],
+        handoff_timeout_s: float,
     ) -> None:
         self._membership = membership
         self._registry = registry
         self._draining = draining
         self._drain = drain
+        self._handoff_timeout_s = handoff_timeout_s
 
     async def GetPodStatus(
         self,
@@ -51,6 +53,18 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             draining=self._draining(),
             session_ids=ids[:MAX_LISTED_SESSIONS],
         )
+
+    async def HandOff(
+        self, request: cluster_pb2.HandOffRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> cluster_pb2.HandOffResponse:
+        try:
+            validate.session_id(request.session_id)
+        except InvalidArgument as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        actor = self._registry.local(request.session_id)
+        if actor is not None:
+            await actor.hand_off(self._handoff_timeout_s)
+        return cluster_pb2.HandOffResponse(pod_id=self._membership.pod_id, held=actor is not None)
 
     async def Drain(
         self, request: cluster_pb2.DrainRequest, context: grpc.aio.ServicerContext[Any, Any]

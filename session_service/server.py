@@ -91,7 +91,13 @@ class SessionServer:
             self.server,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
-            ClusterServicer(self.membership, self.registry, lambda: self._draining, self.drain),
+            ClusterServicer(
+                self.membership,
+                self.registry,
+                lambda: self._draining,
+                self.drain,
+                cfg.handoff_timeout_ms / 1000,
+            ),
             self.server,
         )
         self.health = add_health_and_reflection(self.server, [SERVICE_NAME, CLUSTER_SERVICE_NAME])

@@ -85,6 +85,27 @@ async def test_members_where_sessions_and_drain(two_pods: Stack) -> None:
     assert "held by   pod-a, epoch 2" in cli(addr, "where", on_b[0]).stdout
 
 
+async def test_move_hands_a_session_off_and_the_next_call_activates_it_afresh(
+    two_pods: Stack,
+) -> None:
+    addr = two_pods.pod_addrs["pod-a"]
+    eventually(lambda: "2 pods" in cli(addr, "members").stdout)
+    client = SessionClient(addr)
+    try:
+        await client.append("adm-move", "before")
+        ring_pod = HashRing(PODS).owner("adm-move")
+        moved = cli(addr, "move", "adm-move")
+        assert moved.returncode == 0, moved.stderr
+        assert f"handed off from {ring_pod}" in moved.stdout
+        assert "held by   nobody" in cli(addr, "where", "adm-move").stdout
+        await client.append("adm-move", "after")
+        assert (await client.get("adm-move")).epoch == 2
+        assert [m.content for m in await client.list_all("adm-move")] == ["before", "after"]
+    finally:
+        await client.close()
+    assert "no pod holds" in cli(addr, "move", "adm-nobody").stdout
+
+
 def test_a_bad_session_id_is_refused_with_its_status(two_pods: Stack) -> None:
     done = cli(two_pods.pod_addrs["pod-a"], "where", "bad id!")
     assert done.returncode == 1
