@@ -12,6 +12,7 @@ import pytest
 
 from common.ring import HashRing
 from durablechat.v1 import common_pb2
+from session_service.store import answer_key
 from tests.grpc_client import SessionClient, retrying
 from tests.helpers import eventually
 from tests.stack import Stack
@@ -31,6 +32,8 @@ class Watcher:
         self.cursor: tuple[int, int] = (0, 0)
         self.resubscribed = 0
         self.reached_300 = asyncio.Event()
+        self.batches: dict[int, str] = {}
+        """Every batch received, by offset."""
 
     async def run(self, answer_seq: int) -> None:
         while self.final is None:
@@ -53,6 +56,7 @@ class Watcher:
         kind = event.WhichOneof("kind")
         if kind == "answer_delta":
             assert event.offset == self.cursor[1], "a batch arrived twice or one is missing"
+            self.batches[event.offset] = event.answer_delta.text
             self.text += event.answer_delta.text
             self.cursor = (self.cursor[0], event.offset + 1)
             if len(self.text.split()) >= 300:
@@ -100,6 +104,16 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
 
         await asyncio.wait_for(watchers[0].reached_300.wait(), 30)
         two_pods.pods["pod-a"].kill9()
+        # What the dead owner sent: every batch of it must be in Redis, at its offset.
+        sent_by_dead_owner = [dict(w.batches) for w in watchers]
+        assert two_pods.redis is not None
+        with two_pods.redis.client() as redis_client:
+            stored_batches = redis_client.lrange(answer_key(sid, sent.answer_seq), 0, -1)
+        for received in sent_by_dead_owner:
+            assert received, "a watcher saw nothing before the kill"
+            for offset, text in received.items():
+                assert offset < len(stored_batches), f"batch {offset} was sent but not stored"
+                assert stored_batches[offset] == text
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
         again = await client.prompt(sid, f"long answer tokens={TOKENS}", client_id="p1")
         stored = await client.list_all(sid)
