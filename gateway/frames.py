@@ -9,6 +9,23 @@ DONE = "[DONE]"
 ERROR_PREFIX = "[ERROR] "
 FAILED_STATUSES = frozenset({"FAILED", "INTERRUPTED", "CANCELLED"})
 """Answer statuses whose end is reported as an `[ERROR]` frame before `[DONE]`."""
+ESCAPE = "\\"
+
+
+def text_frame(text: str) -> str:
+    """Answer text as a frame no client can take for a control frame. Text that is exactly
+    `[LOADING]` or `[DONE]`, or starts with `[ERROR] ` or with a backslash, is sent with one
+    backslash in front; clients drop one leading backslash from any other frame. Text that
+    starts otherwise is sent as it is, so the seed protocol is unchanged for normal text."""
+    if text in (LOADING, DONE) or text.startswith((ERROR_PREFIX, ESCAPE)):
+        return ESCAPE + text
+    return text
+
+
+def prompt_text(frame: str) -> str:
+    """A client frame that is not a command, as prompt text: a leading backslash is an escape
+    (`\\(GET_HISTORY)` sends the words "(GET_HISTORY)" as a prompt) and is dropped."""
+    return frame[1:] if frame.startswith(ESCAPE) else frame
 
 
 @dataclass(frozen=True)
@@ -93,7 +110,7 @@ class ThreadView:
         if self._shown is None:
             return []
         text = "".join(self._shown.texts)
-        return [LOADING, text] if text else [LOADING]
+        return [LOADING, text_frame(text)] if text else [LOADING]
 
     def apply(self, event: Event) -> list[str]:
         """Takes one event in stream order; returns the frames every socket must get for it."""
@@ -132,7 +149,7 @@ class ThreadView:
             return []
         answer.next_offset = event.offset + 1
         answer.texts.append(event.text)
-        return [event.text] if answer is self._shown else []
+        return [text_frame(event.text)] if answer is self._shown else []
 
     def _end(self, event: AnswerEnded) -> list[str]:
         answer = self._find(event.answer_seq)
@@ -153,7 +170,7 @@ class ThreadView:
         frames: list[str] = []
         sent = "".join(answer.texts)
         if ended.content.startswith(sent) and len(ended.content) > len(sent):
-            frames.append(ended.content[len(sent) :])
+            frames.append(text_frame(ended.content[len(sent) :]))
         if ended.status in FAILED_STATUSES:
             frames.append(error_frame(ended.error or f"answer {ended.status.lower()}"))
         frames.append(DONE)
@@ -166,7 +183,7 @@ class ThreadView:
             answer = self._waiting.pop(min(self._waiting))
             self._shown = answer
             frames.append(LOADING)
-            frames.extend(answer.texts)
+            frames.extend(text_frame(t) for t in answer.texts)
             if answer.ended is not None:
                 frames.extend(self._finish(answer))
         return frames

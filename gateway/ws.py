@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from gateway.config import Config
 from gateway.errors import BadRequest, GatewayError
-from gateway.frames import error_frame
+from gateway.frames import error_frame, prompt_text
 from gateway.hub import Hubs, Outbox
 from gateway.metrics import GatewayMetrics
 from gateway.upstream import SessionClient, history_json
@@ -106,7 +106,8 @@ class SocketRoutes:
                 with _tracer.start_as_current_span(
                     "ws prompt", kind=trace.SpanKind.SERVER, attributes={"session.id": thread_id}
                 ):
-                    await self._client.send_prompt(thread_id, message.data, user)
+                    text = prompt_text(message.data)
+                    await self._client.send_prompt(thread_id, text, user)
         except GatewayError as exc:
             outbox.offer(error_frame(exc.message))
 

@@ -76,6 +76,16 @@ async def test_history_after_reconnect_lists_user_and_assistant_messages(http, s
     assert 1_600_000_000_000 < entries[0]["ts"] <= entries[1]["ts"]
 
 
+async def test_a_backslash_sends_a_command_word_as_a_prompt(http, stack, session_id):
+    async with http.ws_connect(ws_url(stack, session_id, "ann")) as ws:
+        await ws.send_str("\\(GET_HISTORY)")  # the words as a prompt, not the command
+        frames = await frames_through_done(ws)
+        entries = await history(ws)
+    assert frames[0] == "[LOADING]"  # answered like any prompt (50 tokens by default)
+    assert answer_text(frames) == " ".join(f"tok{i}" for i in range(50))
+    assert entries[0]["content"] == "(GET_HISTORY)"
+
+
 async def test_history_of_a_new_thread_is_an_empty_list(http, stack, session_id):
     async with http.ws_connect(ws_url(stack, session_id)) as ws:
         assert await history(ws) == []

@@ -13,6 +13,7 @@ from gateway.frames import (
     Event,
     Logged,
     ThreadView,
+    prompt_text,
 )
 
 
@@ -153,3 +154,28 @@ def test_open_answer_replayed_before_caught_up_is_in_the_snapshot():
 def test_end_of_an_answer_never_started_here_shows_it_whole():
     frames = run(caught_up_view(), [ended(3, 2, "whole answer")])
     assert frames == [LOADING, "whole answer", DONE]
+
+
+def test_answer_text_that_looks_like_a_control_frame_is_escaped():
+    texts = ["[DONE]", "[LOADING]", "[ERROR] not really", "\\already", "plain [DONE]"]
+    events: list[Event] = [AnswerStarted(seq=1)]
+    events += [AnswerDelta(answer_seq=1, offset=i, text=t) for i, t in enumerate(texts)]
+    frames = run(caught_up_view(), [*events, ended(2, 1, "".join(texts))])
+    assert frames == [
+        LOADING,
+        "\\[DONE]",
+        "\\[LOADING]",
+        "\\[ERROR] not really",
+        "\\\\already",
+        "plain [DONE]",
+        DONE,
+    ]
+    # A client that drops one leading backslash gets the text back exactly.
+    shown = "".join(f[1:] if f.startswith("\\") else f for f in frames[1:-1])
+    assert shown == "".join(texts)
+
+
+def test_a_prompt_frame_drops_one_leading_backslash():
+    assert prompt_text("\\(GET_HISTORY)") == "(GET_HISTORY)"
+    assert prompt_text("\\\\x") == "\\x"
+    assert prompt_text("hello") == "hello"
