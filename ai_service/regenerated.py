@@ -22,7 +22,7 @@ DEFAULT_CAPACITY = 4096
 class Answer:
     """What one request id's calls sent: each chunk's end offset in the answer's text."""
 
-    __slots__ = ("added", "ends", "offset", "regenerated")
+    __slots__ = ("added", "calls", "ends", "offset", "regenerated")
 
     def __init__(self) -> None:
         self.ends = array("Q")
@@ -30,10 +30,8 @@ class Answer:
         self.regenerated = 0
         self.added = 0
         """What the latest call added to `regenerated`."""
-
-    def sent(self, text: str) -> None:
-        self.offset += len(text)
-        self.ends.append(self.offset)
+        self.calls = 0
+        """Calls started for this request id; only the latest one records."""
 
     def continue_from(self, prefix_chars: int) -> None:
         """A new call for this answer whose stored text is `prefix_chars` long."""
@@ -42,6 +40,34 @@ class Answer:
         self.regenerated += self.added
         del self.ends[kept:]
         self.offset = prefix_chars
+        self.calls += 1
+
+
+class Call:
+    """One Generate call's view of its Answer. A call superseded by a newer call for the same
+    request id (a paused old owner still streaming) stops recording, so the counts stay those
+    of the newest call's prefix and never double count."""
+
+    __slots__ = ("_answer", "_number")
+
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+        self._number = answer.calls
+
+    @property
+    def regenerated(self) -> int:
+        return self._answer.regenerated
+
+    @property
+    def added(self) -> int:
+        return self._answer.added if self._number == self._answer.calls else 0
+
+    def sent(self, text: str) -> None:
+        answer = self._answer
+        if self._number != answer.calls:
+            return
+        answer.offset += len(text)
+        answer.ends.append(answer.offset)
 
 
 class SentChunks:
@@ -51,12 +77,12 @@ class SentChunks:
         self._capacity = capacity
         self._answers: OrderedDict[str, Answer] = OrderedDict()
 
-    def start(self, request_id: str, prefix_chars: int) -> Answer:
-        """The Answer a call for `request_id` records into; an empty id is not remembered."""
+    def start(self, request_id: str, prefix_chars: int) -> Call:
+        """The Call a Generate for `request_id` records into; an empty id is not remembered."""
         answer = self._answers.pop(request_id, None) or Answer()
         answer.continue_from(prefix_chars)
         if request_id:
             self._answers[request_id] = answer
             while len(self._answers) > self._capacity:
                 self._answers.popitem(last=False)
-        return answer
+        return Call(answer)

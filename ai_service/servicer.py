@@ -16,7 +16,7 @@ from ai_service.config import Config
 from ai_service.errors import InvalidRequest, status_for
 from ai_service.metrics import AiMetrics
 from ai_service.provider import Finish, OpenAIProvider, Role, Turn
-from ai_service.regenerated import Answer, SentChunks
+from ai_service.regenerated import Call, SentChunks
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def turns_from_proto(turns: Sequence[ai_pb2.ChatTurn]) -> list[Turn]:
     return converted
 
 
-def _responses(batch: Iterable[str | Finish], sent: Answer) -> Iterable[ai_pb2.GenerateResponse]:
+def _responses(batch: Iterable[str | Finish], sent: Call) -> Iterable[ai_pb2.GenerateResponse]:
     """One delta for the batch's text chunks (if any), then the finish if the batch ends with it.
     Chunks are recorded in `sent` as they are handed to gRPC."""
     texts = [item for item in batch if isinstance(item, str)]

@@ -9,6 +9,8 @@ any path (`/metrics` by convention).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -86,6 +88,9 @@ class GrpcMetrics(grpc.aio.ServerInterceptor):
             async def writer(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
                 try:
                     await behavior(request, context)
+                except asyncio.CancelledError:
+                    self.requests.labels(method, "CANCELLED").inc()  # the caller went away
+                    raise
                 except BaseException:
                     self._count(method, context, failed=True)
                     raise
@@ -97,8 +102,13 @@ class GrpcMetrics(grpc.aio.ServerInterceptor):
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             try:
-                async for reply in behavior(request, context):
-                    yield reply
+                # aclosing: the handler's own `finally` (unsubscribe) runs when we are closed.
+                async with contextlib.aclosing(behavior(request, context)) as replies:
+                    async for reply in replies:
+                        yield reply
+            except (asyncio.CancelledError, GeneratorExit):
+                self.requests.labels(method, "CANCELLED").inc()  # the caller went away
+                raise
             except BaseException:
                 self._count(method, context, failed=True)
                 raise

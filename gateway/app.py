@@ -107,7 +107,10 @@ def create_app(
     app.router.add_get("/api/chat/session/{session_id}/messages", rest.list_messages)
     app.router.add_post("/api/chat/session/{session_id}/messages", rest.post_message)
     app.router.add_post("/api/chat/session/{session_id}/cancel", rest.cancel_answer)
-    app.router.add_get("/api/chat/session/{session_id}/events", EventStreams(client).stream)
+    app.router.add_get(
+        "/api/chat/session/{session_id}/events",
+        EventStreams(client, cfg.sse_heartbeat_ms / 1000).stream,
+    )
     app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
     return app
 

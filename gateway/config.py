@@ -34,6 +34,9 @@ class Config:
     """WS_SEND_QUEUE: frames one socket may have waiting; beyond it the socket is closed (1013)."""
     log_level: str
     """LOG_LEVEL: threshold of the JSON logs."""
+    sse_heartbeat_ms: int = 15_000
+    """SSE_HEARTBEAT_MS: a comment line on an idle event stream this often (keeps proxies open
+    and finds clients that left)."""
     web_dir: Path = DEFAULT_WEB_DIR
     """WEB_DIR: the web page's files (index.html, app.css, app.js built by `make web`)."""
 
@@ -50,6 +53,7 @@ class Config:
             ws_max_message_bytes=env_int(environ, "WS_MAX_MESSAGE_BYTES", MIB, minimum=1),
             http_max_body_bytes=env_int(environ, "HTTP_MAX_BODY_BYTES", 4 * MIB, minimum=1),
             ws_send_queue=env_int(environ, "WS_SEND_QUEUE", 1024, minimum=1),
+            sse_heartbeat_ms=env_int(environ, "SSE_HEARTBEAT_MS", 15_000, minimum=10),
             web_dir=Path(env_str(environ, "WEB_DIR", str(DEFAULT_WEB_DIR))),
             log_level=log_level,
         )

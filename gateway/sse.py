@@ -78,8 +78,9 @@ def encode(event: session_pb2.SessionEvent, cursor: Cursor | None) -> bytes:
 
 
 class EventStreams:
-    def __init__(self, client: SessionClient) -> None:
+    def __init__(self, client: SessionClient, heartbeat_s: float = HEARTBEAT_S) -> None:
         self._client = client
+        self._heartbeat_s = heartbeat_s
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
@@ -87,7 +88,11 @@ class EventStreams:
         events = self._client.subscribe_raw(session_id, cursor)
         # The first event is awaited before the response starts, so a bad session id or an
         # unavailable service is an HTTP error with a JSON body, not an empty stream.
-        first = await anext(events)
+        try:
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -95,16 +100,18 @@ class EventStreams:
                 "X-Accel-Buffering": "no",
             }
         )
-        await response.prepare(request)
-        await response.write(f"retry: {RETRY_MS}\n\n".encode())
         try:
+            await response.prepare(request)
+            await response.write(f"retry: {RETRY_MS}\n\n".encode())
             cursor = advance(cursor, first)
             await response.write(encode(first, cursor))
             await self._relay(session_id, events, cursor, response)
         except (ConnectionResetError, asyncio.CancelledError):
-            pass  # the client went away
+            logger.info("event stream left by the client", extra={"session_id": session_id})
         except UpstreamError as exc:
             logger.info("event stream ended: %s", exc, extra={"session_id": session_id})
+        finally:
+            await events.aclose()  # a no-op when _relay closed it already
         return response
 
     async def _relay(
@@ -120,7 +127,7 @@ class EventStreams:
             try:
                 async with contextlib.aclosing(events):
                     while True:
-                        event = await _next_or_heartbeat(events, response)
+                        event = await _next_or_heartbeat(events, response, self._heartbeat_s)
                         cursor = advance(cursor, event)
                         await response.write(encode(event, cursor))
                         attempts = 0
@@ -134,16 +141,21 @@ class EventStreams:
             events = self._client.subscribe_raw(session_id, cursor)
 
 
-async def _next_or_heartbeat(events: Events, response: web.StreamResponse) -> SessionEvent:
-    """The next event; a comment line goes out every HEARTBEAT_S while none comes. The pending
-    read is never cancelled (that would end the upstream stream)."""
+async def _next_or_heartbeat(
+    events: Events, response: web.StreamResponse, heartbeat_s: float
+) -> SessionEvent:
+    """The next event; a comment line goes out every `heartbeat_s` while none comes. The pending
+    read is never cancelled while the client is there (that would end the upstream stream)."""
     following = asyncio.ensure_future(anext(events))
     try:
         while True:
-            done, _ = await asyncio.wait({following}, timeout=HEARTBEAT_S)
+            done, _ = await asyncio.wait({following}, timeout=heartbeat_s)
             if done:
                 return following.result()
             await response.write(b": keep-alive\n\n")
     finally:
         if not following.done():
+            # Wait for the cancelled read to finish, so the stream can be closed after it.
             following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await following

@@ -3,6 +3,7 @@ the admin calls: what this pod holds, and drain it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,13 +25,12 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         registry: Registry,
         draining: Callable[[], bool],
         drain: Callable[[], Awaitable[None]],
-        handoff_timeout_s: float,
     ) -> None:
         self._membership = membership
         self._registry = registry
         self._draining = draining
         self._drain = drain
-        self._handoff_timeout_s = handoff_timeout_s
+        self._drain_task: asyncio.Task[None] | None = None
 
     async def GetPodStatus(
         self,
@@ -62,14 +62,17 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         except InvalidArgument as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         actor = self._registry.local(request.session_id)
-        if actor is not None:
-            await actor.hand_off(self._handoff_timeout_s)
+        if actor is not None and not actor.moving:
+            # Shielded: a caller giving up must not leave the session refusing writes.
+            await asyncio.shield(self._registry.hand_off(actor))
         return cluster_pb2.HandOffResponse(pod_id=self._membership.pod_id, held=actor is not None)
 
     async def Drain(
         self, request: cluster_pb2.DrainRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.DrainResponse:
-        await self._drain()
+        if self._drain_task is None:  # one drain, however many callers; it outlives them
+            self._drain_task = asyncio.ensure_future(self._drain())
+        await asyncio.shield(self._drain_task)
         remaining = sum(1 for a in self._registry.actors() if not a.closed)
         return cluster_pb2.DrainResponse(
             pod_id=self._membership.pod_id, remaining_sessions=remaining

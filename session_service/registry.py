@@ -69,17 +69,20 @@ class Registry:
         self._activating: dict[str, asyncio.Task[SessionActor]] = {}
         self._handoffs: set[asyncio.Task[None]] = set()
         self._metrics = metrics or SessionMetrics()
-        self._metrics.watch(
-            lambda: len(self._actors),
-            lambda: sum(len(a.session.subscribers) for a in self._actors.values()),
-            lambda: max(
-                (s.pending for a in self._actors.values() for s in a.session.subscribers),
-                default=0,
-            ),
-        )
+        self._metrics.watch(lambda: len(self._actors), self._subscribers, self._deepest_queue)
         self._ring: HashRing | None = None
         """The ring as of the last membership change; None until the first one."""
         self.activations = 0
+
+    # Gauges read these from the metrics server's thread: each copies the loop's containers
+    # with one C-level call (atomic under the GIL) before iterating the copy.
+
+    def _subscribers(self) -> int:
+        return sum(len(a.session.subscribers) for a in list(self._actors.values()))
+
+    def _deepest_queue(self) -> int:
+        actors = list(self._actors.values())
+        return max((s.pending for a in actors for s in list(a.session.subscribers)), default=0)
 
     def __len__(self) -> int:
         return len(self._actors)
@@ -190,9 +193,15 @@ class Registry:
             except EmptyRing:
                 owner = ""
             if owner != self.pod_id and not actor.moving:
-                task = asyncio.create_task(actor.hand_off(self._handoff_timeout_s))
-                self._handoffs.add(task)
-                task.add_done_callback(self._handoffs.discard)
+                self.hand_off(actor)
+
+    def hand_off(self, actor: SessionActor) -> asyncio.Task[None]:
+        """Starts handing one session off this pod; the task is kept until it ends, so a caller
+        that stops waiting (a cancelled RPC) never leaves the session half moved."""
+        task = asyncio.create_task(actor.hand_off(self._handoff_timeout_s))
+        self._handoffs.add(task)
+        task.add_done_callback(self._handoffs.discard)
+        return task
 
     async def handoffs_done(self) -> None:
         """Waits for every hand-off in progress."""

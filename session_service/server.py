@@ -96,7 +96,6 @@ class SessionServer:
                 self.registry,
                 lambda: self._draining,
                 self.drain,
-                cfg.handoff_timeout_ms / 1000,
             ),
             self.server,
         )

@@ -111,13 +111,17 @@ class Stack:
         self.pod_addrs[pod_id] = f"127.0.0.1:{free_port()}"
         return self.pod_addrs[pod_id]
 
-    def start_gateway(self, session_addrs: str = "") -> Process:
+    def start_gateway(self, session_addrs: str = "", **extra_env: str) -> Process:
         port = free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
         self.gateway = python_module(
             "gateway",
             "gateway",
-            {"GATEWAY_PORT": str(port), "SESSION_SERVICE_ADDR": session_addrs or self.session_addr},
+            {
+                "GATEWAY_PORT": str(port),
+                "SESSION_SERVICE_ADDR": session_addrs or self.session_addr,
+                **extra_env,
+            },
             self.workdir,
         )
         self.gateway.start()

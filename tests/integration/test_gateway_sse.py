@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.helpers import eventually
 from tests.integration.test_gateway_streaming import expected_answer, slow_stack  # noqa: F401
 from tests.stack import Stack
 
@@ -93,3 +94,20 @@ async def test_a_bad_session_id_is_a_400_before_the_stream_starts(
     url = f"{slow_stack.gateway_url}/api/chat/session/bad%20id/events"
     async with aiohttp.ClientSession() as http, http.get(url) as reply:
         assert reply.status == 400
+
+
+async def test_a_client_leaving_an_idle_stream_is_noticed_at_the_next_heartbeat(
+    own_stack: Stack, session_id: str
+) -> None:
+    own_stack.start_redis()
+    own_stack.start_session()
+    own_stack.start_gateway(SSE_HEARTBEAT_MS="100")
+    url = events_url(own_stack, session_id, after=0)
+    async with aiohttp.ClientSession() as http, http.get(url) as reply:
+        async for event in sse_events(reply):
+            assert event["event"] == "caught_up"
+            break  # leave the idle stream
+    assert own_stack.gateway is not None
+    log = own_stack.gateway.log_path
+    eventually(lambda: "event stream left by the client" in log.read_text())
+    assert "unhandled error" not in log.read_text()

@@ -12,11 +12,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from durablechat.v1 import session_pb2
 from tests.grpc_client import SessionClient, events_until
-from tests.helpers import free_port
+from tests.helpers import eventually, free_port
 from tests.stack import Stack
 
 SEND_PROMPT = "/durablechat.v1.SessionService/SendPrompt"
 GET_SESSION = "/durablechat.v1.SessionService/GetSession"
+SUBSCRIBE = "/durablechat.v1.SessionService/Subscribe"
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -91,3 +92,19 @@ async def test_calls_answers_and_sockets_are_counted(metered, session_id) -> Non
     route = "/api/chat/session/{session_id}"
     assert value(gateway, "dc_gateway_http_requests_total", route=route, method="GET", status="200")
     assert not any("bad id" in str(labels) for _, labels in session)
+    # Subscribes the callers cancelled (this test's, the gateway hub's when its socket closed)
+    # count as CANCELLED, not as server errors.
+    eventually(
+        lambda: (
+            value(
+                scrape(urls["session"]),
+                "dc_grpc_requests_total",
+                method=SUBSCRIBE,
+                code="CANCELLED",
+            )
+            >= 1
+        )
+    )
+    assert not value(
+        scrape(urls["session"]), "dc_grpc_requests_total", method=SUBSCRIBE, code="UNKNOWN"
+    )

@@ -53,3 +53,13 @@ def test_an_empty_request_id_is_not_remembered() -> None:
     sent = SentChunks()
     send(sent.start("", 0), "a")
     assert sent.start("", 0).regenerated == 0
+
+
+def test_a_superseded_call_stops_recording_so_nothing_is_counted_twice() -> None:
+    sent = SentChunks()
+    old = sent.start("s:1", 0)
+    send(old, "a", "b")
+    new = sent.start("s:1", 1)  # a new owner continues after "a"; the old one is paused
+    send(old, "c", "d")  # the old call wakes and keeps streaming: ignored
+    send(new, "b", "c")
+    assert sent.start("s:1", 3).regenerated == 1  # only "b" of the old call was lost

@@ -21,6 +21,8 @@ import grpc
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+MAX_RESUMES = 10
+"""Resubscriptions in a row with no event between them before `prompt` gives up (~15 s)."""
 ROLES = {
     "user": common_pb2.ROLE_USER,
     "assistant": common_pb2.ROLE_ASSISTANT,
@@ -200,9 +202,11 @@ class ChatSessionClient:
             sent = await self._retrying(
                 lambda: self._stub.SendPrompt(request, timeout=self._timeout_s)
             )
+            broken = 0
             while True:
                 try:
                     async for reply in stream:
+                        broken = 0
                         event = reply.event
                         kind = event.WhichOneof("kind")
                         cursor = _advance(cursor, event)
@@ -220,8 +224,11 @@ class ChatSessionClient:
                 # The stream broke or ended before the answer did: resume from the cursor.
                 if cursor is None:
                     raise RuntimeError("the stream ended before it caught up")
+                broken += 1
+                if broken > MAX_RESUMES:
+                    raise RuntimeError(f"the answer's stream broke {broken} times in a row")
                 stream.cancel()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(min(2.0, 0.1 * 2**broken))
                 stream = self._stub.Subscribe(
                     session_pb2.SubscribeRequest(
                         session_id=self.session_id, after_seq=cursor[0], after_offset=cursor[1]

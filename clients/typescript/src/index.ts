@@ -79,7 +79,9 @@ export class ChatSessionClient {
     const stop = new AbortController();
     let cursor: { seq: bigint; offset: number } | null = null;
     let answerSeq = -1n;
-    let sent: Promise<unknown> | null = null;
+    let sendError: unknown = null;
+    // One id for every attempt: a resent prompt returns the first turn, never a second answer.
+    const prompt = { sessionId: this.sessionId, content, user, clientMessageId: crypto.randomUUID() };
     try {
       for (let attempt = 0; ; attempt++) {
         try {
@@ -90,12 +92,14 @@ export class ChatSessionClient {
             const event = reply.event as SessionEvent;
             cursor = advance(cursor, event);
             const kind = event.kind;
-            if (kind.case === "caughtUp" && sent === null) {
-              // Subscribed from now: nothing of the answer can slip past.
-              sent = retrying(() =>
-                this.api.sendPrompt({ sessionId: this.sessionId, content, user, clientMessageId: crypto.randomUUID() }),
-              ).then((r) => { answerSeq = r.answerSeq; });
-              await sent;
+            if (kind.case === "caughtUp" && answerSeq < 0n) {
+              // Subscribed (from now, or resumed): nothing of the answer can slip past.
+              try {
+                answerSeq = (await retrying(() => this.api.sendPrompt(prompt))).answerSeq;
+              } catch (err) {
+                sendError = err; // not resubscribed: the prompt itself failed
+                throw err;
+              }
             } else if (kind.case === "answerDelta" && event.seq === answerSeq) {
               onText(kind.value.text);
             } else if (kind.case === "answerEnded" && kind.value.message?.answerSeq === answerSeq) {
@@ -105,7 +109,7 @@ export class ChatSessionClient {
           }
         } catch (err) {
           const e = ConnectError.from(err);
-          if (!RETRYABLE.has(e.code) || cursor === null || attempt > 20) throw e;
+          if (sendError !== null || !RETRYABLE.has(e.code) || cursor === null || attempt > 20) throw e;
         }
         await new Promise((r) => setTimeout(r, 100));
       }
