@@ -6,6 +6,7 @@
     durablechat drain POD            the pod leaves the ring and hands its sessions over
     durablechat move SESSION         the pod holding a session hands it off (reload / rebalance)
     durablechat tail SESSION         the session's events as JSON lines, live (Ctrl-C stops)
+    durablechat token --user U       a token for U (AUTH_MODE=jwt; HS256 secret file)
 
 Exit status 0 on success, 1 when a call fails (the gRPC status is printed), 2 on bad usage.
 """
@@ -17,12 +18,14 @@ import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import grpc
 from google.protobuf import json_format
 
+from common.auth import mint
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
 
@@ -171,6 +174,21 @@ def move(addr: str, session_id: str) -> None:
         f"{session_id} handed off from {', '.join(moved)}; the next call activates it on "
         f"{preferred}"
     )
+
+
+@main.command(help="Mint a token for USER with the HS256 secret the pods use (AUTH_MODE=jwt).")
+@click.option("--user", required=True, help="the token's sub claim")
+@click.option("--ttl", type=int, default=3600, show_default=True, help="seconds it is valid")
+@click.option(
+    "--secret-file",
+    envvar="AUTH_SECRET_FILE",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="the pods' AUTH_SECRET_FILE",
+)
+def token(user: str, ttl: int, secret_file: str) -> None:
+    secret = Path(secret_file).read_bytes().strip()
+    click.echo(mint(secret, user, ttl))
 
 
 @main.command(help="Print a session's events as JSON lines, from --after (default: now).")

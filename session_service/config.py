@@ -6,8 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from common.auth import AuthConfig
 from common.config import ConfigError, env_bool, env_int, env_str
 from session_service.limits import Limits
+
+
+def _auth(environ: Mapping[str, str]) -> AuthConfig:
+    try:
+        return AuthConfig.from_env(environ)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class Config:
     """HEALTH_PROBE_MS: how often Redis is pinged to keep the health status true."""
     log_level: str = "INFO"
     limits: Limits = field(default_factory=Limits)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """AUTH_MODE, AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE (common/auth.py)."""
 
     def __post_init__(self) -> None:
         if self.lease_margin_ms * 2 > self.lease_ttl_ms:
@@ -79,6 +89,7 @@ class Config:
             session_idle_ms=env_int(environ, "SESSION_IDLE_MS", d.session_idle_ms, minimum=1),
             health_probe_ms=env_int(environ, "HEALTH_PROBE_MS", d.health_probe_ms, minimum=10),
             log_level=env_str(environ, "LOG_LEVEL", d.log_level),
+            auth=_auth(environ),
             limits=Limits(
                 max_content_bytes=env_int(
                     environ, "MAX_CONTENT_BYTES", dl.max_content_bytes, minimum=1

@@ -49,6 +49,12 @@ class SessionClosed(SessionError):
     retry_safe = True
 
 
+class Unauthenticated(SessionError):
+    """The call carries no acceptable token (AUTH_MODE=jwt)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class NotOwner(SessionError):
     """Another pod owns the session and the call may not be forwarded again: UNAVAILABLE,
     retry-safe, with the owner's address in trailing metadata `dc-owner` when known."""

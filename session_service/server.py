@@ -16,6 +16,7 @@ import grpc
 from prometheus_client import CollectorRegistry
 
 from common import tracing
+from common.auth import Verifier
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.metrics import GrpcMetrics, serve_metrics
 from common.ring import HashRing
@@ -87,7 +88,14 @@ class SessionServer:
             interceptors=[*tracing.server_interceptors(), GrpcMetrics(self.metrics_registry)],
         )
         session_pb2_grpc.add_SessionServiceServicer_to_server(
-            SessionServicer(self.registry, self.router, self.peers, cfg.limits, self.store.usage),
+            SessionServicer(
+                self.registry,
+                self.router,
+                self.peers,
+                cfg.limits,
+                self.store.usage,
+                Verifier(cfg.auth),
+            ),
             self.server,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(

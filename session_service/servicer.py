@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
+from common.auth import AuthConfig, AuthError, Verifier
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 from session_service import convert, validate
 from session_service.actor import SessionActor
@@ -22,6 +23,7 @@ from session_service.errors import (
     OutcomeUnknown,
     SessionClosed,
     SessionError,
+    Unauthenticated,
     status_for,
     trailers_for,
 )
@@ -33,6 +35,8 @@ from session_service.routing import HOPS_KEY, Forward, Router
 from session_service.usage_store import UsageStore
 
 logger = logging.getLogger(__name__)
+
+AUTHORIZATION = "authorization"
 
 T = TypeVar("T")
 EOF = grpc.aio.EOF
@@ -87,13 +91,32 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     """Thin transport layer over this pod's owners and its peers."""
 
     def __init__(
-        self, registry: Registry, router: Router, peers: Peers, limits: Limits, usage: UsageStore
+        self,
+        registry: Registry,
+        router: Router,
+        peers: Peers,
+        limits: Limits,
+        usage: UsageStore,
+        verifier: Verifier | None = None,
     ) -> None:
         self._registry = registry
         self._router = router
         self._peers = peers
         self._limits = limits
         self._usage = usage
+        self._verifier = verifier or Verifier(AuthConfig())
+
+    def _identify(self, context: Context) -> tuple[tuple[str, str], ...]:
+        """Checks the caller's token (common/auth.py); returns the metadata that carries it on
+        to a peer when the call is forwarded. Raises Unauthenticated."""
+        value = next(
+            (str(v) for k, v in context.invocation_metadata() or () if k == AUTHORIZATION), ""
+        )
+        try:
+            self._verifier.user(value)
+        except AuthError as exc:
+            raise Unauthenticated(str(exc)) from exc
+        return ((AUTHORIZATION, value),) if value else ()
 
     async def _unary(
         self,
@@ -104,6 +127,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     ) -> T:
         """Validates (`prepare` raises on bad input), then serves here or forwards."""
         try:
+            auth = self._identify(context)
             sid = _checked(request)
             local = prepare()
             hops = _hops(context)
@@ -117,19 +141,25 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     except SessionClosed:
                         continue  # passivated or handed off meanwhile: route again
                 self._router.check_hops(hops, target)
-                return cast(T, await self._forward(method, request, context, target, hops))
+                return cast(T, await self._forward(method, request, context, target, hops, auth))
             raise Moving("the session is moving between pods; retry")
         except Exception as exc:
             await _abort(context, exc)
             raise  # unreachable: abort raises
 
     async def _forward(
-        self, method: str, request: Any, context: Context, target: Forward, hops: int
+        self,
+        method: str,
+        request: Any,
+        context: Context,
+        target: Forward,
+        hops: int,
+        auth: tuple[tuple[str, str], ...],
     ) -> Any:
         remaining = context.time_remaining()
         call = getattr(self._peers.stub(target.address), method)(
             request,
-            metadata=((HOPS_KEY, str(hops + 1)),),
+            metadata=((HOPS_KEY, str(hops + 1)), *auth),
             timeout=remaining if remaining is not None else FORWARD_TIMEOUT_S,
         )
         return await self._unless_gone(call, target, write=method in WRITE_METHODS)
@@ -285,6 +315,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.GetUserUsageRequest, context: Context
     ) -> session_pb2.GetUserUsageResponse:
         try:
+            self._identify(context)
             user = validate.name(request.user, "user")
             if not user:
                 raise InvalidArgument("user must not be empty")
@@ -305,6 +336,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
         try:
+            auth = self._identify(context)
             sid = _checked(request)
             hops = _hops(context)
             target = self._router.target(sid)
@@ -320,7 +352,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             if target is not None:
                 self._router.check_hops(hops, target)
                 call: Any = self._peers.stub(target.address).Subscribe(
-                    request, metadata=((HOPS_KEY, str(hops + 1)),)
+                    request, metadata=((HOPS_KEY, str(hops + 1)), *auth)
                 )
                 try:
                     while (

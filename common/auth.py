@@ -1,0 +1,105 @@
+"""Who is calling: signed tokens (JWT, PyJWT), verified the same way by every service.
+
+The first slice of access control (docs/security-plan.md): identity only. With `AUTH_MODE=jwt`
+a call must carry `authorization: Bearer <token>`; a missing, malformed, forged, expired or
+`alg=none` token is refused before anything is read or stored. The verified `sub` claim is the
+caller. `AUTH_MODE=off` (the default until authorisation lands) accepts every call, as before.
+
+Keys: `AUTH_SECRET_FILE` (HS256; `durablechat token` mints with it) or `AUTH_PUBLIC_KEY_FILE`
+(RS256, verify only). The accepted algorithm is fixed by which key is configured, never taken
+from the token.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+MODES = ("off", "jwt")
+BEARER = "bearer "
+LEEWAY_S = 5
+"""Clock skew tolerated on `exp` and `nbf`."""
+
+
+class AuthError(Exception):
+    """The call has no acceptable identity; the message says why (never the token)."""
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    mode: str = "off"
+    """AUTH_MODE: off | jwt."""
+    secret: bytes = b""
+    """From AUTH_SECRET_FILE: the HS256 key."""
+    public_key: str = ""
+    """From AUTH_PUBLIC_KEY_FILE: an RS256 public key (PEM)."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> AuthConfig:
+        mode = environ.get("AUTH_MODE", "off")
+        if mode not in MODES:
+            raise ValueError(f"AUTH_MODE must be one of {MODES}, got {mode!r}")
+        secret_file = environ.get("AUTH_SECRET_FILE", "")
+        key_file = environ.get("AUTH_PUBLIC_KEY_FILE", "")
+        secret = Path(secret_file).read_bytes().strip() if secret_file else b""
+        public_key = Path(key_file).read_text() if key_file else ""
+        if mode == "jwt" and not (secret or public_key):
+            raise ValueError("AUTH_MODE=jwt needs AUTH_SECRET_FILE or AUTH_PUBLIC_KEY_FILE")
+        return cls(mode, secret, public_key)
+
+
+class Verifier:
+    """Turns the `authorization` value of a call into its user, or raises AuthError."""
+
+    def __init__(self, cfg: AuthConfig) -> None:
+        self.required = cfg.mode == "jwt"
+        if cfg.public_key:
+            self._key: str | bytes = cfg.public_key
+            self._algorithms = ["RS256"]
+        else:
+            self._key = cfg.secret
+            self._algorithms = ["HS256"]
+
+    def user(self, authorization: str | None) -> str:
+        """The caller's user id; "" when auth is off and no token was sent."""
+        if not authorization:
+            if self.required:
+                raise AuthError("this call needs `authorization: Bearer <token>`")
+            return ""
+        if not authorization.lower().startswith(BEARER):
+            raise AuthError("authorization must be `Bearer <token>`")
+        token = authorization[len(BEARER) :].strip()
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                options={"require": ["sub", "exp"]},
+                leeway=LEEWAY_S,
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("the token has expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(f"the token is not valid: {exc}") from exc
+        user = claims["sub"]
+        if not isinstance(user, str) or not user:
+            raise AuthError("the token's sub must be a non-empty string")
+        return user
+
+
+def new_secret() -> bytes:
+    """A fresh HS256 key (256 bits), hex-encoded so it can live in a text file."""
+    return secrets.token_hex(32).encode()
+
+
+def mint(secret: bytes, user: str, ttl_s: int, now: float | None = None) -> str:
+    """An HS256 token for `user`, valid for `ttl_s` seconds."""
+    issued = int(now if now is not None else time.time())
+    claims = {"sub": user, "iat": issued, "exp": issued + ttl_s}
+    return jwt.encode(claims, secret, algorithm="HS256")
