@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from tests.edge import Edge, running_edge
 from tests.helpers import ROOT
@@ -61,6 +61,14 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+async def open_tab(context: BrowserContext, url: str) -> Page:
+    """A new tab on `url`, once its stream is connected."""
+    page = await context.new_page()
+    await page.goto(url)
+    await expect(page.locator("#status")).to_have_text("connected")
+    return page
+
+
 async def send(page: Page, text: str) -> None:
     await page.fill("#prompt", text)
     await page.click("#send")
@@ -71,9 +79,7 @@ async def test_chat_streams_and_stays_identical_across_tabs_reloads_and_links(
 ) -> None:
     context = await browser.new_context(viewport={"width": 1100, "height": 720})
     thread = f"web-{uuid.uuid4().hex[:10]}"
-    first = await context.new_page()
-    await first.goto(f"{site}/#t={thread}")
-    await expect(first.locator("#status")).to_have_text("connected")
+    first = await open_tab(context, f"{site}/#t={thread}")
     await expect(first.locator("#thread-id")).to_have_text(thread)
 
     await send(first, "hello tokens=40")
@@ -108,12 +114,8 @@ async def test_chat_streams_and_stays_identical_across_tabs_reloads_and_links(
 async def test_cancel_stops_the_answer_in_every_tab(site: str, browser: Browser) -> None:
     context = await browser.new_context(viewport={"width": 1100, "height": 720})
     thread = f"web-{uuid.uuid4().hex[:10]}"
-    page = await context.new_page()
-    await page.goto(f"{site}/#t={thread}")
-    await expect(page.locator("#status")).to_have_text("connected")
-    watcher = await context.new_page()
-    await watcher.goto(f"{site}/#t={thread}")
-    await expect(watcher.locator("#status")).to_have_text("connected")
+    page = await open_tab(context, f"{site}/#t={thread}")
+    watcher = await open_tab(context, f"{site}/#t={thread}")
 
     await send(page, "a long one tokens=1000")
     streaming = page.locator(".bubble.assistant.streaming .text")
@@ -134,9 +136,7 @@ async def test_a_page_that_loses_its_connection_resumes_without_gaps_or_duplicat
 ) -> None:
     site = served.url
     context = await browser.new_context(viewport={"width": 1100, "height": 720})
-    page = await context.new_page()
-    await page.goto(f"{site}/#t=web-{uuid.uuid4().hex[:10]}")
-    await expect(page.locator("#status")).to_have_text("connected")
+    page = await open_tab(context, f"{site}/#t=web-{uuid.uuid4().hex[:10]}")
     await send(page, "through a drop tokens=400")
     streaming = page.locator(".bubble.assistant.streaming .text")
     await expect(streaming).to_contain_text("tok20", timeout=20_000)
