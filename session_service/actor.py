@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from session_service import access
+from session_service.access import ANONYMOUS, Caller
 from session_service.answering import Answering, AnswerSource
 from session_service.errors import (
     Conflict,
@@ -33,11 +35,14 @@ from session_service.errors import (
 )
 from session_service.events import (
     AnswerStarted,
+    CaughtUp,
     Event,
     Message,
     MessageAppended,
+    PresenceChanged,
     StateChanged,
     encode_answer_start,
+    encode_grant,
     encode_message,
     encode_state,
     now_ms,
@@ -45,6 +50,7 @@ from session_service.events import (
 from session_service.limits import Limits
 from session_service.merge_patch import apply_patch, dump_json
 from session_service.metrics import SessionMetrics
+from session_service.room_ops import RoomOps
 from session_service.session import Session
 from session_service.store import Appended, Store
 from session_service.subscriber import Subscriber
@@ -52,7 +58,7 @@ from session_service.subscriber import Subscriber
 logger = logging.getLogger(__name__)
 
 
-class SessionActor(Answering):
+class SessionActor(Answering, RoomOps):
     """Owns `session` while open. Only this object writes the session's keys on this pod."""
 
     def __init__(
@@ -80,6 +86,7 @@ class SessionActor(Answering):
         self.lease_deadline = float("inf")
         """Monotonic time after which this pod must consider its lease gone."""
         self.last_used = time.monotonic()
+        self._online: tuple[str, ...] = ()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -188,17 +195,27 @@ class SessionActor(Answering):
 
     # -- operations ----------------------------------------------------------------------------
 
-    def read(self) -> Session:
+    def read(self, caller: Caller = ANONYMOUS, need: str = access.READ) -> Session:
         """The session for a read; reads need no lock (they see acknowledged events only)."""
         self._check_open()
+        access.require(self.session, caller, need)
         return self.session
 
+    async def _authorize_write(self, caller: Caller) -> str:
+        """Checks a write by `caller` (the lock is held); claims an unowned session for them
+        first. Returns the user to store with the write."""
+        access.require(self.session, caller, access.WRITE)
+        if access.claims(self.session, caller):
+            await self._store_access(encode_grant(caller.user, access.OWNER, caller.user, now_ms()))
+        return caller.user if caller.enforced else ""
+
     async def append_message(
-        self, role: str, content: str, user: str, client_id: str
+        self, role: str, content: str, user: str, client_id: str, caller: Caller = ANONYMOUS
     ) -> tuple[Message, bool]:
         async with self._lock:
             self._check_writable()
             s = self.session
+            user = await self._authorize_write(caller) or user
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
             ts = now_ms()
@@ -214,12 +231,17 @@ class SessionActor(Answering):
             return event.message, False
 
     async def update_state(
-        self, patch: dict[str, Any], patch_json: str, expected_version: int | None
+        self,
+        patch: dict[str, Any],
+        patch_json: str,
+        expected_version: int | None,
+        caller: Caller = ANONYMOUS,
     ) -> tuple[int, int]:
         """Applies a merge patch; returns (version, seq)."""
         async with self._lock:
             self._check_writable()
             s = self.session
+            user = await self._authorize_write(caller)
             if expected_version is not None and expected_version != s.version:
                 raise Conflict(f"expected version {expected_version}, session is at {s.version}")
             new_state = apply_patch(s.state, patch)
@@ -233,24 +255,25 @@ class SessionActor(Answering):
             ts = now_ms()
             version = s.version + 1
             result = await self._write(
-                [encode_state(patch_json, version, ts)],
+                [encode_state(patch_json, version, ts, user)],
                 expected_version=expected_version,
                 version_increment=1,
             )
-            event = StateChanged(result.first_seq, ts, patch_json, version)
+            event = StateChanged(result.first_seq, ts, patch_json, version, user)
             s.apply(event, new_state)
             s.state_size = size
             self._publish(event)
             return version, event.seq
 
     async def send_prompt(
-        self, content: str, user: str, client_id: str
+        self, content: str, user: str, client_id: str, caller: Caller = ANONYMOUS
     ) -> tuple[Message, int, bool]:
         """Stores the user message and the answer's start in one script; returns
         (user message, answer seq, duplicate)."""
         async with self._lock:
             self._check_writable()
             s = self.session
+            user = await self._authorize_write(caller) or user
             if client_id in s.client_ids:
                 seq = s.client_ids[client_id]
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
@@ -277,14 +300,25 @@ class SessionActor(Answering):
             self._start_worker()
             return message, started.seq, False
 
-    def subscribe(self, after_seq: int | None, after_offset: int) -> tuple[Subscriber, list[Event]]:
+    def subscribe(
+        self, after_seq: int | None, after_offset: int, caller: Caller = ANONYMOUS
+    ) -> tuple[Subscriber, list[Event]]:
         """Registers a subscriber and returns what it missed; nothing can fall in between."""
-        self._check_open()
-        subscriber = Subscriber(self._limits.subscriber_queue)
+        self.read(caller)
+        subscriber = Subscriber(self._limits.subscriber_queue, caller.user)
         replay = self.session.replay(after_seq, after_offset)
         self.session.subscribers.add(subscriber)
+        if subscriber.user:
+            before = self._online
+            self._presence_changed()  # queued for every subscriber, this one after its replay
+            if self._online == before:  # nothing broadcast: tell the newcomer alone
+                caught_up = replay[-1]
+                assert isinstance(caught_up, CaughtUp)
+                replay.append(PresenceChanged(caught_up.seq, caught_up.offset, before))
         return subscriber, replay
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self.session.subscribers.discard(subscriber)
         self.last_used = time.monotonic()
+        if subscriber.user:
+            self._presence_changed()

@@ -13,6 +13,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
+from session_service import access
+from session_service.access import ANONYMOUS, Caller
 from session_service.answer_batches import batches
 from session_service.context import trim
 from session_service.errors import (
@@ -266,9 +268,12 @@ class Answering:
             return None
         return following.result()
 
-    async def cancel_answer(self, answer_seq: int) -> tuple[int, bool]:
-        """Cancels an open answer (0: the streaming one); returns once its end is stored."""
+    async def cancel_answer(self, answer_seq: int, caller: Caller = ANONYMOUS) -> tuple[int, bool]:
+        """Cancels an open answer (0: the streaming one); returns once its end is stored.
+        The caller is stored with the end, for the audit log."""
         self._check_writable()
+        access.require(self.session, caller, access.WRITE)
+        by = caller.user
         s = self.session
         answer = next((a for a in s.open_answers if answer_seq in (0, a.seq)), None)
         if answer is None:
@@ -280,6 +285,8 @@ class Answering:
             raise InvalidArgument(
                 "no answer is streaming" if not answer_seq else f"no answer at seq {answer_seq}"
             )
+        if not answer.cancel.is_set():
+            answer.cancelled_by = by
         answer.cancel.set()
         if answer is not s.open_answers[0]:  # queued: nobody streams it, end it here
             async with self._lock:
@@ -295,14 +302,15 @@ class Answering:
         ts = now_ms()
         content = "".join(answer.batches)
         usage = (answer.usage[0], answer.usage[1], answer.usage[2])
+        by = answer.cancelled_by if status == CANCELLED else ""
         result = await self._write(
-            [encode_answer_end(answer.seq, content, status, error, ts, usage)],
+            [encode_answer_end(answer.seq, content, status, error, ts, usage, by)],
             ended_answer=answer.seq,
         )
         message = Message(
             result.first_seq, "assistant", content, "", ts, "", answer.seq, status, *usage
         )
-        event = AnswerEnded(result.first_seq, ts, message, error)
+        event = AnswerEnded(result.first_seq, ts, message, error, by)
         s.apply(event)
         self._publish(event)
 

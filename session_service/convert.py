@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from durablechat.v1 import common_pb2, session_pb2
+from durablechat.v1 import access_pb2, common_pb2, session_pb2
 from session_service import events
 from session_service.events import Event
 from session_service.session import Session
@@ -22,6 +22,15 @@ STATUS_TO_PROTO = {
     events.FAILED: common_pb2.ANSWER_STATUS_FAILED,
     events.CANCELLED: common_pb2.ANSWER_STATUS_CANCELLED,
 }
+
+
+ACCESS_ROLE_TO_PROTO = {
+    "": access_pb2.ACCESS_ROLE_UNSPECIFIED,
+    "owner": access_pb2.ACCESS_ROLE_OWNER,
+    "member": access_pb2.ACCESS_ROLE_MEMBER,
+    "viewer": access_pb2.ACCESS_ROLE_VIEWER,
+}
+ACCESS_ROLE_FROM_PROTO = {value: key for key, value in ACCESS_ROLE_TO_PROTO.items()}
 
 
 def timestamp(ms: int) -> Timestamp:
@@ -48,8 +57,10 @@ def message(m: events.Message) -> common_pb2.Message:
     )
 
 
-def session(s: Session, state_json: str) -> session_pb2.Session:
+def session(s: Session, state_json: str, your_role: str = "") -> session_pb2.Session:
     return session_pb2.Session(
+        owner=s.owner,
+        your_role=ACCESS_ROLE_TO_PROTO[your_role],
         session_id=s.session_id,
         state_json=state_json,
         version=s.version,
@@ -90,6 +101,17 @@ def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
         out.time.CopyFrom(timestamp(e.ts_ms))
         out.answer_ended.message.CopyFrom(message(e.message))
         out.answer_ended.error = e.error
+    elif isinstance(e, events.AccessChanged):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        changed = out.access_changed
+        changed.user, changed.by, changed.invite_id = e.user, e.by, e.invite_id
+        changed.role = ACCESS_ROLE_TO_PROTO[e.role]
+        changed.invite_revoked = e.revoked
+    elif isinstance(e, events.PresenceChanged):
+        out.seq = e.seq
+        out.offset = e.offset
+        out.presence_changed.users.extend(e.users)
     else:
         out.seq = e.seq
         out.offset = e.offset

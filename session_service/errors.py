@@ -55,6 +55,29 @@ class Unauthenticated(SessionError):
     code = grpc.StatusCode.UNAUTHENTICATED
 
 
+class NotFound(SessionError):
+    """The session does not exist or the caller may not know it does: NOT_FOUND."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class PermissionDenied(SessionError):
+    """The caller has a role in the session that does not allow this: PERMISSION_DENIED."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class RateLimited(SessionError):
+    """A rate limit or token budget is used up: RESOURCE_EXHAUSTED, with the wait in trailing
+    metadata `dc-retry-after-ms`. Nothing was done."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
 class NotOwner(SessionError):
     """Another pod owns the session and the call may not be forwarded again: UNAVAILABLE,
     retry-safe, with the owner's address in trailing metadata `dc-owner` when known."""
@@ -120,8 +143,11 @@ def trailers_for(exc: BaseException) -> tuple[tuple[str, str], ...]:
         out.append((RETRY_SAFE_KEY, "1"))
     if isinstance(exc, NotOwner) and exc.owner_address:
         out.append((OWNER_KEY, exc.owner_address))
+    if isinstance(exc, RateLimited):
+        out.append((RETRY_AFTER_KEY, str(exc.retry_after_ms)))
     return tuple(out)
 
 
 RETRY_SAFE_KEY = "dc-retry-safe"
 OWNER_KEY = "dc-owner"
+RETRY_AFTER_KEY = "dc-retry-after-ms"

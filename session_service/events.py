@@ -53,6 +53,7 @@ class StateChanged:
     ts_ms: int
     patch_json: str
     version: int
+    user: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,24 @@ class AnswerEnded:
     ts_ms: int
     message: Message
     error: str
+    cancelled_by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AccessChanged:
+    """Who may access the session changed (access.py). Three stored kinds: a grant (`user`
+    gets `role`; "" removes), an invite created (`invite_hash` is the SHA-256 of its code, never
+    the code) and an invite revoked."""
+
+    seq: int
+    ts_ms: int
+    by: str
+    user: str = ""
+    role: str = ""
+    invite_id: str = ""
+    invite_hash: str = ""
+    expires_ms: int = 0
+    revoked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +108,17 @@ class CaughtUp:
     offset: int
 
 
-LogEvent = MessageAppended | StateChanged | AnswerStarted | AnswerEnded
-Event = LogEvent | AnswerDelta | CaughtUp
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """Not a log event: the users subscribed now. `seq`/`offset` repeat the cursor."""
+
+    seq: int
+    offset: int
+    users: tuple[str, ...]
+
+
+LogEvent = MessageAppended | StateChanged | AnswerStarted | AnswerEnded | AccessChanged
+Event = LogEvent | AnswerDelta | CaughtUp | PresenceChanged
 
 
 def _encode(entry: dict[str, Any]) -> bytes:
@@ -106,9 +134,28 @@ def encode_message(role: str, content: str, user: str, ts_ms: int, client_id: st
     return _encode(entry)
 
 
-def encode_state(patch_json: str, version: int, ts_ms: int) -> bytes:
+def encode_state(patch_json: str, version: int, ts_ms: int, user: str = "") -> bytes:
     # The patch is already validated compact JSON text: splice it in rather than re-encode it.
-    return b'{"k":"s","v":%d,"t":%d,"p":%s}' % (version, ts_ms, patch_json.encode())
+    by = b',"u":' + json.dumps(user, ensure_ascii=False).encode() if user else b""
+    return b'{"k":"s","v":%d,"t":%d%s,"p":%s}' % (version, ts_ms, by, patch_json.encode())
+
+
+def encode_grant(user: str, role: str, by: str, ts_ms: int, invite_id: str = "") -> bytes:
+    entry: dict[str, Any] = {"k": "g", "u": user, "r": role, "by": by, "t": ts_ms}
+    if invite_id:
+        entry["id"] = invite_id
+    return _encode(entry)
+
+
+def encode_invite(
+    invite_id: str, invite_hash: str, role: str, expires_ms: int, by: str, ts_ms: int
+) -> bytes:
+    entry = {"k": "i", "id": invite_id, "h": invite_hash, "r": role, "x": expires_ms}
+    return _encode({**entry, "by": by, "t": ts_ms})
+
+
+def encode_revoke(invite_id: str, by: str, ts_ms: int) -> bytes:
+    return _encode({"k": "x", "id": invite_id, "by": by, "t": ts_ms})
 
 
 def encode_answer_start(prompt_seq: int, ts_ms: int) -> bytes:
@@ -122,10 +169,13 @@ def encode_answer_end(
     error: str,
     ts_ms: int,
     usage: tuple[int, int, int] = (0, 0, 0),
+    cancelled_by: str = "",
 ) -> bytes:
     entry: dict[str, Any] = {"k": "e", "a": answer_seq, "c": content, "s": status, "t": ts_ms}
     if error:
         entry["err"] = error
+    if cancelled_by:
+        entry["cb"] = cancelled_by
     if any(usage):
         entry["pt"], entry["ct"], entry["rg"] = usage
     return _encode(entry)
@@ -140,7 +190,7 @@ def decode(seq: int, raw: bytes) -> LogEvent:
         return MessageAppended(seq, ts, message)
     if kind == "s":
         patch = json.dumps(entry["p"], separators=(",", ":"), ensure_ascii=False)
-        return StateChanged(seq, ts, patch, int(entry["v"]))
+        return StateChanged(seq, ts, patch, int(entry["v"]), entry.get("u", ""))
     if kind == "a":
         return AnswerStarted(seq, ts, int(entry["p"]))
     if kind == "e":
@@ -157,5 +207,15 @@ def decode(seq: int, raw: bytes) -> LogEvent:
             int(entry.get("ct", 0)),
             int(entry.get("rg", 0)),
         )
-        return AnswerEnded(seq, ts, message, entry.get("err", ""))
+        return AnswerEnded(seq, ts, message, entry.get("err", ""), entry.get("cb", ""))
+    if kind == "g":
+        return AccessChanged(
+            seq, ts, entry["by"], entry["u"], entry["r"], invite_id=entry.get("id", "")
+        )
+    if kind == "i":
+        return AccessChanged(
+            seq, ts, entry["by"], "", entry["r"], entry["id"], entry["h"], int(entry["x"])
+        )
+    if kind == "x":
+        return AccessChanged(seq, ts, entry["by"], invite_id=entry["id"], revoked=True)
     raise ValueError(f"unknown log entry kind {kind!r} at seq {seq}")

@@ -14,13 +14,16 @@ from google.protobuf import unknown_fields
 
 from common.auth import AuthConfig, AuthError, Verifier
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
-from session_service import convert, validate
+from session_service import access, convert, validate
+from session_service.access import Caller
+from session_service.access_servicer import AccessRpcs
 from session_service.actor import SessionActor
 from session_service.errors import (
     InvalidArgument,
     Moving,
     NotOwner,
     OutcomeUnknown,
+    PermissionDenied,
     SessionClosed,
     SessionError,
     Unauthenticated,
@@ -87,7 +90,7 @@ def _never_reached(exc: grpc.aio.AioRpcError) -> bool:
     )
 
 
-class SessionServicer(session_pb2_grpc.SessionServiceServicer):
+class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
     """Thin transport layer over this pod's owners and its peers."""
 
     def __init__(
@@ -106,30 +109,31 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self._usage = usage
         self._verifier = verifier or Verifier(AuthConfig())
 
-    def _identify(self, context: Context) -> tuple[tuple[str, str], ...]:
-        """Checks the caller's token (common/auth.py); returns the metadata that carries it on
-        to a peer when the call is forwarded. Raises Unauthenticated."""
+    def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
+        """Checks the caller's token (common/auth.py); returns the caller and the metadata that
+        carries the token on to a peer when the call is forwarded. Raises Unauthenticated."""
         value = next(
             (str(v) for k, v in context.invocation_metadata() or () if k == AUTHORIZATION), ""
         )
         try:
-            self._verifier.user(value)
+            user = self._verifier.user(value)
         except AuthError as exc:
             raise Unauthenticated(str(exc)) from exc
-        return ((AUTHORIZATION, value),) if value else ()
+        caller = Caller(user, enforced=self._verifier.required)
+        return caller, ((AUTHORIZATION, value),) if value else ()
 
     async def _unary(
         self,
         method: str,
         request: pb_message.Message,
         context: Context,
-        prepare: Callable[[], Callable[[SessionActor], Awaitable[T]]],
+        prepare: Callable[[Caller], Callable[[SessionActor], Awaitable[T]]],
     ) -> T:
         """Validates (`prepare` raises on bad input), then serves here or forwards."""
         try:
-            auth = self._identify(context)
+            caller, auth = self._identify(context)
             sid = _checked(request)
-            local = prepare()
+            local = prepare(caller)
             hops = _hops(context)
             for _ in range(ROUTE_ATTEMPTS):
                 target = self._router.target(sid)
@@ -195,10 +199,15 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def GetSession(
         self, request: session_pb2.GetSessionRequest, context: Context
     ) -> session_pb2.GetSessionResponse:
-        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.GetSessionResponse]]:
+        def prepare(
+            caller: Caller,
+        ) -> Callable[[SessionActor], Awaitable[session_pb2.GetSessionResponse]]:
             async def read(actor: SessionActor) -> session_pb2.GetSessionResponse:
-                s = actor.read()
-                return session_pb2.GetSessionResponse(session=convert.session(s, s.state_json()))
+                s = actor.read(caller)
+                role = access.role_of(s, caller)
+                return session_pb2.GetSessionResponse(
+                    session=convert.session(s, s.state_json(), role)
+                )
 
             return read
 
@@ -207,7 +216,9 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def UpdateState(
         self, request: session_pb2.UpdateStateRequest, context: Context
     ) -> session_pb2.UpdateStateResponse:
-        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.UpdateStateResponse]]:
+        def prepare(
+            caller: Caller,
+        ) -> Callable[[SessionActor], Awaitable[session_pb2.UpdateStateResponse]]:
             if len(request.patch_json.encode()) > self._limits.max_state_bytes:
                 raise InvalidArgument(
                     f"patch_json is larger than the state limit of {self._limits.max_state_bytes}"
@@ -222,7 +233,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             patch_json = dump_json(patch)
 
             async def update(actor: SessionActor) -> session_pb2.UpdateStateResponse:
-                version, seq = await actor.update_state(patch, patch_json, expected)
+                version, seq = await actor.update_state(patch, patch_json, expected, caller)
                 state = actor.session.state_json() if request.return_state else ""
                 return session_pb2.UpdateStateResponse(
                     version=version, seq=seq, state_json=state, epoch=actor.session.epoch
@@ -235,7 +246,9 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def AppendMessage(
         self, request: session_pb2.AppendMessageRequest, context: Context
     ) -> session_pb2.AppendMessageResponse:
-        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.AppendMessageResponse]]:
+        def prepare(
+            caller: Caller,
+        ) -> Callable[[SessionActor], Awaitable[session_pb2.AppendMessageResponse]]:
             role = convert.ROLE_FROM_PROTO.get(request.role)
             if role is None:
                 raise InvalidArgument("role must be ROLE_USER, ROLE_ASSISTANT or ROLE_SYSTEM")
@@ -244,7 +257,9 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
             client_id = validate.name(request.client_message_id, "client_message_id")
 
             async def append(actor: SessionActor) -> session_pb2.AppendMessageResponse:
-                message, duplicate = await actor.append_message(role, content, user, client_id)
+                message, duplicate = await actor.append_message(
+                    role, content, user, client_id, caller
+                )
                 return session_pb2.AppendMessageResponse(
                     message=convert.message(message),
                     duplicate=duplicate,
@@ -258,13 +273,15 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def ListMessages(
         self, request: session_pb2.ListMessagesRequest, context: Context
     ) -> session_pb2.ListMessagesResponse:
-        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.ListMessagesResponse]]:
+        def prepare(
+            caller: Caller,
+        ) -> Callable[[SessionActor], Awaitable[session_pb2.ListMessagesResponse]]:
             limit = request.limit or self._limits.default_page_size
             if limit > self._limits.max_page_size:
                 raise InvalidArgument(f"limit must be at most {self._limits.max_page_size}")
 
             async def page(actor: SessionActor) -> session_pb2.ListMessagesResponse:
-                s = actor.read()
+                s = actor.read(caller)
                 messages, has_more = s.messages_after(request.after_seq, limit)
                 return session_pb2.ListMessagesResponse(
                     messages=[convert.message(m) for m in messages],
@@ -279,13 +296,17 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def SendPrompt(
         self, request: session_pb2.SendPromptRequest, context: Context
     ) -> session_pb2.SendPromptResponse:
-        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.SendPromptResponse]]:
+        def prepare(
+            caller: Caller,
+        ) -> Callable[[SessionActor], Awaitable[session_pb2.SendPromptResponse]]:
             content = validate.content(request.content, self._limits.max_content_bytes)
             user = validate.name(request.user, "user")
             client_id = validate.name(request.client_message_id, "client_message_id")
 
             async def prompt(actor: SessionActor) -> session_pb2.SendPromptResponse:
-                message, answer_seq, duplicate = await actor.send_prompt(content, user, client_id)
+                message, answer_seq, duplicate = await actor.send_prompt(
+                    content, user, client_id, caller
+                )
                 return session_pb2.SendPromptResponse(
                     user_message=convert.message(message),
                     answer_seq=answer_seq,
@@ -300,9 +321,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
     async def CancelAnswer(
         self, request: session_pb2.CancelAnswerRequest, context: Context
     ) -> session_pb2.CancelAnswerResponse:
-        def prepare() -> Callable[[SessionActor], Awaitable[session_pb2.CancelAnswerResponse]]:
+        def prepare(
+            caller: Caller,
+        ) -> Callable[[SessionActor], Awaitable[session_pb2.CancelAnswerResponse]]:
             async def cancel(actor: SessionActor) -> session_pb2.CancelAnswerResponse:
-                seq, cancelled = await actor.cancel_answer(request.answer_seq)
+                seq, cancelled = await actor.cancel_answer(request.answer_seq, caller)
                 return session_pb2.CancelAnswerResponse(
                     answer_seq=seq, cancelled=cancelled, epoch=actor.session.epoch
                 )
@@ -315,10 +338,12 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.GetUserUsageRequest, context: Context
     ) -> session_pb2.GetUserUsageResponse:
         try:
-            self._identify(context)
-            user = validate.name(request.user, "user")
+            caller, _ = self._identify(context)
+            user = validate.name(request.user, "user") or caller.user
             if not user:
                 raise InvalidArgument("user must not be empty")
+            if caller.enforced and user != caller.user:
+                raise PermissionDenied("you can read your own usage only")
             totals = await self._usage.get(user)
         except Exception as exc:
             await _abort(context, exc)
@@ -336,7 +361,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
         try:
-            auth = self._identify(context)
+            caller, auth = self._identify(context)
             sid = _checked(request)
             hops = _hops(context)
             target = self._router.target(sid)
@@ -346,6 +371,7 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
                     subscriber, replay = actor.subscribe(
                         request.after_seq if request.HasField("after_seq") else None,
                         request.after_offset,
+                        caller,
                     )
                 except NotOwner as exc:
                     target = self._router.forward_to(exc.owner_pod)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from session_service.events import (
+    AccessChanged,
     AnswerDelta,
     AnswerEnded,
     AnswerStarted,
@@ -37,6 +38,8 @@ class OpenAnswer:
     batches: list[str] = field(default_factory=list)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     """Set by CancelAnswer; the streaming answer's worker stops and stores it as CANCELLED."""
+    cancelled_by: str = ""
+    """Who cancelled it (stored with its end for the audit log)."""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the answer's end is stored."""
     usage: list[int] = field(default_factory=lambda: [0, 0, 0])
@@ -50,6 +53,18 @@ class OpenAnswer:
     """Monotonic time this owner sent the answer's latest batch (0: none yet)."""
     max_gap_s: float = 0.0
     """Longest wait between two batches this owner sent: the inter-token gap clients saw."""
+
+
+@dataclass
+class Invite:
+    """An invite (events.AccessChanged of kind invite); only the code's SHA-256 is known."""
+
+    invite_id: str
+    code_hash: str
+    role: str
+    expires_ms: int
+    created_by: str
+    revoked: bool = False
 
 
 class Session:
@@ -73,6 +88,11 @@ class Session:
         self._state_json_version = 0
         self.open_answers: deque[OpenAnswer] = deque()
         self.subscribers: set[Subscriber] = set()
+        self.owner = ""
+        """The user of the first owner grant ("" while nobody owns the session)."""
+        self.roles: dict[str, str] = {}
+        """Users with access and their role (access.py), in grant order."""
+        self.invites: dict[str, Invite] = {}
 
     @classmethod
     def load(
@@ -109,6 +129,8 @@ class Session:
                 else apply_patch(self.state, parse_json(event.patch_json))
             )
             self.version = event.version
+        elif isinstance(event, AccessChanged):
+            self._apply_access(event)
         elif isinstance(event, AnswerStarted):
             self.open_answers.append(OpenAnswer(event.seq, event.prompt_seq))
             self.answer_of_prompt[event.prompt_seq] = event.seq
@@ -120,6 +142,25 @@ class Session:
             self.open_answers = deque(
                 a for a in self.open_answers if a.seq != event.message.answer_seq
             )
+
+    def _apply_access(self, event: AccessChanged) -> None:
+        if event.invite_hash:
+            self.invites[event.invite_id] = Invite(
+                event.invite_id, event.invite_hash, event.role, event.expires_ms, event.by
+            )
+        elif event.revoked:
+            if event.invite_id in self.invites:
+                self.invites[event.invite_id].revoked = True
+        elif event.role:
+            self.roles[event.user] = event.role
+            if not self.owner and event.role == "owner":
+                self.owner = event.user
+        else:
+            self.roles.pop(event.user, None)
+
+    def online(self) -> tuple[str, ...]:
+        """Users with an open subscription, sorted (anonymous ones are not counted)."""
+        return tuple(sorted({s.user for s in self.subscribers if s.user}))
 
     def _add_message(self, message: Message) -> None:
         self.messages.append(message)

@@ -16,7 +16,9 @@ from session_service.events import Event
 class Subscriber:
     """Filled by the owner (`push`, never blocks), drained by one stream writer (`next`)."""
 
-    def __init__(self, max_pending: int) -> None:
+    def __init__(self, max_pending: int, user: str = "") -> None:
+        self.user = user
+        """The authenticated user behind the stream ("" when anonymous): presence, removal."""
         self._items: deque[Event] = deque()
         self._max_pending = max_pending
         self._wakeup = asyncio.Event()

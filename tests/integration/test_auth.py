@@ -77,12 +77,13 @@ async def test_calls_without_a_valid_token_are_unauthenticated_and_store_nothing
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stream.read()
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        listed = await stub.ListMessages(
-            session_pb2.ListMessagesRequest(session_id="auth-1"),
-            metadata=bearer(mint(secret, "ann", 60)),
-            timeout=10,
-        )
-    assert list(listed.messages) == []
+        with pytest.raises(grpc.aio.AioRpcError) as err:  # nothing stored: not even an owner
+            await stub.ListMessages(
+                session_pb2.ListMessagesRequest(session_id="auth-1"),
+                metadata=bearer(mint(secret, "ann", 60)),
+                timeout=10,
+            )
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_a_valid_token_works_also_through_a_pod_that_forwards(
@@ -97,7 +98,8 @@ async def test_a_valid_token_works_also_through_a_pod_that_forwards(
         session = await stub.GetSession(
             session_pb2.GetSessionRequest(session_id=sid), metadata=token, timeout=10
         )
-    assert reply.message.seq == 1 and session.session.message_count == 1
+    assert reply.message.user == "ann" and session.session.message_count == 1
+    assert session.session.owner == "ann"  # the first write claimed the session
 
 
 async def test_the_cli_mints_a_token_the_pods_accept(secured: tuple[Stack, bytes, Path]) -> None:
@@ -110,9 +112,10 @@ async def test_the_cli_mints_a_token_the_pods_accept(secured: tuple[Stack, bytes
     minted = done.stdout.strip()
     async with grpc.aio.insecure_channel(stack.pod_addrs["pod-b"]) as channel:
         stub = session_pb2_grpc.SessionServiceStub(channel)
+        await stub.AppendMessage(append("auth-cli", "hi"), metadata=bearer(minted), timeout=10)
         reply = await stub.GetSession(
             session_pb2.GetSessionRequest(session_id="auth-cli"),
             metadata=bearer(minted),
             timeout=10,
         )
-    assert reply.session.session_id == "auth-cli"
+    assert reply.session.owner == "cli-user"

@@ -1,0 +1,67 @@
+"""Who may do what in a session: the one place the policy lives (README "Security").
+
+Contract:
+- Enforced only when the caller was authenticated under AUTH_MODE=jwt (`Caller.enforced`); with
+  AUTH_MODE=off every caller may do everything, as before access control existed.
+- Roles: owner (everything: members, invites, audit), member (read, post, prompt, cancel,
+  change state), viewer (read only). A session's owner is the first user granted `owner`: the
+  first writer of an unowned session, or whoever claimed it with CreateRoom.
+- A caller without a role gets NOT_FOUND for every operation, exactly as for a session that
+  does not exist, so ids cannot be probed; with a role that does not allow the operation,
+  PERMISSION_DENIED. A write to an unowned session claims it first (the actor stores the grant).
+- Checked by the owner actor for every operation, on whichever pod and transport the call came.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from session_service.errors import NotFound, PermissionDenied
+from session_service.session import Session
+
+OWNER = "owner"
+MEMBER = "member"
+VIEWER = "viewer"
+ROLES = (OWNER, MEMBER, VIEWER)
+
+READ = "read"
+WRITE = "write"
+MANAGE = "manage"
+
+NOT_FOUND = "session not found"
+"""The one message for unknown and forbidden sessions alike."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str
+    enforced: bool = False
+    """True under AUTH_MODE=jwt: the policy applies."""
+
+
+ANONYMOUS = Caller("")
+
+
+def role_of(session: Session, caller: Caller) -> str:
+    return session.roles.get(caller.user, "") if caller.enforced else ""
+
+
+def claims(session: Session, caller: Caller) -> bool:
+    """True when a write by `caller` must first make them the owner (nobody owns it yet)."""
+    return caller.enforced and not session.owner
+
+
+def require(session: Session, caller: Caller, need: str) -> None:
+    """Raises NotFound or PermissionDenied unless `caller` may do `need` (READ, WRITE, MANAGE).
+    A WRITE on an unowned session passes: the caller claims it (see `claims`)."""
+    if not caller.enforced:
+        return
+    role = session.roles.get(caller.user, "")
+    if not role:
+        if need == WRITE and not session.owner:
+            return
+        raise NotFound(NOT_FOUND)
+    if need == WRITE and role == VIEWER:
+        raise PermissionDenied("viewers can read this session but not post, prompt or change it")
+    if need == MANAGE and role != OWNER:
+        raise PermissionDenied("only the session's owner can manage members, invites and audit")

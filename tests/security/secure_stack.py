@@ -1,0 +1,122 @@
+"""A whole system with AUTH_MODE=jwt (two pods, so calls get forwarded; AI; gateway) and the
+users the security tests act as. One per test module: tests use their own session ids."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from common.auth import mint, new_secret
+from durablechat.v1 import access_pb2, common_pb2, session_pb2, session_pb2_grpc
+from tests.helpers import eventually
+from tests.integration.test_cluster import views
+from tests.stack import Stack
+
+PODS = ["pod-a", "pod-b"]
+
+
+class SecureStack:
+    def __init__(self, stack: Stack, secret: bytes, secret_file: Path) -> None:
+        self.stack = stack
+        self.secret = secret
+        self.secret_file = secret_file
+
+    def token(self, user: str, ttl_s: int = 600) -> str:
+        return mint(self.secret, user, ttl_s)
+
+    def user(self, name: str, pod: str = "pod-a") -> User:
+        return User(name, self.token(name), self.stack.pod_addrs[pod])
+
+
+@contextmanager
+def secure_stack(workdir: Path, **gateway_env: str) -> Iterator[SecureStack]:
+    stack = Stack(workdir)
+    secret_file = workdir / "auth-secret"
+    secret_file.write_bytes(new_secret())
+    auth = {"AUTH_MODE": "jwt", "AUTH_SECRET_FILE": str(secret_file)}
+    try:
+        stack.start_redis()
+        stack.start_model(token_delay_ms=1)
+        stack.start_ai()
+        for pod in PODS:
+            stack.start_pod(pod, **auth)
+        eventually(lambda: all(views(stack).get(p) == PODS for p in PODS))
+        stack.start_gateway(",".join(stack.pod_addrs.values()), **auth, **gateway_env)
+        yield SecureStack(stack, secret_file.read_bytes().strip(), secret_file)
+    finally:
+        stack.close()
+
+
+def room_id() -> str:
+    return f"r-{uuid.uuid4().hex}"
+
+
+class User:
+    """One user's gRPC calls (their token on every call), on one pod."""
+
+    def __init__(self, name: str, token: str, address: str) -> None:
+        self.name = name
+        self.token = token
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = session_pb2_grpc.SessionServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def call(self, method: str, request: Any) -> Any:
+        return await getattr(self.stub, method)(request, metadata=self.metadata, timeout=15)
+
+    async def post(self, sid: str, text: str) -> Any:
+        request = session_pb2.AppendMessageRequest(
+            session_id=sid, role=common_pb2.ROLE_USER, content=text
+        )
+        return await self.call("AppendMessage", request)
+
+    async def create_room(self, sid: str = "") -> Any:
+        return await self.call("CreateRoom", access_pb2.CreateRoomRequest(session_id=sid))
+
+    async def invite(self, sid: str, role: access_pb2.AccessRole.ValueType, ttl_s: int = 0) -> Any:
+        request = access_pb2.CreateInviteRequest(session_id=sid, role=role, ttl_seconds=ttl_s)
+        return await self.call("CreateInvite", request)
+
+    async def join(self, sid: str, code: str) -> Any:
+        return await self.call("JoinRoom", access_pb2.JoinRoomRequest(session_id=sid, code=code))
+
+    async def set_member(self, sid: str, user: str, role: access_pb2.AccessRole.ValueType) -> Any:
+        request = access_pb2.SetMemberRequest(session_id=sid, user=user, role=role)
+        return await self.call("SetMember", request)
+
+    def subscribe(self, sid: str, after_seq: int = 0) -> Any:
+        request = session_pb2.SubscribeRequest(session_id=sid, after_seq=after_seq)
+        return self.stub.Subscribe(request, metadata=self.metadata)
+
+
+def every_request(sid: str) -> dict[str, Any]:
+    """One request of every SessionService RPC about session `sid` (Subscribe aside)."""
+    return {
+        "GetSession": session_pb2.GetSessionRequest(session_id=sid),
+        "UpdateState": session_pb2.UpdateStateRequest(session_id=sid, patch_json='{"x":1}'),
+        "AppendMessage": session_pb2.AppendMessageRequest(
+            session_id=sid, role=common_pb2.ROLE_USER, content="intruder"
+        ),
+        "ListMessages": session_pb2.ListMessagesRequest(session_id=sid),
+        "SendPrompt": session_pb2.SendPromptRequest(session_id=sid, content="intruder"),
+        "CancelAnswer": session_pb2.CancelAnswerRequest(session_id=sid),
+        "CreateRoom": access_pb2.CreateRoomRequest(session_id=sid),
+        "SetMember": access_pb2.SetMemberRequest(
+            session_id=sid, user="mallory", role=access_pb2.ACCESS_ROLE_MEMBER
+        ),
+        "CreateInvite": access_pb2.CreateInviteRequest(
+            session_id=sid, role=access_pb2.ACCESS_ROLE_MEMBER
+        ),
+        "RevokeInvite": access_pb2.RevokeInviteRequest(session_id=sid, invite_id="0" * 16),
+        "JoinRoom": access_pb2.JoinRoomRequest(session_id=sid, code="guess"),
+        "GetAccess": access_pb2.GetAccessRequest(session_id=sid),
+        "ListAudit": access_pb2.ListAuditRequest(session_id=sid),
+    }
