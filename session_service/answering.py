@@ -320,6 +320,7 @@ class Answering:
         user = prompt.message.user if isinstance(prompt, MessageAppended) else ""
         if not user or not any(answer.usage):
             return
+        await self._store.quotas.charge(user, answer.usage[0] + answer.usage[1])
         try:
             await self._store.usage.add(user, (answer.usage[0], answer.usage[1], answer.usage[2]))
         except StoreUnavailable as exc:

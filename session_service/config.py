@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from common.auth import AuthConfig
 from common.config import ConfigError, env_bool, env_int, env_str
 from session_service.limits import Limits
+from session_service.quotas import QuotaConfig
 
 
 def _auth(environ: Mapping[str, str]) -> AuthConfig:
@@ -61,6 +62,9 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     auth: AuthConfig = field(default_factory=AuthConfig)
     """AUTH_MODE, AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE (common/auth.py)."""
+    quotas: QuotaConfig = field(default_factory=QuotaConfig)
+    """RATE_USER_PER_MIN, TOKENS_PER_MIN, TOKENS_PER_DAY (quotas.py; 0: off); enforced with
+    AUTH_MODE=jwt."""
 
     def __post_init__(self) -> None:
         if self.lease_margin_ms * 2 > self.lease_ttl_ms:
@@ -69,7 +73,8 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
         d = cls()
-        dl = d.limits
+        dl, dq = d.limits, d.quotas
+        auth = _auth(environ)
         return cls(
             bind_host=env_str(environ, "BIND_HOST", d.bind_host),
             port=env_int(environ, "SESSION_PORT", d.port),
@@ -89,7 +94,13 @@ class Config:
             session_idle_ms=env_int(environ, "SESSION_IDLE_MS", d.session_idle_ms, minimum=1),
             health_probe_ms=env_int(environ, "HEALTH_PROBE_MS", d.health_probe_ms, minimum=10),
             log_level=env_str(environ, "LOG_LEVEL", d.log_level),
-            auth=_auth(environ),
+            auth=auth,
+            quotas=QuotaConfig(
+                enabled=auth.mode == "jwt",
+                requests_per_min=env_int(environ, "RATE_USER_PER_MIN", dq.requests_per_min),
+                tokens_per_min=env_int(environ, "TOKENS_PER_MIN", dq.tokens_per_min),
+                tokens_per_day=env_int(environ, "TOKENS_PER_DAY", dq.tokens_per_day),
+            ),
             limits=Limits(
                 max_content_bytes=env_int(
                     environ, "MAX_CONTENT_BYTES", dl.max_content_bytes, minimum=1

@@ -57,6 +57,7 @@ class Registry:
         metrics: SessionMetrics | None = None,
     ) -> None:
         self._store = store
+        self.quotas = store.quotas
         self._ai = ai
         self._limits = limits
         self._idle_s = idle_ms / 1000

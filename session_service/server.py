@@ -51,7 +51,7 @@ class SessionServer:
         self.metrics_registry = CollectorRegistry()
         self.metrics = SessionMetrics(self.metrics_registry)
         self._stop_metrics: Callable[[], None] | None = None
-        self.store = Store(self._redis)
+        self.store = Store(self._redis, cfg.quotas)
         self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms)
         self.membership = Membership(
             MembersStore(self._redis),

@@ -12,7 +12,7 @@ import grpc
 from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
-from common.auth import AuthConfig, AuthError, Verifier
+from common.auth import AuthConfig, AuthError, Verifier, from_cookie
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 from session_service import access, convert, validate
 from session_service.access import Caller
@@ -112,8 +112,9 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
     def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
         """Checks the caller's token (common/auth.py); returns the caller and the metadata that
         carries the token on to a peer when the call is forwarded. Raises Unauthenticated."""
-        value = next(
-            (str(v) for k, v in context.invocation_metadata() or () if k == AUTHORIZATION), ""
+        metadata = context.invocation_metadata() or ()
+        value = next((str(v) for k, v in metadata if k == AUTHORIZATION), "") or from_cookie(
+            next((str(v) for k, v in metadata if k == "cookie"), "")
         )
         try:
             user = self._verifier.user(value)
@@ -135,6 +136,10 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
             sid = _checked(request)
             local = prepare(caller)
             hops = _hops(context)
+            if hops == 0:  # counted once, where the call entered the cluster
+                await self._registry.quotas.check_request(caller.user)
+                if method == "SendPrompt":
+                    await self._registry.quotas.check_budget(caller.user)
             for _ in range(ROUTE_ATTEMPTS):
                 target = self._router.target(sid)
                 if target is None:
@@ -364,6 +369,8 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
             caller, auth = self._identify(context)
             sid = _checked(request)
             hops = _hops(context)
+            if hops == 0:
+                await self._registry.quotas.check_request(caller.user)
             target = self._router.target(sid)
             if target is None:
                 try:

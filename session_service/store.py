@@ -22,6 +22,7 @@ import asyncio
 from dataclasses import dataclass
 
 from session_service.errors import Conflict, Fenced, StoreUnavailable
+from session_service.quotas import QuotaConfig, Quotas
 from session_service.redis_client import REDIS_ERRORS, RedisClient, node_of
 from session_service.usage_store import UsageStore
 
@@ -141,7 +142,7 @@ class Appended:
 class Store:
     """Session persistence in Redis. Holds one connection pool for the process."""
 
-    def __init__(self, client: RedisClient) -> None:
+    def __init__(self, client: RedisClient, quotas: QuotaConfig | None = None) -> None:
         self._client = client
         self._activate = client.register_script(_ACTIVATE)
         self._append = client.register_script(_APPEND)
@@ -150,6 +151,8 @@ class Store:
         self._renew = client.register_script(_RENEW)
         self.usage = UsageStore(client)
         """Per-user token totals (usage_store.py)."""
+        self.quotas = Quotas(client, quotas or QuotaConfig())
+        """Per-user request rates and model-token budgets (quotas.py)."""
 
     async def ping(self) -> None:
         try:

@@ -34,7 +34,9 @@ class SecureStack:
 
 
 @contextmanager
-def secure_stack(workdir: Path, **gateway_env: str) -> Iterator[SecureStack]:
+def secure_stack(
+    workdir: Path, pod_env: dict[str, str] | None = None, **gateway_env: str
+) -> Iterator[SecureStack]:
     stack = Stack(workdir)
     secret_file = workdir / "auth-secret"
     secret_file.write_bytes(new_secret())
@@ -44,7 +46,7 @@ def secure_stack(workdir: Path, **gateway_env: str) -> Iterator[SecureStack]:
         stack.start_model(token_delay_ms=1)
         stack.start_ai()
         for pod in PODS:
-            stack.start_pod(pod, **auth)
+            stack.start_pod(pod, **auth, **(pod_env or {}))
         eventually(lambda: all(views(stack).get(p) == PODS for p in PODS))
         stack.start_gateway(",".join(stack.pod_addrs.values()), **auth, **gateway_env)
         yield SecureStack(stack, secret_file.read_bytes().strip(), secret_file)
