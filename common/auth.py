@@ -1,13 +1,13 @@
 """Who is calling: signed tokens (JWT, PyJWT), verified the same way by every service.
 
-The first slice of access control (docs/security-plan.md): identity only. With `AUTH_MODE=jwt`
-a call must carry `authorization: Bearer <token>`; a missing, malformed, forged, expired or
-`alg=none` token is refused before anything is read or stored. The verified `sub` claim is the
-caller. `AUTH_MODE=off` (the default until authorisation lands) accepts every call, as before.
+With `AUTH_MODE=jwt` a call must carry `authorization: Bearer <token>` (or, from a browser, the
+`dc_token` cookie); a missing, malformed, forged, expired or `alg=none` token is refused before
+anything is read or stored. The verified `sub` claim is the caller; what they may do is decided
+by each session's owner (session_service/access.py). `AUTH_MODE=off` accepts every call.
 
 Keys: `AUTH_SECRET_FILE` (HS256; `durablechat token` mints with it) or `AUTH_PUBLIC_KEY_FILE`
 (RS256, verify only). The accepted algorithm is fixed by which key is configured, never taken
-from the token.
+from the token. docs/security.md has the whole picture.
 """
 
 from __future__ import annotations
@@ -91,6 +91,20 @@ class Verifier:
         if not isinstance(user, str) or not user:
             raise AuthError("the token's sub must be a non-empty string")
         return user
+
+
+COOKIE = "dc_token"
+"""The browser's token cookie (HttpOnly; set by the gateway's dev login or by your own login)."""
+
+
+def from_cookie(cookie_header: str) -> str:
+    """`Bearer <token>` from a Cookie header holding `dc_token` (gRPC-web calls from the page
+    reach the pods through Envoy with the browser's cookies); "" when there is none."""
+    for part in cookie_header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE and value:
+            return f"Bearer {value}"
+    return ""
 
 
 def new_secret() -> bytes:

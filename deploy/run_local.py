@@ -26,6 +26,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.auth import new_secret
 from deploy import envoy_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,6 +168,20 @@ class Launcher:
                     pid_file.unlink()
 
 
+def auth_note(mode: str, secret_file: str, front: str) -> str:
+    """How to get in, for the banner."""
+    mint = f"durablechat token --user ann --secret-file {secret_file}"
+    if mode != "jwt":
+        return (
+            "auth       off: anyone who reaches these ports may read and write every session;\n"
+            "             AUTH_MODE=jwt make run requires tokens (README, Security)"
+        )
+    return (
+        f"auth       jwt: a dev token: {mint}\n"
+        f"             send it as 'authorization: Bearer <token>'; browsers: POST {front}/api/login"
+    )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -203,7 +218,18 @@ def main() -> int:
         directory.mkdir(parents=True, exist_ok=True)
 
     py = sys.executable
-    common = {"BIND_HOST": host, "PYTHONUNBUFFERED": "1"}
+    secret_file = RUN_DIR / "auth-secret"
+    if not secret_file.exists():  # generated once, kept outside the repository (RUN_DIR)
+        secret_file.write_bytes(new_secret())
+        secret_file.chmod(0o600)
+    auth_mode = env.get("AUTH_MODE", "off")
+    common = {
+        "BIND_HOST": host,
+        "PYTHONUNBUFFERED": "1",
+        "AUTH_MODE": auth_mode,
+        "AUTH_SECRET_FILE": env.get("AUTH_SECRET_FILE", str(secret_file)),
+        "AUTH_DEV_LOGIN": env.get("AUTH_DEV_LOGIN", "true" if auth_mode == "jwt" else "false"),
+    }
     launcher = Launcher(env)
     redis_url = f"redis://{host}:{ports['REDIS_PORT']}/0"
     pod_addrs = {pod: f"{host}:{port}" for pod, port in pod_ports.items()}
@@ -314,6 +340,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
   AI gRPC    {ai_addr}   model: {model_note}
   metrics    {" ".join(metrics_urls)}
+  {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front)}
 Ctrl-C stops everything.""",
             flush=True,
         )

@@ -12,10 +12,13 @@ from aiohttp.typedefs import Handler
 from opentelemetry import propagate, trace
 
 from common import tracing
+from common.auth import Verifier
 from common.grpc_server import CHANNEL_OPTIONS
 from gateway.config import Config
+from gateway.cors import add_headers, cors
 from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
+from gateway.identity import DevLogin, authenticate
 from gateway.metrics import GatewayMetrics
 from gateway.page import Page
 from gateway.rest import RestRoutes
@@ -47,7 +50,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             logger.warning(
                 "request failed", extra={"path": request.path, "code": exc.code, "error": exc}
             )
-        return web.json_response(exc.body(), status=exc.status)
+        return web.json_response(exc.body(), status=exc.status, headers=exc.headers())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -95,9 +98,20 @@ def create_app(
     cfg: Config, client: SessionClient, sockets: SocketRoutes, metrics: GatewayMetrics
 ) -> web.Application:
     app = web.Application(
-        middlewares=[metrics.middleware, traced, json_errors],
+        middlewares=[
+            metrics.middleware,
+            traced,
+            json_errors,
+            cors(cfg.cors_origins),
+            authenticate(Verifier(cfg.auth)),
+        ],
         client_max_size=cfg.http_max_body_bytes,
     )
+    app.on_response_prepare.append(add_headers)
+    if cfg.dev_login:
+        login = DevLogin(cfg.auth.secret)
+        app.router.add_post("/api/login", login.login)
+        app.router.add_post("/api/logout", login.logout)
     rest = RestRoutes(client)
     app.router.add_get("/healthz", rest.healthz)
     app.router.add_get("/metrics", metrics.serve)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.auth import AuthConfig
 from common.config import ConfigError, env_int, env_str
 
 MIB = 1024 * 1024
@@ -39,12 +41,28 @@ class Config:
     and finds clients that left)."""
     web_dir: Path = DEFAULT_WEB_DIR
     """WEB_DIR: the web page's files (index.html, app.css, app.js built by `make web`)."""
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    """AUTH_MODE, AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE (common/auth.py)."""
+    dev_login: bool = False
+    """AUTH_DEV_LOGIN: serve POST /api/login, which mints a token for any name (dev only;
+    needs AUTH_SECRET_FILE)."""
+    cors_origins: tuple[str, ...] = ()
+    """CORS_ORIGINS: comma-separated origins (scheme://host[:port]) other sites' pages may call
+    the HTTP API from; empty: same-origin only."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
         log_level = env_str(environ, "LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
+        auth = AuthConfig.from_env(environ)
+        dev_login = env_str(environ, "AUTH_DEV_LOGIN", "false").lower() == "true"
+        if dev_login and not auth.secret:
+            raise ConfigError("AUTH_DEV_LOGIN=true needs AUTH_SECRET_FILE (it mints HS256 tokens)")
+        origins = tuple(o.strip() for o in env_str(environ, "CORS_ORIGINS", "").split(",") if o)
+        for origin in origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
+                raise ConfigError(f"CORS_ORIGINS: {origin!r} is not scheme://host[:port]")
         return cls(
             port=env_int(environ, "GATEWAY_PORT", 8080),
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
@@ -55,6 +73,9 @@ class Config:
             ws_send_queue=env_int(environ, "WS_SEND_QUEUE", 1024, minimum=1),
             sse_heartbeat_ms=env_int(environ, "SSE_HEARTBEAT_MS", 15_000, minimum=10),
             web_dir=Path(env_str(environ, "WEB_DIR", str(DEFAULT_WEB_DIR))),
+            auth=auth,
+            dev_login=dev_login,
+            cors_origins=origins,
             log_level=log_level,
         )
 

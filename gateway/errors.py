@@ -7,6 +7,8 @@ from typing import Any
 # HTTP statuses the router raises on its own, named with the gRPC vocabulary the body always uses.
 CODE_FOR_HTTP_STATUS: dict[int, str] = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",
     409: "ABORTED",
@@ -34,6 +36,10 @@ class GatewayError(Exception):
     def body(self) -> dict[str, Any]:
         return error_body(self.code, self.message)
 
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (Retry-After, WWW-Authenticate)."""
+        return {}
+
 
 class BadRequest(GatewayError):
     """HTTP 400, INVALID_ARGUMENT: malformed input; the same request can never succeed."""
@@ -48,11 +54,26 @@ class UpstreamError(GatewayError):
     `retryable` says whether the same call may succeed later (the owner moved, Redis came back).
     """
 
-    def __init__(self, message: str, *, status: int, code: str, retryable: bool) -> None:
+    def __init__(
+        self, message: str, *, status: int, code: str, retryable: bool, retry_after_ms: int = 0
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.retryable = retryable
+        self.retry_after_ms = retry_after_ms
+        """From a rate limit (`dc-retry-after-ms`): sent as Retry-After (whole seconds, >= 1)."""
+
+    def headers(self) -> dict[str, str]:
+        if not self.retry_after_ms:
+            return {}
+        return {"Retry-After": str(max(1, -(-self.retry_after_ms // 1000)))}
+
+    def body(self) -> dict[str, Any]:
+        body = super().body()
+        if self.retry_after_ms:
+            body["error"]["retryAfterMs"] = self.retry_after_ms
+        return body
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

@@ -86,6 +86,10 @@ class Outbox:
                 return
 
 
+ACCESS_CODES = frozenset({"NOT_FOUND", "PERMISSION_DENIED", "UNAUTHENTICATED"})
+"""Upstream answers that end a stream because the user has no access (closed with 1008)."""
+
+
 class ThreadHub:
     """One thread's upstream stream, its ThreadView, and the outboxes of its sockets here.
 
@@ -95,9 +99,14 @@ class ThreadHub:
     """
 
     def __init__(
-        self, thread_id: str, client: SessionClient, on_gone: Callable[[ThreadHub], None]
+        self,
+        thread_id: str,
+        client: SessionClient,
+        on_gone: Callable[[ThreadHub], None],
+        user: str = "",
     ) -> None:
         self.thread_id = thread_id
+        self.key = (thread_id, user)
         self.users = 0
         self._client = client
         self._on_gone = on_gone
@@ -207,9 +216,13 @@ class ThreadHub:
         )
         self._failure = failure
         self._ready.set()
+        denied = failure.code in ACCESS_CODES  # e.g. the user was removed from the room
         for outbox in self._outboxes:
             outbox.offer(error_frame(failure.message))
-            outbox.finish(WSCloseCode.INTERNAL_ERROR, "session stream failed")
+            if denied:
+                outbox.finish(WSCloseCode.POLICY_VIOLATION, "no access to this session")
+            else:
+                outbox.finish(WSCloseCode.INTERNAL_ERROR, "session stream failed")
         self._outboxes.clear()
         self._on_gone(self)
 
@@ -224,17 +237,20 @@ class Hubs:
         self._client = client
         self._tasks = tasks
         self._ready_timeout_s = ready_timeout_s
-        self._hubs: dict[str, ThreadHub] = {}
+        self._hubs: dict[tuple[str, str], ThreadHub] = {}
+        """By (thread, user): each authenticated user has their own upstream stream, so the
+        owner authorises (and can end) each user's; anonymous sockets share one per thread."""
 
     def __len__(self) -> int:
         return len(self._hubs)
 
-    async def attach(self, thread_id: str, outbox: Outbox) -> ThreadHub:
-        """The thread's hub with `outbox` joined; starts the hub if this is its first socket."""
-        hub = self._hubs.get(thread_id)
+    async def attach(self, thread_id: str, outbox: Outbox, user: str = "") -> ThreadHub:
+        """The thread's hub of `user` with `outbox` joined; starts the hub if this is its first
+        socket. The hub's stream carries the token of the request that started it."""
+        hub = self._hubs.get((thread_id, user))
         if hub is None:
-            hub = ThreadHub(thread_id, self._client, self._forget)
-            self._hubs[thread_id] = hub
+            hub = ThreadHub(thread_id, self._client, self._forget, user)
+            self._hubs[hub.key] = hub
             hub.start(self._tasks)
             logger.info("thread hub started", extra={"session_id": thread_id})
         hub.users += 1
@@ -262,5 +278,5 @@ class Hubs:
             logger.info("thread hub stopped", extra={"session_id": hub.thread_id})
 
     def _forget(self, hub: ThreadHub) -> None:
-        if self._hubs.get(hub.thread_id) is hub:
-            del self._hubs[hub.thread_id]
+        if self._hubs.get(hub.key) is hub:
+            del self._hubs[hub.key]

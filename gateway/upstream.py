@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from durablechat.v1 import common_pb2, session_pb2
+from durablechat.v1 import access_pb2, common_pb2, session_pb2
 from gateway.errors import BadRequest, GatewayError, UpstreamError
 from gateway.frames import (
     AnswerDelta,
@@ -29,6 +29,7 @@ from gateway.frames import (
     Event,
     Logged,
 )
+from gateway.identity import upstream_metadata
 from gateway.routing import PodRouter
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ _Request = TypeVar("_Request", bound=Message)
 
 HTTP_STATUS_FOR_CODE: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.ABORTED: 409,
     grpc.StatusCode.FAILED_PRECONDITION: 409,
@@ -73,6 +76,7 @@ HEALTH_DEADLINE_S = 1.0
 
 
 RETRY_SAFE_KEY = "dc-retry-safe"
+RETRY_AFTER_KEY = "dc-retry-after-ms"
 POD_DOWN_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
@@ -99,8 +103,13 @@ def upstream_error(exc: grpc.aio.AioRpcError) -> UpstreamError:
     """The gateway error for a failed call, keeping the session service's message."""
     code = exc.code()
     message = exc.details() or code.name.lower()
+    wait = next((v for k, v in exc.trailing_metadata() or () if k == RETRY_AFTER_KEY), "0")
     return UpstreamError(
-        message, status=http_status_for(code), code=code.name, retryable=code not in FINAL_CODES
+        message,
+        status=http_status_for(code),
+        code=code.name,
+        retryable=code not in FINAL_CODES,
+        retry_after_ms=int(wait) if str(wait).isdigit() else 0,
     )
 
 
@@ -219,7 +228,9 @@ class SessionClient:
         while True:
             stub, address = self._router.route(request.session_id)  # type: ignore[attr-defined]
             try:
-                return await getattr(stub, method)(request, timeout=self._deadline_s)
+                return await getattr(stub, method)(
+                    request, timeout=self._deadline_s, metadata=upstream_metadata()
+                )
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in POD_DOWN_CODES and not exc.trailing_metadata():
                     self._router.failed(address)
@@ -296,6 +307,12 @@ class SessionClient:
         )
         await self._call("SendPrompt", request, idempotent=True)
 
+    async def open_room(self, session_id: str) -> None:
+        """Claims the session for the caller if nobody owns it; NOT_FOUND (UpstreamError) when
+        someone else does and the caller is no member (AUTH_MODE=jwt)."""
+        request = _build(access_pb2.CreateRoomRequest, session_id=session_id)
+        await self._call("CreateRoom", request, idempotent=True)
+
     async def cancel_answer(self, session_id: str, answer_seq: int = 0) -> bool:
         """Cancels the streaming answer (or the one at answer_seq); False if it had ended."""
         request = _build(
@@ -330,7 +347,7 @@ class SessionClient:
             )
         stub, address = self._router.route(session_id)
         logger.debug("subscribing", extra={"session_id": session_id, "pod": address or "any"})
-        call: Any = stub.Subscribe(request)
+        call: Any = stub.Subscribe(request, metadata=upstream_metadata())
         gone = asyncio.ensure_future(self._router.until_gone(address)) if address else None
         try:
             while True:

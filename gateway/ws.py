@@ -13,6 +13,7 @@ from gateway.config import Config
 from gateway.errors import BadRequest, GatewayError
 from gateway.frames import error_frame, prompt_text
 from gateway.hub import Hubs, Outbox
+from gateway.identity import WS_PROTOCOL, current_user
 from gateway.metrics import GatewayMetrics
 from gateway.upstream import SessionClient, history_json
 
@@ -49,18 +50,24 @@ class SocketRoutes:
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
         thread_id = request.match_info["thread_id"]
-        user = request.query.get("user", "")
+        user = current_user() or request.query.get("user", "")  # a token's user wins
         if len(user) > MAX_USER_CHARS:  # the session service would refuse every prompt
             raise BadRequest(f"user is longer than {MAX_USER_CHARS} characters")
         ws = web.WebSocketResponse(
-            max_msg_size=self._cfg.ws_max_message_bytes, heartbeat=HEARTBEAT_S
+            max_msg_size=self._cfg.ws_max_message_bytes,
+            heartbeat=HEARTBEAT_S,
+            protocols=(WS_PROTOCOL,),
         )
         if not ws.can_prepare(request).ok:
             raise BadRequest("expected a WebSocket upgrade request")
+        if current_user():
+            # Claims a new thread for the user, or checks they are a member: someone else's
+            # thread is a 404 before the upgrade (AUTH_MODE=jwt).
+            await self._client.open_room(thread_id)
         outbox = Outbox(self._cfg.ws_send_queue, self._metrics.dropped_sockets.inc)
         # Joined before the upgrade: an unusable thread answers HTTP 400/503, and a prompt sent
         # right after the upgrade is answered on a stream that is already caught up.
-        hub = await self._hubs.attach(thread_id, outbox)
+        hub = await self._hubs.attach(thread_id, outbox, current_user())
         writer: asyncio.Task[None] | None = None
         self._open.add(outbox)
         extra = {"session_id": thread_id, "user": user}

@@ -32,7 +32,8 @@ from gateway.upstream import (
         pytest.param(grpc.StatusCode.DEADLINE_EXCEEDED, 504, id="deadline-exceeded"),
         pytest.param(grpc.StatusCode.INTERNAL, 500, id="internal"),
         pytest.param(grpc.StatusCode.UNKNOWN, 500, id="unknown"),
-        pytest.param(grpc.StatusCode.PERMISSION_DENIED, 500, id="permission-denied"),
+        pytest.param(grpc.StatusCode.PERMISSION_DENIED, 403, id="permission-denied"),
+        pytest.param(grpc.StatusCode.UNAUTHENTICATED, 401, id="unauthenticated"),
     ],
 )
 def test_grpc_status_maps_to_http(code: grpc.StatusCode, status: int):
