@@ -46,13 +46,38 @@ class Answer:
     error: str
 
 
+def _with_token(details: Any, token: str) -> Any:
+    metadata = (*(details.metadata or ()), ("authorization", f"Bearer {token}"))
+    return details._replace(metadata=metadata)
+
+
+class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._token), request)
+
+
+class _BearerStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(_with_token(details, self._token), request)
+
+
 class ChatSessionClient:
     """One session of a durable-chat deployment, reached at `address` (any pod, or Envoy)."""
 
-    def __init__(self, address: str, session_id: str, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, address: str, session_id: str, *, timeout_s: float = 10.0, token: str = ""
+    ) -> None:
+        """`token`: a JWT sent as `authorization: Bearer` on every call (AUTH_MODE=jwt)."""
         self.session_id = session_id
         self._timeout_s = timeout_s
-        self._channel = grpc.aio.insecure_channel(address)
+        interceptors = [_Bearer(token), _BearerStream(token)] if token else []
+        self._channel = grpc.aio.insecure_channel(address, interceptors=interceptors)
         self._stub = session_pb2_grpc.SessionServiceStub(self._channel)
 
     async def close(self) -> None:

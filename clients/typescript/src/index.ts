@@ -1,6 +1,6 @@
 // durable-chat's TypeScript client: ChatSessionClient (seed 003's operations) over gRPC-web,
 // for browsers and Node 20+ (fetch), through Envoy. Stubs in ./gen come from `make clients`.
-import { ConnectError, Code, createClient, type Client } from "@connectrpc/connect";
+import { ConnectError, Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AnswerStatus, Role } from "./gen/durablechat/v1/common_pb";
 import { SessionService, type SessionEvent } from "./gen/durablechat/v1/session_pb";
@@ -16,9 +16,14 @@ const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded]);
 export class ChatSessionClient {
   private readonly api: Client<typeof SessionService>;
 
-  /** `baseUrl`: Envoy's URL (the page's origin in a browser). */
-  constructor(baseUrl: string, readonly sessionId: string) {
-    this.api = createClient(SessionService, createGrpcWebTransport({ baseUrl }));
+  /** `baseUrl`: Envoy's URL (the page's origin in a browser). `token`: a JWT sent as
+   * `authorization: Bearer` on every call (AUTH_MODE=jwt); in a browser the login cookie
+   * works without it. */
+  constructor(baseUrl: string, readonly sessionId: string, token = "") {
+    const interceptors: Interceptor[] = token
+      ? [(next) => (request) => (request.header.set("authorization", `Bearer ${token}`), next(request))]
+      : [];
+    this.api = createClient(SessionService, createGrpcWebTransport({ baseUrl, interceptors }));
   }
 
   /** The state object plus `messages`, `createdAt` and `lastAccessedAt` (ms), as seed 001. */
