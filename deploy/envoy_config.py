@@ -2,8 +2,8 @@
 the tests run the same routes and filters in front of local processes.
 
 Only addresses change: the listener, the admin port, and the endpoints of the `session` and
-`gateway` clusters. Everything else is the committed file, so what the tests prove about the
-local Envoy holds for compose's.
+`gateway` clusters; and the CORS origins when given. Everything else is the committed file, so
+what the tests prove about the local Envoy holds for compose's.
 """
 
 from __future__ import annotations
@@ -24,13 +24,24 @@ def _socket(host: str, port: int) -> dict[str, Any]:
 
 
 def render(
-    listen: Address, admin_port: int, gateway: Address, sessions: list[Address]
+    listen: Address,
+    admin_port: int,
+    gateway: Address,
+    sessions: list[Address],
+    cors_origins: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The Envoy config with these addresses; `sessions` is one host:port per session pod."""
+    """The Envoy config with these addresses; `sessions` is one host:port per session pod;
+    `cors_origins` (when given) replace the committed list of gRPC-web CORS origins."""
     config: dict[str, Any] = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
     config["admin"]["address"] = _socket("127.0.0.1", admin_port)
     resources = config["static_resources"]
-    resources["listeners"][0]["address"] = _socket(*listen)
+    listener = resources["listeners"][0]
+    listener["address"] = _socket(*listen)
+    if cors_origins:
+        manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+        host = manager["route_config"]["virtual_hosts"][0]
+        policy = host["typed_per_filter_config"]["envoy.filters.http.cors"]
+        policy["allow_origin_string_match"] = [{"exact": o} for o in cors_origins]
     endpoints = {"gateway": [gateway], "session": sessions}
     for cluster in resources["clusters"]:
         cluster["load_assignment"]["endpoints"] = [

@@ -301,6 +301,8 @@ def main() -> int:
                 **common,
                 "GATEWAY_PORT": str(ports["GATEWAY_PORT"]),
                 "SESSION_SERVICE_ADDR": session_addr,
+                "RATE_LIMIT_REDIS_URL": env.get("RATE_LIMIT_REDIS_URL", redis_url),
+                "TRUSTED_PROXIES": env.get("TRUSTED_PROXIES", "127.0.0.1,::1"),
             },
         )
         wait_until(gw, http_ok(f"{gateway}/healthz"))
@@ -311,6 +313,7 @@ def main() -> int:
                 ports["ENVOY_ADMIN_PORT"],
                 (host, ports["GATEWAY_PORT"]),
                 [(host, port) for port in pod_ports.values()],
+                tuple(o for o in env.get("CORS_ORIGINS", "").split(",") if o),
             )
             path = envoy_config.write(RUN_DIR / "envoy.yaml", config)
             argv = [str(ENVOY), "-c", str(path), "--disable-hot-restart", "-l", "warning"]

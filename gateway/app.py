@@ -7,6 +7,7 @@ import logging
 import signal
 
 import grpc
+import redis.asyncio
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from opentelemetry import propagate, trace
@@ -14,11 +15,13 @@ from opentelemetry import propagate, trace
 from common import tracing
 from common.auth import Verifier
 from common.grpc_server import CHANNEL_OPTIONS
+from common.ratelimit import RedisClient
+from gateway.abuse import ip_rate_limit
 from gateway.config import Config
 from gateway.cors import add_headers, cors
 from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
-from gateway.identity import DevLogin, authenticate
+from gateway.identity import DevLogin, authenticate, whoami
 from gateway.metrics import GatewayMetrics
 from gateway.page import Page
 from gateway.rest import RestRoutes
@@ -95,19 +98,26 @@ def _router_message(request: web.Request, exc: web.HTTPException) -> str:
 
 
 def create_app(
-    cfg: Config, client: SessionClient, sockets: SocketRoutes, metrics: GatewayMetrics
+    cfg: Config,
+    client: SessionClient,
+    sockets: SocketRoutes,
+    metrics: GatewayMetrics,
+    limits_redis: RedisClient | None = None,
 ) -> web.Application:
+    verifier = Verifier(cfg.auth)
     app = web.Application(
         middlewares=[
             metrics.middleware,
             traced,
             json_errors,
             cors(cfg.cors_origins),
-            authenticate(Verifier(cfg.auth)),
+            ip_rate_limit(limits_redis, cfg.rate_ip_per_min, cfg.trusted_proxies),
+            authenticate(verifier),
         ],
         client_max_size=cfg.http_max_body_bytes,
     )
     app.on_response_prepare.append(add_headers)
+    app.router.add_get("/api/me", whoami(verifier, cfg.dev_login))
     if cfg.dev_login:
         login = DevLogin(cfg.auth.secret)
         app.router.add_post("/api/login", login.login)
@@ -161,8 +171,14 @@ async def serve(cfg: Config) -> None:
             hubs = Hubs(client, tasks, cfg.grpc_deadline_s)
             metrics = GatewayMetrics()
             sockets = SocketRoutes(cfg, client, hubs, metrics)
+            limits_redis = (
+                redis.asyncio.Redis.from_url(cfg.rate_limit_redis_url, socket_timeout=1.0)
+                if cfg.rate_limit_redis_url
+                else None
+            )
             runner = web.AppRunner(
-                create_app(cfg, client, sockets, metrics), shutdown_timeout=SHUTDOWN_TIMEOUT_S
+                create_app(cfg, client, sockets, metrics, limits_redis),
+                shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             )
             await runner.setup()
             try:
@@ -182,6 +198,8 @@ async def serve(cfg: Config) -> None:
                 await runner.cleanup()
                 hubs.close()
                 refresher.cancel()
+                if limits_redis is not None:
+                    await limits_redis.aclose()
                 await router.close()
     finally:
         await channel.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common.auth import AuthConfig
 from common.config import ConfigError, env_int, env_str
+from gateway.abuse import Network, parse_networks
 
 MIB = 1024 * 1024
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -46,6 +47,14 @@ class Config:
     dev_login: bool = False
     """AUTH_DEV_LOGIN: serve POST /api/login, which mints a token for any name (dev only;
     needs AUTH_SECRET_FILE)."""
+    rate_limit_redis_url: str = ""
+    """RATE_LIMIT_REDIS_URL: the Redis holding per-IP buckets (gateway/abuse.py); empty: none."""
+    rate_ip_per_min: int = 1200
+    """RATE_IP_PER_MIN: requests per client IP per minute (0: no limit)."""
+    trusted_proxies: tuple[Network, ...] = ()
+    """TRUSTED_PROXIES: addresses/CIDRs whose X-Forwarded-For names the client (Envoy)."""
+    max_sockets_per_user: int = 32
+    """MAX_SOCKETS_PER_USER: WebSockets one user (or anonymous IP) may hold on this gateway."""
     cors_origins: tuple[str, ...] = ()
     """CORS_ORIGINS: comma-separated origins (scheme://host[:port]) other sites' pages may call
     the HTTP API from; empty: same-origin only."""
@@ -63,6 +72,10 @@ class Config:
         for origin in origins:
             if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
                 raise ConfigError(f"CORS_ORIGINS: {origin!r} is not scheme://host[:port]")
+        try:
+            proxies = parse_networks(env_str(environ, "TRUSTED_PROXIES", ""))
+        except ValueError as exc:
+            raise ConfigError(f"TRUSTED_PROXIES: {exc}") from exc
         return cls(
             port=env_int(environ, "GATEWAY_PORT", 8080),
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
@@ -76,6 +89,10 @@ class Config:
             auth=auth,
             dev_login=dev_login,
             cors_origins=origins,
+            rate_limit_redis_url=env_str(environ, "RATE_LIMIT_REDIS_URL", ""),
+            rate_ip_per_min=env_int(environ, "RATE_IP_PER_MIN", 1200),
+            trusted_proxies=proxies,
+            max_sockets_per_user=env_int(environ, "MAX_SOCKETS_PER_USER", 32),
             log_level=log_level,
         )
 

@@ -86,6 +86,20 @@ def authenticate(verifier: Verifier) -> web.middleware:  # type: ignore[valid-ty
     return middleware
 
 
+def whoami(verifier: Verifier, dev_login: bool) -> Handler:
+    """`GET /api/me`: {user, auth, devLogin} for the page; "" when the token is missing or bad."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            user = verifier.user(token_of(request))
+        except AuthError:
+            user = ""
+        mode = "jwt" if verifier.required else "off"
+        return web.json_response({"user": user, "auth": mode, "devLogin": dev_login})
+
+    return handler
+
+
 class DevLogin:
     """`POST /api/login` and `POST /api/logout` (see the module docstring)."""
 

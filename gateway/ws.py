@@ -9,6 +9,7 @@ import logging
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from opentelemetry import trace
 
+from gateway.abuse import SocketCap
 from gateway.config import Config
 from gateway.errors import BadRequest, GatewayError
 from gateway.frames import error_frame, prompt_text
@@ -45,6 +46,7 @@ class SocketRoutes:
         self._client = client
         self._hubs = hubs
         self._metrics = metrics
+        self._cap = SocketCap(cfg.max_sockets_per_user)
         self._open: set[Outbox] = set()
         metrics.watch(lambda: len(self._open), lambda: len(hubs))
 
@@ -60,6 +62,12 @@ class SocketRoutes:
         )
         if not ws.can_prepare(request).ok:
             raise BadRequest("expected a WebSocket upgrade request")
+        with self._cap.hold(current_user() or f"ip:{request.remote}"):  # 429 at the cap
+            return await self._serve(request, ws, thread_id, user)
+
+    async def _serve(
+        self, request: web.Request, ws: web.WebSocketResponse, thread_id: str, user: str
+    ) -> web.StreamResponse:
         if current_user():
             # Claims a new thread for the user, or checks they are a member: someone else's
             # thread is a 404 before the upgrade (AUTH_MODE=jwt).

@@ -26,6 +26,7 @@ def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
         admin,
         ("127.0.0.1", gateway_port),
         [(session_host, int(session_port))],
+        ("http://example.test",),
     )
     path = envoy_config.write(workdir / "envoy.yaml", config)
     argv = [ENVOY, "-c", str(path), "--disable-hot-restart", "-l", "warning"]

@@ -87,7 +87,7 @@ def test_a_bad_request_gets_its_grpc_status_through_envoy(edge: Edge) -> None:
     assert "invalid_argument" in done.stderr.lower()
 
 
-def test_cors_preflight_for_grpc_web(edge: Edge) -> None:
+def test_cors_preflight_for_grpc_web_only_from_configured_origins(edge: Edge) -> None:
     request = urllib.request.Request(
         f"{edge.url}/durablechat.v1.SessionService/GetSession",
         method="OPTIONS",
@@ -100,6 +100,9 @@ def test_cors_preflight_for_grpc_web(edge: Edge) -> None:
     with urllib.request.urlopen(request, timeout=5) as reply:
         assert reply.headers["Access-Control-Allow-Origin"] == "http://example.test"
         assert "x-grpc-web" in reply.headers["Access-Control-Allow-Headers"]
+    request.headers["Origin"] = "http://evil.test"  # not configured: no CORS grant
+    with urllib.request.urlopen(request, timeout=5) as reply:
+        assert "Access-Control-Allow-Origin" not in reply.headers
 
 
 async def test_websocket_and_http_through_envoy(edge: Edge) -> None:

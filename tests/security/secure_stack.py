@@ -48,7 +48,9 @@ def secure_stack(
         for pod in PODS:
             stack.start_pod(pod, **auth, **(pod_env or {}))
         eventually(lambda: all(views(stack).get(p) == PODS for p in PODS))
-        stack.start_gateway(",".join(stack.pod_addrs.values()), **auth, **gateway_env)
+        assert stack.redis is not None
+        limits = {"RATE_LIMIT_REDIS_URL": stack.redis.url}
+        stack.start_gateway(",".join(stack.pod_addrs.values()), **auth, **{**limits, **gateway_env})
         yield SecureStack(stack, secret_file.read_bytes().strip(), secret_file)
     finally:
         stack.close()

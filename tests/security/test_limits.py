@@ -14,12 +14,14 @@ from tests.helpers import async_eventually
 from tests.security.secure_stack import SecureStack, room_id, secure_stack
 
 RATE = 30
+IP_RATE = 40
 
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     limits = {"RATE_USER_PER_MIN": str(RATE), "TOKENS_PER_MIN": "30", "TOKENS_PER_DAY": "0"}
-    with secure_stack(tmp_path_factory.mktemp("limits"), pod_env=limits) as running:
+    gateway = {"RATE_IP_PER_MIN": str(IP_RATE), "MAX_SOCKETS_PER_USER": "2"}
+    with secure_stack(tmp_path_factory.mktemp("limits"), pod_env=limits, **gateway) as running:
         yield running
 
 
@@ -86,3 +88,42 @@ async def test_token_budget_exhaustion_refuses_the_next_prompt(secure: SecureSta
         assert [m.content for m in listed.messages if m.role == 1] == ["go tokens=40"]
     finally:
         await spender.close()
+
+
+async def test_a_user_cannot_hold_more_sockets_than_the_cap(secure: SecureStack) -> None:
+    """Attack: one user opens sockets without end."""
+    protocols = ("durablechat", f"bearer.{secure.token('hoarder')}")
+    ws_url = f"{secure.stack.gateway_url.replace('http', 'ws')}/ws/{room_id()}"
+    async with aiohttp.ClientSession() as http:
+        first = await http.ws_connect(ws_url, protocols=protocols)
+        second = await http.ws_connect(ws_url, protocols=protocols)
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(ws_url, protocols=protocols)
+        assert refused.value.status == 429
+        await first.close()
+
+        async def reconnect() -> aiohttp.ClientWebSocketResponse:
+            return await http.ws_connect(ws_url, protocols=protocols)
+
+        # The slot is free once the server has finished the closed socket's handler.
+        third = await async_eventually(reconnect, within=5, interval=0.05)
+        await second.close()
+        await third.close()
+
+
+async def test_ip_flood_is_refused_and_forwarded_for_cannot_dodge_it(secure: SecureStack) -> None:
+    """(Last in this module: it uses up 127.0.0.1's requests.) Attack: one address floods
+    the gateway, claiming other addresses in X-Forwarded-For
+    (the gateway trusts that header only from TRUSTED_PROXIES, none here)."""
+    url = f"{secure.stack.gateway_url}/api/chat/session/{room_id()}"
+    statuses = []
+    async with aiohttp.ClientSession() as http:
+        for i in range(IP_RATE + 1):  # no token: 401s, but each counts against the address
+            headers = {"X-Forwarded-For": f"10.0.0.{i}"}
+            async with http.get(url, headers=headers) as response:
+                statuses.append(response.status)
+                if response.status == 429:
+                    assert int(response.headers["Retry-After"]) >= 1
+                    assert "too many requests from 127.0.0.1" in await response.text()
+                    break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {401}

@@ -1,0 +1,114 @@
+"""Per-client limits at the gateway: request rate per IP address and open sockets per user.
+
+Contract:
+- Every `/api/` and `/ws/` request takes one token of its client IP's bucket (RATE_IP_PER_MIN a
+  minute, the same as burst; common/ratelimit.py, shared by all gateways through Redis at
+  RATE_LIMIT_REDIS_URL). Empty: 429 with `Retry-After` before anything upstream is called.
+  Without RATE_LIMIT_REDIS_URL there is no per-IP limit (logged at start). Redis failing: the
+  request passes (fail open, logged).
+- The client IP is the TCP peer, or the last address of `X-Forwarded-For` when the peer is one
+  of TRUSTED_PROXIES (Envoy), so clients cannot choose their own address.
+- A user (or, anonymous, an IP) may hold MAX_SOCKETS_PER_USER WebSockets on one gateway at a
+  time; one more is 429 before the upgrade. Counted per gateway process (not cluster-wide).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from common.ratelimit import Bucket, Limiter, RedisClient
+from gateway.errors import GatewayError
+
+logger = logging.getLogger(__name__)
+
+LIMITED_PREFIXES = ("/api/", "/ws/")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class TooMany(GatewayError):
+    status = 429
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, -(-self.retry_after_ms // 1000)))}
+
+    def body(self) -> dict[str, object]:
+        body = super().body()
+        body["error"]["retryAfterMs"] = self.retry_after_ms
+        return body
+
+
+def parse_networks(value: str) -> tuple[Network, ...]:
+    """TRUSTED_PROXIES: comma-separated addresses or CIDR networks; ValueError when malformed."""
+    return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in value.split(",") if v)
+
+
+def client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    if forwarded and trusted:
+        try:
+            if any(ipaddress.ip_address(peer) in net for net in trusted):
+                return forwarded.split(",")[-1].strip()
+        except ValueError:
+            pass
+    return peer
+
+
+def ip_rate_limit(
+    client: RedisClient | None, per_min: int, trusted: tuple[Network, ...]
+) -> web.middleware:  # type: ignore[valid-type]
+    limiter = Limiter(client) if client is not None and per_min > 0 else None
+    bucket = Bucket("requests", per_min, per_min / 60) if limiter is not None else None
+    if limiter is None:
+        logger.info("no per-IP rate limit (RATE_LIMIT_REDIS_URL unset or RATE_IP_PER_MIN=0)")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if limiter is None or bucket is None or not request.path.startswith(LIMITED_PREFIXES):
+            return await handler(request)
+        ip = client_ip(request, trusted)
+        try:
+            decision = await limiter.take(bucket, f"ip:{ip}")
+        except Exception as exc:  # redis-py and OS errors alike: fail open
+            logger.warning("per-IP limit not checked: %s", exc)
+            return await handler(request)
+        if not decision.allowed:
+            raise TooMany(
+                f"too many requests from {ip}; at most {per_min} a minute",
+                decision.retry_after_ms,
+            )
+        return await handler(request)
+
+    return middleware
+
+
+class SocketCap:
+    """Open WebSockets per user (or IP) on this gateway."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open: Counter[str] = Counter()
+
+    @contextmanager
+    def hold(self, who: str) -> Iterator[None]:
+        if self._limit and self._open[who] >= self._limit:
+            raise TooMany(f"{who} has {self._limit} open sockets already; close one first", 1000)
+        self._open[who] += 1
+        try:
+            yield
+        finally:
+            self._open[who] -= 1
+            if not self._open[who]:
+                del self._open[who]
