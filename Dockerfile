@@ -32,11 +32,11 @@ COPY session_service/ session_service/
 COPY ai_service/ ai_service/
 COPY gateway/ gateway/
 COPY admin/ admin/
-COPY deploy/__init__.py deploy/healthcheck.py deploy/
+COPY deploy/__init__.py deploy/healthcheck.py deploy/make_secret.py deploy/
 COPY web/static/index.html web/static/app.css web/static/
 COPY --from=web /build/web/static/app.js web/static/
 
-RUN useradd --create-home --uid 10001 durablechat
+RUN useradd --create-home --uid 10001 durablechat && mkdir /auth && chown durablechat /auth
 USER durablechat
 
 ENV BIND_HOST=0.0.0.0

@@ -7,6 +7,7 @@
     durablechat move SESSION         the pod holding a session hands it off (reload / rebalance)
     durablechat tail SESSION         the session's events as JSON lines, live (Ctrl-C stops)
     durablechat token --user U       a token for U (AUTH_MODE=jwt; HS256 secret file)
+    durablechat chat THREAD          the seed WebSocket from a terminal (TOKEN: a token)
 
 Exit status 0 on success, 1 when a call fails (the gRPC status is printed), 2 on bad usage.
 """
@@ -25,6 +26,7 @@ import click
 import grpc
 from google.protobuf import json_format
 
+from admin.chat import chat
 from common.auth import mint
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
@@ -182,9 +184,10 @@ def move(addr: str, session_id: str) -> None:
 @click.option(
     "--secret-file",
     envvar="AUTH_SECRET_FILE",
-    required=True,
+    default=".run/auth-secret",
+    show_default=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="the pods' AUTH_SECRET_FILE",
+    help="the pods' AUTH_SECRET_FILE (`make run` generates the default)",
 )
 def token(user: str, ttl: int, secret_file: str) -> None:
     secret = Path(secret_file).read_bytes().strip()
@@ -194,17 +197,22 @@ def token(user: str, ttl: int, secret_file: str) -> None:
 @main.command(help="Print a session's events as JSON lines, from --after (default: now).")
 @click.argument("session_id")
 @click.option("--after", type=int, default=None, help="last seq already seen (0: everything)")
+@click.option("--token", envvar="TOKEN", default="", help="a member's JWT (TOKEN)")
 @click.pass_obj
-def tail(addr: str, session_id: str, after: int | None) -> None:
+def tail(addr: str, session_id: str, after: int | None, token: str) -> None:
     async def work() -> None:
         request = session_pb2.SubscribeRequest(session_id=session_id)
         if after is not None:
             request.after_seq = after
         async with grpc.aio.insecure_channel(addr) as channel:
             stub = session_pb2_grpc.SessionServiceStub(channel)
-            async for reply in stub.Subscribe(request):
+            metadata = (("authorization", f"Bearer {token}"),) if token else ()
+            async for reply in stub.Subscribe(request, metadata=metadata):
                 event: dict[str, Any] = json_format.MessageToDict(reply.event)
                 click.echo(json.dumps(event, separators=(",", ":")))
 
     with contextlib.suppress(KeyboardInterrupt):
         run(work)
+
+
+main.add_command(chat)

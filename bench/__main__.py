@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import resource
@@ -52,6 +53,15 @@ def machine() -> str:
         f"{os.cpu_count()} cores, {pages / 2**30:.0f} GiB, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}"
     )
+
+
+def anonymous(url: str) -> bool:
+    """True when the system takes calls without tokens (AUTH_MODE=off)."""
+    try:
+        with urllib.request.urlopen(f"{url}/api/me", timeout=2) as reply:
+            return bool(json.loads(reply.read()).get("auth") == "off")
+    except (OSError, ValueError):
+        return False
 
 
 def healthy(url: str) -> bool:
@@ -163,10 +173,14 @@ async def main(args: argparse.Namespace) -> int:
     raise_open_files_limit()
     sizes = QUICK if args.quick else FULL
     own: OwnStack | None = None
-    if not args.own and listening(args.grpc) and healthy(args.url):
+    running = not args.own and listening(args.grpc) and healthy(args.url)
+    if running and anonymous(args.url):
         target = from_run_dir(args.url, args.grpc, Path(args.run_dir))
     else:
-        if not args.own:
+        if running:  # per-user limits and one stream per user would measure the limits
+            print("the running system requires tokens (start it with AUTH_MODE=off make run to")
+            print("bench it): starting a stack of our own without access control")
+        elif not args.own:
             print(f"nothing serves {args.url} and {args.grpc}: starting a stack of our own")
         own = OwnStack()
         target = await asyncio.to_thread(own.start)

@@ -3,7 +3,8 @@
 With `AUTH_MODE=jwt` a call must carry `authorization: Bearer <token>` (or, from a browser, the
 `dc_token` cookie); a missing, malformed, forged, expired or `alg=none` token is refused before
 anything is read or stored. The verified `sub` claim is the caller; what they may do is decided
-by each session's owner (session_service/access.py). `AUTH_MODE=off` accepts every call.
+by each session's owner (session_service/access.py). `AUTH_MODE=off` accepts every call; it
+must be set explicitly (the services refuse to start with neither a key nor `off`).
 
 Keys: `AUTH_SECRET_FILE` (HS256; `durablechat token` mints with it) or `AUTH_PUBLIC_KEY_FILE`
 (RS256, verify only). The accepted algorithm is fixed by which key is configured, never taken
@@ -34,7 +35,7 @@ class AuthError(Exception):
 @dataclass(frozen=True)
 class AuthConfig:
     mode: str = "off"
-    """AUTH_MODE: off | jwt."""
+    """AUTH_MODE: jwt (the default of `from_env`) | off."""
     secret: bytes = b""
     """From AUTH_SECRET_FILE: the HS256 key."""
     public_key: str = ""
@@ -42,7 +43,7 @@ class AuthConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> AuthConfig:
-        mode = environ.get("AUTH_MODE", "off")
+        mode = environ.get("AUTH_MODE", "jwt")
         if mode not in MODES:
             raise ValueError(f"AUTH_MODE must be one of {MODES}, got {mode!r}")
         secret_file = environ.get("AUTH_SECRET_FILE", "")
@@ -50,7 +51,10 @@ class AuthConfig:
         secret = Path(secret_file).read_bytes().strip() if secret_file else b""
         public_key = Path(key_file).read_text() if key_file else ""
         if mode == "jwt" and not (secret or public_key):
-            raise ValueError("AUTH_MODE=jwt needs AUTH_SECRET_FILE or AUTH_PUBLIC_KEY_FILE")
+            raise ValueError(
+                "AUTH_MODE=jwt (the default) needs AUTH_SECRET_FILE or AUTH_PUBLIC_KEY_FILE; "
+                "AUTH_MODE=off allows anonymous access to everything"
+            )
         return cls(mode, secret, public_key)
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.auth import new_secret
 from deploy import envoy_config
+from deploy.make_secret import ensure as ensure_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
@@ -172,13 +172,10 @@ def auth_note(mode: str, secret_file: str, front: str) -> str:
     """How to get in, for the banner."""
     mint = f"durablechat token --user ann --secret-file {secret_file}"
     if mode != "jwt":
-        return (
-            "auth       off: anyone who reaches these ports may read and write every session;\n"
-            "             AUTH_MODE=jwt make run requires tokens (README, Security)"
-        )
+        return "auth       OFF: anyone who reaches these ports may read and write every session"
     return (
-        f"auth       jwt: a dev token: {mint}\n"
-        f"             send it as 'authorization: Bearer <token>'; browsers: POST {front}/api/login"
+        f"auth       a dev token: TOKEN=$({mint})\n"
+        "             send 'authorization: Bearer $TOKEN'; on the page, type a name to sign in"
     )
 
 
@@ -219,10 +216,8 @@ def main() -> int:
 
     py = sys.executable
     secret_file = RUN_DIR / "auth-secret"
-    if not secret_file.exists():  # generated once, kept outside the repository (RUN_DIR)
-        secret_file.write_bytes(new_secret())
-        secret_file.chmod(0o600)
-    auth_mode = env.get("AUTH_MODE", "off")
+    ensure_secret(secret_file)  # generated once, kept outside the repository (RUN_DIR)
+    auth_mode = env.get("AUTH_MODE", "jwt")
     common = {
         "BIND_HOST": host,
         "PYTHONUNBUFFERED": "1",

@@ -8,8 +8,9 @@ Contract:
   request passes (fail open, logged).
 - The client IP is the TCP peer, or the last address of `X-Forwarded-For` when the peer is one
   of TRUSTED_PROXIES (Envoy), so clients cannot choose their own address.
-- A user (or, anonymous, an IP) may hold MAX_SOCKETS_PER_USER WebSockets on one gateway at a
-  time; one more is 429 before the upgrade. Counted per gateway process (not cluster-wide).
+- An authenticated user may hold MAX_SOCKETS_PER_USER WebSockets on one gateway at a time; one
+  more is 429 before the upgrade. Counted per gateway process (not cluster-wide). Anonymous
+  sockets (AUTH_MODE=off) are not capped: many people may share one address.
 """
 
 from __future__ import annotations
@@ -103,6 +104,10 @@ class SocketCap:
 
     @contextmanager
     def hold(self, who: str) -> Iterator[None]:
+        """Counts one socket of `who` ("": anonymous, not counted)."""
+        if not who:
+            yield
+            return
         if self._limit and self._open[who] >= self._limit:
             raise TooMany(f"{who} has {self._limit} open sockets already; close one first", 1000)
         self._open[who] += 1

@@ -64,7 +64,10 @@ class Config:
         log_level = env_str(environ, "LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
-        auth = AuthConfig.from_env(environ)
+        try:
+            auth = AuthConfig.from_env(environ)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(str(exc)) from exc
         dev_login = env_str(environ, "AUTH_DEV_LOGIN", "false").lower() == "true"
         if dev_login and not auth.secret:
             raise ConfigError("AUTH_DEV_LOGIN=true needs AUTH_SECRET_FILE (it mints HS256 tokens)")

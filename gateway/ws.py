@@ -62,7 +62,7 @@ class SocketRoutes:
         )
         if not ws.can_prepare(request).ok:
             raise BadRequest("expected a WebSocket upgrade request")
-        with self._cap.hold(current_user() or f"ip:{request.remote}"):  # 429 at the cap
+        with self._cap.hold(current_user()):  # 429 at the cap (authenticated users only)
             return await self._serve(request, ws, thread_id, user)
 
     async def _serve(

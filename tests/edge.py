@@ -9,7 +9,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.auth import mint
 from deploy import envoy_config
+from deploy.make_secret import ensure as ensure_secret
 from tests.helpers import Process, eventually, free_port
 from tests.stack import Stack
 
@@ -48,23 +50,35 @@ def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
 class Edge:
     """A whole stack (redis, dev model, AI, one session pod, gateway) behind a real Envoy."""
 
-    def __init__(self, stack: Stack, envoy: Process, url: str) -> None:
+    def __init__(self, stack: Stack, envoy: Process, url: str, secret: bytes = b"") -> None:
         self.stack, self.envoy, self.url = stack, envoy, url
+        self.secret = secret
+        """The HS256 key when started with `secure=True`."""
+
+    def token(self, user: str, ttl_s: int = 600) -> str:
+        return mint(self.secret, user, ttl_s)
 
 
 @contextlib.contextmanager
-def running_edge(workdir: Path, token_delay_ms: int = 1) -> Iterator[Edge]:
-    """Starts the stack and Envoy; stops every process afterwards, even on failure."""
+def running_edge(workdir: Path, token_delay_ms: int = 1, secure: bool = False) -> Iterator[Edge]:
+    """Starts the stack and Envoy (with `secure`: AUTH_MODE=jwt and the dev login, as `make
+    run`); stops every process afterwards, even on failure."""
     stack = Stack(workdir)
     envoy: Process | None = None
+    auth: dict[str, str] = {}
+    secret = b""
+    if secure:
+        ensure_secret(workdir / "auth-secret")
+        secret = (workdir / "auth-secret").read_bytes().strip()
+        auth = {"AUTH_MODE": "jwt", "AUTH_SECRET_FILE": str(workdir / "auth-secret")}
     try:
         stack.start_redis()
         stack.start_model(token_delay_ms=token_delay_ms)
         stack.start_ai()
-        stack.start_session()
-        stack.start_gateway()
+        stack.start_session(**auth)
+        stack.start_gateway(**auth, **({"AUTH_DEV_LOGIN": "true"} if secure else {}))
         envoy, url = start_envoy(stack, workdir)
-        yield Edge(stack, envoy, url)
+        yield Edge(stack, envoy, url, secret)
     finally:
         if envoy is not None:
             envoy.stop()

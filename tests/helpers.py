@@ -158,8 +158,9 @@ class RedisServer(Process):
 
 
 def python_module(name: str, module: str, env: Mapping[str, str], log_dir: Path) -> Process:
-    """A `python -m module` child with our environment plus `env`."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    """A `python -m module` child with our environment plus `env`; anonymous access
+    (`AUTH_MODE=off`) unless `env` says otherwise."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "AUTH_MODE": "off", **env}
     return Process(name, [sys.executable, "-m", module], full_env, log_dir / f"{name}.log")
 
 

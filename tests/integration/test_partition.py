@@ -39,6 +39,7 @@ def partitioned_cluster(
             env = {
                 **os.environ,
                 "PYTHONUNBUFFERED": "1",
+                "AUTH_MODE": "off",
                 "BIND_HOST": host,
                 "SESSION_PORT": str(port),
                 "POD_ID": pod,

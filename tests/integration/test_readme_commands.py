@@ -1,5 +1,5 @@
-"""The grpcurl and buf curl commands in README.md, run as written (only the ports differ)
-against the real services behind a real Envoy."""
+"""The durablechat chat, curl, grpcurl and buf curl commands in README.md, run as written (only
+the ports differ) against the real services behind a real Envoy, with access control on."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge import running_edge
+from tests.edge import Edge, running_edge
 from tests.helpers import ROOT
+
+RUN_AS_WRITTEN = ("grpcurl ", "node_modules/.bin/buf curl ", "durablechat chat ", "curl ")
+NOT_RUN = ("curl -sN ",)
+"""Streams without an end (SSE) are not run; `durablechat chat` without --send is interactive."""
 
 
 def readme_commands() -> list[str]:
@@ -24,7 +28,7 @@ def readme_commands() -> list[str]:
         joined = re.sub(r"\\\n\s*", "", block)
         for line in joined.splitlines():
             line = re.sub(r"\s{2,}#.*$", "", line).strip()
-            if line.startswith(("grpcurl ", "node_modules/.bin/buf curl ")):
+            if line.startswith(RUN_AS_WRITTEN) and not line.startswith(NOT_RUN):
                 commands.append(line)
     return commands
 
@@ -33,23 +37,33 @@ def test_the_readme_has_the_commands() -> None:
     commands = readme_commands()
     assert sum(c.startswith("grpcurl") for c in commands) >= 4
     assert sum("buf curl" in c for c in commands) >= 2
+    assert any(c.startswith("durablechat chat") and "--send" in c for c in commands)
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with running_edge(tmp_path_factory.mktemp("readme")) as edge:
-        yield edge.stack.session_addr, edge.url.removeprefix("http://")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    with running_edge(tmp_path_factory.mktemp("readme"), secure=True) as edge:
+        yield edge
 
 
-@pytest.mark.parametrize("command", readme_commands())
-def test_readme_command_works(system: tuple[str, str], command: str) -> None:
-    session_addr, envoy_addr = system
+@pytest.mark.parametrize(
+    "command", [c for c in readme_commands() if "durablechat chat" not in c or "--send" in c]
+)
+def test_readme_command_works(system: Edge, command: str) -> None:
+    """As `make run` (access control on), with TOKEN set as README's `export TOKEN=` line does."""
+    session_addr, envoy_addr = system.stack.session_addr, system.url.removeprefix("http://")
     line = command.replace("127.0.0.1:50051", session_addr).replace("127.0.0.1:8000", envoy_addr)
+    line = line.replace("localhost:8000", envoy_addr)
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     done = subprocess.run(
         ["bash", "-c", line],
         cwd=ROOT,
-        env={**os.environ, "PATH": path},
+        env={
+            **os.environ,
+            "PATH": path,
+            "TOKEN": system.token("ann"),
+            "DURABLECHAT_URL": system.url,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -61,3 +75,6 @@ def test_readme_command_works(system: tuple[str, str], command: str) -> None:
         return
     assert done.returncode == 0, output
     assert done.stdout.strip(), output
+    if command.startswith("durablechat chat"):
+        assert done.stdout.splitlines()[0] == "[LOADING]", output
+        assert done.stdout.splitlines()[-1] == "[DONE]", output

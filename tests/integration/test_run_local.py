@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from common.auth import mint
 from common.ring import HashRing
 from tests.helpers import ROOT, eventually, free_port
 
@@ -107,6 +108,12 @@ def launched(tmp_path, request):
         yield proc, env, names
 
 
+def dev_token(tmp_path: Path) -> tuple[str, str]:
+    """WebSocket subprotocols carrying a token minted with the key `make run` generated."""
+    secret = (tmp_path / "run" / "auth-secret").read_bytes().strip()
+    return ("durablechat", f"bearer.{mint(secret, 'a', 300)}")
+
+
 def healthz_ok(url: str) -> bool:
     with urllib.request.urlopen(url, timeout=1) as reply:
         return bool(reply.status == 200)
@@ -119,8 +126,19 @@ async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_
     eventually(lambda: f"open       {base}/" in (tmp_path / "launcher.log").read_text())
     pids = {n: int((tmp_path / "run" / f"{n}.pid").read_text()) for n in names}
     assert all(pid_alive(pid) for pid in pids.values())
+    assert (
+        "auth       a dev token: TOKEN=$(durablechat token"
+        in (tmp_path / "launcher.log").read_text()
+    )
     frames: list[str] = []
-    async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws/t1?user=a") as ws:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # secure by default
+            await http.ws_connect(f"{base}/ws/t1")
+        assert refused.value.status == 401
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{base}/ws/t1", protocols=dev_token(tmp_path)) as ws,
+    ):
         await ws.send_str("hello tokens=5")
         while not frames or frames[-1] != "[DONE]":
             frames.append(await ws.receive_str(timeout=20))
@@ -155,7 +173,10 @@ async def test_run_restarts_a_killed_pod_while_the_others_take_its_sessions_over
     pid_file = tmp_path / "run" / f"{owner}.pid"
     killed = int(pid_file.read_text())
     os.kill(killed, signal.SIGKILL)
-    async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws/t1?user=a") as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(f"{base}/ws/t1", protocols=dev_token(tmp_path)) as ws,
+    ):
         await ws.send_str("after the kill tokens=3")
         frames = [await ws.receive_str(timeout=20)]
         while frames[-1] != "[DONE]":

@@ -7,9 +7,12 @@ import pytest
 from common.config import ConfigError
 from gateway.config import Config
 
+ANONYMOUS = {"AUTH_MODE": "off"}
+"""The tests of other settings run without access control (it needs a key file)."""
+
 
 def test_defaults():
-    cfg = Config.from_env({})
+    cfg = Config.from_env(ANONYMOUS)
     assert cfg == Config(
         port=8080,
         bind_host="127.0.0.1",
@@ -26,6 +29,7 @@ def test_defaults():
 def test_values_from_the_environment():
     cfg = Config.from_env(
         {
+            **ANONYMOUS,
             "GATEWAY_PORT": "0",
             "SESSION_SERVICE_ADDR": "10.0.0.2:7000",
             "GRPC_DEADLINE_MS": "250",
@@ -49,4 +53,9 @@ def test_values_from_the_environment():
 )
 def test_bad_value_fails_naming_the_variable(name: str, value: str):
     with pytest.raises(ConfigError, match=name):
-        Config.from_env({name: value})
+        Config.from_env({**ANONYMOUS, name: value})
+
+
+def test_access_control_is_on_by_default_and_needs_a_key() -> None:
+    with pytest.raises(ConfigError, match="AUTH_MODE=jwt \\(the default\\) needs AUTH_SECRET_FILE"):
+        Config.from_env({})

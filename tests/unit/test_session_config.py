@@ -7,18 +7,23 @@ import pytest
 from common.config import ConfigError
 from session_service.config import Config
 
+ANONYMOUS = {"AUTH_MODE": "off"}
+"""The tests of other settings run without access control (it needs a key file)."""
+
 
 def test_defaults_are_the_documented_ports_and_limits():
-    cfg = Config.from_env({})
+    cfg = Config.from_env(ANONYMOUS)
     assert (cfg.port, cfg.ai_service_addr) == (50051, "127.0.0.1:50052")
     assert cfg.limits.max_content_bytes == 65536
     assert (cfg.limits.answer_batch_chunks, cfg.limits.answer_batch_ms) == (32, 20)
 
 
 def test_overrides_are_read():
-    cfg = Config.from_env({"SESSION_PORT": "6000", "SESSION_IDLE_MS": "250", "MAX_PAGE_SIZE": "7"})
+    cfg = Config.from_env(
+        {**ANONYMOUS, "SESSION_PORT": "6000", "SESSION_IDLE_MS": "250", "MAX_PAGE_SIZE": "7"}
+    )
     assert (cfg.port, cfg.session_idle_ms, cfg.limits.max_page_size) == (6000, 250, 7)
-    assert Config.from_env({"ANSWER_BATCH_MS": "0"}).limits.answer_batch_ms == 0
+    assert Config.from_env({**ANONYMOUS, "ANSWER_BATCH_MS": "0"}).limits.answer_batch_ms == 0
 
 
 @pytest.mark.parametrize(
@@ -26,4 +31,9 @@ def test_overrides_are_read():
 )
 def test_bad_values_fail_naming_the_variable(name, value):
     with pytest.raises(ConfigError, match=name):
-        Config.from_env({name: value})
+        Config.from_env({**ANONYMOUS, name: value})
+
+
+def test_access_control_is_on_by_default_and_needs_a_key() -> None:
+    with pytest.raises(ConfigError, match="AUTH_MODE=jwt \\(the default\\) needs AUTH_SECRET_FILE"):
+        Config.from_env({})

@@ -1,6 +1,7 @@
 // The chat page: threads kept in this browser, the open thread's messages streamed over
 // gRPC-web through Envoy (thread.ts), prompts with an idempotency id, cancel, share links.
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AccessRole } from "./gen/durablechat/v1/access_pb";
 import { api, Thread, type Bubble } from "./thread";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -8,8 +9,10 @@ const THREADS_KEY = "durablechat.threads";
 const USER_KEY = "durablechat.user";
 
 type Known = { id: string; title: string };
+type Me = { user: string; auth: "off" | "jwt"; devLogin: boolean };
 
 let thread: Thread | null = null;
+let me: Me = { user: "", auth: "off", devLogin: false };
 
 function known(): Known[] {
   try {
@@ -71,6 +74,8 @@ function render(bubbles: Bubble[], streaming: boolean, online: boolean): void {
   $<HTMLButtonElement>("cancel").disabled = !streaming;
   $("status").textContent = online ? (streaming ? "answering…" : "connected") : "reconnecting…";
   $("status").className = online ? "online" : "offline";
+  const present = thread?.presence ?? [];
+  $("presence").textContent = present.length ? `here: ${present.join(", ")}` : "";
   const firstUser = bubbles.find((b) => b.role === "user");
   if (thread && firstUser) {
     const title = firstUser.text.slice(0, 40);
@@ -86,23 +91,75 @@ function loadingDots(): HTMLElement {
   return span;
 }
 
-function open(id: string): void {
+async function open(id: string, invite = ""): Promise<void> {
   thread?.close();
-  thread = new Thread(id, render);
+  thread = null;
   $("thread-id").textContent = id;
   $<HTMLOListElement>("messages").replaceChildren();
+  if (me.auth === "jwt") {
+    if (!me.user) {
+      $("notice").textContent = "Sign in: type your name under “You are” and press Enter.";
+      return;
+    }
+    try {
+      if (invite) await api.joinRoom({ sessionId: id, code: invite });
+      await api.createRoom({ sessionId: id }); // claims a new thread, or checks membership
+    } catch (err) {
+      const e = ConnectError.from(err);
+      $("notice").textContent =
+        e.code === Code.NotFound
+          ? "No access to this thread (ask its owner for an invite link)."
+          : `Cannot open: ${e.rawMessage}`;
+      return;
+    }
+    if (invite) history.replaceState(null, "", `#t=${id}`); // the code leaves the address bar
+  }
+  $("notice").textContent = "";
+  thread = new Thread(id, render, (message) => {
+    $("notice").textContent = `No access: ${message}`;
+  });
   remember(id);
   thread.start();
   $<HTMLTextAreaElement>("prompt").focus();
 }
 
-function newId(): string {
+async function newId(): Promise<string> {
+  if (me.auth === "jwt" && me.user) return (await api.createRoom({})).sessionId; // 64 hex
   return `t-${crypto.randomUUID().slice(0, 13)}`;
 }
 
-function fromHash(): string | null {
-  const match = /^#t=([A-Za-z0-9_-]{1,128})$/.exec(location.hash);
-  return match ? decodeURIComponent(match[1]) : null;
+function fromHash(): { id: string; invite: string } | null {
+  const match = /^#t=([A-Za-z0-9_-]{1,128})(?:&invite=([A-Za-z0-9_-]{1,128}))?$/.exec(
+    location.hash,
+  );
+  return match ? { id: match[1], invite: match[2] ?? "" } : null;
+}
+
+async function whoami(): Promise<Me> {
+  try {
+    const reply = await fetch("/api/me");
+    return reply.ok ? ((await reply.json()) as Me) : me;
+  } catch {
+    return me;
+  }
+}
+
+async function signIn(name: string): Promise<void> {
+  const reply = await fetch("/api/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user: name }),
+  });
+  if (!reply.ok) {
+    const body = (await reply.json()) as { error?: { message?: string } };
+    $("notice").textContent = `Sign-in failed: ${body.error?.message ?? reply.statusText}`;
+    return;
+  }
+  me = await whoami();
+  const target = fromHash();
+  const id = target?.id ?? (await newId());
+  if (!target) history.replaceState(null, "", `#t=${id}`);
+  await open(id, target?.invite ?? "");
 }
 
 async function send(event: SubmitEvent): Promise<void> {
@@ -149,7 +206,15 @@ async function cancel(): Promise<void> {
 }
 
 async function share(): Promise<void> {
-  const link = `${location.origin}${location.pathname}#t=${encodeURIComponent(thread?.id ?? "")}`;
+  let link = `${location.origin}${location.pathname}#t=${encodeURIComponent(thread?.id ?? "")}`;
+  if (me.auth === "jwt" && thread) {
+    try {
+      const invite = await api.createInvite({ sessionId: thread.id, role: AccessRole.MEMBER });
+      link = `${location.origin}${invite.sharePath}`;
+    } catch (err) {
+      $("notice").textContent = `Only the owner can invite: ${ConnectError.from(err).rawMessage}`;
+    }
+  }
   $<HTMLInputElement>("share-link").value = link;
   try {
     await navigator.clipboard.writeText(link);
@@ -159,10 +224,14 @@ async function share(): Promise<void> {
   }
 }
 
-function main(): void {
+async function main(): Promise<void> {
+  me = await whoami();
   const user = $<HTMLInputElement>("user");
-  user.value = localStorage.getItem(USER_KEY) ?? "me";
-  user.addEventListener("change", () => localStorage.setItem(USER_KEY, user.value || "me"));
+  user.value = me.auth === "jwt" ? me.user : (localStorage.getItem(USER_KEY) ?? "me");
+  user.addEventListener("change", () => {
+    if (me.auth === "jwt") void signIn(user.value.trim());
+    else localStorage.setItem(USER_KEY, user.value || "me");
+  });
   $<HTMLFormElement>("composer").addEventListener("submit", (e) => void send(e));
   $<HTMLTextAreaElement>("prompt").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) {
@@ -173,15 +242,20 @@ function main(): void {
   $("cancel").addEventListener("click", () => void cancel());
   $("share").addEventListener("click", () => void share());
   $("new-thread").addEventListener("click", () => {
-    location.hash = `#t=${newId()}`;
+    void newId().then((id) => (location.hash = `#t=${id}`));
   });
   window.addEventListener("hashchange", () => {
-    const id = fromHash();
-    if (id && id !== thread?.id) open(id);
+    const target = fromHash();
+    if (target && target.id !== thread?.id) void open(target.id, target.invite);
   });
-  const id = fromHash() ?? known()[0]?.id ?? newId();
-  if (!fromHash()) history.replaceState(null, "", `#t=${id}`);
-  open(id);
+  const target = fromHash();
+  if (me.auth === "jwt" && !me.user) {
+    $("notice").textContent = "Sign in: type your name under “You are” and press Enter.";
+    return; // signIn() opens the thread (or a new room) once there is someone to own it
+  }
+  const id = target?.id ?? known()[0]?.id ?? (await newId());
+  if (!target) history.replaceState(null, "", `#t=${id}`);
+  await open(id, target?.invite ?? "");
 }
 
-main();
+void main();

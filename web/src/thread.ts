@@ -1,6 +1,6 @@
 // One thread's stream over gRPC-web, resumed from its cursor after any break (docs/resume.md):
 // every event after the cursor arrives once, in order, so the view never shows a duplicate.
-import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AnswerStatus, Role } from "./gen/durablechat/v1/common_pb";
 import { SessionService, type SessionEvent } from "./gen/durablechat/v1/session_pb";
@@ -15,6 +15,11 @@ export type Bubble = {
 };
 
 export type Listener = (bubbles: Bubble[], streaming: boolean, online: boolean) => void;
+
+// Called when the stream ends for good: the user has no access (never had, or was removed).
+export type Denied = (message: string) => void;
+
+const DENIED = [Code.NotFound, Code.PermissionDenied, Code.Unauthenticated];
 
 export const api: Client<typeof SessionService> = createClient(
   SessionService,
@@ -34,10 +39,12 @@ export class Thread {
   private open = new Set<bigint>(); // answers started and not ended
   private stop = new AbortController();
   private online = false;
+  presence: string[] = []; // users connected now (AUTH_MODE=jwt)
 
   constructor(
     readonly id: string,
     private readonly listener: Listener,
+    private readonly denied: Denied = () => {},
   ) {}
 
   start(): void {
@@ -59,7 +66,13 @@ export class Thread {
         }
       } catch (err) {
         if (this.stop.signal.aborted) return;
-        console.warn("stream broke; resuming from the cursor", ConnectError.from(err).message);
+        const e = ConnectError.from(err);
+        if (DENIED.includes(e.code)) {
+          this.setOnline(false);
+          this.denied(e.rawMessage);
+          return;
+        }
+        console.warn("stream broke; resuming from the cursor", e.message);
       }
       this.setOnline(false);
       await new Promise((r) => setTimeout(r, backoff));
@@ -104,6 +117,9 @@ export class Thread {
         }
         break;
       }
+      case "presenceChanged": // repeats the cursor: nothing to move
+        this.presence = kind.value.users;
+        break;
       default:
         this.seq = event.seq;
         return;
