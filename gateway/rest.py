@@ -20,7 +20,7 @@ DEFAULT_PAGE_SIZE = 100
 STATE_PAGE_SIZE = 1000
 MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
-_DIGITS = re.compile(r"[0-9]+")
+_DIGITS = re.compile(r"[0-9]{1,20}")
 
 
 @dataclass(frozen=True)

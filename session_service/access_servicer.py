@@ -52,9 +52,9 @@ class AccessRpcs:
     async def CreateRoom(
         self, request: access_pb2.CreateRoomRequest, context: Context
     ) -> access_pb2.CreateRoomResponse:
-        if not request.session_id:
+        if getattr(request, "session_id", None) == "":  # (not when undecodable: refused below)
             request = access_pb2.CreateRoomRequest(session_id=secrets.token_hex(32))
-        sid = request.session_id
+        sid = getattr(request, "session_id", "")
 
         def prepare(caller: Caller) -> Local[access_pb2.CreateRoomResponse]:
             async def create(actor: SessionActor) -> access_pb2.CreateRoomResponse:

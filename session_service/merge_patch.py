@@ -7,6 +7,7 @@ so a small patch to a large state costs time in proportion to the patch, not the
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -18,14 +19,31 @@ def _refuse_constant(name: str) -> Any:
     raise BadJson(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadJson(f"{text[:20]} is out of range for a JSON number (64-bit float)")
+    return value
+
+
 def parse_json(text: str) -> Any:
-    """Parses strict JSON text."""
+    """Parses strict JSON text: no NaN/Infinity (literal or overflowing), integers of at most
+    4300 digits, strings of valid Unicode only (no lone surrogates), so what is accepted can
+    always be written back and read again."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        dump_json(value).encode()  # a lone surrogate (escaped in the input) cannot be UTF-8
+        return value
     except RecursionError as exc:
         raise BadJson("JSON nested too deeply") from exc
     except json.JSONDecodeError as exc:
         raise BadJson(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except UnicodeEncodeError as exc:
+        raise BadJson("JSON strings must be valid Unicode (a lone surrogate is not)") from exc
+    except BadJson:
+        raise
+    except ValueError as exc:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise BadJson(f"invalid JSON: {str(exc)[:120]}") from exc
 
 
 def dump_json(value: Any) -> str:

@@ -18,9 +18,10 @@ from prometheus_client import CollectorRegistry
 from common import tracing
 from common.auth import Verifier
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
+from common.lenient import add_service
 from common.metrics import GrpcMetrics, serve_metrics
 from common.ring import HashRing
-from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
+from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2
 from session_service.ai_client import AiClient
 from session_service.cluster_servicer import ClusterServicer
 from session_service.config import Config
@@ -87,7 +88,9 @@ class SessionServer:
             options=SERVER_OPTIONS,
             interceptors=[*tracing.server_interceptors(), GrpcMetrics(self.metrics_registry)],
         )
-        session_pb2_grpc.add_SessionServiceServicer_to_server(
+        add_service(
+            self.server,
+            session_pb2.DESCRIPTOR.services_by_name["SessionService"],
             SessionServicer(
                 self.registry,
                 self.router,
@@ -96,7 +99,6 @@ class SessionServer:
                 self.store.usage,
                 Verifier(cfg.auth),
             ),
-            self.server,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(

@@ -13,6 +13,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
 from common.auth import AuthConfig, AuthError, Verifier, from_cookie
+from common.lenient import Undecodable
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 from session_service import access, convert, validate
 from session_service.access import Caller
@@ -48,20 +49,36 @@ WRITE_METHODS = frozenset({"UpdateState", "AppendMessage", "SendPrompt", "Cancel
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
+PAGE_BYTES = 4 * 1024 * 1024
+"""A ListMessages page holds fewer than `limit` messages when they would pass this size
+(`has_more` says so), so every page fits in one gRPC message whatever the messages hold."""
 """Deadline of a forwarded unary call when the caller set none."""
 
 
-def _checked(request: pb_message.Message) -> str:
-    """Refuses unknown fields and returns the validated session id."""
+def _decoded(request: object) -> None:
+    """Refuses a request whose bytes did not decode (common/lenient.py)."""
+    if isinstance(request, Undecodable):
+        raise InvalidArgument(f"the request is not a valid protobuf message: {request.why}")
+
+
+def _known(request: pb_message.Message) -> None:
+    """Refuses undecodable requests and fields this server does not know."""
+    _decoded(request)
     if len(unknown_fields.UnknownFieldSet(request)):
         raise InvalidArgument("request has unknown fields; is the client newer than the server?")
+
+
+def _checked(request: pb_message.Message) -> str:
+    """As `_known`; returns the validated session id."""
+    _known(request)
     return validate.session_id(request.session_id)  # type: ignore[attr-defined]
 
 
 def _hops(context: Context) -> int:
     for key, value in context.invocation_metadata() or ():
         if key == HOPS_KEY:
-            return int(value) if str(value).isdigit() else 0
+            value = str(value)
+            return int(value) if value.isdigit() and len(value) <= 3 else 0
     return 0
 
 
@@ -288,10 +305,17 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
             async def page(actor: SessionActor) -> session_pb2.ListMessagesResponse:
                 s = actor.read(caller)
                 messages, has_more = s.messages_after(request.after_seq, limit)
+                page: list[common_pb2.Message] = []
+                size = 0
+                for m in messages:  # pages also end at PAGE_BYTES: gRPC caps message size
+                    converted = convert.message(m)
+                    size += converted.ByteSize()
+                    if page and size > PAGE_BYTES:
+                        has_more = True
+                        break
+                    page.append(converted)
                 return session_pb2.ListMessagesResponse(
-                    messages=[convert.message(m) for m in messages],
-                    has_more=has_more,
-                    last_seq=s.last_seq,
+                    messages=page, has_more=has_more, last_seq=s.last_seq
                 )
 
             return page
@@ -344,6 +368,11 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
     ) -> session_pb2.GetUserUsageResponse:
         try:
             caller, _ = self._identify(context)
+            _decoded(request)
+            if len(unknown_fields.UnknownFieldSet(request)):
+                raise InvalidArgument(
+                    "request has unknown fields; is the client newer than the server?"
+                )
             user = validate.name(request.user, "user") or caller.user
             if not user:
                 raise InvalidArgument("user must not be empty")

@@ -5,12 +5,12 @@ real Envoy. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-from tests.browser.test_web_page import ARGS, CHROMIUM, answer, send, shot
+from tests.browser.test_web_page import answer, send, shot
 from tests.edge import Edge, running_edge
 from tests.helpers import ROOT
 
@@ -23,16 +23,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         pytest.fail("the page is not built: run `make web` (make test does)")
     with running_edge(tmp_path_factory.mktemp("rooms"), token_delay_ms=5, secure=True) as edge:
         yield edge
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        launched = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
 
 
 async def signed_in(browser: Browser, url: str, name: str) -> Page:

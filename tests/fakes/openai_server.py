@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,25 @@ class _Fault:
     status: int = 0
     cut_after: int | None = None
     stall: bool = False
+
+
+def chunk_writer() -> Callable[..., bytes]:
+    """`event(delta, finish=None, **more)`: one SSE `chat.completion.chunk` line."""
+    created = int(time.time())
+
+    def event(delta: dict[str, str], finish: str | None = None, **more: Any) -> bytes:
+        choices = [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
+        chunk = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": MODEL_ID,
+            "choices": choices,
+            **more,
+        }
+        return f"data: {json.dumps(chunk)}\n\n".encode()
+
+    return event
 
 
 class FakeOpenAI:
@@ -134,22 +154,7 @@ class FakeOpenAI:
     async def _write_answer(
         self, request: web.Request, response: web.StreamResponse, fault: _Fault
     ) -> None:
-        created = int(time.time())
-
-        def event(delta: dict[str, str], finish: str | None = None, **more: Any) -> bytes:
-            choices = (
-                [{"index": 0, "delta": delta, "finish_reason": finish}] if delta or finish else []
-            )
-            chunk = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": MODEL_ID,
-                "choices": choices,
-                **more,
-            }
-            return f"data: {json.dumps(chunk)}\n\n".encode()
-
+        event = chunk_writer()
         await response.write(event({"role": "assistant", "content": ""}))
         messages = (await request.json()).get("messages") or [{}]
         last = messages[-1]

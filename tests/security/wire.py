@@ -1,0 +1,178 @@
+"""Protobuf wire data for the gRPC fuzzers: hostile typed requests of every SessionService
+method, and extra fields (unknown numbers, every wire type, repeats) spliced onto them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+from hypothesis import strategies as st
+
+from durablechat.v1 import access_pb2, session_pb2
+from tests.security.strategies import hostile_text, json_text, uint
+
+SERVICE = "/durablechat.v1.SessionService/"
+REQUEST_TYPES: dict[str, type[Message]] = {
+    "GetSession": session_pb2.GetSessionRequest,
+    "UpdateState": session_pb2.UpdateStateRequest,
+    "AppendMessage": session_pb2.AppendMessageRequest,
+    "ListMessages": session_pb2.ListMessagesRequest,
+    "SendPrompt": session_pb2.SendPromptRequest,
+    "CancelAnswer": session_pb2.CancelAnswerRequest,
+    "GetUserUsage": session_pb2.GetUserUsageRequest,
+    "Subscribe": session_pb2.SubscribeRequest,
+    "CreateRoom": access_pb2.CreateRoomRequest,
+    "SetMember": access_pb2.SetMemberRequest,
+    "CreateInvite": access_pb2.CreateInviteRequest,
+    "RevokeInvite": access_pb2.RevokeInviteRequest,
+    "JoinRoom": access_pb2.JoinRoomRequest,
+    "GetAccess": access_pb2.GetAccessRequest,
+    "ListAudit": access_pb2.ListAuditRequest,
+}
+"""Every SessionService method and its request type (Subscribe is the server stream)."""
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def field(number: int, wire_type: int, payload: bytes) -> bytes:
+    """One field on the wire; `payload` is already encoded for its wire type."""
+    return varint(number << 3 | wire_type) + payload
+
+
+def decodable_fields() -> st.SearchStrategy[bytes]:
+    """One to three fields a request type does not declare, of every wire type but groups, of
+    any number (also the reserved 19000-19999 and the largest, 2^29 - 1)."""
+    number = st.one_of(st.integers(6, 20), st.integers(19_000, 19_999), st.integers(6, 2**29 - 1))
+    payloads: list[st.SearchStrategy[tuple[int, bytes]]] = [
+        st.builds(lambda v: (0, varint(v)), st.integers(0, 2**64 - 1)),
+        st.builds(lambda b: (1, b), st.binary(min_size=8, max_size=8)),
+        st.builds(lambda b: (2, varint(len(b)) + b), st.binary(max_size=64)),
+        st.builds(lambda b: (5, b), st.binary(min_size=4, max_size=4)),
+    ]
+    one = st.tuples(number, st.one_of(payloads)).map(lambda t: field(t[0], t[1][0], t[1][1]))
+    return st.lists(one, min_size=1, max_size=3).map(b"".join)
+
+
+def mostly(usual: st.SearchStrategy[Any], rare: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """`usual` three times in four, else `rare` (one_of would weigh them alike)."""
+    return st.integers(0, 3).flatmap(lambda n: rare if n == 0 else usual)
+
+
+def _ids(targets: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Mostly the fuzz namespace's sessions (so storage checks mean something), else anything."""
+    return mostly(targets, hostile_text(140))
+
+
+def _optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), strategy)
+
+
+def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStrategy[Message]:
+    """Requests built with the generated types, every field hostile: text from
+    `hostile_text`, unsigned ints at their extremes, enum values the proto does not name."""
+    sid = _ids(targets)
+    names = hostile_text(200)
+    access_roles = mostly(st.integers(0, 3), st.integers(-(2**31), 2**31 - 1))
+    invite_ids = mostly(st.from_regex(r"[0-9a-f]{16}", fullmatch=True), hostile_text(20))
+    roles = mostly(
+        st.integers(1, 3), st.one_of(st.integers(0, 4), st.integers(-(2**31), 2**31 - 1))
+    )
+    builders: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
+        "GetSession": lambda: st.builds(session_pb2.GetSessionRequest, session_id=sid),
+        "UpdateState": lambda: st.builds(
+            _update_state,
+            sid,
+            json_text(),
+            _optional(st.one_of(st.integers(0, 3), uint(64))),
+            st.booleans(),
+        ),
+        "AppendMessage": lambda: st.builds(
+            session_pb2.AppendMessageRequest,
+            session_id=sid,
+            role=roles,
+            content=hostile_text(),
+            user=names,
+            client_message_id=names,
+        ),
+        "ListMessages": lambda: st.builds(
+            session_pb2.ListMessagesRequest,
+            session_id=sid,
+            after_seq=uint(64),
+            limit=st.one_of(st.sampled_from([0, 1, 999, 1000, 1001]), uint(32)),
+        ),
+        "SendPrompt": lambda: st.builds(
+            session_pb2.SendPromptRequest,
+            session_id=sid,
+            content=hostile_text(),
+            user=names,
+            client_message_id=names,
+        ),
+        "CancelAnswer": lambda: st.builds(
+            session_pb2.CancelAnswerRequest,
+            session_id=sid,
+            answer_seq=st.one_of(st.integers(0, 8), uint(64)),
+        ),
+        "GetUserUsage": lambda: st.builds(session_pb2.GetUserUsageRequest, user=names),
+        "Subscribe": lambda: st.builds(_subscribe, sid, _optional(uint(64)), uint(32)),
+        "CreateRoom": lambda: st.builds(
+            access_pb2.CreateRoomRequest, session_id=mostly(sid, st.just(""))
+        ),
+        "SetMember": lambda: st.builds(
+            access_pb2.SetMemberRequest, session_id=sid, user=names, role=access_roles
+        ),
+        "CreateInvite": lambda: st.builds(
+            access_pb2.CreateInviteRequest,
+            session_id=sid,
+            role=access_roles,
+            ttl_seconds=st.one_of(st.sampled_from([0, 1, 30 * 86_400, 30 * 86_400 + 1]), uint(32)),
+        ),
+        "RevokeInvite": lambda: st.builds(
+            access_pb2.RevokeInviteRequest, session_id=sid, invite_id=invite_ids
+        ),
+        "JoinRoom": lambda: st.builds(access_pb2.JoinRoomRequest, session_id=sid, code=names),
+        "GetAccess": lambda: st.builds(access_pb2.GetAccessRequest, session_id=sid),
+        "ListAudit": lambda: st.builds(
+            access_pb2.ListAuditRequest,
+            session_id=sid,
+            after_seq=uint(64),
+            limit=st.one_of(st.sampled_from([0, 1, 999, 1000, 1001]), uint(32)),
+        ),
+    }
+    return builders[method]()
+
+
+def _update_state(
+    session_id: str, patch_json: str, expected: int | None, return_state: bool
+) -> session_pb2.UpdateStateRequest:
+    request = session_pb2.UpdateStateRequest(
+        session_id=session_id, patch_json=patch_json, return_state=return_state
+    )
+    if expected is not None:
+        request.expected_version = expected
+    return request
+
+
+def _subscribe(session_id: str, after_seq: int | None, after_offset: int) -> Message:
+    request = session_pb2.SubscribeRequest(session_id=session_id, after_offset=after_offset)
+    if after_seq is not None:
+        request.after_seq = after_seq
+    return request
+
+
+def parsed(method: str, data: bytes) -> Message | None:
+    """The request the server will see in `data`, or None when protobuf cannot decode it."""
+    try:
+        return REQUEST_TYPES[method].FromString(data)
+    except DecodeError:
+        return None
