@@ -7,6 +7,7 @@
     durablechat move SESSION         the pod holding a session hands it off (reload / rebalance)
     durablechat tail SESSION         the session's events as JSON lines, live (Ctrl-C stops)
     durablechat token --user U       a token for U (AUTH_MODE=jwt; HS256 secret file)
+    durablechat revoke --user U      void every token of U issued until now (all pods)
     durablechat chat THREAD          the seed WebSocket from a terminal (TOKEN: a token)
 
 Exit status 0 on success, 1 when a call fails (the gRPC status is printed), 2 on bad usage.
@@ -24,9 +25,11 @@ from typing import Any, TypeVar
 
 import click
 import grpc
+import redis.asyncio
 from google.protobuf import json_format
 
 from admin.chat import chat
+from common import revocation
 from common.auth import mint
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
@@ -192,6 +195,27 @@ def move(addr: str, session_id: str) -> None:
 def token(user: str, ttl: int, secret_file: str) -> None:
     secret = Path(secret_file).read_bytes().strip()
     click.echo(mint(secret, user, ttl))
+
+
+@main.command(help="Void every token of USER issued until now, on every pod (a leaked token).")
+@click.option("--user", required=True, help="the tokens' sub claim")
+@click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    default="redis://127.0.0.1:6379/0",
+    show_default=True,
+    help="the pods' Redis (REDIS_URL)",
+)
+def revoke(user: str, redis_url: str) -> None:
+    async def work() -> int:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            return await revocation.revoke(client, user)
+        finally:
+            await client.aclose()
+
+    before = run(work)
+    click.echo(f"tokens of {user} issued before {before} (unix seconds) are refused")
 
 
 @main.command(help="Print a session's events as JSON lines, from --after (default: now).")

@@ -6,8 +6,10 @@ anything is read or stored. The verified `sub` claim is the caller; what they ma
 by each session's owner (session_service/access.py). `AUTH_MODE=off` accepts every call; it
 must be set explicitly (the services refuse to start with neither a key nor `off`).
 
-Keys: `AUTH_SECRET_FILE` (HS256; `durablechat token` mints with it) or `AUTH_PUBLIC_KEY_FILE`
-(RS256, verify only). The accepted algorithm is fixed by which key is configured, never taken
+Keys: `AUTH_SECRET_FILE` (HS256; `durablechat token` mints with it), `AUTH_PUBLIC_KEY_FILE`
+(RS256, verify only) or `AUTH_JWKS_URL` (RS256 keys by `kid` from an identity provider's JWKS,
+fetched with PyJWT's PyJWKClient and cached for 5 minutes; the fetch blocks the calling event
+loop, once per refresh). The accepted algorithm is fixed by which key is configured, never taken
 from the token. docs/security.md has the whole picture.
 """
 
@@ -40,6 +42,8 @@ class AuthConfig:
     """From AUTH_SECRET_FILE: the HS256 key."""
     public_key: str = ""
     """From AUTH_PUBLIC_KEY_FILE: an RS256 public key (PEM)."""
+    jwks_url: str = ""
+    """AUTH_JWKS_URL: RS256 keys from a JWKS endpoint."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> AuthConfig:
@@ -50,12 +54,13 @@ class AuthConfig:
         key_file = environ.get("AUTH_PUBLIC_KEY_FILE", "")
         secret = Path(secret_file).read_bytes().strip() if secret_file else b""
         public_key = Path(key_file).read_text() if key_file else ""
-        if mode == "jwt" and not (secret or public_key):
+        jwks_url = environ.get("AUTH_JWKS_URL", "")
+        if mode == "jwt" and not (secret or public_key or jwks_url):
             raise ValueError(
-                "AUTH_MODE=jwt (the default) needs AUTH_SECRET_FILE or AUTH_PUBLIC_KEY_FILE; "
-                "AUTH_MODE=off allows anonymous access to everything"
+                "AUTH_MODE=jwt (the default) needs AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE or "
+                "AUTH_JWKS_URL; AUTH_MODE=off allows anonymous access to everything"
             )
-        return cls(mode, secret, public_key)
+        return cls(mode, secret, public_key, jwks_url)
 
 
 class Verifier:
@@ -63,7 +68,8 @@ class Verifier:
 
     def __init__(self, cfg: AuthConfig) -> None:
         self.required = cfg.mode == "jwt"
-        if cfg.public_key:
+        self._jwks = jwt.PyJWKClient(cfg.jwks_url, lifespan=300) if cfg.jwks_url else None
+        if cfg.public_key or cfg.jwks_url:
             self._key: str | bytes = cfg.public_key
             self._algorithms = ["RS256"]
         else:
@@ -72,29 +78,38 @@ class Verifier:
 
     def user(self, authorization: str | None) -> str:
         """The caller's user id; "" when auth is off and no token was sent."""
+        return self.identify(authorization)[0]
+
+    def identify(self, authorization: str | None) -> tuple[str, int]:
+        """(user, issued at: the `iat` claim in seconds, 0 when absent); ("", 0) when auth is
+        off and no token was sent."""
         if not authorization:
             if self.required:
                 raise AuthError("this call needs `authorization: Bearer <token>`")
-            return ""
+            return "", 0
         if not authorization.lower().startswith(BEARER):
             raise AuthError("authorization must be `Bearer <token>`")
         token = authorization[len(BEARER) :].strip()
         try:
+            key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._key
             claims = jwt.decode(
                 token,
-                self._key,
+                key,
                 algorithms=self._algorithms,
                 options={"require": ["sub", "exp"]},
                 leeway=LEEWAY_S,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("the token has expired") from exc
+        except jwt.PyJWKClientError as exc:
+            raise AuthError(f"no key for the token: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"the token is not valid: {exc}") from exc
         user = claims["sub"]
         if not isinstance(user, str) or not user:
             raise AuthError("the token's sub must be a non-empty string")
-        return user
+        issued = claims.get("iat", 0)
+        return user, issued if isinstance(issued, int) else 0
 
 
 COOKIE = "dc_token"

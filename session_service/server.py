@@ -20,6 +20,7 @@ from common.auth import Verifier
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.lenient import add_service
 from common.metrics import GrpcMetrics, serve_metrics
+from common.revocation import Revocations
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2
 from session_service.ai_client import AiClient
@@ -98,6 +99,7 @@ class SessionServer:
                 cfg.limits,
                 self.store.usage,
                 Verifier(cfg.auth),
+                Revocations(self._redis if cfg.auth.mode == "jwt" else None),
             ),
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(

@@ -14,6 +14,7 @@ from google.protobuf import unknown_fields
 
 from common.auth import AuthConfig, AuthError, Verifier, from_cookie
 from common.lenient import Undecodable
+from common.revocation import Revocations
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 from session_service import access, convert, validate
 from session_service.access import Caller
@@ -118,6 +119,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         limits: Limits,
         usage: UsageStore,
         verifier: Verifier | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self._registry = registry
         self._router = router
@@ -125,18 +127,22 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         self._limits = limits
         self._usage = usage
         self._verifier = verifier or Verifier(AuthConfig())
+        self._revocations = revocations or Revocations(None)
 
-    def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
-        """Checks the caller's token (common/auth.py); returns the caller and the metadata that
-        carries the token on to a peer when the call is forwarded. Raises Unauthenticated."""
+    async def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
+        """Checks the caller's token (common/auth.py) and that it was not revoked
+        (common/revocation.py); returns the caller and the metadata that carries the token on
+        to a peer when the call is forwarded. Raises Unauthenticated."""
         metadata = context.invocation_metadata() or ()
         value = next((str(v) for k, v in metadata if k == AUTHORIZATION), "") or from_cookie(
             next((str(v) for k, v in metadata if k == "cookie"), "")
         )
         try:
-            user = self._verifier.user(value)
+            user, issued_at = self._verifier.identify(value)
         except AuthError as exc:
             raise Unauthenticated(str(exc)) from exc
+        if await self._revocations.revoked(user, issued_at):
+            raise Unauthenticated("the token was revoked; get a new one")
         caller = Caller(user, enforced=self._verifier.required)
         return caller, ((AUTHORIZATION, value),) if value else ()
 
@@ -149,7 +155,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
     ) -> T:
         """Validates (`prepare` raises on bad input), then serves here or forwards."""
         try:
-            caller, auth = self._identify(context)
+            caller, auth = await self._identify(context)
             sid = _checked(request)
             local = prepare(caller)
             hops = _hops(context)
@@ -367,7 +373,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.GetUserUsageRequest, context: Context
     ) -> session_pb2.GetUserUsageResponse:
         try:
-            caller, _ = self._identify(context)
+            caller, _ = await self._identify(context)
             _decoded(request)
             if len(unknown_fields.UnknownFieldSet(request)):
                 raise InvalidArgument(
@@ -395,7 +401,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
         try:
-            caller, auth = self._identify(context)
+            caller, auth = await self._identify(context)
             sid = _checked(request)
             hops = _hops(context)
             if hops == 0:
