@@ -10,10 +10,8 @@ from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import message as pb_message
-from google.protobuf import unknown_fields
 
 from common.auth import AuthConfig, AuthError, Verifier, from_cookie
-from common.lenient import Undecodable
 from common.revocation import Revocations
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 from session_service import access, convert, validate
@@ -29,14 +27,13 @@ from session_service.errors import (
     SessionClosed,
     SessionError,
     Unauthenticated,
-    status_for,
-    trailers_for,
 )
 from session_service.limits import Limits
 from session_service.merge_patch import BadJson, dump_json, parse_json
 from session_service.peers import Peers
 from session_service.registry import Registry
 from session_service.routing import HOPS_KEY, Forward, Router
+from session_service.rpc_support import abort, checked, hop_count, known
 from session_service.usage_store import UsageStore
 
 logger = logging.getLogger(__name__)
@@ -50,62 +47,10 @@ WRITE_METHODS = frozenset({"UpdateState", "AppendMessage", "SendPrompt", "Cancel
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
+"""Deadline of a forwarded unary call when the caller set none."""
 PAGE_BYTES = 4 * 1024 * 1024
 """A ListMessages page holds fewer than `limit` messages when they would pass this size
 (`has_more` says so), so every page fits in one gRPC message whatever the messages hold."""
-"""Deadline of a forwarded unary call when the caller set none."""
-
-
-def _decoded(request: object) -> None:
-    """Refuses a request whose bytes did not decode (common/lenient.py)."""
-    if isinstance(request, Undecodable):
-        raise InvalidArgument(f"the request is not a valid protobuf message: {request.why}")
-
-
-def _known(request: pb_message.Message) -> None:
-    """Refuses undecodable requests and fields this server does not know."""
-    _decoded(request)
-    if len(unknown_fields.UnknownFieldSet(request)):
-        raise InvalidArgument("request has unknown fields; is the client newer than the server?")
-
-
-def _checked(request: pb_message.Message) -> str:
-    """As `_known`; returns the validated session id."""
-    _known(request)
-    return validate.session_id(request.session_id)  # type: ignore[attr-defined]
-
-
-def _hops(context: Context) -> int:
-    for key, value in context.invocation_metadata() or ():
-        if key == HOPS_KEY:
-            value = str(value)
-            return int(value) if value.isdigit() and len(value) <= 3 else 0
-    return 0
-
-
-async def _abort(context: Context, exc: BaseException) -> None:
-    if isinstance(exc, grpc.aio.AioRpcError) and _never_reached(exc):
-        exc = Moving("the session's owner pod is unreachable; it is being taken over, retry")
-    if isinstance(exc, grpc.aio.AioRpcError):  # a forwarded call's answer: pass it on
-        code = exc.code()
-        if code == grpc.StatusCode.CANCELLED:  # the peer stopped mid-call, not our caller
-            code = grpc.StatusCode.UNAVAILABLE
-        context.set_trailing_metadata(exc.trailing_metadata() or ())
-        await context.abort(code, exc.details() or "")
-    code, details = status_for(exc)
-    if code == grpc.StatusCode.INTERNAL:
-        logger.error("internal error", exc_info=exc)
-    context.set_trailing_metadata(trailers_for(exc))
-    await context.abort(code, details)
-
-
-def _never_reached(exc: grpc.aio.AioRpcError) -> bool:
-    """A forward that failed to connect: the owner never saw it, so a retry is safe."""
-    return (
-        exc.code() == grpc.StatusCode.UNAVAILABLE
-        and not exc.trailing_metadata()
-        and "failed to connect" in (exc.details() or "").lower()
-    )
 
 
 class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
@@ -156,9 +101,9 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         """Validates (`prepare` raises on bad input), then serves here or forwards."""
         try:
             caller, auth = await self._identify(context)
-            sid = _checked(request)
+            sid = checked(request)
             local = prepare(caller)
-            hops = _hops(context)
+            hops = hop_count(context)
             if hops == 0:  # counted once, where the call entered the cluster
                 await self._registry.quotas.check_request(caller.user)
                 if method == "SendPrompt":
@@ -176,7 +121,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
                 return cast(T, await self._forward(method, request, context, target, hops, auth))
             raise Moving("the session is moving between pods; retry")
         except Exception as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             raise  # unreachable: abort raises
 
     async def _forward(
@@ -374,11 +319,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
     ) -> session_pb2.GetUserUsageResponse:
         try:
             caller, _ = await self._identify(context)
-            _decoded(request)
-            if len(unknown_fields.UnknownFieldSet(request)):
-                raise InvalidArgument(
-                    "request has unknown fields; is the client newer than the server?"
-                )
+            known(request)
             user = validate.name(request.user, "user") or caller.user
             if not user:
                 raise InvalidArgument("user must not be empty")
@@ -386,7 +327,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
                 raise PermissionDenied("you can read your own usage only")
             totals = await self._usage.get(user)
         except Exception as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             raise  # unreachable: abort raises
         return session_pb2.GetUserUsageResponse(
             usage=common_pb2.Usage(
@@ -402,8 +343,8 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
         try:
             caller, auth = await self._identify(context)
-            sid = _checked(request)
-            hops = _hops(context)
+            sid = checked(request)
+            hops = hop_count(context)
             if hops == 0:
                 await self._registry.quotas.check_request(caller.user)
             target = self._router.target(sid)
@@ -431,7 +372,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
                     call.cancel()
                 return
         except Exception as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
             return
         epoch = actor.session.epoch
         try:
@@ -440,6 +381,6 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
             while True:
                 yield convert.event(await subscriber.next(), epoch)
         except SessionError as exc:
-            await _abort(context, exc)
+            await abort(context, exc)
         finally:
             actor.unsubscribe(subscriber)
