@@ -16,6 +16,12 @@ import aiohttp
 import click
 
 DONE = "[DONE]"
+WHY = {
+    401: "no valid token (set TOKEN: durablechat token --user NAME)",
+    403: "refused (origin or role)",
+    404: "no such thread, or you have no access to it",
+    429: "too many requests or open sockets; retry later",
+}
 
 
 async def _print_frames(ws: aiohttp.ClientWebSocketResponse, until_done: bool) -> None:
@@ -33,7 +39,7 @@ async def _session(url: str, token: str, send: str | None) -> None:
         try:
             ws = await http.ws_connect(url, protocols=protocols)
         except aiohttp.WSServerHandshakeError as exc:
-            click.echo(f"error: HTTP {exc.status}: {exc.message}", err=True)
+            click.echo(f"error: HTTP {exc.status}: {WHY.get(exc.status, exc.message)}", err=True)
             sys.exit(1)
         async with ws:
             if send is not None:

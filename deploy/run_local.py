@@ -331,7 +331,7 @@ def main() -> int:
             f"""
 durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   open       {front}/
-  WebSocket  ws://{ws_host}/ws/{{thread}}?user={{name}}
+  WebSocket  ws://{ws_host}/ws/{{thread}}   (durablechat chat THREAD)
   REST, SSE  {front}/api/chat/session/{{id}}, {front}/api/chat/session/{{id}}/events
   health     {front}/healthz
   gRPC-web   {front}/durablechat.v1.SessionService/...   (through Envoy; gateway: {gateway})
