@@ -13,10 +13,12 @@ install: system-deps $(VENV)/.installed node_modules/.installed
 system-deps:
 	@bash deploy/install_system_deps.sh
 
+# `pip install -e .` gives the durablechat command; editable_mode=compat makes it a path entry,
+# so the stubs generated after it (durablechat/) import too.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .   # the durablechat command
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $@
 
 node_modules/.installed: package.json
