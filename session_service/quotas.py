@@ -5,7 +5,8 @@ Contract:
   with AUTH_MODE=off nothing is limited or charged.
 - Requests: every call (unary or Subscribe) takes one token of the user's bucket
   (RATE_USER_PER_MIN per minute, the same as burst); empty → RESOURCE_EXHAUSTED with
-  `dc-retry-after-ms`, nothing done. Forwarded calls are counted once, by the entry pod.
+  `dc-retry-after-ms`, nothing done. Counted by the pod that serves the call (the session's
+  owner), so a forwarded call counts once and a client cannot skip the count with `dc-hops`.
 - Model tokens: a prompt is refused while the user's per-minute or per-day budget
   (TOKENS_PER_MIN, TOKENS_PER_DAY) is used up; an answer's prompt + completion tokens are charged
   to both when it ends, so one answer can overdraw a budget, and the next prompt waits for the

@@ -104,13 +104,13 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
             sid = checked(request)
             local = prepare(caller)
             hops = hop_count(context)
-            if hops == 0:  # counted once, where the call entered the cluster
-                await self._registry.quotas.check_request(caller.user)
-                if method == "SendPrompt":
-                    await self._registry.quotas.check_budget(caller.user)
+            counted = False
             for _ in range(ROUTE_ATTEMPTS):
                 target = self._router.target(sid)
                 if target is None:
+                    if not counted:  # where the call is served: a client's dc-hops cannot skip it
+                        await self._count(caller, method)
+                        counted = True
                     try:
                         return await self._registry.call(sid, local)
                     except NotOwner as exc:
@@ -123,6 +123,14 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         except Exception as exc:
             await abort(context, exc)
             raise  # unreachable: abort raises
+
+    async def _count(self, caller: Caller, method: str) -> None:
+        """The caller's request rate (and, for a prompt, token budget): quotas.py. Counted by
+        the pod that serves the call, not the one it entered, since the hop count is metadata
+        any client can send."""
+        await self._registry.quotas.check_request(caller.user)
+        if method == "SendPrompt":
+            await self._registry.quotas.check_budget(caller.user)
 
     async def _forward(
         self,
@@ -345,10 +353,9 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
             caller, auth = await self._identify(context)
             sid = checked(request)
             hops = hop_count(context)
-            if hops == 0:
-                await self._registry.quotas.check_request(caller.user)
             target = self._router.target(sid)
             if target is None:
+                await self._count(caller, "Subscribe")
                 try:
                     actor = await self._registry.get(sid)
                     subscriber, replay = actor.subscribe(

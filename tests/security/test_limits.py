@@ -46,6 +46,14 @@ async def test_request_flood_is_refused_with_retry_information(secure: SecureSta
         assert refused is not None and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert 0 < retry_after_ms(refused) <= 60_000 / RATE + 1
         assert "too many requests" in (refused.details() or "")
+        # Posing as a forwarded call (the hop header pods add) does not skip the count.
+        with pytest.raises(grpc.aio.AioRpcError) as posing:
+            await flooder.stub.GetSession(
+                session_pb2.GetSessionRequest(session_id=sid),
+                metadata=(*flooder.metadata, ("dc-hops", "1")),
+                timeout=15,
+            )
+        assert posing.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await flooder.close()
     async with aiohttp.ClientSession() as http:  # the same user through the gateway: 429
