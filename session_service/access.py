@@ -8,7 +8,9 @@ Contract:
   first writer of an unowned session, or whoever claimed it with CreateRoom.
 - A caller without a role gets NOT_FOUND for every operation, exactly as for a session that
   does not exist, so ids cannot be probed; with a role that does not allow the operation,
-  PERMISSION_DENIED. A write to an unowned session claims it first (the actor stores the grant).
+  PERMISSION_DENIED. A write to an unowned, empty session claims it first (the actor stores the
+  grant once the write passed its checks). Sessions with history but no owner (written with
+  AUTH_MODE=off) are NOT_FOUND to everyone under AUTH_MODE=jwt: their history is not anyone's.
 - Checked by the owner actor for every operation, on whichever pod and transport the call came.
 """
 
@@ -46,9 +48,15 @@ def role_of(session: Session, caller: Caller) -> str:
     return session.roles.get(caller.user, "") if caller.enforced else ""
 
 
+def claimable(session: Session) -> bool:
+    """Nobody owns it and nothing was ever stored in it. A session with events but no owner
+    was written with AUTH_MODE=off (or before access control): nobody may claim its history."""
+    return not session.owner and session.last_seq == 0
+
+
 def claims(session: Session, caller: Caller) -> bool:
-    """True when a write by `caller` must first make them the owner (nobody owns it yet)."""
-    return caller.enforced and not session.owner
+    """True when a write by `caller` must first make them the owner."""
+    return caller.enforced and claimable(session)
 
 
 def require(session: Session, caller: Caller, need: str) -> None:
@@ -58,7 +66,7 @@ def require(session: Session, caller: Caller, need: str) -> None:
         return
     role = session.roles.get(caller.user, "")
     if not role:
-        if need == WRITE and not session.owner:
+        if need == WRITE and claimable(session):
             return
         raise NotFound(NOT_FOUND)
     if need == WRITE and role == VIEWER:

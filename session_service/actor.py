@@ -201,13 +201,16 @@ class SessionActor(Answering, RoomOps):
         access.require(self.session, caller, need)
         return self.session
 
-    async def _authorize_write(self, caller: Caller) -> str:
-        """Checks a write by `caller` (the lock is held); claims an unowned session for them
-        first. Returns the user to store with the write."""
+    def _authorize_write(self, caller: Caller) -> str:
+        """Checks a write by `caller` (the lock is held); returns the user to store with it."""
         access.require(self.session, caller, access.WRITE)
+        return caller.user if caller.enforced else ""
+
+    async def _claim(self, caller: Caller) -> None:
+        """Makes `caller` the owner of an unowned session; called once a write has passed
+        every check, right before it is stored, so a refused write claims nothing."""
         if access.claims(self.session, caller):
             await self._store_access(encode_grant(caller.user, access.OWNER, caller.user, now_ms()))
-        return caller.user if caller.enforced else ""
 
     async def append_message(
         self, role: str, content: str, user: str, client_id: str, caller: Caller = ANONYMOUS
@@ -215,9 +218,10 @@ class SessionActor(Answering, RoomOps):
         async with self._lock:
             self._check_writable()
             s = self.session
-            user = await self._authorize_write(caller) or user
+            user = self._authorize_write(caller) or user
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
+            await self._claim(caller)
             ts = now_ms()
             entry = encode_message(role, content, user, ts, client_id)
             result = await self._write([entry], client_id=client_id)
@@ -241,7 +245,7 @@ class SessionActor(Answering, RoomOps):
         async with self._lock:
             self._check_writable()
             s = self.session
-            user = await self._authorize_write(caller)
+            user = self._authorize_write(caller)
             if expected_version is not None and expected_version != s.version:
                 raise Conflict(f"expected version {expected_version}, session is at {s.version}")
             new_state = apply_patch(s.state, patch)
@@ -252,6 +256,7 @@ class SessionActor(Answering, RoomOps):
                     raise InvalidArgument(
                         f"state would be {size} bytes; the limit is {self._limits.max_state_bytes}"
                     )
+            await self._claim(caller)
             ts = now_ms()
             version = s.version + 1
             result = await self._write(
@@ -273,7 +278,7 @@ class SessionActor(Answering, RoomOps):
         async with self._lock:
             self._check_writable()
             s = self.session
-            user = await self._authorize_write(caller) or user
+            user = self._authorize_write(caller) or user
             if client_id in s.client_ids:
                 seq = s.client_ids[client_id]
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
@@ -281,6 +286,7 @@ class SessionActor(Answering, RoomOps):
                 raise TooBusy(
                     f"{len(s.open_answers)} answers are waiting in this session; retry later"
                 )
+            await self._claim(caller)
             ts = now_ms()
             prompt_seq = s.last_seq + 1
             entries = [

@@ -21,6 +21,7 @@ from session_service.errors import (
     AnswerFailed,
     Fenced,
     InvalidArgument,
+    NotFound,
     SessionClosed,
     SessionError,
     StoreUnavailable,
@@ -273,6 +274,8 @@ class Answering:
         The caller is stored with the end, for the audit log."""
         self._check_writable()
         access.require(self.session, caller, access.WRITE)
+        if access.claims(self.session, caller):  # nothing to cancel in a session nobody owns
+            raise NotFound(access.NOT_FOUND)
         by = caller.user
         s = self.session
         answer = next((a for a in s.open_answers if answer_seq in (0, a.seq)), None)
@@ -320,7 +323,7 @@ class Answering:
         user = prompt.message.user if isinstance(prompt, MessageAppended) else ""
         if not user or not any(answer.usage):
             return
-        await self._store.quotas.charge(user, answer.usage[0] + answer.usage[1])
+        await self._store.quotas.settle(user, answer.usage[0] + answer.usage[1])
         try:
             await self._store.usage.add(user, (answer.usage[0], answer.usage[1], answer.usage[2]))
         except StoreUnavailable as exc:

@@ -97,7 +97,7 @@ class RoomOps:
             s = self.session
             if not caller.enforced:
                 return ""
-            if not s.owner:
+            if access.claimable(s):
                 await self._store_access(encode_grant(caller.user, OWNER, caller.user, now_ms()))
             role = s.roles.get(caller.user, "")
             if not role:
@@ -173,6 +173,8 @@ class RoomOps:
             assert invite is not None
             if caller.user in s.roles:
                 return s.roles[caller.user]
+            if caller.user in s.removed:  # the owner removed them: an old invite won't do
+                raise NotFound(INVITE_NOT_FOUND)
             entry = encode_grant(caller.user, invite.role, caller.user, now_ms(), invite_id)
             await self._store_access(entry)
             return invite.role

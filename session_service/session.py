@@ -93,6 +93,9 @@ class Session:
         self.roles: dict[str, str] = {}
         """Users with access and their role (access.py), in grant order."""
         self.invites: dict[str, Invite] = {}
+        self.removed: set[str] = set()
+        """Users the owner removed (not those who left): invites do not let them back; the
+        owner adding them again does."""
 
     @classmethod
     def load(
@@ -155,8 +158,12 @@ class Session:
             self.roles[event.user] = event.role
             if not self.owner and event.role == "owner":
                 self.owner = event.user
+            if not event.invite_id:  # granted by the owner, not joined by invite
+                self.removed.discard(event.user)
         else:
             self.roles.pop(event.user, None)
+            if event.by != event.user:
+                self.removed.add(event.user)
 
     def online(self) -> tuple[str, ...]:
         """Users with an open subscription, sorted (anonymous ones are not counted)."""

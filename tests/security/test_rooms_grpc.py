@@ -265,3 +265,46 @@ async def test_usage_of_other_users_is_denied(users: dict[str, User]) -> None:
     assert await status_of(eve, "GetUserUsage", request) == grpc.StatusCode.PERMISSION_DENIED
     own = await eve.call("GetUserUsage", session_pb2.GetUserUsageRequest())
     assert own.answers >= 0
+
+
+async def test_a_removed_member_cannot_rejoin_with_the_old_invite(users: dict[str, User]) -> None:
+    """Attack: after being removed, join again with the invite used before."""
+    ann, bob = users["ann"], users["bob"]
+    sid = (await ann.create_room()).session_id
+    invite = await ann.invite(sid, MEMBER)
+    await bob.join(sid, invite.code)
+    await ann.set_member(sid, "bob", NONE)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await bob.join(sid, invite.code)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    await ann.set_member(sid, "bob", VIEWER)  # the owner may let them back in
+    got = await bob.call("GetSession", session_pb2.GetSessionRequest(session_id=sid))
+    assert got.session.your_role == VIEWER
+
+
+async def test_a_refused_write_claims_nothing(users: dict[str, User]) -> None:
+    """Attack: grab an unused id with a write that fails (wrong expected version), then keep
+    it from its rightful creator."""
+    ann, eve = users["ann"], users["eve"]
+    sid = room_id()
+    request = session_pb2.UpdateStateRequest(session_id=sid, patch_json="{}", expected_version=9)
+    assert await status_of(eve, "UpdateState", request) == grpc.StatusCode.ABORTED
+    assert await status_of(eve, "CancelAnswer", every_request(sid)["CancelAnswer"]) == (
+        grpc.StatusCode.NOT_FOUND
+    )
+    assert (await ann.create_room(sid)).role == OWNER
+
+
+async def test_history_written_without_access_control_is_nobodys(
+    users: dict[str, User], secure: SecureStack
+) -> None:
+    """Attack: claim a session that has history from before access control (no owner) by
+    writing to it first."""
+    sid = room_id()
+    assert secure.stack.redis is not None
+    entry = b'{"k":"m","r":"user","c":"old secret","t":1}'
+    secure.stack.redis.client().rpush(f"dc:{{{sid}}}:log", entry)
+    for method in ("AppendMessage", "GetSession", "CreateRoom"):
+        assert await status_of(users["eve"], method, every_request(sid)[method]) == (
+            grpc.StatusCode.NOT_FOUND
+        ), method
