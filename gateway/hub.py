@@ -13,6 +13,7 @@ from aiohttp import WSCloseCode, web
 
 from gateway.errors import GatewayError, UpstreamError
 from gateway.frames import CaughtUp, Event, ThreadView, error_frame
+from gateway.identity import upstream_metadata, use_metadata
 from gateway.upstream import SessionClient
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,9 @@ class ThreadHub:
     ) -> None:
         self.thread_id = thread_id
         self.key = (thread_id, user)
+        self.metadata = upstream_metadata()
+        """What the stream carries when it (re)subscribes: the token of the newest socket, so
+        one socket's token expiring does not end the stream for the user's others."""
         self.users = 0
         self._client = client
         self._on_gone = on_gone
@@ -161,6 +165,7 @@ class ThreadHub:
                     "subscription ended", status=503, code="UNAVAILABLE", retryable=True
                 )
                 try:
+                    use_metadata(self.metadata)
                     events = self._client.subscribe(self.thread_id, self._view.cursor)
                     async with contextlib.aclosing(events):
                         async for event in events:
@@ -254,6 +259,7 @@ class Hubs:
             hub.start(self._tasks)
             logger.info("thread hub started", extra={"session_id": thread_id})
         hub.users += 1
+        hub.metadata = upstream_metadata()
         try:
             await hub.join(outbox, self._ready_timeout_s)
         except BaseException:

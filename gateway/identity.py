@@ -48,6 +48,12 @@ def upstream_metadata() -> tuple[tuple[str, str], ...]:
     return _metadata.get()
 
 
+def use_metadata(metadata: tuple[tuple[str, str], ...]) -> None:
+    """Makes `metadata` what upstream calls of the current task carry (a thread hub's stream:
+    the token of its newest socket)."""
+    _metadata.set(metadata)
+
+
 def current_user() -> str:
     """The authenticated user of the current request ("" when anonymous)."""
     return _user.get()

@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
+import grpc
 import pytest
 
-from durablechat.v1 import access_pb2
+from common.auth import mint
+from durablechat.v1 import access_pb2, cluster_pb2, cluster_pb2_grpc
+from tests.helpers import async_eventually
 from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
 
 ALLOWED = "http://allowed.test"
@@ -178,3 +181,35 @@ async def test_cors_only_for_configured_origins(
     assert refused.value.status == 403
     async with http.get(api, headers=auth(secure, "ann")) as response:
         assert (await response.json())["a"] == 1  # the foreign write stored nothing
+
+
+async def test_a_users_stream_outlives_the_token_of_the_socket_that_opened_it(
+    secure: SecureStack, http: aiohttp.ClientSession
+) -> None:
+    """The gateway's stream for a user is reopened (the session moves) after the token of its
+    first socket expired: it must use a live token, so the user's other sockets keep working."""
+    base, sid = secure.stack.gateway_url, room_id()
+    ws_url = f"{base.replace('http', 'ws')}/ws/{sid}"
+    expiring = mint(secure.secret, "ann", -3)  # inside the 5 s clock-skew leeway for ~2 s
+    first = await http.ws_connect(ws_url, protocols=("durablechat", f"bearer.{expiring}"))
+    second = await http.ws_connect(
+        ws_url, protocols=("durablechat", f"bearer.{secure.token('ann')}")
+    )
+
+    async def expired() -> bool:
+        headers = {"Authorization": f"Bearer {expiring}"}
+        async with http.get(f"{base}/api/me", headers=headers) as response:
+            return bool((await response.json())["user"] == "")
+
+    await async_eventually(expired, within=10, interval=0.2)
+    for address in secure.stack.pod_addrs.values():  # the holder hands the session off
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+            await stub.HandOff(cluster_pb2.HandOffRequest(session_id=sid), timeout=10)
+    await second.send_str("still here tokens=3")
+    frames = [await second.receive_str(timeout=20)]
+    while frames[-1] != "[DONE]":
+        frames.append(await second.receive_str(timeout=20))
+    assert frames[0] == "[LOADING]" and "".join(frames[1:-1]) == "tok0 tok1 tok2"
+    await first.close()
+    await second.close()
