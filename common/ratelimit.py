@@ -16,8 +16,8 @@ Contract:
   all-or-nothing: if any bucket refuses, none is taken, and `retry_after_ms` is the longest wait.
   The keys differ only after the hash tag `{<key>}`, so they share a Redis Cluster slot.
 - `charge` takes tokens unconditionally, for amounts known only afterwards (model tokens of a
-  finished answer). The balance may go negative; takes are then refused until the debt is
-  repaid by refill and the cost is available again.
+  finished answer); a negative charge refunds (never beyond the capacity). The balance may go
+  negative; takes are then refused until the debt is repaid by refill and the cost is there.
 - Redis errors surface as redis-py's exceptions (RedisError, RedisClusterException, OSError).
   Callers choose deliberately whether to fail open or closed; for abuse limits we fail open
   and log the error.
@@ -55,7 +55,7 @@ if wait > 0 and ARGV[1] == 'take' then
 end
 for i, key in ipairs(KEYS) do
   local cap, rate = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2]) / 1000
-  local left = have[i] - cost
+  local left = math.min(cap, have[i] - cost)
   low = math.min(low, left)
   local full_in = math.ceil((cap - left) / rate)
   if full_in > 0 then
@@ -118,14 +118,15 @@ class Limiter:
         return await self._run("take", buckets, key, cost)
 
     async def charge(self, bucket: Bucket, key: str, cost: float) -> Decision:
-        """Takes `cost` tokens even if that leaves a debt; always allowed."""
+        """Takes `cost` tokens even if that leaves a debt; always allowed. A negative cost gives
+        tokens back (a reservation that was larger than the use), up to the capacity."""
         return await self._run("charge", [bucket], key, cost)
 
     async def _run(self, mode: str, buckets: Sequence[Bucket], key: str, cost: float) -> Decision:
         names = [b.name for b in buckets]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"need distinct buckets, got {names}")
-        if cost < 0:
+        if cost < 0 and mode != "charge":
             raise ValueError(f"cost must not be negative: {cost}")
         args = [mode, repr(float(cost))]
         for b in buckets:

@@ -100,6 +100,9 @@ class Config:
                 requests_per_min=env_int(environ, "RATE_USER_PER_MIN", dq.requests_per_min),
                 tokens_per_min=env_int(environ, "TOKENS_PER_MIN", dq.tokens_per_min),
                 tokens_per_day=env_int(environ, "TOKENS_PER_DAY", dq.tokens_per_day),
+                reserve_per_prompt=env_int(
+                    environ, "TOKENS_RESERVED_PER_PROMPT", dq.reserve_per_prompt
+                ),
             ),
             limits=Limits(
                 max_content_bytes=env_int(

@@ -7,10 +7,13 @@ Contract:
   (RATE_USER_PER_MIN per minute, the same as burst); empty → RESOURCE_EXHAUSTED with
   `dc-retry-after-ms`, nothing done. Counted by the pod that serves the call (the session's
   owner), so a forwarded call counts once and a client cannot skip the count with `dc-hops`.
-- Model tokens: a prompt is refused while the user's per-minute or per-day budget
-  (TOKENS_PER_MIN, TOKENS_PER_DAY) is used up; an answer's prompt + completion tokens are charged
-  to both when it ends, so one answer can overdraw a budget, and the next prompt waits for the
-  debt to refill. 0 turns a limit off.
+- Model tokens: a prompt reserves TOKENS_RESERVED_PER_PROMPT (default 1,000, at most a
+  budget's size) from the user's per-minute and per-day budgets (TOKENS_PER_MIN,
+  TOKENS_PER_DAY), or is refused; when its answer ends, the real prompt + completion tokens are
+  settled against the reservation (more is charged, less given back). Parallel prompts thus
+  cannot overspend a budget by more than one reservation each; one long answer can overdraw it,
+  and the next prompt waits for the debt to refill. A prompt refused or found a duplicate gives
+  its reservation back; an answer that never ends keeps it. 0 turns a limit off.
 - Redis failing: the check passes (fail open) and a warning is logged; limits are a defence
   against abuse, not a guarantee, and must not take the service down with them.
 """
@@ -35,6 +38,9 @@ class QuotaConfig:
     requests_per_min: int = 600
     tokens_per_min: int = 50_000
     tokens_per_day: int = 1_000_000
+    reserve_per_prompt: int = 1_000
+    """Tokens a prompt reserves until its answer's real use is known, so parallel prompts
+    cannot overspend a budget before the first answer is charged."""
 
 
 class Quotas:
@@ -58,16 +64,32 @@ class Quotas:
                 f"too many requests from {user}; at most {self._cfg.requests_per_min} a minute",
             )
 
-    async def check_budget(self, user: str) -> None:
-        """Refuses a prompt while the user's model-token budget is overdrawn."""
-        if self._cfg.enabled and user and self._budgets:
-            await self._enforce(
-                self._limiter.take_all(self._budgets, f"user:{user}", 0),
-                f"{user} used up their model-token budget",
-            )
+    @property
+    def reservation(self) -> int:
+        """Tokens a prompt reserves from every budget before its answer starts."""
+        smallest = min((b.capacity for b in self._budgets), default=0)
+        return int(min(self._cfg.reserve_per_prompt, smallest))
+
+    async def reserve(self, user: str) -> int:
+        """Reserves `reservation` tokens of every budget for a prompt, or refuses it
+        (RateLimited); returns what was reserved (0: nothing is limited)."""
+        if not (self._cfg.enabled and user and self._budgets and self.reservation):
+            return 0
+        await self._enforce(
+            self._limiter.take_all(self._budgets, f"user:{user}", self.reservation),
+            f"{user} used up their model-token budget",
+        )
+        return self.reservation
+
+    async def settle(self, user: str, tokens: int) -> None:
+        """An answer ended having used `tokens`: charges them less its prompt's reservation
+        (a negative difference is given back)."""
+        if self._cfg.enabled and user:
+            await self.charge(user, tokens - self.reservation)
 
     async def charge(self, user: str, tokens: int) -> None:
-        if not (self._cfg.enabled and user and tokens > 0):
+        """Takes (or, negative, gives back) `tokens` from every budget, without refusing."""
+        if not (self._cfg.enabled and user and tokens):
             return
         for bucket in self._budgets:
             try:

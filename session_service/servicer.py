@@ -99,38 +99,45 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         prepare: Callable[[Caller], Callable[[SessionActor], Awaitable[T]]],
     ) -> T:
         """Validates (`prepare` raises on bad input), then serves here or forwards."""
+        reserved, user = 0, ""
         try:
             caller, auth = await self._identify(context)
             sid = checked(request)
             local = prepare(caller)
             hops = hop_count(context)
-            counted = False
+            counted, user = False, caller.user
             for _ in range(ROUTE_ATTEMPTS):
                 target = self._router.target(sid)
                 if target is None:
                     if not counted:  # where the call is served: a client's dc-hops cannot skip it
-                        await self._count(caller, method)
+                        reserved = await self._count(caller, method)
                         counted = True
                     try:
-                        return await self._registry.call(sid, local)
+                        result = await self._registry.call(sid, local)
+                        if getattr(result, "duplicate", False):  # no new answer: give it back
+                            await self._registry.quotas.charge(user, -reserved)
+                        return result
                     except NotOwner as exc:
                         target = self._router.forward_to(exc.owner_pod)
                     except SessionClosed:
                         continue  # passivated or handed off meanwhile: route again
                 self._router.check_hops(hops, target)
+                await self._registry.quotas.charge(user, -reserved)  # the owner counts it
+                reserved = 0
                 return cast(T, await self._forward(method, request, context, target, hops, auth))
             raise Moving("the session is moving between pods; retry")
         except Exception as exc:
+            await self._registry.quotas.charge(user, -reserved)  # refused: nothing to answer
             await abort(context, exc)
             raise  # unreachable: abort raises
 
-    async def _count(self, caller: Caller, method: str) -> None:
-        """The caller's request rate (and, for a prompt, token budget): quotas.py. Counted by
-        the pod that serves the call, not the one it entered, since the hop count is metadata
-        any client can send."""
+    async def _count(self, caller: Caller, method: str) -> int:
+        """Request rate and, for a prompt, a token reservation (quotas.py; returns it), counted
+        where the call is served: the hop count is metadata any client can send."""
         await self._registry.quotas.check_request(caller.user)
         if method == "SendPrompt":
-            await self._registry.quotas.check_budget(caller.user)
+            return await self._registry.quotas.reserve(caller.user)
+        return 0
 
     async def _forward(
         self,

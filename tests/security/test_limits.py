@@ -3,6 +3,7 @@ RESOURCE_EXHAUSTED / 429 and when to retry. Each test names what it attacks."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import aiohttp
@@ -120,7 +121,8 @@ async def test_a_user_cannot_hold_more_sockets_than_the_cap(secure: SecureStack)
 
 
 async def test_ip_flood_is_refused_and_forwarded_for_cannot_dodge_it(secure: SecureStack) -> None:
-    """(Last in this module: it uses up 127.0.0.1's requests.) Attack: one address floods
+    """(It uses up 127.0.0.1's gateway requests: later tests here call the pods.) Attack: one
+    address floods
     the gateway, claiming other addresses in X-Forwarded-For
     (the gateway trusts that header only from TRUSTED_PROXIES, none here)."""
     url = f"{secure.stack.gateway_url}/api/chat/session/{room_id()}"
@@ -135,3 +137,24 @@ async def test_ip_flood_is_refused_and_forwarded_for_cannot_dodge_it(secure: Sec
                     assert "too many requests from 127.0.0.1" in await response.text()
                     break
     assert statuses[-1] == 429 and set(statuses[:-1]) == {401}
+
+
+async def test_parallel_prompts_cannot_overspend_the_budget(secure: SecureStack) -> None:
+    """Attack: fire many prompts at once, before any answer is charged (each prompt reserves
+    tokens from the budget; here one reservation is the whole per-minute budget)."""
+    racer = secure.user("racer")
+    try:
+        rooms = [room_id() for _ in range(4)]
+
+        async def prompt(sid: str) -> grpc.StatusCode:
+            request = session_pb2.SendPromptRequest(session_id=sid, content="go tokens=2")
+            try:
+                await racer.call("SendPrompt", request)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        codes = await asyncio.gather(*(prompt(sid) for sid in rooms))
+        assert sorted(c.name for c in codes) == ["OK"] + ["RESOURCE_EXHAUSTED"] * 3
+    finally:
+        await racer.close()
