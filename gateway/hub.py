@@ -42,6 +42,11 @@ class Outbox:
         self._closing = False
         self._on_overflow = on_overflow
 
+    @property
+    def closing(self) -> bool:
+        """True once a close was queued: the writer will close the socket."""
+        return self._closing
+
     def offer(self, frame: str) -> None:
         if self._closing:
             return
@@ -74,17 +79,18 @@ class Outbox:
             self._queue.get_nowait()
         self._queue.put_nowait(close)
 
-    async def send_to(self, ws: web.WebSocketResponse) -> None:
-        """The socket's only writer: sends frames in order until a Close or a broken connection."""
+    async def send_to(self, ws: web.WebSocketResponse) -> Close | None:
+        """The socket's only writer: sends frames in order until a Close, which it returns for
+        the socket's reader to close with (aiohttp completes the close handshake only when the
+        task that reads closes), or None when the connection broke."""
         while True:
             item = await self._queue.get()
             if isinstance(item, Close):
-                await ws.close(code=item.code, message=item.reason.encode())
-                return
+                return item
             try:
                 await ws.send_str(item)
             except ConnectionError:
-                return
+                return None
 
 
 ACCESS_CODES = frozenset({"NOT_FOUND", "PERMISSION_DENIED", "UNAUTHENTICATED"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 
@@ -13,7 +14,7 @@ from gateway.abuse import SocketCap
 from gateway.config import Config
 from gateway.errors import BadRequest, GatewayError
 from gateway.frames import error_frame, prompt_text
-from gateway.hub import Hubs, Outbox
+from gateway.hub import Close, Hubs, Outbox
 from gateway.identity import WS_PROTOCOL, current_user
 from gateway.metrics import GatewayMetrics
 from gateway.upstream import SessionClient, history_json
@@ -30,6 +31,12 @@ MAX_USER_CHARS = 128
 """As the session service's limit on a message's user name."""
 HEARTBEAT_S = 20.0
 """Ping interval; a peer that stops answering is dropped, which also frees a stuck writer."""
+
+
+CLOSE_TIMEOUT_S = 2.0
+"""How long a close we start waits for the client's close frame before the connection is cut
+(a client that is not reading must not hold shutdown up)."""
+ENDS = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 
 class SocketRoutes:
@@ -59,6 +66,7 @@ class SocketRoutes:
             max_msg_size=self._cfg.ws_max_message_bytes,
             heartbeat=HEARTBEAT_S,
             protocols=(WS_PROTOCOL,),
+            timeout=CLOSE_TIMEOUT_S,
         )
         if not ws.can_prepare(request).ok:
             raise BadRequest("expected a WebSocket upgrade request")
@@ -76,17 +84,20 @@ class SocketRoutes:
         # Joined before the upgrade: an unusable thread answers HTTP 400/503, and a prompt sent
         # right after the upgrade is answered on a stream that is already caught up.
         hub = await self._hubs.attach(thread_id, outbox, current_user())
-        writer: asyncio.Task[None] | None = None
+        writer: asyncio.Task[Close | None] | None = None
+        close: Close | None = None
         self._open.add(outbox)
         extra = {"session_id": thread_id, "user": user}
         try:
             await ws.prepare(request)
             writer = asyncio.create_task(outbox.send_to(ws), name=f"ws-writer:{thread_id}")
             logger.info("socket connected", extra=extra)
-            async for message in ws:
-                if message.type is WSMsgType.ERROR:
+            while (message := await _receive_unless_done(ws, writer)) is not None:
+                if message.type in ENDS:
                     break
                 await self._receive(thread_id, user, message, outbox)
+            if writer.done() and not writer.cancelled() and writer.exception() is None:
+                close = writer.result()  # the writer sent everything before it: close now
         except Exception:
             logger.exception("socket failed", extra=extra)
         finally:
@@ -95,7 +106,10 @@ class SocketRoutes:
             if writer is not None:
                 await _stop_writer(writer)
             if ws.prepared:
-                await ws.close()
+                if close is not None:
+                    await ws.close(code=close.code, message=close.reason.encode())
+                else:
+                    await ws.close()
             logger.info("socket closed", extra={**extra, "close_code": ws.close_code})
         return ws
 
@@ -127,7 +141,25 @@ class SocketRoutes:
             outbox.offer(error_frame(exc.message))
 
 
-async def _stop_writer(writer: asyncio.Task[None]) -> None:
+async def _receive_unless_done(
+    ws: web.WebSocketResponse, writer: asyncio.Task[Close | None]
+) -> WSMessage | None:
+    """The socket's next message, or None once the writer is done (it wants the socket closed,
+    or the connection broke): the reading task must do the close for aiohttp to complete the
+    close handshake (closing from another task cuts the connection, clients see 1006)."""
+    if writer.done():
+        return None
+    receive = asyncio.ensure_future(ws.receive())
+    await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if receive.done():
+        return receive.result()
+    receive.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await receive
+    return None
+
+
+async def _stop_writer(writer: asyncio.Task[Close | None]) -> None:
     """Cancels the writer and waits for it, logging (never losing) an error it ended with."""
     writer.cancel()
     await asyncio.wait([writer])

@@ -145,7 +145,7 @@ async def test_removed_member_websocket_is_closed(
             frames = []
             async for message in ws:
                 frames.append(message.data)
-            assert ws.close_code == 1008
+            assert ws.close_code == 1008, (frames, ws.exception())
             assert frames == ["[ERROR] session not found"]
     finally:
         await ann.close()

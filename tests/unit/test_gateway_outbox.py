@@ -1,4 +1,5 @@
-"""A socket's Outbox: frames leave in order; overflow drops the backlog and closes with 1013."""
+"""A socket's Outbox: frames leave in order; overflow drops the backlog and closes with 1013
+(the writer returns the close; the socket's reader does it, gateway/ws.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from gateway.hub import Outbox
 
 
 class RecordingSocket:
-    """Stands in for a WebSocketResponse: records what the writer sends and how it closes."""
+    """Stands in for a WebSocketResponse: records what the writer sends, and the close the
+    writer hands back for the socket's reader to do."""
 
     def __init__(self) -> None:
         self.frames: list[str] = []
@@ -19,14 +21,11 @@ class RecordingSocket:
     async def send_str(self, data: str) -> None:
         self.frames.append(data)
 
-    async def close(self, *, code: int, message: bytes) -> bool:
-        self.close_code = code
-        return True
-
 
 async def drain(outbox: Outbox) -> RecordingSocket:
     socket = RecordingSocket()
-    await asyncio.wait_for(outbox.send_to(socket), timeout=5)  # type: ignore[arg-type]
+    close = await asyncio.wait_for(outbox.send_to(socket), timeout=5)  # type: ignore[arg-type]
+    socket.close_code = close.code if close is not None else None
     return socket
 
 
