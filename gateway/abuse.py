@@ -41,14 +41,6 @@ class TooMany(GatewayError):
         super().__init__(message)
         self.retry_after_ms = retry_after_ms
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(max(1, -(-self.retry_after_ms // 1000)))}
-
-    def body(self) -> dict[str, object]:
-        body = super().body()
-        body["error"]["retryAfterMs"] = self.retry_after_ms
-        return body
-
 
 def parse_networks(value: str) -> tuple[Network, ...]:
     """TRUSTED_PROXIES: comma-separated addresses or CIDR networks; ValueError when malformed."""

@@ -28,17 +28,24 @@ class GatewayError(Exception):
     status = 500
     code = "INTERNAL"
     retryable = False
+    retry_after_ms = 0
+    """From a rate limit: sent as `Retry-After` (whole seconds, >= 1) and `retryAfterMs`."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
     def body(self) -> dict[str, Any]:
-        return error_body(self.code, self.message)
+        body = error_body(self.code, self.message)
+        if self.retry_after_ms:
+            body["error"]["retryAfterMs"] = self.retry_after_ms
+        return body
 
     def headers(self) -> dict[str, str]:
-        """Extra response headers (Retry-After, WWW-Authenticate)."""
-        return {}
+        """Extra response headers (Retry-After; WWW-Authenticate in a subclass)."""
+        if not self.retry_after_ms:
+            return {}
+        return {"Retry-After": str(max(1, -(-self.retry_after_ms // 1000)))}
 
 
 class BadRequest(GatewayError):
@@ -62,18 +69,6 @@ class UpstreamError(GatewayError):
         self.code = code
         self.retryable = retryable
         self.retry_after_ms = retry_after_ms
-        """From a rate limit (`dc-retry-after-ms`): sent as Retry-After (whole seconds, >= 1)."""
-
-    def headers(self) -> dict[str, str]:
-        if not self.retry_after_ms:
-            return {}
-        return {"Retry-After": str(max(1, -(-self.retry_after_ms // 1000)))}
-
-    def body(self) -> dict[str, Any]:
-        body = super().body()
-        if self.retry_after_ms:
-            body["error"]["retryAfterMs"] = self.retry_after_ms
-        return body
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
