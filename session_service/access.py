@@ -11,6 +11,7 @@ Contract:
   PERMISSION_DENIED. A write to an unowned, empty session claims it first (the actor stores the
   grant once the write passed its checks). Sessions with history but no owner (written with
   AUTH_MODE=off) are NOT_FOUND to everyone under AUTH_MODE=jwt: their history is not anyone's.
+- A deleted thread is NOT_FOUND to everyone, for everything but its owner's RestoreThread.
 - Checked by the owner actor for every operation, on whichever pod and transport the call came.
 """
 
@@ -29,6 +30,8 @@ ROLES = (OWNER, MEMBER, VIEWER)
 READ = "read"
 WRITE = "write"
 MANAGE = "manage"
+RESTORE = "restore"
+"""Bringing back a deleted thread: the owner's, and the only operation a deleted thread has."""
 
 NOT_FOUND = "session not found"
 """The one message for unknown and forbidden sessions alike."""
@@ -61,10 +64,15 @@ def claims(session: Session, caller: Caller) -> bool:
 
 def require(session: Session, caller: Caller, need: str) -> None:
     """Raises NotFound or PermissionDenied unless `caller` may do `need` (READ, WRITE, MANAGE).
-    A WRITE on an unowned session passes: the caller claims it (see `claims`)."""
+    A WRITE on an unowned session passes: the caller claims it (see `claims`). A deleted
+    thread is NOT_FOUND for everything but RESTORE (docs/threads.md)."""
+    if bool(session.deleted_ms) != (need == RESTORE):
+        raise NotFound(NOT_FOUND)
     if not caller.enforced:
         return
     role = session.roles.get(caller.user, "")
+    if need == RESTORE and role != OWNER:  # deleted: nobody else may know more
+        raise NotFound(NOT_FOUND)
     if not role:
         if need == WRITE and claimable(session):
             return

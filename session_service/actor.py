@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from session_service import access
+from session_service import access, thread_index
 from session_service.access import ANONYMOUS, Caller
 from session_service.answering import Answering, AnswerSource
 from session_service.errors import (
@@ -54,11 +54,12 @@ from session_service.room_ops import RoomOps
 from session_service.session import Session
 from session_service.store import Appended, Store
 from session_service.subscriber import Subscriber
+from session_service.thread_ops import ThreadOps
 
 logger = logging.getLogger(__name__)
 
 
-class SessionActor(Answering, RoomOps):
+class SessionActor(Answering, RoomOps, ThreadOps):
     """Owns `session` while open. Only this object writes the session's keys on this pod."""
 
     def __init__(
@@ -172,6 +173,7 @@ class SessionActor(Answering, RoomOps):
                 expected_version=expected_version,
                 version_increment=version_increment,
                 ended_answer=ended_answer,
+                index=thread_index.update_for(s, entries),
             )
         except Fenced as exc:
             # Refused inside Redis, so nothing was stored: route again (retry-safe).

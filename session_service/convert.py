@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from durablechat.v1 import access_pb2, common_pb2, session_pb2
+from durablechat.v1 import access_pb2, common_pb2, session_pb2, threads_pb2
 from session_service import events
 from session_service.events import Event
 from session_service.session import Session
+from session_service.thread_store import Thread
 
 ROLE_TO_PROTO = {
     "user": common_pb2.ROLE_USER,
@@ -61,6 +62,7 @@ def session(s: Session, state_json: str, your_role: str = "") -> session_pb2.Ses
     return session_pb2.Session(
         owner=s.owner,
         your_role=ACCESS_ROLE_TO_PROTO[your_role],
+        title=s.title,
         session_id=s.session_id,
         state_json=state_json,
         version=s.version,
@@ -108,6 +110,12 @@ def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
         changed.user, changed.by, changed.invite_id = e.user, e.by, e.invite_id
         changed.role = ACCESS_ROLE_TO_PROTO[e.role]
         changed.invite_revoked = e.revoked
+    elif isinstance(e, events.ThreadChanged):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        thread_changed = out.thread_changed
+        thread_changed.title, thread_changed.by = e.title, e.by
+        thread_changed.deleted, thread_changed.restored = e.deleted, e.restored
     elif isinstance(e, events.PresenceChanged):
         out.seq = e.seq
         out.offset = e.offset
@@ -117,3 +125,16 @@ def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
         out.offset = e.offset
         out.caught_up.SetInParent()
     return session_pb2.SubscribeResponse(event=out)
+
+
+def thread(t: Thread) -> threads_pb2.ThreadSummary:
+    return threads_pb2.ThreadSummary(
+        session_id=t.session_id,
+        title=t.title,
+        preview=t.preview,
+        last_activity_at=timestamp(t.last_activity_ms),
+        message_count=t.message_count,
+        unread_count=t.unread,
+        pinned=t.pinned,
+        archived=t.archived,
+    )

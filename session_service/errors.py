@@ -28,6 +28,13 @@ class Conflict(SessionError):
     code = grpc.StatusCode.ABORTED
 
 
+class FailedPrecondition(SessionError):
+    """The request does not fit the current state (restoring a live thread, listing threads
+    without users): FAILED_PRECONDITION."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class Fenced(SessionError):
     """A newer owner epoch exists: FAILED_PRECONDITION. This owner must drop the session."""
 

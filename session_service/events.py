@@ -92,6 +92,20 @@ class AccessChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadChanged:
+    """The thread was renamed (`title`), deleted (`purge_ms`: when it may be purged) or
+    restored (docs/threads.md)."""
+
+    seq: int
+    ts_ms: int
+    by: str
+    title: str = ""
+    deleted: bool = False
+    restored: bool = False
+    purge_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerDelta:
     """A batch of answer text; not a log event. `offset` is the batch index in its answer."""
 
@@ -117,7 +131,9 @@ class PresenceChanged:
     users: tuple[str, ...]
 
 
-LogEvent = MessageAppended | StateChanged | AnswerStarted | AnswerEnded | AccessChanged
+LogEvent = (
+    MessageAppended | StateChanged | AnswerStarted | AnswerEnded | AccessChanged | ThreadChanged
+)
 Event = LogEvent | AnswerDelta | CaughtUp | PresenceChanged
 
 
@@ -156,6 +172,18 @@ def encode_invite(
 
 def encode_revoke(invite_id: str, by: str, ts_ms: int) -> bytes:
     return _encode({"k": "x", "id": invite_id, "by": by, "t": ts_ms})
+
+
+def encode_rename(title: str, by: str, ts_ms: int) -> bytes:
+    return _encode({"k": "n", "n": title, "by": by, "t": ts_ms})
+
+
+def encode_delete(by: str, ts_ms: int, purge_ms: int) -> bytes:
+    return _encode({"k": "d", "by": by, "t": ts_ms, "x": purge_ms})
+
+
+def encode_restore(by: str, ts_ms: int) -> bytes:
+    return _encode({"k": "r", "by": by, "t": ts_ms})
 
 
 def encode_answer_start(prompt_seq: int, ts_ms: int) -> bytes:
@@ -218,4 +246,10 @@ def decode(seq: int, raw: bytes) -> LogEvent:
         )
     if kind == "x":
         return AccessChanged(seq, ts, entry["by"], invite_id=entry["id"], revoked=True)
+    if kind == "n":
+        return ThreadChanged(seq, ts, entry["by"], title=entry["n"])
+    if kind == "d":
+        return ThreadChanged(seq, ts, entry["by"], deleted=True, purge_ms=int(entry["x"]))
+    if kind == "r":
+        return ThreadChanged(seq, ts, entry["by"], restored=True)
     raise ValueError(f"unknown log entry kind {kind!r} at seq {seq}")

@@ -31,3 +31,7 @@ class Limits:
     answer_retries: int = 3
     """Model calls retried per answer after a retryable failure (429, 5xx, stall, cut stream);
     each retry continues from the text already stored."""
+    deleted_retention_s: int = 30 * 24 * 3600
+    """A deleted thread can be restored this long; then it is purged (docs/threads.md)."""
+    purge_interval_s: int = 60
+    """How often each pod looks for deleted threads due for purging."""

@@ -18,6 +18,10 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, 
 is not a RedisError."""
 
 
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, aioredis.RedisCluster)
+
+
 def node_of(client: RedisClient, key: str) -> str:
     """The name of the node serving `key` ("" for a single Redis): batches go per node."""
     if isinstance(client, aioredis.RedisCluster):

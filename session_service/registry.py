@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from common.ring import EmptyRing, HashRing
+from session_service import thread_index
 from session_service.actor import SessionActor
 from session_service.answering import AnswerSource
 from session_service.errors import Moving, NotOwner, SessionError
@@ -136,6 +137,9 @@ class Registry:
             session, self._store, self._ai, self._limits, self._forget, self.pod_id, self._metrics
         )
         actor.lease_deadline = sent + self._lease_valid_s
+        repair = thread_index.repair_for(session)
+        if repair is not None:
+            await self._store.follow_up(session_id, repair)
         for answer in session.open_answers:  # a previous owner died mid-answer
             answer.batches = await self._store.load_batches(session_id, answer.seq)
         if self._limits.continue_answers:

@@ -24,6 +24,7 @@ from session_service.events import (
     MessageAppended,
     PresenceChanged,
     StateChanged,
+    ThreadChanged,
     decode,
     encode_grant,
     encode_invite,
@@ -207,6 +208,9 @@ def audit_row(s: Session, event: Event) -> AuditRow | None:
     if isinstance(event, AnswerEnded) and event.cancelled_by:
         detail = f"answer {event.message.answer_seq}"
         return (event.seq, event.ts_ms, event.cancelled_by, "answer_cancelled", detail)
+    if isinstance(event, ThreadChanged):
+        action = "deleted" if event.deleted else "restored" if event.restored else "renamed"
+        return (event.seq, event.ts_ms, event.by, action, event.title)
     if isinstance(event, AccessChanged):
         if event.invite_hash:
             return (event.seq, event.ts_ms, event.by, "invite_created", _invite(event))

@@ -32,11 +32,13 @@ from session_service.membership import Membership
 from session_service.metrics import SessionMetrics
 from session_service.ownership import LeaseKeeper
 from session_service.peers import Peers
+from session_service.purge import Purger
 from session_service.redis_client import close, connect
 from session_service.registry import Registry
 from session_service.routing import Router
 from session_service.servicer import SessionServicer
 from session_service.store import Store
+from session_service.thread_store import ThreadStore
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class SessionServer:
         self.metrics = SessionMetrics(self.metrics_registry)
         self._stop_metrics: Callable[[], None] | None = None
         self.store = Store(self._redis, cfg.quotas)
+        self.purger = Purger(self._redis, cfg.limits.purge_interval_s)
         self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms)
         self.membership = Membership(
             MembersStore(self._redis),
@@ -98,6 +101,7 @@ class SessionServer:
                 self.peers,
                 cfg.limits,
                 self.store.usage,
+                ThreadStore(self._redis),
                 Verifier(cfg.auth),
                 Revocations(self._redis if cfg.auth.mode == "jwt" else None),
             ),
@@ -138,6 +142,7 @@ class SessionServer:
         self._tasks = [
             asyncio.create_task(self._probe_forever(), name="health-probe"),
             asyncio.create_task(self.registry.sweep_forever(), name="idle-sweep"),
+            asyncio.create_task(self.purger.purge_forever(), name="purge"),
             asyncio.create_task(self.membership.run_forever(), name="membership"),
             asyncio.create_task(self.leases.renew_forever(), name="lease-renewal"),
             asyncio.create_task(self.leases.watch_forever(), name="lease-watchdog"),

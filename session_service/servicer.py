@@ -23,7 +23,6 @@ from session_service.errors import (
     Moving,
     NotOwner,
     OutcomeUnknown,
-    PermissionDenied,
     SessionClosed,
     SessionError,
     Unauthenticated,
@@ -31,9 +30,12 @@ from session_service.errors import (
 from session_service.limits import Limits
 from session_service.merge_patch import BadJson, dump_json, parse_json
 from session_service.peers import Peers
+from session_service.quotas import Quotas
 from session_service.registry import Registry
 from session_service.routing import HOPS_KEY, Forward, Router
-from session_service.rpc_support import abort, checked, hop_count, known
+from session_service.rpc_support import abort, checked, hop_count
+from session_service.thread_servicer import ThreadRpcs
+from session_service.thread_store import ThreadStore
 from session_service.usage_store import UsageStore
 
 logger = logging.getLogger(__name__)
@@ -43,7 +45,10 @@ AUTHORIZATION = "authorization"
 T = TypeVar("T")
 EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
-WRITE_METHODS = frozenset({"UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer"})
+WRITE_METHODS = frozenset(
+    {"UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer", "RenameThread", "DeleteThread"}
+    | {"RestoreThread"}
+)
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
@@ -53,7 +58,7 @@ PAGE_BYTES = 4 * 1024 * 1024
 (`has_more` says so), so every page fits in one gRPC message whatever the messages hold."""
 
 
-class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
+class SessionServicer(AccessRpcs, ThreadRpcs, session_pb2_grpc.SessionServiceServicer):
     """Thin transport layer over this pod's owners and its peers."""
 
     def __init__(
@@ -63,6 +68,7 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         peers: Peers,
         limits: Limits,
         usage: UsageStore,
+        threads: ThreadStore,
         verifier: Verifier | None = None,
         revocations: Revocations | None = None,
     ) -> None:
@@ -73,6 +79,11 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
         self._usage = usage
         self._verifier = verifier or Verifier(AuthConfig())
         self._revocations = revocations or Revocations(None)
+        self._threads = threads
+
+    @property
+    def _quotas(self) -> Quotas:
+        return self._registry.quotas
 
     async def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
         """Checks the caller's token (common/auth.py) and that it was not revoked
@@ -328,30 +339,6 @@ class SessionServicer(AccessRpcs, session_pb2_grpc.SessionServiceServicer):
             return cancel
 
         return await self._unary("CancelAnswer", request, context, prepare)
-
-    async def GetUserUsage(
-        self, request: session_pb2.GetUserUsageRequest, context: Context
-    ) -> session_pb2.GetUserUsageResponse:
-        try:
-            caller, _ = await self._identify(context)
-            known(request)
-            user = validate.name(request.user, "user") or caller.user
-            if not user:
-                raise InvalidArgument("user must not be empty")
-            if caller.enforced and user != caller.user:
-                raise PermissionDenied("you can read your own usage only")
-            totals = await self._usage.get(user)
-        except Exception as exc:
-            await abort(context, exc)
-            raise  # unreachable: abort raises
-        return session_pb2.GetUserUsageResponse(
-            usage=common_pb2.Usage(
-                prompt_tokens=totals.prompt_tokens,
-                completion_tokens=totals.completion_tokens,
-                regenerated_tokens=totals.regenerated_tokens,
-            ),
-            answers=totals.answers,
-        )
 
     async def Subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context

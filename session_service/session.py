@@ -23,6 +23,7 @@ from session_service.events import (
     Message,
     MessageAppended,
     StateChanged,
+    ThreadChanged,
     decode,
 )
 from session_service.merge_patch import apply_patch, dump_json, parse_json
@@ -96,6 +97,13 @@ class Session:
         self.removed: set[str] = set()
         """Users the owner removed (not those who left): invites do not let them back; the
         owner adding them again does."""
+        self.title = ""
+        self.deleted_ms = 0
+        """When the thread was deleted (0: it is not)."""
+        self.purge_ms = 0
+        """When a deleted thread may be purged (purge.py)."""
+        self.last_activity_ms = 0
+        """Time of the newest message (the thread list's order; docs/threads.md)."""
 
     @classmethod
     def load(
@@ -134,6 +142,13 @@ class Session:
             self.version = event.version
         elif isinstance(event, AccessChanged):
             self._apply_access(event)
+        elif isinstance(event, ThreadChanged):
+            if event.title:
+                self.title = event.title
+            if event.deleted:
+                self.deleted_ms, self.purge_ms = event.ts_ms, event.purge_ms
+            elif event.restored:
+                self.deleted_ms = 0
         elif isinstance(event, AnswerStarted):
             self.open_answers.append(OpenAnswer(event.seq, event.prompt_seq))
             self.answer_of_prompt[event.prompt_seq] = event.seq
@@ -170,6 +185,7 @@ class Session:
         return tuple(sorted({s.user for s in self.subscribers if s.user}))
 
     def _add_message(self, message: Message) -> None:
+        self.last_activity_ms = message.ts_ms
         self.messages.append(message)
         self._message_seqs.append(message.seq)
         if message.client_id:

@@ -19,11 +19,19 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from session_service.errors import Conflict, Fenced, StoreUnavailable
 from session_service.quotas import QuotaConfig, Quotas
-from session_service.redis_client import REDIS_ERRORS, RedisClient, node_of
+from session_service.redis_client import REDIS_ERRORS, RedisClient, is_cluster, node_of
+from session_service.thread_index import (
+    INDEX_LUA,
+    INDEX_ONE,
+    PURGE_KEY,
+    IndexUpdate,
+    user_keys,
+)
 from session_service.usage_store import UsageStore
 
 _ACTIVATE = """
@@ -38,7 +46,13 @@ local entries = redis.call('LRANGE', KEYS[2], 0, -1)
 return {'OK', tostring(epoch), meta[1], meta[2] or '0', entries}
 """
 
-_APPEND = """
+_APPEND = (
+    INDEX_LUA
+    + """
+-- ARGV: epoch, now, client id, expected version, version increment, ended answer ('1'/'0'),
+-- entry count, summary field count, session id, activity score, message count, purge, user ops;
+-- then the entries, then the summary's field/value pairs.
+-- KEYS: meta, log, idem, ended answer (meta when none), 4 keys per user op, the purge queue.
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if epoch ~= ARGV[1] then return {'FENCED', epoch or '0'} end
 if ARGV[3] ~= '' then
@@ -49,18 +63,30 @@ if ARGV[4] ~= '' then
   local version = redis.call('HGET', KEYS[1], 'version') or '0'
   if version ~= ARGV[4] then return {'CONFLICT', version} end
 end
+local n = tonumber(ARGV[7])
 local first = 0
 local last = 0
-for i = 6, #ARGV do
+for i = 14, 13 + n do
   last = redis.call('RPUSH', KEYS[2], ARGV[i])
   if first == 0 then first = last end
 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], first) end
-if KEYS[4] then redis.call('DEL', KEYS[4]) end
+if ARGV[6] == '1' then redis.call('DEL', KEYS[4]) end
 local version = redis.call('HINCRBY', KEYS[1], 'version', ARGV[5])
 redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
+for i = 14 + n, 13 + n + 2 * tonumber(ARGV[8]), 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
+  else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+local ops = ARGV[13]
+for j = 1, #ops do
+  index_user(1 + 4 * j, ARGV[9], ARGV[10], ARGV[11], string.sub(ops, j, j))
+end
+if ARGV[12] == 'rem' then redis.call('ZREM', KEYS[#KEYS], ARGV[9])
+elseif ARGV[12] ~= '' then redis.call('ZADD', KEYS[#KEYS], ARGV[12], ARGV[9]) end
 return {'OK', tostring(first), tostring(version)}
 """
+)
 
 _BATCH = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
@@ -81,6 +107,8 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+
+logger = logging.getLogger(__name__)
 
 
 def meta_key(session_id: str) -> str:
@@ -149,6 +177,7 @@ class Store:
         self._release = client.register_script(_RELEASE)
         self._batch = client.register_script(_BATCH)
         self._renew = client.register_script(_RENEW)
+        self._cluster = is_cluster(client)
         self.usage = UsageStore(client)
         """Per-user token totals (usage_store.py)."""
         self.quotas = Quotas(client, quotas or QuotaConfig())
@@ -215,32 +244,76 @@ class Store:
         expected_version: int | None = None,
         version_increment: int = 0,
         ended_answer: int = 0,
+        index: IndexUpdate | None = None,
     ) -> Appended:
         """Appends entries atomically; raises Fenced or Conflict, reports a repeated client id.
-        `ended_answer` names an answer whose delta batches go with this write (its end)."""
+        `ended_answer` names an answer whose delta batches go with this write (its end);
+        `index` is the write's thread-index change (thread_index.py): in the same script on a
+        single Redis; on a Redis Cluster the members' part follows the write (`follow_up`)."""
+        index = index or IndexUpdate()
+        inline = not self._cluster
+        users = index.users if inline else ()
+        purge = index.purge if inline else ""
+        keys = [meta_key(session_id), log_key(session_id), idem_key(session_id)]
+        keys.append(answer_key(session_id, ended_answer) if ended_answer else keys[0])
+        for user, _ in users:
+            keys += user_keys(user)
+        if purge:
+            keys.append(PURGE_KEY)
         args: list[str | bytes | int] = [
             epoch,
             now_ms,
             client_id,
             "" if expected_version is None else expected_version,
             version_increment,
+            "1" if ended_answer else "0",
+            len(entries),
+            len(index.fields),
+            session_id,
+            index.score,
+            index.message_count,
+            purge,
+            "".join(op for _, op in users),
             *entries,
         ]
+        for field, value in index.fields:
+            args += [field, value]
         try:
-            keys = [meta_key(session_id), log_key(session_id), idem_key(session_id)]
-            if ended_answer:
-                keys.append(answer_key(session_id, ended_answer))
             reply = await self._append(keys=keys, args=args)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         status = reply[0].decode()
         if status == "OK":
+            if not inline and index.crosses_slots:
+                await self.follow_up(session_id, index)
             return Appended(int(reply[1]), int(reply[2]))
         if status == "DUPLICATE":
             return Appended(int(reply[1]), 0, duplicate=True)
         if status == "CONFLICT":
             raise Conflict(f"expected version {expected_version}, session is at {int(reply[1])}")
         raise Fenced(f"owner epoch {epoch} is stale; session is at epoch {int(reply[1])}")
+
+    async def follow_up(self, session_id: str, index: IndexUpdate) -> None:
+        """Writes the members' part of an index change (and the purge queue) outside the
+        session's script: one pipelined round trip. A failure is logged, not raised: the write
+        itself is stored, and the thread's next activation repairs the index."""
+        pipe = self._client.pipeline(transaction=False)
+        for user, op in index.users:
+            # EVAL, not EVALSHA: cluster pipelines refuse EVALSHA.
+            pipe.eval(
+                INDEX_ONE, 4, *user_keys(user), session_id, index.score, index.message_count, op
+            )
+        if index.purge == "rem":
+            pipe.zrem(PURGE_KEY, session_id)
+        elif index.purge:
+            pipe.zadd(PURGE_KEY, {session_id: int(index.purge)})
+        try:
+            await pipe.execute()
+        except REDIS_ERRORS as exc:
+            logger.warning(
+                "thread index not updated; repaired on the next activation",
+                extra={"session_id": session_id, "error": str(exc)},
+            )
 
     async def append_batch(
         self, session_id: str, epoch: int, answer_seq: int, offset: int, text: str

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 
 from common.auth import mint, new_secret
-from durablechat.v1 import access_pb2, common_pb2, session_pb2, session_pb2_grpc
+from durablechat.v1 import access_pb2, common_pb2, session_pb2, session_pb2_grpc, threads_pb2
 from tests.helpers import eventually
 from tests.integration.test_cluster import views
 from tests.stack import Stack
@@ -96,6 +96,10 @@ class User:
         request = access_pb2.SetMemberRequest(session_id=sid, user=user, role=role)
         return await self.call("SetMember", request)
 
+    async def threads(self, archived: bool = False, limit: int = 0, token: str = "") -> Any:
+        request = threads_pb2.ListThreadsRequest(archived=archived, limit=limit, page_token=token)
+        return await self.call("ListThreads", request)
+
     def subscribe(self, sid: str, after_seq: int = 0) -> Any:
         request = session_pb2.SubscribeRequest(session_id=sid, after_seq=after_seq)
         return self.stub.Subscribe(request, metadata=self.metadata)
@@ -123,4 +127,18 @@ def every_request(sid: str) -> dict[str, Any]:
         "JoinRoom": access_pb2.JoinRoomRequest(session_id=sid, code="guess"),
         "GetAccess": access_pb2.GetAccessRequest(session_id=sid),
         "ListAudit": access_pb2.ListAuditRequest(session_id=sid),
+        "SetThreadFlags": threads_pb2.SetThreadFlagsRequest(session_id=sid, pinned=True),
+        "MarkRead": threads_pb2.MarkReadRequest(session_id=sid),
+        "RenameThread": threads_pb2.RenameThreadRequest(session_id=sid, title="mine now"),
+        "DeleteThread": threads_pb2.DeleteThreadRequest(session_id=sid),
+        "RestoreThread": threads_pb2.RestoreThreadRequest(session_id=sid),
     }
+
+
+async def status_of(user: User, method: str, request: object) -> grpc.StatusCode:
+    """The status `user` gets for one call (OK when it succeeded)."""
+    try:
+        await user.call(method, request)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code()
+    return grpc.StatusCode.OK

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import grpc
+
 from durablechat.v1 import session_pb2, session_pb2_grpc
 
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -33,13 +35,21 @@ class WriteLedger:
         return last_seq - answered
 
     def writes(self, session_id: str) -> int:
-        """The count now."""
+        """The count now; -1 for a deleted thread (DeleteThread: nothing is readable)."""
         after, answered = self._seen.get(session_id, (0, 0))
         while True:
-            page = self._stub.ListMessages(
-                session_pb2.ListMessagesRequest(session_id=session_id, after_seq=after, limit=PAGE),
-                timeout=TIMEOUT_S,
-            )
+            try:
+                page = self._stub.ListMessages(
+                    session_pb2.ListMessagesRequest(
+                        session_id=session_id, after_seq=after, limit=PAGE
+                    ),
+                    timeout=TIMEOUT_S,
+                )
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                self._seen.pop(session_id, None)
+                return -1
             answered += sum(1 for m in page.messages if m.answer_seq)
             if not page.has_more:
                 break

@@ -55,6 +55,8 @@ def targets(method: str) -> st.SearchStrategy[str]:
     fresh session each, so one that corrupts the state cannot fail the examples after it."""
     if method == "UpdateState":
         return st.builds(lambda: f"fz-grpc-updatestate-{next(_fresh_ids)}")
+    if method == "DeleteThread":  # the seeded session must stay for the other methods
+        return st.just("fz-grpc-deletethread")
     return st.sampled_from([f"fz-grpc-{method.lower()}", SEEDED])
 
 

@@ -12,7 +12,14 @@ import grpc
 import pytest
 
 from durablechat.v1 import access_pb2, session_pb2
-from tests.security.secure_stack import SecureStack, User, every_request, room_id, secure_stack
+from tests.security.secure_stack import (
+    SecureStack,
+    User,
+    every_request,
+    room_id,
+    secure_stack,
+    status_of,
+)
 
 OWNER = access_pb2.ACCESS_ROLE_OWNER
 MEMBER = access_pb2.ACCESS_ROLE_MEMBER
@@ -38,14 +45,6 @@ async def users(secure: SecureStack) -> AsyncIterator[dict[str, User]]:
     finally:
         for user in made.values():
             await user.close()
-
-
-async def status_of(user: User, method: str, request: object) -> grpc.StatusCode:
-    try:
-        await user.call(method, request)
-    except grpc.aio.AioRpcError as exc:
-        return exc.code()
-    return grpc.StatusCode.OK
 
 
 async def test_idor_every_rpc_on_another_users_session_is_not_found_and_changes_nothing(
@@ -99,8 +98,8 @@ async def test_viewer_cannot_post_prompt_patch_or_cancel(users: dict[str, User])
     assert got.session.your_role == VIEWER
 
 
-WRITES = ("UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer")
-MANAGE = ("SetMember", "CreateInvite", "RevokeInvite", "ListAudit")
+WRITES = ("UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer", "RenameThread")
+MANAGE = ("SetMember", "CreateInvite", "RevokeInvite", "ListAudit", "DeleteThread", "RestoreThread")
 
 
 async def test_member_can_write_but_not_manage(users: dict[str, User]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 from hypothesis import strategies as st
 
-from durablechat.v1 import access_pb2, session_pb2
+from durablechat.v1 import access_pb2, session_pb2, threads_pb2
 from tests.security.strategies import hostile_text, json_text, uint
 
 SERVICE = "/durablechat.v1.SessionService/"
@@ -29,6 +29,12 @@ REQUEST_TYPES: dict[str, type[Message]] = {
     "JoinRoom": access_pb2.JoinRoomRequest,
     "GetAccess": access_pb2.GetAccessRequest,
     "ListAudit": access_pb2.ListAuditRequest,
+    "ListThreads": threads_pb2.ListThreadsRequest,
+    "SetThreadFlags": threads_pb2.SetThreadFlagsRequest,
+    "MarkRead": threads_pb2.MarkReadRequest,
+    "RenameThread": threads_pb2.RenameThreadRequest,
+    "DeleteThread": threads_pb2.DeleteThreadRequest,
+    "RestoreThread": threads_pb2.RestoreThreadRequest,
 }
 """Every SessionService method and its request type (Subscribe is the server stream)."""
 
@@ -88,6 +94,7 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
     roles = mostly(
         st.integers(1, 3), st.one_of(st.integers(0, 4), st.integers(-(2**31), 2**31 - 1))
     )
+    page_tokens = st.from_regex(r"[par]\.[0-9]{1,16}\.[a-z0-9-]{1,20}", fullmatch=True)
     builders: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
         "GetSession": lambda: st.builds(session_pb2.GetSessionRequest, session_id=sid),
         "UpdateState": lambda: st.builds(
@@ -148,6 +155,24 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
             after_seq=uint(64),
             limit=st.one_of(st.sampled_from([0, 1, 999, 1000, 1001]), uint(32)),
         ),
+        "ListThreads": lambda: st.builds(
+            threads_pb2.ListThreadsRequest,
+            archived=st.booleans(),
+            limit=st.one_of(st.sampled_from([0, 1, 500, 501]), uint(32)),
+            page_token=mostly(page_tokens, names),
+        ),
+        "SetThreadFlags": lambda: st.builds(
+            threads_pb2.SetThreadFlagsRequest,
+            session_id=sid,
+            pinned=_optional(st.booleans()),
+            archived=_optional(st.booleans()),
+        ),
+        "MarkRead": lambda: st.builds(threads_pb2.MarkReadRequest, session_id=sid),
+        "RenameThread": lambda: st.builds(
+            threads_pb2.RenameThreadRequest, session_id=sid, title=hostile_text(300)
+        ),
+        "DeleteThread": lambda: st.builds(threads_pb2.DeleteThreadRequest, session_id=sid),
+        "RestoreThread": lambda: st.builds(threads_pb2.RestoreThreadRequest, session_id=sid),
     }
     return builders[method]()
 

@@ -1,0 +1,67 @@
+"""Purges deleted threads once their retention is over (docs/threads.md).
+
+Contract: every pod runs `purge_forever`; runs may overlap (each purge is one idempotent script).
+A thread is purged only if it is still deleted, its purge time (`pg` in its meta) has come, and
+no pod holds its lease; otherwise it stays queued (held) or leaves the queue (restored). Its
+`meta`, `log` and `idem` keys are deleted together, which also fences any owner that still has
+it in memory (its epoch is gone). Members' index entries were removed by the delete itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from session_service.errors import StoreUnavailable
+from session_service.events import now_ms
+from session_service.redis_client import REDIS_ERRORS, RedisClient
+from session_service.store import idem_key, lease_key, log_key, meta_key
+from session_service.thread_index import PURGE_KEY
+
+logger = logging.getLogger(__name__)
+BATCH = 100
+
+# KEYS: meta, log, idem, lease. ARGV: now (ms). 1 purged, 0 not deleted (any more), -1 not yet.
+_PURGE = """
+local due = redis.call('HGET', KEYS[1], 'pg')
+if not due then return 0 end
+if tonumber(due) > tonumber(ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return 1
+"""
+
+
+class Purger:
+    def __init__(self, client: RedisClient, interval_s: float) -> None:
+        self._client = client
+        self._interval_s = interval_s
+        self._purge = client.register_script(_PURGE)
+
+    async def purge_due(self, now: int | None = None) -> int:
+        """Purges up to BATCH threads due by `now`; returns how many were purged."""
+        now = now_ms() if now is None else now
+        try:
+            due = await self._client.zrange(
+                PURGE_KEY, "-inf", now, byscore=True, offset=0, num=BATCH
+            )
+            purged = 0
+            for raw in due:
+                sid = raw.decode() if isinstance(raw, bytes) else str(raw)
+                keys = [meta_key(sid), log_key(sid), idem_key(sid), lease_key(sid)]
+                outcome = int(await self._purge(keys=keys, args=[now]))
+                if outcome >= 0:
+                    await self._client.zrem(PURGE_KEY, sid)
+                if outcome == 1:
+                    purged += 1
+                    logger.info("deleted thread purged", extra={"session_id": sid})
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return purged
+
+    async def purge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.purge_due()
+            except StoreUnavailable as exc:
+                logger.warning("purge skipped: %s", exc)
