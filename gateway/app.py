@@ -27,6 +27,7 @@ from gateway.page import Page
 from gateway.rest import RestRoutes
 from gateway.routing import PodRouter
 from gateway.sse import EventStreams
+from gateway.threads_rest import ThreadRoutes
 from gateway.upstream import SessionClient
 from gateway.ws import SocketRoutes
 
@@ -131,10 +132,12 @@ def create_app(
     app.router.add_get("/api/chat/session/{session_id}/messages", rest.list_messages)
     app.router.add_post("/api/chat/session/{session_id}/messages", rest.post_message)
     app.router.add_post("/api/chat/session/{session_id}/cancel", rest.cancel_answer)
+    app.router.add_post("/api/chat/session/{session_id}/messages/{seq}/feedback", rest.set_feedback)
     app.router.add_get(
         "/api/chat/session/{session_id}/events",
         EventStreams(client, cfg.sse_heartbeat_ms / 1000).stream,
     )
+    ThreadRoutes(client).add_routes(app)
     app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
     return app
 

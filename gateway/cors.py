@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.errors import GatewayError
 
-ALLOW_METHODS = "GET, POST, PUT, OPTIONS"
+ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 ALLOW_HEADERS = "authorization, content-type, last-event-id"
 EXPOSE_HEADERS = "retry-after, etag"
 PREFLIGHT_MAX_AGE_S = "600"

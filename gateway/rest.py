@@ -10,12 +10,15 @@ from typing import Any
 
 from aiohttp import web
 
+from durablechat.v1 import session_pb2
 from gateway.errors import BadRequest, error_body
-from gateway.upstream import ROLES_BY_NAME, SessionClient
+from gateway.upstream import SessionClient, build_request
+from gateway.wire_json import RATINGS_BY_NAME, ROLES_BY_NAME
 
 RESERVED_KEYS = ("messages", "createdAt", "lastAccessedAt")
 """Top-level keys the GET answer fills in itself; a state patch may not set them."""
-MESSAGE_FIELDS = frozenset({"role", "content", "user", "clientMessageId"})
+MESSAGE_FIELDS = frozenset({"role", "content", "user", "clientMessageId", "replyTo"})
+FEEDBACK_FIELDS = frozenset({"rating", "comment", "user"})
 DEFAULT_PAGE_SIZE = 100
 STATE_PAGE_SIZE = 1000
 MAX_UINT32 = 2**32 - 1
@@ -29,6 +32,7 @@ class NewMessage:
     content: str
     user: str
     client_message_id: str
+    reply_to: int = 0
 
 
 def parse_json(body: bytes) -> Any:
@@ -52,14 +56,20 @@ def parse_patch(body: bytes) -> dict[str, Any]:
     return patch
 
 
-def parse_new_message(body: bytes) -> NewMessage:
-    """`{"role", "content", "user"?, "clientMessageId"?}` with exactly those fields and types."""
+def parse_object(body: bytes, allowed: frozenset[str]) -> dict[str, Any]:
+    """The body as a JSON object with no field outside `allowed`."""
     fields = parse_json(body)
     if not isinstance(fields, dict):
         raise BadRequest("body must be a JSON object")
-    unknown = sorted(set(fields) - MESSAGE_FIELDS)
+    unknown = sorted(set(fields) - allowed)
     if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}; allowed: {sorted(MESSAGE_FIELDS)}")
+        raise BadRequest(f"unknown field {unknown[0]!r}; allowed: {sorted(allowed)}")
+    return fields
+
+
+def parse_new_message(body: bytes) -> NewMessage:
+    """`{"role", "content", "user"?, "clientMessageId"?}` with exactly those fields and types."""
+    fields = parse_object(body, MESSAGE_FIELDS)
     role = fields.get("role")
     if not isinstance(role, str) or role not in ROLES_BY_NAME:
         raise BadRequest(f"role must be one of {sorted(ROLES_BY_NAME)}")
@@ -68,7 +78,18 @@ def parse_new_message(body: bytes) -> NewMessage:
         content=_string(fields, "content", required=True),
         user=_string(fields, "user", required=False),
         client_message_id=_string(fields, "clientMessageId", required=False),
+        reply_to=_uint(fields, "replyTo"),
     )
+
+
+def parse_feedback(body: bytes) -> tuple[int, str, str]:
+    """`{"rating": "up" | "down" | null, "comment"?, "user"?}` → (rating, comment, user)."""
+    fields = parse_object(body, FEEDBACK_FIELDS)
+    rating = fields.get("rating")
+    if rating not in RATINGS_BY_NAME:
+        raise BadRequest('rating must be "up", "down" or null')
+    comment = _string(fields, "comment", required=False)
+    return RATINGS_BY_NAME[rating], comment, _string(fields, "user", required=False)
 
 
 def parse_uint(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
@@ -116,9 +137,24 @@ class RestRoutes:
         session_id = request.match_info["session_id"]
         new = parse_new_message(await request.read())
         appended = await self._client.append_message(
-            session_id, new.role, new.content, new.user, new.client_message_id
+            session_id, new.role, new.content, new.user, new.client_message_id, new.reply_to
         )
         return web.json_response(appended.message, status=200 if appended.duplicate else 201)
+
+    async def set_feedback(self, request: web.Request) -> web.Response:
+        """`POST /api/chat/session/{id}/messages/{seq}/feedback`: rates an assistant answer."""
+        seq = parse_uint(request.match_info, "seq", 0, MAX_UINT64)
+        rating, comment, user = parse_feedback(await request.read())
+        call = build_request(
+            session_pb2.SetFeedbackRequest,
+            session_id=request.match_info["session_id"],
+            message_seq=seq,
+            rating=rating,
+            comment=comment,
+            user=user,
+        )
+        reply = await self._client.call("SetFeedback", call, idempotent=True)
+        return web.json_response({"seq": reply.seq})
 
     async def cancel_answer(self, request: web.Request) -> web.Response:
         """`POST /api/chat/session/{id}/cancel[?answerSeq=N]`: stored before the reply."""
@@ -142,6 +178,13 @@ class RestRoutes:
         return web.json_response(
             error_body("UNAVAILABLE", "session service is not serving"), status=503
         )
+
+
+def _uint(fields: Mapping[str, Any], name: str) -> int:
+    value = fields.get(name, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT64:
+        raise BadRequest(f"{name} must be a message seq (a non-negative integer)")
+    return value
 
 
 def _string(fields: Mapping[str, Any], name: str, *, required: bool) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -15,22 +14,17 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from durablechat.v1 import access_pb2, common_pb2, session_pb2
-from gateway.errors import BadRequest, GatewayError, UpstreamError
+from durablechat.v1 import access_pb2, session_pb2
+from gateway.errors import BadRequest, UpstreamError
 from gateway.frames import (
-    AnswerDelta,
-    AnswerEnded,
-    AnswerStarted,
-    CaughtUp,
     Cursor,
     Event,
-    Logged,
 )
 from gateway.identity import upstream_metadata
 from gateway.routing import PodRouter
+from gateway.wire_json import ROLES_BY_NAME, event_from_proto, message_json, millis, state_object
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +54,6 @@ FINAL_CODES = frozenset(
 )
 """Statuses a retry cannot change; anything else may succeed from the same cursor later."""
 
-ROLE_NAMES: dict[int, str] = {
-    common_pb2.ROLE_USER: "user",
-    common_pb2.ROLE_ASSISTANT: "assistant",
-    common_pb2.ROLE_SYSTEM: "system",
-}
-ROLES_BY_NAME = {name: role for role, name in ROLE_NAMES.items()}
-ANSWER_STATUS_NAMES: dict[int, str] = {
-    common_pb2.ANSWER_STATUS_COMPLETED: "COMPLETED",
-    common_pb2.ANSWER_STATUS_INTERRUPTED: "INTERRUPTED",
-    common_pb2.ANSWER_STATUS_FAILED: "FAILED",
-    common_pb2.ANSWER_STATUS_CANCELLED: "CANCELLED",
-}
 HEALTH_DEADLINE_S = 1.0
 
 
@@ -113,51 +95,6 @@ def upstream_error(exc: grpc.aio.AioRpcError) -> UpstreamError:
     )
 
 
-def millis(ts: Timestamp) -> int:
-    """Epoch milliseconds of a Timestamp; 0 when unset."""
-    return int(ts.seconds) * 1000 + int(ts.nanos) // 1_000_000
-
-
-def message_json(message: common_pb2.Message) -> dict[str, Any]:
-    """A stored message as the REST API shows it."""
-    return {
-        "seq": message.seq,
-        "role": ROLE_NAMES.get(message.role, "unspecified"),
-        "content": message.content,
-        "user": message.user,
-        "ts": millis(message.created_at),
-    }
-
-
-def history_json(message: dict[str, Any]) -> dict[str, Any]:
-    """A message (as `message_json` made it) as the seed-000 `(GET_HISTORY)` answer shows it."""
-    return {key: value for key, value in message.items() if key != "seq"}
-
-
-def event_from_proto(event: session_pb2.SessionEvent) -> Event:
-    """The plain value of one stream event.
-
-    A kind this gateway does not know is Logged: every kind but deltas and CaughtUp is a log event.
-    """
-    kind = event.WhichOneof("kind")
-    if kind == "answer_started":
-        return AnswerStarted(seq=event.seq)
-    if kind == "answer_delta":
-        return AnswerDelta(answer_seq=event.seq, offset=event.offset, text=event.answer_delta.text)
-    if kind == "answer_ended":
-        message = event.answer_ended.message
-        return AnswerEnded(
-            seq=event.seq,
-            answer_seq=message.answer_seq,
-            content=message.content,
-            status=ANSWER_STATUS_NAMES.get(message.answer_status, "UNSPECIFIED"),
-            error=event.answer_ended.error,
-        )
-    if kind == "caught_up":
-        return CaughtUp(seq=event.seq, offset=event.offset)
-    return Logged(seq=event.seq)
-
-
 @dataclass(frozen=True)
 class SessionInfo:
     """A session as the REST API needs it: the state object, its version, and times in ms."""
@@ -187,17 +124,6 @@ class Page:
     last_seq: int
 
 
-def state_object(state_json: str) -> dict[str, Any]:
-    """The session service's state text as an object; anything else is its bug, not bad input."""
-    try:
-        state = json.loads(state_json or "{}")
-    except ValueError as exc:
-        raise GatewayError("session service returned state that is not JSON") from exc
-    if not isinstance(state, dict):
-        raise GatewayError("session service returned state that is not an object")
-    return state
-
-
 class SessionClient:
     """Calls to the session service over one long-lived channel; every unary call is deadlined.
 
@@ -216,7 +142,7 @@ class SessionClient:
         self._deadline_s = deadline_s
         self._retry_budget_s = retry_budget_s
 
-    async def _call(self, method: str, request: Message, *, idempotent: bool) -> Any:
+    async def call(self, method: str, request: Message, *, idempotent: bool) -> Any:
         """One unary call, retried with backoff while the session moves between pods.
 
         UNAVAILABLE is retried when the service marked it retry-safe (nothing was written) or
@@ -226,7 +152,7 @@ class SessionClient:
         deadline = time.monotonic() + self._retry_budget_s
         delay = RETRY_FIRST_DELAY_S
         while True:
-            stub, address = self._router.route(request.session_id)  # type: ignore[attr-defined]
+            stub, address = self._router.route(getattr(request, "session_id", ""))
             try:
                 return await getattr(stub, method)(
                     request, timeout=self._deadline_s, metadata=upstream_metadata()
@@ -241,8 +167,8 @@ class SessionClient:
             delay = min(delay * 2, RETRY_MAX_DELAY_S)
 
     async def get_session(self, session_id: str) -> SessionInfo:
-        request = _build(session_pb2.GetSessionRequest, session_id=session_id)
-        reply = await self._call("GetSession", request, idempotent=True)
+        request = build_request(session_pb2.GetSessionRequest, session_id=session_id)
+        reply = await self.call("GetSession", request, idempotent=True)
         session = reply.session
         return SessionInfo(
             state=state_object(session.state_json),
@@ -254,35 +180,42 @@ class SessionClient:
     async def update_state(
         self, session_id: str, patch_json: str, expected_version: int | None
     ) -> StateUpdate:
-        request = _build(
+        request = build_request(
             session_pb2.UpdateStateRequest,
             session_id=session_id,
             patch_json=patch_json,
             expected_version=expected_version,
             return_state=True,
         )
-        reply = await self._call("UpdateState", request, idempotent=False)
+        reply = await self.call("UpdateState", request, idempotent=False)
         return StateUpdate(reply.version, state_object(reply.state_json))
 
     async def append_message(
-        self, session_id: str, role: str, content: str, user: str, client_message_id: str
+        self,
+        session_id: str,
+        role: str,
+        content: str,
+        user: str,
+        client_message_id: str,
+        reply_to: int = 0,
     ) -> Appended:
-        request = _build(
+        request = build_request(
             session_pb2.AppendMessageRequest,
             session_id=session_id,
             role=ROLES_BY_NAME[role],
             content=content,
             user=user,
             client_message_id=client_message_id,
+            reply_to=reply_to,
         )
-        reply = await self._call("AppendMessage", request, idempotent=bool(client_message_id))
+        reply = await self.call("AppendMessage", request, idempotent=bool(client_message_id))
         return Appended(message_json(reply.message), reply.duplicate)
 
     async def list_messages(self, session_id: str, after_seq: int, limit: int) -> Page:
-        request = _build(
+        request = build_request(
             session_pb2.ListMessagesRequest, session_id=session_id, after_seq=after_seq, limit=limit
         )
-        reply = await self._call("ListMessages", request, idempotent=True)
+        reply = await self.call("ListMessages", request, idempotent=True)
         return Page([message_json(m) for m in reply.messages], reply.has_more, reply.last_seq)
 
     async def all_messages(self, session_id: str, page_size: int) -> list[dict[str, Any]]:
@@ -298,27 +231,27 @@ class SessionClient:
 
     async def send_prompt(self, session_id: str, content: str, user: str) -> None:
         """Sends a prompt with a fresh idempotency key, so retries never start a second answer."""
-        request = _build(
+        request = build_request(
             session_pb2.SendPromptRequest,
             session_id=session_id,
             content=content,
             user=user,
             client_message_id=f"gw-{uuid.uuid4().hex}",
         )
-        await self._call("SendPrompt", request, idempotent=True)
+        await self.call("SendPrompt", request, idempotent=True)
 
     async def open_room(self, session_id: str) -> None:
         """Claims the session for the caller if nobody owns it; NOT_FOUND (UpstreamError) when
         someone else does and the caller is no member (AUTH_MODE=jwt)."""
-        request = _build(access_pb2.CreateRoomRequest, session_id=session_id)
-        await self._call("CreateRoom", request, idempotent=True)
+        request = build_request(access_pb2.CreateRoomRequest, session_id=session_id)
+        await self.call("CreateRoom", request, idempotent=True)
 
     async def cancel_answer(self, session_id: str, answer_seq: int = 0) -> bool:
         """Cancels the streaming answer (or the one at answer_seq); False if it had ended."""
-        request = _build(
+        request = build_request(
             session_pb2.CancelAnswerRequest, session_id=session_id, answer_seq=answer_seq
         )
-        reply = await self._call("CancelAnswer", request, idempotent=True)
+        reply = await self.call("CancelAnswer", request, idempotent=True)
         return bool(reply.cancelled)
 
     async def subscribe(
@@ -337,9 +270,9 @@ class SessionClient:
     ) -> AsyncGenerator[session_pb2.SessionEvent, None]:
         """As `subscribe`, with the events as the session service sent them."""
         if cursor is None:
-            request = _build(session_pb2.SubscribeRequest, session_id=session_id)
+            request = build_request(session_pb2.SubscribeRequest, session_id=session_id)
         else:
-            request = _build(
+            request = build_request(
                 session_pb2.SubscribeRequest,
                 session_id=session_id,
                 after_seq=cursor.seq,
@@ -387,7 +320,7 @@ class SessionClient:
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def _build(cls: type[_Request], **fields: Any) -> _Request:
+def build_request(cls: type[_Request], **fields: Any) -> _Request:
     """A request; values protobuf cannot encode (lone surrogates, overflow) are bad input."""
     try:
         return cls(**{name: value for name, value in fields.items() if value is not None})

@@ -17,7 +17,8 @@ from gateway.frames import error_frame, prompt_text
 from gateway.hub import Close, Hubs, Outbox
 from gateway.identity import WS_PROTOCOL, current_user
 from gateway.metrics import GatewayMetrics
-from gateway.upstream import SessionClient, history_json
+from gateway.upstream import SessionClient
+from gateway.wire_json import history_json
 
 logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)

@@ -5,21 +5,14 @@ routes each call to the session's owner exactly as for the other RPCs."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
-
-import grpc
-from google.protobuf import message as pb_message
 
 from durablechat.v1 import access_pb2
 from session_service import access, convert, validate
 from session_service.access import Caller
 from session_service.actor import SessionActor
 from session_service.errors import InvalidArgument
+from session_service.rpc_parts import Context, Local, RpcParts
 
-T = TypeVar("T")
-Context = grpc.aio.ServicerContext[Any, Any]
-Local = Callable[[SessionActor], Awaitable[T]]
 AUDIT_PAGE_DEFAULT = 100
 AUDIT_PAGE_MAX = 1000
 INVITE_ID_LENGTH = 16
@@ -37,17 +30,8 @@ def _role(value: int, field: str) -> str:
     return role
 
 
-class AccessRpcs:
+class AccessRpcs(RpcParts):
     """Needs `_unary` from SessionServicer."""
-
-    async def _unary(
-        self,
-        method: str,
-        request: pb_message.Message,
-        context: Context,
-        prepare: Callable[[Caller], Local[T]],
-    ) -> T:
-        raise NotImplementedError
 
     async def CreateRoom(
         self, request: access_pb2.CreateRoomRequest, context: Context

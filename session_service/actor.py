@@ -47,6 +47,7 @@ from session_service.events import (
     encode_state,
     now_ms,
 )
+from session_service.feedback_ops import FeedbackOps
 from session_service.limits import Limits
 from session_service.merge_patch import apply_patch, dump_json
 from session_service.metrics import SessionMetrics
@@ -59,7 +60,7 @@ from session_service.thread_ops import ThreadOps
 logger = logging.getLogger(__name__)
 
 
-class SessionActor(Answering, RoomOps, ThreadOps):
+class SessionActor(Answering, RoomOps, ThreadOps, FeedbackOps):
     """Owns `session` while open. Only this object writes the session's keys on this pod."""
 
     def __init__(
@@ -214,8 +215,24 @@ class SessionActor(Answering, RoomOps, ThreadOps):
         if access.claims(self.session, caller):
             await self._store_access(encode_grant(caller.user, access.OWNER, caller.user, now_ms()))
 
+    def _check_reply(self, reply_to: int) -> None:
+        """A reply names an earlier message of this session."""
+        if reply_to:
+            try:
+                self.session.message_at(reply_to)
+            except KeyError:
+                raise InvalidArgument(
+                    f"reply_to {reply_to} is no message of this session"
+                ) from None
+
     async def append_message(
-        self, role: str, content: str, user: str, client_id: str, caller: Caller = ANONYMOUS
+        self,
+        role: str,
+        content: str,
+        user: str,
+        client_id: str,
+        caller: Caller = ANONYMOUS,
+        reply_to: int = 0,
     ) -> tuple[Message, bool]:
         async with self._lock:
             self._check_writable()
@@ -223,15 +240,17 @@ class SessionActor(Answering, RoomOps, ThreadOps):
             user = self._authorize_write(caller) or user
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
+            self._check_reply(reply_to)
             await self._claim(caller)
             ts = now_ms()
-            entry = encode_message(role, content, user, ts, client_id)
+            entry = encode_message(role, content, user, ts, client_id, reply_to)
             result = await self._write([entry], client_id=client_id)
             if result.duplicate:
                 return s.message_at(result.first_seq), True
-            event = MessageAppended(
-                result.first_seq, ts, Message(result.first_seq, role, content, user, ts, client_id)
+            message = Message(
+                result.first_seq, role, content, user, ts, client_id, reply_to=reply_to
             )
+            event = MessageAppended(result.first_seq, ts, message)
             s.apply(event)
             self._publish(event)
             return event.message, False
@@ -273,7 +292,12 @@ class SessionActor(Answering, RoomOps, ThreadOps):
             return version, event.seq
 
     async def send_prompt(
-        self, content: str, user: str, client_id: str, caller: Caller = ANONYMOUS
+        self,
+        content: str,
+        user: str,
+        client_id: str,
+        caller: Caller = ANONYMOUS,
+        reply_to: int = 0,
     ) -> tuple[Message, int, bool]:
         """Stores the user message and the answer's start in one script; returns
         (user message, answer seq, duplicate)."""
@@ -284,6 +308,7 @@ class SessionActor(Answering, RoomOps, ThreadOps):
             if client_id in s.client_ids:
                 seq = s.client_ids[client_id]
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
+            self._check_reply(reply_to)
             if len(s.open_answers) > self._limits.max_queued_prompts:
                 raise TooBusy(
                     f"{len(s.open_answers)} answers are waiting in this session; retry later"
@@ -292,14 +317,14 @@ class SessionActor(Answering, RoomOps, ThreadOps):
             ts = now_ms()
             prompt_seq = s.last_seq + 1
             entries = [
-                encode_message("user", content, user, ts, client_id),
+                encode_message("user", content, user, ts, client_id, reply_to),
                 encode_answer_start(prompt_seq, ts),
             ]
             result = await self._write(entries, client_id=client_id)
             if result.duplicate:
                 seq = result.first_seq
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
-            message = Message(prompt_seq, "user", content, user, ts, client_id)
+            message = Message(prompt_seq, "user", content, user, ts, client_id, reply_to=reply_to)
             appended = MessageAppended(prompt_seq, ts, message)
             started = AnswerStarted(prompt_seq + 1, ts, prompt_seq)
             for event in (appended, started):

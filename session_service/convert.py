@@ -40,8 +40,29 @@ def timestamp(ms: int) -> Timestamp:
     return stamp
 
 
-def message(m: events.Message) -> common_pb2.Message:
+RATING_TO_PROTO = {
+    "": common_pb2.RATING_UNSPECIFIED,
+    events.UP: common_pb2.RATING_UP,
+    events.DOWN: common_pb2.RATING_DOWN,
+}
+RATING_FROM_PROTO = {value: key for key, value in RATING_TO_PROTO.items()}
+
+
+def feedback(f: events.FeedbackChanged) -> common_pb2.Feedback:
+    return common_pb2.Feedback(
+        user=f.user,
+        rating=RATING_TO_PROTO[f.rating],
+        comment=f.comment,
+        updated_at=timestamp(f.ts_ms),
+    )
+
+
+def message(
+    m: events.Message, given: dict[str, events.FeedbackChanged] | None = None
+) -> common_pb2.Message:
     return common_pb2.Message(
+        reply_to=m.reply_to,
+        feedback=[feedback(f) for f in (given or {}).values()],
         seq=m.seq,
         role=ROLE_TO_PROTO[m.role],
         content=m.content,
@@ -116,6 +137,11 @@ def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
         thread_changed = out.thread_changed
         thread_changed.title, thread_changed.by = e.title, e.by
         thread_changed.deleted, thread_changed.restored = e.deleted, e.restored
+    elif isinstance(e, events.FeedbackChanged):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        out.feedback_changed.message_seq = e.message_seq
+        out.feedback_changed.feedback.CopyFrom(feedback(e))
     elif isinstance(e, events.PresenceChanged):
         out.seq = e.seq
         out.offset = e.offset

@@ -38,6 +38,8 @@ class Message:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     regenerated_tokens: int = 0
+    reply_to: int = 0
+    """The seq of the message this one replies to (0: none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,24 @@ class AccessChanged:
     revoked: bool = False
 
 
+UP = "up"
+DOWN = "down"
+RATINGS = ("", UP, DOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackChanged:
+    """`user` rated the assistant message at `message_seq` (rating "" and no comment:
+    withdrawn); replaces their earlier feedback on it."""
+
+    seq: int
+    ts_ms: int
+    message_seq: int
+    user: str
+    rating: str
+    comment: str
+
+
 @dataclass(frozen=True, slots=True)
 class ThreadChanged:
     """The thread was renamed (`title`), deleted (`purge_ms`: when it may be purged) or
@@ -132,7 +152,13 @@ class PresenceChanged:
 
 
 LogEvent = (
-    MessageAppended | StateChanged | AnswerStarted | AnswerEnded | AccessChanged | ThreadChanged
+    MessageAppended
+    | StateChanged
+    | AnswerStarted
+    | AnswerEnded
+    | AccessChanged
+    | ThreadChanged
+    | FeedbackChanged
 )
 Event = LogEvent | AnswerDelta | CaughtUp | PresenceChanged
 
@@ -141,13 +167,21 @@ def _encode(entry: dict[str, Any]) -> bytes:
     return json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def encode_message(role: str, content: str, user: str, ts_ms: int, client_id: str) -> bytes:
+def encode_message(
+    role: str, content: str, user: str, ts_ms: int, client_id: str, reply_to: int = 0
+) -> bytes:
     entry: dict[str, Any] = {"k": "m", "r": role, "c": content, "t": ts_ms}
     if user:
         entry["u"] = user
     if client_id:
         entry["id"] = client_id
+    if reply_to:
+        entry["rt"] = reply_to
     return _encode(entry)
+
+
+def encode_feedback(message_seq: int, user: str, rating: str, comment: str, ts_ms: int) -> bytes:
+    return _encode({"k": "f", "s": message_seq, "u": user, "r": rating, "c": comment, "t": ts_ms})
 
 
 def encode_state(patch_json: str, version: int, ts_ms: int, user: str = "") -> bytes:
@@ -214,8 +248,18 @@ def decode(seq: int, raw: bytes) -> LogEvent:
     kind = entry["k"]
     ts = int(entry["t"])
     if kind == "m":
-        message = Message(seq, entry["r"], entry["c"], entry.get("u", ""), ts, entry.get("id", ""))
+        message = Message(
+            seq,
+            entry["r"],
+            entry["c"],
+            entry.get("u", ""),
+            ts,
+            entry.get("id", ""),
+            reply_to=int(entry.get("rt", 0)),
+        )
         return MessageAppended(seq, ts, message)
+    if kind == "f":
+        return FeedbackChanged(seq, ts, int(entry["s"]), entry["u"], entry["r"], entry["c"])
     if kind == "s":
         patch = json.dumps(entry["p"], separators=(",", ":"), ensure_ascii=False)
         return StateChanged(seq, ts, patch, int(entry["v"]), entry.get("u", ""))

@@ -9,18 +9,19 @@ A user who loses access has their open streams closed (NOT_FOUND) at once.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 from typing import TYPE_CHECKING
 
 from session_service import access
 from session_service.access import MEMBER, OWNER, VIEWER, Caller
+from session_service.actor_parts import ActorParts
 from session_service.errors import InvalidArgument, NotFound, PermissionDenied
 from session_service.events import (
     AccessChanged,
     AnswerEnded,
     Event,
+    FeedbackChanged,
     MessageAppended,
     PresenceChanged,
     StateChanged,
@@ -34,7 +35,6 @@ from session_service.events import (
 
 if TYPE_CHECKING:
     from session_service.session import Invite, Session
-    from session_service.store import Appended
 
 INVITE_TTL_DEFAULT_S = 7 * 24 * 3600
 INVITE_TTL_MAX_S = 30 * 24 * 3600
@@ -48,21 +48,10 @@ def invite_id_of(code: str) -> tuple[str, str]:
     return digest[:16], digest
 
 
-class RoomOps:
+class RoomOps(ActorParts):
     """The access half of SessionActor; the actor provides the state and the write path."""
 
-    session: Session
-    _lock: asyncio.Lock
     _online: tuple[str, ...]
-
-    async def _write(self, entries: list[bytes]) -> Appended:
-        raise NotImplementedError
-
-    def _check_writable(self) -> None:
-        raise NotImplementedError
-
-    def _publish(self, event: Event) -> None:
-        raise NotImplementedError
 
     def read(self, caller: Caller, need: str) -> Session:
         raise NotImplementedError
@@ -208,6 +197,9 @@ def audit_row(s: Session, event: Event) -> AuditRow | None:
     if isinstance(event, AnswerEnded) and event.cancelled_by:
         detail = f"answer {event.message.answer_seq}"
         return (event.seq, event.ts_ms, event.cancelled_by, "answer_cancelled", detail)
+    if isinstance(event, FeedbackChanged):
+        detail = f"{event.rating or 'withdrawn'} on {event.message_seq}"
+        return (event.seq, event.ts_ms, event.user, "feedback", detail)
     if isinstance(event, ThreadChanged):
         action = "deleted" if event.deleted else "restored" if event.restored else "renamed"
         return (event.seq, event.ts_ms, event.by, action, event.title)

@@ -27,6 +27,7 @@ from session_service.errors import (
     SessionError,
     Unauthenticated,
 )
+from session_service.feedback_servicer import FeedbackRpcs
 from session_service.limits import Limits
 from session_service.merge_patch import BadJson, dump_json, parse_json
 from session_service.peers import Peers
@@ -47,7 +48,7 @@ EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
 WRITE_METHODS = frozenset(
     {"UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer", "RenameThread", "DeleteThread"}
-    | {"RestoreThread"}
+    | {"RestoreThread", "SetFeedback"}
 )
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
@@ -58,7 +59,9 @@ PAGE_BYTES = 4 * 1024 * 1024
 (`has_more` says so), so every page fits in one gRPC message whatever the messages hold."""
 
 
-class SessionServicer(AccessRpcs, ThreadRpcs, session_pb2_grpc.SessionServiceServicer):
+class SessionServicer(
+    AccessRpcs, ThreadRpcs, FeedbackRpcs, session_pb2_grpc.SessionServiceServicer
+):
     """Thin transport layer over this pod's owners and its peers."""
 
     def __init__(
@@ -257,7 +260,7 @@ class SessionServicer(AccessRpcs, ThreadRpcs, session_pb2_grpc.SessionServiceSer
 
             async def append(actor: SessionActor) -> session_pb2.AppendMessageResponse:
                 message, duplicate = await actor.append_message(
-                    role, content, user, client_id, caller
+                    role, content, user, client_id, caller, request.reply_to
                 )
                 return session_pb2.AppendMessageResponse(
                     message=convert.message(message),
@@ -285,7 +288,7 @@ class SessionServicer(AccessRpcs, ThreadRpcs, session_pb2_grpc.SessionServiceSer
                 page: list[common_pb2.Message] = []
                 size = 0
                 for m in messages:  # pages also end at PAGE_BYTES: gRPC caps message size
-                    converted = convert.message(m)
+                    converted = convert.message(m, s.feedback.get(m.seq))
                     size += converted.ByteSize()
                     if page and size > PAGE_BYTES:
                         has_more = True
@@ -311,7 +314,7 @@ class SessionServicer(AccessRpcs, ThreadRpcs, session_pb2_grpc.SessionServiceSer
 
             async def prompt(actor: SessionActor) -> session_pb2.SendPromptResponse:
                 message, answer_seq, duplicate = await actor.send_prompt(
-                    content, user, client_id, caller
+                    content, user, client_id, caller, request.reply_to
                 )
                 return session_pb2.SendPromptResponse(
                     user_message=convert.message(message),

@@ -19,6 +19,7 @@ from session_service.events import (
     AnswerStarted,
     CaughtUp,
     Event,
+    FeedbackChanged,
     LogEvent,
     Message,
     MessageAppended,
@@ -103,6 +104,8 @@ class Session:
         self.purge_ms = 0
         """When a deleted thread may be purged (purge.py)."""
         self.last_activity_ms = 0
+        self.feedback: dict[int, dict[str, FeedbackChanged]] = {}
+        """Assistant message seq → user → their latest feedback on it."""
         """Time of the newest message (the thread list's order; docs/threads.md)."""
 
     @classmethod
@@ -142,6 +145,11 @@ class Session:
             self.version = event.version
         elif isinstance(event, AccessChanged):
             self._apply_access(event)
+        elif isinstance(event, FeedbackChanged):
+            given = self.feedback.setdefault(event.message_seq, {})
+            given.pop(event.user, None)  # the latest last, so they stay in time order
+            if event.rating or event.comment:
+                given[event.user] = event
         elif isinstance(event, ThreadChanged):
             if event.title:
                 self.title = event.title

@@ -4,12 +4,12 @@ SessionActor, actor.py). The contract is docs/threads.md; the index changes ride
 
 from __future__ import annotations
 
-import asyncio
 import unicodedata
 from typing import TYPE_CHECKING
 
 from session_service import access
 from session_service.access import Caller
+from session_service.actor_parts import ActorParts
 from session_service.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -18,7 +18,6 @@ from session_service.errors import (
     TooBusy,
 )
 from session_service.events import (
-    Event,
     ThreadChanged,
     decode,
     encode_delete,
@@ -29,8 +28,6 @@ from session_service.events import (
 
 if TYPE_CHECKING:
     from session_service.limits import Limits
-    from session_service.session import Session
-    from session_service.store import Appended
 
 MAX_TITLE_CHARS = 200
 
@@ -44,21 +41,10 @@ def valid_title(title: str) -> str:
     return title
 
 
-class ThreadOps:
+class ThreadOps(ActorParts):
     """The thread half of SessionActor; the actor provides the state and the write path."""
 
-    session: Session
-    _lock: asyncio.Lock
     _limits: Limits
-
-    async def _write(self, entries: list[bytes]) -> Appended:
-        raise NotImplementedError
-
-    def _check_writable(self) -> None:
-        raise NotImplementedError
-
-    def _publish(self, event: Event) -> None:
-        raise NotImplementedError
 
     async def cancel_answer(self, answer_seq: int, caller: Caller) -> tuple[int, bool]:
         raise NotImplementedError

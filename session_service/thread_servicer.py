@@ -7,9 +7,7 @@ every other write."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
-import grpc
 from google.protobuf import message as pb_message
 
 from durablechat.v1 import common_pb2, session_pb2, threads_pb2
@@ -18,20 +16,18 @@ from session_service.access import Caller
 from session_service.actor import SessionActor
 from session_service.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from session_service.quotas import Quotas
+from session_service.rpc_parts import Context, Local, RpcParts, T
 from session_service.rpc_support import abort, checked, known
 from session_service.thread_ops import valid_title
 from session_service.thread_store import ThreadStore
 from session_service.usage_store import UsageStore
 
-T = TypeVar("T")
-Context = grpc.aio.ServicerContext[Any, Any]
-Local = Callable[[SessionActor], Awaitable[T]]
 PAGE_DEFAULT = 50
 PAGE_MAX = 500
 NO_USERS = "threads are listed per signed-in user; this deployment runs AUTH_MODE=off"
 
 
-class ThreadRpcs:
+class ThreadRpcs(RpcParts):
     """Needs `_unary`, `_identify` and `_quotas` from SessionServicer, and `_threads`."""
 
     _threads: ThreadStore
@@ -39,15 +35,6 @@ class ThreadRpcs:
 
     @property
     def _quotas(self) -> Quotas:
-        raise NotImplementedError
-
-    async def _unary(
-        self,
-        method: str,
-        request: pb_message.Message,
-        context: Context,
-        prepare: Callable[[Caller], Local[T]],
-    ) -> T:
         raise NotImplementedError
 
     async def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:

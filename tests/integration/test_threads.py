@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 import grpc
 import pytest
 
@@ -243,3 +244,54 @@ async def test_purge_deletes_only_threads_still_deleted_after_their_retention(
     listed = await ann.call("ListMessages", session_pb2.ListMessagesRequest(session_id=kept))
     assert [m.content for m in listed.messages] == ["hi"]
     assert await ann.post(gone, "a new thread under the old id")  # the id is free again
+
+
+async def test_the_thread_routes_over_http(people: dict[str, User], secure: SecureStack) -> None:
+    ann = people["ann"]
+    one, two = room_id(), room_id()
+    for sid in (one, two):
+        await ann.post(sid, f"hello {sid}")
+    base = f"{secure.stack.gateway_url}/api/threads"
+    headers = {"Authorization": f"Bearer {ann.token}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def call(method: str, url: str, body: object = None) -> tuple[int, Any]:
+            async with http.request(method, url, json=body) as response:
+                return response.status, await response.json()
+
+        status, listed = await call("GET", base)
+        assert status == 200
+        assert [t["sessionId"] for t in listed["threads"]] == [two, one]
+        assert listed["threads"][0]["preview"] == f"hello {two}"
+        assert listed["threads"][0]["lastActivityAt"] > 1_700_000_000_000
+        assert listed["nextPageToken"] == ""
+
+        status, patched = await call("PATCH", f"{base}/{one}", {"title": "Plans", "pinned": True})
+        assert status == 200
+        assert (patched["title"], patched["pinned"]) == ("Plans", True)
+        status, page = await call("GET", f"{base}?limit=1")
+        assert [t["sessionId"] for t in page["threads"]] == [one] and page["nextPageToken"]
+        status, page = await call("GET", f"{base}?limit=1&pageToken={page['nextPageToken']}")
+        assert [t["sessionId"] for t in page["threads"]] == [two]
+
+        assert (await call("POST", f"{base}/{two}/read"))[1]["unreadCount"] == 0
+        status, deleted = await call("DELETE", f"{base}/{two}")
+        assert status == 200 and deleted["purgeAt"] > time.time() * 1000
+        assert [t["sessionId"] for t in (await call("GET", base))[1]["threads"]] == [one]
+        assert (await call("POST", f"{base}/{two}/restore"))[0] == 200
+        assert len((await call("GET", base))[1]["threads"]) == 2
+
+        for method, url, body in [
+            ("PATCH", f"{base}/{one}", {"colour": "red"}),
+            ("PATCH", f"{base}/{one}", {"pinned": "yes"}),
+            ("PATCH", f"{base}/{one}", {"title": ""}),
+            ("PATCH", f"{base}/{one}", []),
+            ("GET", f"{base}?archived=maybe", None),
+            ("GET", f"{base}?pageToken=forged", None),
+            ("GET", f"{base}?limit=100000", None),
+        ]:
+            status, body = await call(method, url, body)
+            assert status == 400, (method, url, body)
+            assert body["error"]["code"] == "INVALID_ARGUMENT"
+        assert (await call("PATCH", f"{base}/{room_id()}", {"pinned": True}))[0] == 404
+    assert by_id(await ann.threads())[one].title == "Plans"

@@ -132,6 +132,9 @@ def every_request(sid: str) -> dict[str, Any]:
         "RenameThread": threads_pb2.RenameThreadRequest(session_id=sid, title="mine now"),
         "DeleteThread": threads_pb2.DeleteThreadRequest(session_id=sid),
         "RestoreThread": threads_pb2.RestoreThreadRequest(session_id=sid),
+        "SetFeedback": session_pb2.SetFeedbackRequest(
+            session_id=sid, message_seq=2, rating=common_pb2.RATING_UP
+        ),
     }
 
 

@@ -44,6 +44,10 @@ def routes(base: str, sid: str) -> list[tuple[str, str, object]]:
         ("POST", f"{api}/messages", {"role": "user", "content": "intruder"}),
         ("POST", f"{api}/cancel", None),
         ("GET", f"{api}/events?after=0", None),
+        ("PATCH", f"{base}/api/threads/{sid}", {"title": "mine", "pinned": True}),
+        ("POST", f"{base}/api/threads/{sid}/read", None),
+        ("DELETE", f"{base}/api/threads/{sid}", None),
+        ("POST", f"{base}/api/threads/{sid}/restore", None),
     ]
 
 

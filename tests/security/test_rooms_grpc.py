@@ -98,7 +98,14 @@ async def test_viewer_cannot_post_prompt_patch_or_cancel(users: dict[str, User])
     assert got.session.your_role == VIEWER
 
 
-WRITES = ("UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer", "RenameThread")
+WRITES = (
+    "UpdateState",
+    "AppendMessage",
+    "SendPrompt",
+    "CancelAnswer",
+    "RenameThread",
+    "SetFeedback",
+)
 MANAGE = ("SetMember", "CreateInvite", "RevokeInvite", "ListAudit", "DeleteThread", "RestoreThread")
 
 

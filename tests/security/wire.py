@@ -35,6 +35,7 @@ REQUEST_TYPES: dict[str, type[Message]] = {
     "RenameThread": threads_pb2.RenameThreadRequest,
     "DeleteThread": threads_pb2.DeleteThreadRequest,
     "RestoreThread": threads_pb2.RestoreThreadRequest,
+    "SetFeedback": session_pb2.SetFeedbackRequest,
 }
 """Every SessionService method and its request type (Subscribe is the server stream)."""
 
@@ -111,6 +112,7 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
             content=hostile_text(),
             user=names,
             client_message_id=names,
+            reply_to=st.one_of(st.integers(0, 8), uint(64)),
         ),
         "ListMessages": lambda: st.builds(
             session_pb2.ListMessagesRequest,
@@ -124,6 +126,7 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
             content=hostile_text(),
             user=names,
             client_message_id=names,
+            reply_to=st.one_of(st.integers(0, 8), uint(64)),
         ),
         "CancelAnswer": lambda: st.builds(
             session_pb2.CancelAnswerRequest,
@@ -173,6 +176,14 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
         ),
         "DeleteThread": lambda: st.builds(threads_pb2.DeleteThreadRequest, session_id=sid),
         "RestoreThread": lambda: st.builds(threads_pb2.RestoreThreadRequest, session_id=sid),
+        "SetFeedback": lambda: st.builds(
+            session_pb2.SetFeedbackRequest,
+            session_id=sid,
+            message_seq=st.one_of(st.integers(0, 8), uint(64)),
+            rating=access_roles,
+            comment=hostile_text(2100),
+            user=names,
+        ),
     }
     return builders[method]()
 

@@ -9,15 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from durablechat.v1 import common_pb2, session_pb2
 from gateway.errors import GatewayError
 from gateway.frames import AnswerDelta, AnswerEnded, AnswerStarted, CaughtUp, Logged
-from gateway.upstream import (
-    event_from_proto,
-    history_json,
-    http_status_for,
-    message_json,
-    millis,
-    state_object,
-    upstream_error,
-)
+from gateway.upstream import http_status_for, upstream_error
+from gateway.wire_json import event_from_proto, history_json, message_json, millis, state_object
 
 
 @pytest.mark.parametrize(

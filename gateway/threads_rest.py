@@ -1,0 +1,117 @@
+"""The thread list over HTTP (docs/threads.md); each route is one session-service call.
+
+    GET    /api/threads[?archived=true&limit=N&pageToken=T]  → {"threads": [...], "nextPageToken"}
+    PATCH  /api/threads/{id}   {"title"?, "pinned"?, "archived"?}  → the thread
+    POST   /api/threads/{id}/read                              → the thread, unreadCount 0
+    DELETE /api/threads/{id}                                   → {"seq", "purgeAt"}
+    POST   /api/threads/{id}/restore                           → {"seq"}
+
+Times are Unix milliseconds, as elsewhere in the HTTP API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from durablechat.v1 import threads_pb2
+from gateway.errors import BadRequest
+from gateway.rest import MAX_UINT32, parse_object, parse_uint
+from gateway.upstream import SessionClient, build_request
+from gateway.wire_json import millis
+
+PATCH_FIELDS = frozenset({"title", "pinned", "archived"})
+
+
+def thread_json(t: threads_pb2.ThreadSummary) -> dict[str, Any]:
+    return {
+        "sessionId": t.session_id,
+        "title": t.title,
+        "preview": t.preview,
+        "lastActivityAt": millis(t.last_activity_at),
+        "messageCount": t.message_count,
+        "unreadCount": t.unread_count,
+        "pinned": t.pinned,
+        "archived": t.archived,
+    }
+
+
+def _flag(query: Any, name: str) -> bool:
+    raw = query.get(name, "false")
+    if raw not in ("true", "false"):
+        raise BadRequest(f"{name} must be true or false, got {raw!r}")
+    return bool(raw == "true")
+
+
+class ThreadRoutes:
+    def __init__(self, client: SessionClient) -> None:
+        self._client = client
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/api/threads", self.list)
+        app.router.add_patch("/api/threads/{session_id}", self.patch)
+        app.router.add_post("/api/threads/{session_id}/read", self.mark_read)
+        app.router.add_delete("/api/threads/{session_id}", self.delete)
+        app.router.add_post("/api/threads/{session_id}/restore", self.restore)
+
+    async def list(self, request: web.Request) -> web.Response:
+        call = build_request(
+            threads_pb2.ListThreadsRequest,
+            archived=_flag(request.query, "archived"),
+            limit=parse_uint(request.query, "limit", 0, MAX_UINT32),
+            page_token=request.query.get("pageToken", ""),
+        )
+        reply = await self._client.call("ListThreads", call, idempotent=True)
+        return web.json_response(
+            {
+                "threads": [thread_json(t) for t in reply.threads],
+                "nextPageToken": reply.next_page_token,
+            }
+        )
+
+    async def patch(self, request: web.Request) -> web.Response:
+        sid = request.match_info["session_id"]
+        fields = parse_object(await request.read(), PATCH_FIELDS)
+        if not fields:
+            raise BadRequest('body must be a JSON object with "title", "pinned" or "archived"')
+        for name in ("pinned", "archived"):
+            if name in fields and not isinstance(fields[name], bool):
+                raise BadRequest(f"{name} must be true or false")
+        if "title" in fields:
+            if not isinstance(fields["title"], str):
+                raise BadRequest("title must be a string")
+            rename = build_request(
+                threads_pb2.RenameThreadRequest, session_id=sid, title=fields["title"]
+            )
+            await self._client.call("RenameThread", rename, idempotent=True)
+        flags = build_request(
+            threads_pb2.SetThreadFlagsRequest,
+            session_id=sid,
+            pinned=fields.get("pinned"),
+            archived=fields.get("archived"),
+        )
+        # With no flag set this changes nothing and answers the thread as listed now.
+        reply = await self._client.call("SetThreadFlags", flags, idempotent=True)
+        return web.json_response(thread_json(reply.thread))
+
+    async def mark_read(self, request: web.Request) -> web.Response:
+        call = build_request(
+            threads_pb2.MarkReadRequest, session_id=request.match_info["session_id"]
+        )
+        reply = await self._client.call("MarkRead", call, idempotent=True)
+        return web.json_response(thread_json(reply.thread))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        call = build_request(
+            threads_pb2.DeleteThreadRequest, session_id=request.match_info["session_id"]
+        )
+        reply = await self._client.call("DeleteThread", call, idempotent=False)
+        return web.json_response({"seq": reply.seq, "purgeAt": millis(reply.purge_at)})
+
+    async def restore(self, request: web.Request) -> web.Response:
+        call = build_request(
+            threads_pb2.RestoreThreadRequest, session_id=request.match_info["session_id"]
+        )
+        reply = await self._client.call("RestoreThread", call, idempotent=False)
+        return web.json_response({"seq": reply.seq})

@@ -1,0 +1,27 @@
+"""What the halves of SessionActor (room_ops.py, thread_ops.py, feedback_ops.py) use from the
+actor (actor.py): its session, its write lock and its store-then-publish write path."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from session_service.events import Event
+    from session_service.session import Session
+    from session_service.store import Appended
+
+
+class ActorParts:
+    session: Session
+    _lock: asyncio.Lock
+
+    async def _write(self, entries: list[bytes]) -> Appended:
+        """Stores entries with one fenced script (the lock is held)."""
+        raise NotImplementedError
+
+    def _check_writable(self) -> None:
+        raise NotImplementedError
+
+    def _publish(self, event: Event) -> None:
+        raise NotImplementedError
