@@ -5,6 +5,8 @@
     POST   /api/threads/{id}/read                              → the thread, unreadCount 0
     DELETE /api/threads/{id}                                   → {"seq", "purgeAt"}
     POST   /api/threads/{id}/restore                           → {"seq"}
+    GET    /api/threads/{id}/export      → the session as JSON Lines (docs/export.md)
+    POST   /api/threads/import[?sessionId=S]   body: JSON Lines → {"sessionId", "events", …}
 
 Times are Unix milliseconds, as elsewhere in the HTTP API.
 """
@@ -15,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from durablechat.v1 import threads_pb2
+from durablechat.v1 import export_pb2, threads_pb2
 from gateway.errors import BadRequest
 from gateway.rest import MAX_UINT32, parse_object, parse_uint
 from gateway.upstream import SessionClient, build_request
@@ -54,6 +56,8 @@ class ThreadRoutes:
         app.router.add_post("/api/threads/{session_id}/read", self.mark_read)
         app.router.add_delete("/api/threads/{session_id}", self.delete)
         app.router.add_post("/api/threads/{session_id}/restore", self.restore)
+        app.router.add_get("/api/threads/{session_id}/export", self.export)
+        app.router.add_post("/api/threads/import", self.import_)
 
     async def list(self, request: web.Request) -> web.Response:
         call = build_request(
@@ -115,3 +119,44 @@ class ThreadRoutes:
         )
         reply = await self._client.call("RestoreThread", call, idempotent=False)
         return web.json_response({"seq": reply.seq})
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """Every page of ExportSession, streamed as one NDJSON body (errors before the first
+        page are JSON errors; a failure later cuts the body short, which clients can see by the
+        header's `events` count)."""
+        sid = request.match_info["session_id"]
+        call = build_request(export_pb2.ExportSessionRequest, session_id=sid)
+        reply = await self._client.call("ExportSession", call, idempotent=True)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/x-ndjson; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="{sid}.jsonl"',
+            }
+        )
+        await response.prepare(request)
+        while True:
+            await response.write(reply.jsonl.encode())
+            if not reply.next_page_token:
+                break
+            call = build_request(
+                export_pb2.ExportSessionRequest, session_id=sid, page_token=reply.next_page_token
+            )
+            reply = await self._client.call("ExportSession", call, idempotent=True)
+        await response.write_eof()
+        return response
+
+    async def import_(self, request: web.Request) -> web.Response:
+        try:
+            text = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"body is not UTF-8: {exc}") from exc
+        call = build_request(
+            export_pb2.ImportSessionRequest,
+            session_id=request.query.get("sessionId", ""),
+            jsonl=text,
+        )
+        reply = await self._client.call("ImportSession", call, idempotent=False)
+        return web.json_response(
+            {"sessionId": reply.session_id, "events": reply.events, "sharePath": reply.share_path},
+            status=201,
+        )

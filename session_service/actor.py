@@ -56,11 +56,12 @@ from session_service.session import Session
 from session_service.store import Appended, Store
 from session_service.subscriber import Subscriber
 from session_service.thread_ops import ThreadOps
+from session_service.transfer_ops import TransferOps
 
 logger = logging.getLogger(__name__)
 
 
-class SessionActor(Answering, RoomOps, ThreadOps, FeedbackOps):
+class SessionActor(Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps):
     """Owns `session` while open. Only this object writes the session's keys on this pod."""
 
     def __init__(

@@ -37,6 +37,7 @@ from session_service.routing import HOPS_KEY, Forward, Router
 from session_service.rpc_support import abort, checked, hop_count
 from session_service.thread_servicer import ThreadRpcs
 from session_service.thread_store import ThreadStore
+from session_service.transfer_servicer import TransferRpcs
 from session_service.usage_store import UsageStore
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
 WRITE_METHODS = frozenset(
     {"UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer", "RenameThread", "DeleteThread"}
-    | {"RestoreThread", "SetFeedback"}
+    | {"RestoreThread", "SetFeedback", "ImportSession"}
 )
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
@@ -60,7 +61,7 @@ PAGE_BYTES = 4 * 1024 * 1024
 
 
 class SessionServicer(
-    AccessRpcs, ThreadRpcs, FeedbackRpcs, session_pb2_grpc.SessionServiceServicer
+    AccessRpcs, ThreadRpcs, FeedbackRpcs, TransferRpcs, session_pb2_grpc.SessionServiceServicer
 ):
     """Thin transport layer over this pod's owners and its peers."""
 

@@ -12,7 +12,14 @@ from typing import Any
 import grpc
 
 from common.auth import mint, new_secret
-from durablechat.v1 import access_pb2, common_pb2, session_pb2, session_pb2_grpc, threads_pb2
+from durablechat.v1 import (
+    access_pb2,
+    common_pb2,
+    export_pb2,
+    session_pb2,
+    session_pb2_grpc,
+    threads_pb2,
+)
 from tests.helpers import eventually
 from tests.integration.test_cluster import views
 from tests.stack import Stack
@@ -132,6 +139,10 @@ def every_request(sid: str) -> dict[str, Any]:
         "RenameThread": threads_pb2.RenameThreadRequest(session_id=sid, title="mine now"),
         "DeleteThread": threads_pb2.DeleteThreadRequest(session_id=sid),
         "RestoreThread": threads_pb2.RestoreThreadRequest(session_id=sid),
+        "ExportSession": export_pb2.ExportSessionRequest(session_id=sid),
+        "ImportSession": export_pb2.ImportSessionRequest(
+            session_id=sid, jsonl='{"format":"durablechat.session","version":1}'
+        ),
         "SetFeedback": session_pb2.SetFeedbackRequest(
             session_id=sid, message_seq=2, rating=common_pb2.RATING_UP
         ),

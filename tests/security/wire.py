@@ -3,13 +3,14 @@ method, and extra fields (unknown numbers, every wire type, repeats) spliced ont
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
 from hypothesis import strategies as st
 
-from durablechat.v1 import access_pb2, session_pb2, threads_pb2
+from durablechat.v1 import access_pb2, export_pb2, session_pb2, threads_pb2
 from tests.security.strategies import hostile_text, json_text, uint
 
 SERVICE = "/durablechat.v1.SessionService/"
@@ -36,6 +37,8 @@ REQUEST_TYPES: dict[str, type[Message]] = {
     "DeleteThread": threads_pb2.DeleteThreadRequest,
     "RestoreThread": threads_pb2.RestoreThreadRequest,
     "SetFeedback": session_pb2.SetFeedbackRequest,
+    "ExportSession": export_pb2.ExportSessionRequest,
+    "ImportSession": export_pb2.ImportSessionRequest,
 }
 """Every SessionService method and its request type (Subscribe is the server stream)."""
 
@@ -95,6 +98,7 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
     roles = mostly(
         st.integers(1, 3), st.one_of(st.integers(0, 4), st.integers(-(2**31), 2**31 - 1))
     )
+    export_tokens = st.from_regex(r"[0-9]{1,21}\.[0-9]{1,21}", fullmatch=True)
     page_tokens = st.from_regex(r"[par]\.[0-9]{1,16}\.[a-z0-9-]{1,20}", fullmatch=True)
     builders: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
         "GetSession": lambda: st.builds(session_pb2.GetSessionRequest, session_id=sid),
@@ -184,6 +188,14 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
             comment=hostile_text(2100),
             user=names,
         ),
+        "ExportSession": lambda: st.builds(
+            export_pb2.ExportSessionRequest, session_id=sid, page_token=mostly(export_tokens, names)
+        ),
+        "ImportSession": lambda: st.builds(
+            export_pb2.ImportSessionRequest,
+            session_id=mostly(sid, st.just("")),
+            jsonl=st.one_of(export_files(), hostile_text(500)),
+        ),
     }
     return builders[method]()
 
@@ -212,3 +224,37 @@ def parsed(method: str, data: bytes) -> Message | None:
         return REQUEST_TYPES[method].FromString(data)
     except DecodeError:
         return None
+
+
+def export_files() -> st.SearchStrategy[str]:
+    """Export files (docs/export.md) with a valid header and hostile events: near misses of
+    the real line shapes, so the import's checks are reached rather than its JSON parser."""
+    header = '{"format":"durablechat.session","version":1}'
+    numbers = st.one_of(st.integers(0, 4), st.integers(-(2**70), 2**70), st.booleans())
+    line = st.fixed_dictionaries(
+        {
+            "n": numbers,
+            "type": st.sampled_from(
+                ["message", "state", "answer_started", "answer_ended", "renamed", "feedback", "x"]
+            ),
+            "time": numbers,
+        },
+        optional={
+            "role": st.sampled_from(["user", "assistant", "system", "root"]),
+            "content": hostile_text(80),
+            "user": hostile_text(20),
+            "replyTo": numbers,
+            "prompt": numbers,
+            "answer": numbers,
+            "message": numbers,
+            "version": numbers,
+            "patch": st.dictionaries(hostile_text(5), st.one_of(st.none(), numbers)),
+            "status": st.sampled_from(["completed", "failed", "cancelled", "nope"]),
+            "rating": st.sampled_from(["up", "down", "", "meh"]),
+            "comment": hostile_text(20),
+            "title": hostile_text(30),
+            "by": hostile_text(10),
+            "usage": st.dictionaries(st.sampled_from(["prompt", "completion", "x"]), numbers),
+        },
+    )
+    return st.lists(line.map(json.dumps), max_size=6).map(lambda rows: "\n".join([header, *rows]))

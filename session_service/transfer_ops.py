@@ -1,0 +1,51 @@
+"""Export and import of a session (docs/export.md): a mixin of SessionActor (actor.py). The
+format is export_format.py; here is only what needs the owner: a consistent read of the log,
+and an import stored with one fenced write after the importer's claim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from session_service import access, export_format
+from session_service.access import Caller
+from session_service.actor_parts import ActorParts
+from session_service.errors import FailedPrecondition
+from session_service.events import decode, now_ms
+from session_service.merge_patch import dump_json
+from session_service.session import Session
+
+
+class TransferOps(ActorParts):
+    def read(self, caller: Caller, need: str = access.READ) -> Session:
+        raise NotImplementedError
+
+    async def _claim(self, caller: Caller) -> None:
+        raise NotImplementedError
+
+    def export_lines(self, caller: Caller, upto_seq: int | None) -> tuple[list[str], int]:
+        """The export of the log up to `upto_seq` (None: all of it now); returns (lines, the
+        seq the export stops at), so later pages can read the same prefix."""
+        s = self.read(caller)
+        upto = s.last_seq if upto_seq is None else min(upto_seq, s.last_seq)
+        return export_format.export_lines(s.session_id, s.events[:upto], now_ms()), upto
+
+    async def import_events(self, caller: Caller, events: list[dict[str, Any]]) -> int:
+        """Stores checked events (export_format.parse_import) into this empty session, which
+        the caller claims first; returns how many were stored."""
+        async with self._lock:
+            self._check_writable()
+            s = self.session
+            if s.last_seq:
+                access.require(s, caller, access.READ)  # NOT_FOUND unless they may know of it
+                raise FailedPrecondition("the session is not empty; import into a new one")
+            await self._claim(caller)
+            first = s.last_seq + 1
+            entries = export_format.import_entries(events, first)
+            if entries:
+                await self._write(entries)
+            for index, raw in enumerate(entries):
+                event = decode(first + index, raw)
+                s.apply(event)
+                self._publish(event)
+            s.state_size = len(dump_json(s.state).encode())
+            return len(entries)
