@@ -5,8 +5,7 @@ feedback), the export paginates, and a bad file stores nothing."""
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -22,17 +21,6 @@ from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     with secure_stack(tmp_path_factory.mktemp("export")) as running:
         yield running
-
-
-@pytest.fixture
-async def people(secure: SecureStack) -> AsyncIterator[dict[str, User]]:
-    tag = uuid.uuid4().hex[:8]
-    made = {"ann": secure.user(f"ann-{tag}"), "bob": secure.user(f"bob-{tag}", "pod-b")}
-    try:
-        yield made
-    finally:
-        for user in made.values():
-            await user.close()
 
 
 async def export(user: User, sid: str) -> tuple[list[str], int]:

@@ -3,8 +3,7 @@ AUTH_MODE=jwt: stored, listed, streamed, audited, replaced per user, refused whe
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -21,21 +20,6 @@ UP, DOWN, NONE = common_pb2.RATING_UP, common_pb2.RATING_DOWN, common_pb2.RATING
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     with secure_stack(tmp_path_factory.mktemp("feedback")) as running:
         yield running
-
-
-@pytest.fixture
-async def people(secure: SecureStack) -> AsyncIterator[dict[str, User]]:
-    tag = uuid.uuid4().hex[:8]
-    made = {
-        "ann": secure.user(f"ann-{tag}"),
-        "bob": secure.user(f"bob-{tag}", "pod-b"),
-        "vic": secure.user(f"vic-{tag}", "pod-b"),
-    }
-    try:
-        yield made
-    finally:
-        for user in made.values():
-            await user.close()
 
 
 async def messages(user: User, sid: str) -> list[Any]:

@@ -5,8 +5,7 @@ the purge. Every test uses its own user names, so the module's stack is shared s
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -30,18 +29,6 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     pod_env = {"RATE_USER_PER_MIN": "0", "PURGE_INTERVAL_S": "3600"}
     with secure_stack(tmp_path_factory.mktemp("threads"), pod_env) as running:
         yield running
-
-
-@pytest.fixture
-async def people(secure: SecureStack) -> AsyncIterator[dict[str, User]]:
-    """ann on one pod, bob on the other, with names no other test uses."""
-    tag = uuid.uuid4().hex[:8]
-    made = {"ann": secure.user(f"ann-{tag}"), "bob": secure.user(f"bob-{tag}", "pod-b")}
-    try:
-        yield made
-    finally:
-        for user in made.values():
-            await user.close()
 
 
 def ids(reply: Any) -> list[str]:
