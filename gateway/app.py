@@ -17,6 +17,7 @@ from common.auth import Verifier
 from common.grpc_server import CHANNEL_OPTIONS
 from common.ratelimit import RedisClient
 from gateway.abuse import ip_rate_limit
+from gateway.branches_rest import BranchRoutes
 from gateway.config import Config
 from gateway.cors import add_headers, cors
 from gateway.errors import GatewayError, code_for_http_status, error_body
@@ -138,6 +139,7 @@ def create_app(
         EventStreams(client, cfg.sse_heartbeat_ms / 1000).stream,
     )
     ThreadRoutes(client).add_routes(app)
+    BranchRoutes(client).add_routes(app)
     app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
     return app
 

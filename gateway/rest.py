@@ -92,6 +92,14 @@ def parse_feedback(body: bytes) -> tuple[int, str, str]:
     return RATINGS_BY_NAME[rating], comment, _string(fields, "user", required=False)
 
 
+def parse_bool(query: Mapping[str, str], name: str) -> bool:
+    """A `true`/`false` query parameter (absent: false)."""
+    raw = query.get(name, "false")
+    if raw not in ("true", "false"):
+        raise BadRequest(f"{name} must be true or false, got {raw!r}")
+    return raw == "true"
+
+
 def parse_uint(query: Mapping[str, str], name: str, default: int, maximum: int) -> int:
     """A non-negative integer query parameter, at most `maximum`."""
     raw = query.get(name)
@@ -167,7 +175,9 @@ class RestRoutes:
         session_id = request.match_info["session_id"]
         after = parse_uint(request.query, "after", 0, MAX_UINT64)
         limit = parse_uint(request.query, "limit", DEFAULT_PAGE_SIZE, MAX_UINT32)
-        page = await self._client.list_messages(session_id, after, limit)
+        branch = parse_uint(request.query, "branch", 0, MAX_UINT64)
+        every = parse_bool(request.query, "allBranches")
+        page = await self._client.list_messages(session_id, after, limit, branch, every)
         return web.json_response(
             {"messages": page.messages, "hasMore": page.has_more, "lastSeq": page.last_seq}
         )

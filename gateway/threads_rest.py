@@ -19,7 +19,7 @@ from aiohttp import web
 
 from durablechat.v1 import export_pb2, threads_pb2
 from gateway.errors import BadRequest
-from gateway.rest import MAX_UINT32, parse_object, parse_uint
+from gateway.rest import MAX_UINT32, parse_bool, parse_object, parse_uint
 from gateway.upstream import SessionClient, build_request
 from gateway.wire_json import millis
 
@@ -39,13 +39,6 @@ def thread_json(t: threads_pb2.ThreadSummary) -> dict[str, Any]:
     }
 
 
-def _flag(query: Any, name: str) -> bool:
-    raw = query.get(name, "false")
-    if raw not in ("true", "false"):
-        raise BadRequest(f"{name} must be true or false, got {raw!r}")
-    return bool(raw == "true")
-
-
 class ThreadRoutes:
     def __init__(self, client: SessionClient) -> None:
         self._client = client
@@ -62,7 +55,7 @@ class ThreadRoutes:
     async def list(self, request: web.Request) -> web.Response:
         call = build_request(
             threads_pb2.ListThreadsRequest,
-            archived=_flag(request.query, "archived"),
+            archived=parse_bool(request.query, "archived"),
             limit=parse_uint(request.query, "limit", 0, MAX_UINT32),
             page_token=request.query.get("pageToken", ""),
         )

@@ -211,9 +211,17 @@ class SessionClient:
         reply = await self.call("AppendMessage", request, idempotent=bool(client_message_id))
         return Appended(message_json(reply.message), reply.duplicate)
 
-    async def list_messages(self, session_id: str, after_seq: int, limit: int) -> Page:
+    async def list_messages(
+        self, session_id: str, after_seq: int, limit: int, branch: int = 0, every: bool = False
+    ) -> Page:
+        """A page of the active branch (or the branch through `branch`, or of every message)."""
         request = build_request(
-            session_pb2.ListMessagesRequest, session_id=session_id, after_seq=after_seq, limit=limit
+            session_pb2.ListMessagesRequest,
+            session_id=session_id,
+            after_seq=after_seq,
+            limit=limit,
+            branch_seq=branch,
+            all_branches=every,
         )
         reply = await self.call("ListMessages", request, idempotent=True)
         return Page([message_json(m) for m in reply.messages], reply.has_more, reply.last_seq)

@@ -23,6 +23,7 @@ from typing import Any
 from session_service import access, thread_index
 from session_service.access import ANONYMOUS, Caller
 from session_service.answering import Answering, AnswerSource
+from session_service.branch_ops import BranchOps
 from session_service.errors import (
     Conflict,
     Fenced,
@@ -61,7 +62,7 @@ from session_service.transfer_ops import TransferOps
 logger = logging.getLogger(__name__)
 
 
-class SessionActor(Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps):
+class SessionActor(Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps, BranchOps):
     """Owns `session` while open. Only this object writes the session's keys on this pod."""
 
     def __init__(
@@ -219,12 +220,7 @@ class SessionActor(Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps):
     def _check_reply(self, reply_to: int) -> None:
         """A reply names an earlier message of this session."""
         if reply_to:
-            try:
-                self.session.message_at(reply_to)
-            except KeyError:
-                raise InvalidArgument(
-                    f"reply_to {reply_to} is no message of this session"
-                ) from None
+            self.session.message_for(reply_to, "reply_to")
 
     async def append_message(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from durablechat.v1 import access_pb2, common_pb2, session_pb2, threads_pb2
@@ -58,9 +60,10 @@ def feedback(f: events.FeedbackChanged) -> common_pb2.Feedback:
 
 
 def message(
-    m: events.Message, given: dict[str, events.FeedbackChanged] | None = None
+    m: events.Message, given: dict[str, events.FeedbackChanged] | None = None, parent: int = 0
 ) -> common_pb2.Message:
     return common_pb2.Message(
+        parent_seq=parent,
         reply_to=m.reply_to,
         feedback=[feedback(f) for f in (given or {}).values()],
         seq=m.seq,
@@ -84,6 +87,8 @@ def session(s: Session, state_json: str, your_role: str = "") -> session_pb2.Ses
         owner=s.owner,
         your_role=ACCESS_ROLE_TO_PROTO[your_role],
         title=s.title,
+        head_seq=s.tree.head,
+        branch_leaves=s.tree.leaves(),
         session_id=s.session_id,
         state_json=state_json,
         version=s.version,
@@ -100,12 +105,16 @@ def session(s: Session, state_json: str, your_role: str = "") -> session_pb2.Ses
     )
 
 
-def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
+def event(
+    e: Event, epoch: int, parents: Mapping[int, int] | None = None
+) -> session_pb2.SubscribeResponse:
+    """One stream event; `parents` (the session's tree) gives messages their parent."""
     out = session_pb2.SessionEvent(epoch=epoch)
+    parent = (parents or {}).get(getattr(e, "seq", 0), 0)
     if isinstance(e, events.MessageAppended):
         out.seq = e.seq
         out.time.CopyFrom(timestamp(e.ts_ms))
-        out.message_appended.message.CopyFrom(message(e.message))
+        out.message_appended.message.CopyFrom(message(e.message, parent=parent))
     elif isinstance(e, events.StateChanged):
         out.seq = e.seq
         out.time.CopyFrom(timestamp(e.ts_ms))
@@ -122,7 +131,7 @@ def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
     elif isinstance(e, events.AnswerEnded):
         out.seq = e.seq
         out.time.CopyFrom(timestamp(e.ts_ms))
-        out.answer_ended.message.CopyFrom(message(e.message))
+        out.answer_ended.message.CopyFrom(message(e.message, parent=parent))
         out.answer_ended.error = e.error
     elif isinstance(e, events.AccessChanged):
         out.seq = e.seq
@@ -142,6 +151,11 @@ def event(e: Event, epoch: int) -> session_pb2.SubscribeResponse:
         out.time.CopyFrom(timestamp(e.ts_ms))
         out.feedback_changed.message_seq = e.message_seq
         out.feedback_changed.feedback.CopyFrom(feedback(e))
+    elif isinstance(e, events.BranchSelected):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        out.branch_selected.head_seq = e.head
+        out.branch_selected.by = e.by
     elif isinstance(e, events.PresenceChanged):
         out.seq = e.seq
         out.offset = e.offset

@@ -112,6 +112,17 @@ class FeedbackChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class BranchSelected:
+    """The session's head moved to `head` (a message seq; 0: before the first message):
+    new messages continue from there (docs/branches.md)."""
+
+    seq: int
+    ts_ms: int
+    head: int
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
 class ThreadChanged:
     """The thread was renamed (`title`), deleted (`purge_ms`: when it may be purged) or
     restored (docs/threads.md)."""
@@ -159,6 +170,7 @@ LogEvent = (
     | AccessChanged
     | ThreadChanged
     | FeedbackChanged
+    | BranchSelected
 )
 Event = LogEvent | AnswerDelta | CaughtUp | PresenceChanged
 
@@ -206,6 +218,10 @@ def encode_invite(
 
 def encode_revoke(invite_id: str, by: str, ts_ms: int) -> bytes:
     return _encode({"k": "x", "id": invite_id, "by": by, "t": ts_ms})
+
+
+def encode_branch(head: int, by: str, ts_ms: int) -> bytes:
+    return _encode({"k": "b", "h": head, "by": by, "t": ts_ms})
 
 
 def encode_rename(title: str, by: str, ts_ms: int) -> bytes:
@@ -290,6 +306,8 @@ def decode(seq: int, raw: bytes) -> LogEvent:
         )
     if kind == "x":
         return AccessChanged(seq, ts, entry["by"], invite_id=entry["id"], revoked=True)
+    if kind == "b":
+        return BranchSelected(seq, ts, int(entry["h"]), entry["by"])
     if kind == "n":
         return ThreadChanged(seq, ts, entry["by"], title=entry["n"])
     if kind == "d":

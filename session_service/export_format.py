@@ -18,6 +18,7 @@ from session_service.events import (
     RATINGS,
     AnswerEnded,
     AnswerStarted,
+    BranchSelected,
     FeedbackChanged,
     LogEvent,
     MessageAppended,
@@ -25,6 +26,7 @@ from session_service.events import (
     ThreadChanged,
     encode_answer_end,
     encode_answer_start,
+    encode_branch,
     encode_feedback,
     encode_message,
     encode_rename,
@@ -64,7 +66,7 @@ def _exported(e: LogEvent, n: dict[int, int], ended: set[int]) -> dict[str, Any]
         item.update(user=m.user, time=m.ts_ms)
         if m.client_id:
             item["clientMessageId"] = m.client_id
-        if m.reply_to:
+        if m.reply_to in n:  # (a fork leaves out replied-to messages of other branches)
             item["replyTo"] = n[m.reply_to]
         return item
     if isinstance(e, StateChanged):
@@ -93,7 +95,32 @@ def _exported(e: LogEvent, n: dict[int, int], ended: set[int]) -> dict[str, Any]
     if isinstance(e, FeedbackChanged):
         item = {"type": "feedback", "message": n[e.message_seq], "user": e.user}
         return {**item, "rating": e.rating, "comment": e.comment, "time": e.ts_ms}
+    if isinstance(e, BranchSelected):
+        return {"type": "branch", "head": n[e.head] if e.head else 0, "by": e.by, "time": e.ts_ms}
     return None  # access changes belong to the session, not to its content
+
+
+def branch_events(events: list[LogEvent], path: list[int]) -> list[LogEvent]:
+    """The events of one branch (message seqs `path`, ending at the last event kept): its
+    messages and their answers, the state changes and renames up to there, feedback on its
+    answers; no head moves (the branch is a line)."""
+    on_path = set(path)
+    answers = {
+        e.message.answer_seq for e in events if isinstance(e, AnswerEnded) and e.seq in on_path
+    }
+    kept: list[LogEvent] = []
+    for e in events[: path[-1]] if path else []:
+        if isinstance(e, MessageAppended | AnswerEnded):
+            keep = e.seq in on_path
+        elif isinstance(e, AnswerStarted):
+            keep = e.seq in answers
+        elif isinstance(e, FeedbackChanged):
+            keep = e.message_seq in on_path
+        else:
+            keep = not isinstance(e, BranchSelected)
+        if keep:
+            kept.append(e)
+    return kept
 
 
 def export_lines(session_id: str, events: list[LogEvent], now_ms: int) -> list[str]:
@@ -248,6 +275,13 @@ def _feedback(line: _Line, types: dict[int, str], _: Limits, state: Any, *__: An
     return state
 
 
+def _branch(line: _Line, types: dict[int, str], _: Limits, state: Any, *__: Any) -> Any:
+    if line.get("head", int) != 0:
+        line.ref("head", types, ("message", "answer_ended"))
+    line.get("by", str)
+    return state
+
+
 _CHECKS: dict[str, Check] = {
     "message": _message,
     "state": _state,
@@ -255,6 +289,7 @@ _CHECKS: dict[str, Check] = {
     "answer_ended": _answer_ended,
     "renamed": _renamed,
     "feedback": _feedback,
+    "branch": _branch,
 }
 
 
@@ -290,6 +325,8 @@ def import_entries(events: list[dict[str, Any]], first_seq: int) -> list[bytes]:
                     e.get("cancelledBy", ""),
                 )
             )
+        elif kind == "branch":
+            out.append(encode_branch(seq(e["head"]) if e["head"] else 0, e["by"], ts))
         elif kind == "renamed":
             out.append(encode_rename(valid_title(e["title"]), e["by"], ts))
         else:

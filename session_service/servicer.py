@@ -18,6 +18,7 @@ from session_service import access, convert, validate
 from session_service.access import Caller
 from session_service.access_servicer import AccessRpcs
 from session_service.actor import SessionActor
+from session_service.branch_servicer import BranchRpcs
 from session_service.errors import (
     InvalidArgument,
     Moving,
@@ -49,8 +50,11 @@ EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
 WRITE_METHODS = frozenset(
     {"UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer", "RenameThread", "DeleteThread"}
-    | {"RestoreThread", "SetFeedback", "ImportSession"}
+    | {"RestoreThread", "SetFeedback", "ImportSession", "EditMessage", "RegenerateAnswer"}
+    | {"SelectBranch"}
 )
+PROMPTING = frozenset({"SendPrompt", "EditMessage", "RegenerateAnswer"})
+"""Calls that start an answer: they reserve model tokens (quotas.py)."""
 ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
@@ -61,7 +65,12 @@ PAGE_BYTES = 4 * 1024 * 1024
 
 
 class SessionServicer(
-    AccessRpcs, ThreadRpcs, FeedbackRpcs, TransferRpcs, session_pb2_grpc.SessionServiceServicer
+    AccessRpcs,
+    ThreadRpcs,
+    FeedbackRpcs,
+    TransferRpcs,
+    BranchRpcs,
+    session_pb2_grpc.SessionServiceServicer,
 ):
     """Thin transport layer over this pod's owners and its peers."""
 
@@ -129,7 +138,9 @@ class SessionServicer(
                         counted = True
                     try:
                         result = await self._registry.call(sid, local)
-                        if getattr(result, "duplicate", False):  # no new answer: give it back
+                        if getattr(result, "duplicate", False) or not getattr(
+                            result, "answer_seq", 1
+                        ):  # no new answer: give it back
                             await self._registry.quotas.charge(user, -reserved)
                         return result
                     except NotOwner as exc:
@@ -150,7 +161,7 @@ class SessionServicer(
         """Request rate and, for a prompt, a token reservation (quotas.py; returns it), counted
         where the call is served: the hop count is metadata any client can send."""
         await self._registry.quotas.check_request(caller.user)
-        if method == "SendPrompt":
+        if method in PROMPTING:
             return await self._registry.quotas.reserve(caller.user)
         return 0
 
@@ -264,7 +275,7 @@ class SessionServicer(
                     role, content, user, client_id, caller, request.reply_to
                 )
                 return session_pb2.AppendMessageResponse(
-                    message=convert.message(message),
+                    message=convert.message(message, parent=actor.session.tree.parent[message.seq]),
                     duplicate=duplicate,
                     epoch=actor.session.epoch,
                 )
@@ -285,11 +296,15 @@ class SessionServicer(
 
             async def page(actor: SessionActor) -> session_pb2.ListMessagesResponse:
                 s = actor.read(caller)
-                messages, has_more = s.messages_after(request.after_seq, limit)
+                if request.branch_seq:
+                    s.message_for(request.branch_seq, "branch_seq")
+                messages, has_more = s.messages_after(
+                    request.after_seq, limit, request.branch_seq, request.all_branches
+                )
                 page: list[common_pb2.Message] = []
                 size = 0
                 for m in messages:  # pages also end at PAGE_BYTES: gRPC caps message size
-                    converted = convert.message(m, s.feedback.get(m.seq))
+                    converted = convert.message(m, s.feedback.get(m.seq), s.tree.parent[m.seq])
                     size += converted.ByteSize()
                     if page and size > PAGE_BYTES:
                         has_more = True
@@ -318,7 +333,9 @@ class SessionServicer(
                     content, user, client_id, caller, request.reply_to
                 )
                 return session_pb2.SendPromptResponse(
-                    user_message=convert.message(message),
+                    user_message=convert.message(
+                        message, parent=actor.session.tree.parent[message.seq]
+                    ),
                     answer_seq=answer_seq,
                     duplicate=duplicate,
                     epoch=actor.session.epoch,
@@ -382,9 +399,9 @@ class SessionServicer(
         epoch = actor.session.epoch
         try:
             for event in replay:
-                yield convert.event(event, epoch)
+                yield convert.event(event, epoch, actor.session.tree.parent)
             while True:
-                yield convert.event(await subscriber.next(), epoch)
+                yield convert.event(await subscriber.next(), epoch, actor.session.tree.parent)
         except SessionError as exc:
             await abort(context, exc)
         finally:

@@ -12,11 +12,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from session_service.errors import InvalidArgument
 from session_service.events import (
     AccessChanged,
     AnswerDelta,
     AnswerEnded,
     AnswerStarted,
+    BranchSelected,
     CaughtUp,
     Event,
     FeedbackChanged,
@@ -29,6 +31,7 @@ from session_service.events import (
 )
 from session_service.merge_patch import apply_patch, dump_json, parse_json
 from session_service.subscriber import Subscriber
+from session_service.tree import MessageTree
 
 
 @dataclass
@@ -104,6 +107,8 @@ class Session:
         self.purge_ms = 0
         """When a deleted thread may be purged (purge.py)."""
         self.last_activity_ms = 0
+        self.tree = MessageTree()
+        """Parents, head and branches of the messages (docs/branches.md)."""
         self.feedback: dict[int, dict[str, FeedbackChanged]] = {}
         """Assistant message seq → user → their latest feedback on it."""
         """Time of the newest message (the thread list's order; docs/threads.md)."""
@@ -136,6 +141,9 @@ class Session:
         self.events.append(event)
         if isinstance(event, MessageAppended):
             self._add_message(event.message)
+            self.tree.add(event.seq)
+        elif isinstance(event, BranchSelected):
+            self.tree.select(event.head)
         elif isinstance(event, StateChanged):
             self.state = (
                 new_state
@@ -159,9 +167,11 @@ class Session:
                 self.deleted_ms = 0
         elif isinstance(event, AnswerStarted):
             self.open_answers.append(OpenAnswer(event.seq, event.prompt_seq))
-            self.answer_of_prompt[event.prompt_seq] = event.seq
+            self.answer_of_prompt.setdefault(event.prompt_seq, event.seq)
+            self.tree.start_answer(event.seq)
         else:
             self._add_message(event.message)
+            self.tree.end_answer(event.seq, event.message.answer_seq)
             for answer in self.open_answers:
                 if answer.seq == event.message.answer_seq:
                     answer.ended.set()
@@ -199,21 +209,46 @@ class Session:
         if message.client_id:
             self.client_ids[message.client_id] = message.seq
 
+    def message_for(self, seq: int, field: str) -> Message:
+        """The message at `seq`; InvalidArgument naming `field` when there is none."""
+        try:
+            return self.message_at(seq)
+        except KeyError:
+            raise InvalidArgument(f"{field} {seq} is no message of this session") from None
+
     def message_at(self, seq: int) -> Message:
         index = bisect.bisect_left(self._message_seqs, seq)
         if index == len(self._message_seqs) or self._message_seqs[index] != seq:
             raise KeyError(seq)
         return self.messages[index]
 
-    def messages_after(self, after_seq: int, limit: int) -> tuple[list[Message], bool]:
-        start = bisect.bisect_right(self._message_seqs, after_seq)
-        page = self.messages[start : start + limit]
-        return page, start + limit < len(self.messages)
+    def branch(self, through: int = 0) -> list[Message]:
+        """The messages of the branch through message `through` (0: the active branch)."""
+        if not self.tree.branched:
+            return self.messages
+        leaf = self.tree.leaf_of(through) if through else self.tree.head
+        return [self.message_at(seq) for seq in self.tree.path(leaf)]
+
+    def messages_after(
+        self, after_seq: int, limit: int, through: int = 0, all_branches: bool = False
+    ) -> tuple[list[Message], bool]:
+        """A page of the active branch (or the branch through `through`, or every message),
+        in seq order, after `after_seq`."""
+        messages = self.messages if all_branches else self.branch(through)
+        if messages is self.messages:
+            start = bisect.bisect_right(self._message_seqs, after_seq)
+        else:
+            start = bisect.bisect_right([m.seq for m in messages], after_seq)
+        page = messages[start : start + limit]
+        return page, start + limit < len(messages)
 
     def history_until(self, prompt_seq: int) -> list[Message]:
-        """Messages up to and including the prompt (empty answers left out), oldest first."""
-        end = bisect.bisect_right(self._message_seqs, prompt_seq)
-        return [m for m in self.messages[:end] if m.role != "assistant" or m.content]
+        """The prompt's branch up to and including it (empty answers left out), oldest first."""
+        if self.tree.branched:
+            history = [self.message_at(seq) for seq in self.tree.path(prompt_seq)]
+        else:
+            history = self.messages[: bisect.bisect_right(self._message_seqs, prompt_seq)]
+        return [m for m in history if m.role != "assistant" or m.content]
 
     def add_delta(self, text: str) -> AnswerDelta:
         """Records a batch of the streaming (oldest open) answer."""

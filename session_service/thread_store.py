@@ -17,7 +17,8 @@ from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.store import meta_key
 from session_service.thread_index import user_key, user_keys
 
-NOT_FOUND = "thread not found"
+NOT_FOUND = "session not found"
+"""The same answer as for any session the caller has no role in (access.py)."""
 META_FIELDS = ("title", "pv", "la", "mc")
 _TOKEN = re.compile(r"([par])\.([0-9]{1,16})\.([A-Za-z0-9_-]{1,128})")
 

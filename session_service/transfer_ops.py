@@ -22,12 +22,19 @@ class TransferOps(ActorParts):
     async def _claim(self, caller: Caller) -> None:
         raise NotImplementedError
 
-    def export_lines(self, caller: Caller, upto_seq: int | None) -> tuple[list[str], int]:
-        """The export of the log up to `upto_seq` (None: all of it now); returns (lines, the
-        seq the export stops at), so later pages can read the same prefix."""
+    def export_lines(
+        self, caller: Caller, upto_seq: int | None, at_seq: int = 0
+    ) -> tuple[list[str], int]:
+        """The export of the log up to `upto_seq` (None: all of it now), or of the branch
+        through message `at_seq` up to it; returns (lines, the seq the export stops at), so
+        later pages can read the same prefix."""
         s = self.read(caller)
         upto = s.last_seq if upto_seq is None else min(upto_seq, s.last_seq)
-        return export_format.export_lines(s.session_id, s.events[:upto], now_ms()), upto
+        events = s.events[:upto]
+        if at_seq:
+            s.message_for(at_seq, "at_seq")
+            events = export_format.branch_events(events, s.tree.path(at_seq))
+        return export_format.export_lines(s.session_id, events, now_ms()), upto
 
     async def import_events(self, caller: Caller, events: list[dict[str, Any]]) -> int:
         """Stores checked events (export_format.parse_import) into this empty session, which

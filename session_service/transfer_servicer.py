@@ -40,7 +40,7 @@ class TransferRpcs(RpcParts):
             pinned, start = _page_token(request.page_token)
 
             async def export(actor: SessionActor) -> export_pb2.ExportSessionResponse:
-                lines, upto = actor.export_lines(caller, pinned)
+                lines, upto = actor.export_lines(caller, pinned, request.at_seq)
                 page: list[str] = []
                 size = 0
                 for line in lines[start:]:

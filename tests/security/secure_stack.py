@@ -14,6 +14,7 @@ import grpc
 from common.auth import mint, new_secret
 from durablechat.v1 import (
     access_pb2,
+    branches_pb2,
     common_pb2,
     export_pb2,
     session_pb2,
@@ -140,6 +141,10 @@ def every_request(sid: str) -> dict[str, Any]:
         "DeleteThread": threads_pb2.DeleteThreadRequest(session_id=sid),
         "RestoreThread": threads_pb2.RestoreThreadRequest(session_id=sid),
         "ExportSession": export_pb2.ExportSessionRequest(session_id=sid),
+        "EditMessage": branches_pb2.EditMessageRequest(session_id=sid, message_seq=2, content="x"),
+        "RegenerateAnswer": branches_pb2.RegenerateAnswerRequest(session_id=sid, message_seq=2),
+        "SelectBranch": branches_pb2.SelectBranchRequest(session_id=sid, message_seq=2),
+        "ForkSession": branches_pb2.ForkSessionRequest(session_id=sid, at_seq=2),
         "ImportSession": export_pb2.ImportSessionRequest(
             session_id=sid, jsonl='{"format":"durablechat.session","version":1}'
         ),

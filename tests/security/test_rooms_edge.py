@@ -48,6 +48,12 @@ def routes(base: str, sid: str) -> list[tuple[str, str, object]]:
         ("POST", f"{base}/api/threads/{sid}/read", None),
         ("DELETE", f"{base}/api/threads/{sid}", None),
         ("POST", f"{base}/api/threads/{sid}/restore", None),
+        ("GET", f"{base}/api/threads/{sid}/export", None),
+        ("POST", f"{api}/messages/2/edit", {"content": "intruder"}),
+        ("POST", f"{api}/messages/2/regenerate", None),
+        ("POST", f"{api}/branch", {"messageSeq": 2}),
+        ("POST", f"{api}/messages/2/feedback", {"rating": "down"}),
+        ("POST", f"{base}/api/threads/{sid}/fork", {"atSeq": 2}),
     ]
 
 

@@ -105,6 +105,9 @@ WRITES = (
     "CancelAnswer",
     "RenameThread",
     "SetFeedback",
+    "EditMessage",
+    "RegenerateAnswer",
+    "SelectBranch",
 )
 MANAGE = ("SetMember", "CreateInvite", "RevokeInvite", "ListAudit", "DeleteThread", "RestoreThread")
 

@@ -10,7 +10,7 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 from hypothesis import strategies as st
 
-from durablechat.v1 import access_pb2, export_pb2, session_pb2, threads_pb2
+from durablechat.v1 import access_pb2, branches_pb2, export_pb2, session_pb2, threads_pb2
 from tests.security.strategies import hostile_text, json_text, uint
 
 SERVICE = "/durablechat.v1.SessionService/"
@@ -39,6 +39,10 @@ REQUEST_TYPES: dict[str, type[Message]] = {
     "SetFeedback": session_pb2.SetFeedbackRequest,
     "ExportSession": export_pb2.ExportSessionRequest,
     "ImportSession": export_pb2.ImportSessionRequest,
+    "EditMessage": branches_pb2.EditMessageRequest,
+    "RegenerateAnswer": branches_pb2.RegenerateAnswerRequest,
+    "SelectBranch": branches_pb2.SelectBranchRequest,
+    "ForkSession": branches_pb2.ForkSessionRequest,
 }
 """Every SessionService method and its request type (Subscribe is the server stream)."""
 
@@ -98,6 +102,7 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
     roles = mostly(
         st.integers(1, 3), st.one_of(st.integers(0, 4), st.integers(-(2**31), 2**31 - 1))
     )
+    seqs = st.one_of(st.integers(0, 8), uint(64))
     export_tokens = st.from_regex(r"[0-9]{1,21}\.[0-9]{1,21}", fullmatch=True)
     page_tokens = st.from_regex(r"[par]\.[0-9]{1,16}\.[a-z0-9-]{1,20}", fullmatch=True)
     builders: dict[str, Callable[[], st.SearchStrategy[Any]]] = {
@@ -190,6 +195,24 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
         ),
         "ExportSession": lambda: st.builds(
             export_pb2.ExportSessionRequest, session_id=sid, page_token=mostly(export_tokens, names)
+        ),
+        "EditMessage": lambda: st.builds(
+            branches_pb2.EditMessageRequest,
+            session_id=sid,
+            message_seq=seqs,
+            content=hostile_text(),
+        ),
+        "RegenerateAnswer": lambda: st.builds(
+            branches_pb2.RegenerateAnswerRequest, session_id=sid, message_seq=seqs
+        ),
+        "SelectBranch": lambda: st.builds(
+            branches_pb2.SelectBranchRequest, session_id=sid, message_seq=seqs
+        ),
+        "ForkSession": lambda: st.builds(
+            branches_pb2.ForkSessionRequest,
+            session_id=sid,
+            at_seq=seqs,
+            new_session_id=mostly(st.just(""), hostile_text(140)),
         ),
         "ImportSession": lambda: st.builds(
             export_pb2.ImportSessionRequest,
