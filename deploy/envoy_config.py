@@ -29,9 +29,11 @@ def render(
     gateway: Address,
     sessions: list[Address],
     cors_origins: tuple[str, ...] = (),
+    search: Address = ("127.0.0.1", 1),
 ) -> dict[str, Any]:
     """The Envoy config with these addresses; `sessions` is one host:port per session pod;
-    `cors_origins` (when given) replace the committed list of gRPC-web CORS origins."""
+    `cors_origins` (when given) replace the committed list of gRPC-web CORS origins; `search`
+    is the search indexer (none: its calls fail UNAVAILABLE)."""
     config: dict[str, Any] = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
     config["admin"]["address"] = _socket("127.0.0.1", admin_port)
     resources = config["static_resources"]
@@ -42,7 +44,7 @@ def render(
         host = manager["route_config"]["virtual_hosts"][0]
         policy = host["typed_per_filter_config"]["envoy.filters.http.cors"]
         policy["allow_origin_string_match"] = [{"exact": o} for o in cors_origins]
-    endpoints = {"gateway": [gateway], "session": sessions}
+    endpoints = {"gateway": [gateway], "session": sessions, "search": [search]}
     for cluster in resources["clusters"]:
         cluster["load_assignment"]["endpoints"] = [
             {

@@ -44,6 +44,7 @@ PORTS = {
     "REDIS_PORT": 6379,
     "DEV_MODEL_PORT": 8090,
     "AI_PORT": 50052,
+    "SEARCH_PORT": 50053,
     "SESSION_PORT": 50051,
     "GATEWAY_PORT": 8080,
     "SESSION_METRICS_PORT": 9101,
@@ -230,6 +231,7 @@ def main() -> int:
     pod_addrs = {pod: f"{host}:{port}" for pod, port in pod_ports.items()}
     session_addr = ",".join(pod_addrs.values())
     ai_addr = f"{host}:{ports['AI_PORT']}"
+    search_addr = f"{host}:{ports['SEARCH_PORT']}"
     gateway = f"http://{host}:{ports['GATEWAY_PORT']}"
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (&)
@@ -289,6 +291,17 @@ def main() -> int:
                 },
             )
             wait_until(session, grpc_serving(pod_addrs[pod]))
+        search = launcher.start(
+            "search",
+            [py, "-m", "session_service.search"],
+            {
+                **common,
+                "SEARCH_PORT": str(ports["SEARCH_PORT"]),
+                "REDIS_URL": redis_url,
+                "SEARCH_DB": str(DATA_DIR / "search.db"),
+            },
+        )
+        wait_until(search, grpc_serving(search_addr))
         gw = launcher.start(
             "gateway",
             [py, "-m", "gateway"],
@@ -296,6 +309,7 @@ def main() -> int:
                 **common,
                 "GATEWAY_PORT": str(ports["GATEWAY_PORT"]),
                 "SESSION_SERVICE_ADDR": session_addr,
+                "SEARCH_SERVICE_ADDR": search_addr,
                 "RATE_LIMIT_REDIS_URL": env.get("RATE_LIMIT_REDIS_URL", redis_url),
                 "TRUSTED_PROXIES": env.get("TRUSTED_PROXIES", "127.0.0.1,::1"),
             },
@@ -309,6 +323,7 @@ def main() -> int:
                 (host, ports["GATEWAY_PORT"]),
                 [(host, port) for port in pod_ports.values()],
                 tuple(o for o in env.get("CORS_ORIGINS", "").split(",") if o),
+                (host, ports["SEARCH_PORT"]),
             )
             path = envoy_config.write(RUN_DIR / "envoy.yaml", config)
             argv = [str(ENVOY), "-c", str(path), "--disable-hot-restart", "-l", "warning"]
@@ -337,6 +352,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   gRPC-web   {front}/durablechat.v1.SessionService/...   (through Envoy; gateway: {gateway})
   gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
   AI gRPC    {ai_addr}   model: {model_note}
+  search     {search_addr}   (SearchService; also through Envoy and {front}/api/search?q=)
   metrics    {" ".join(metrics_urls)}
   {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front)}
 Ctrl-C stops everything.""",

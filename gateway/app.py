@@ -27,6 +27,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.page import Page
 from gateway.rest import RestRoutes
 from gateway.routing import PodRouter
+from gateway.search_rest import SearchRoutes
 from gateway.sse import EventStreams
 from gateway.threads_rest import ThreadRoutes
 from gateway.upstream import SessionClient
@@ -140,6 +141,7 @@ def create_app(
     )
     ThreadRoutes(client).add_routes(app)
     BranchRoutes(client).add_routes(app)
+    SearchRoutes(cfg.search_service_addr).add_routes(app)
     app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
     return app
 

@@ -58,6 +58,8 @@ class Config:
     cors_origins: tuple[str, ...] = ()
     """CORS_ORIGINS: comma-separated origins (scheme://host[:port]) other sites' pages may call
     the HTTP API from; empty: same-origin only."""
+    search_service_addr: str = ""
+    """SEARCH_SERVICE_ADDR: host:port of the search indexer ("": /api/search answers 503)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -83,6 +85,7 @@ class Config:
             port=env_int(environ, "GATEWAY_PORT", 8080),
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
             session_service_addr=env_str(environ, "SESSION_SERVICE_ADDR", "127.0.0.1:50051"),
+            search_service_addr=env_str(environ, "SEARCH_SERVICE_ADDR", ""),
             grpc_deadline_ms=env_int(environ, "GRPC_DEADLINE_MS", 5000, minimum=1),
             ws_max_message_bytes=env_int(environ, "WS_MAX_MESSAGE_BYTES", MIB, minimum=1),
             http_max_body_bytes=env_int(environ, "HTTP_MAX_BODY_BYTES", 4 * MIB, minimum=1),

@@ -26,6 +26,8 @@ from session_service.errors import Conflict, Fenced, StoreUnavailable
 from session_service.quotas import QuotaConfig, Quotas
 from session_service.redis_client import REDIS_ERRORS, RedisClient, is_cluster, node_of
 from session_service.thread_index import (
+    FEED_KEY,
+    FEED_MAXLEN,
     INDEX_LUA,
     INDEX_ONE,
     PURGE_KEY,
@@ -48,11 +50,13 @@ return {'OK', tostring(epoch), meta[1], meta[2] or '0', entries}
 
 _APPEND = (
     INDEX_LUA
+    + f"local FEED_MAXLEN = '{FEED_MAXLEN}'"
     + """
 -- ARGV: epoch, now, client id, expected version, version increment, ended answer ('1'/'0'),
--- entry count, summary field count, session id, activity score, message count, purge, user ops;
--- then the entries, then the summary's field/value pairs.
--- KEYS: meta, log, idem, ended answer (meta when none), 4 keys per user op, the purge queue.
+-- entry count, summary field count, session id, activity score, message count, purge, user ops,
+-- search feed ('1'/''); then the entries, then the summary's field/value pairs.
+-- KEYS: meta, log, idem, ended answer (meta when none), 4 keys per user op, the search feed
+-- (when fed), the purge queue (when purge is set).
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if epoch ~= ARGV[1] then return {'FENCED', epoch or '0'} end
 if ARGV[3] ~= '' then
@@ -66,7 +70,7 @@ end
 local n = tonumber(ARGV[7])
 local first = 0
 local last = 0
-for i = 14, 13 + n do
+for i = 15, 14 + n do
   last = redis.call('RPUSH', KEYS[2], ARGV[i])
   if first == 0 then first = last end
 end
@@ -74,13 +78,16 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], first) end
 if ARGV[6] == '1' then redis.call('DEL', KEYS[4]) end
 local version = redis.call('HINCRBY', KEYS[1], 'version', ARGV[5])
 redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
-for i = 14 + n, 13 + n + 2 * tonumber(ARGV[8]), 2 do
+for i = 15 + n, 14 + n + 2 * tonumber(ARGV[8]), 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
   else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 local ops = ARGV[13]
 for j = 1, #ops do
   index_user(1 + 4 * j, ARGV[9], ARGV[10], ARGV[11], string.sub(ops, j, j))
+end
+if ARGV[14] == '1' then
+  redis.call('XADD', KEYS[5 + 4 * #ops], 'MAXLEN', '~', FEED_MAXLEN, '*', 's', ARGV[9])
 end
 if ARGV[12] == 'rem' then redis.call('ZREM', KEYS[#KEYS], ARGV[9])
 elseif ARGV[12] ~= '' then redis.call('ZADD', KEYS[#KEYS], ARGV[12], ARGV[9]) end
@@ -254,10 +261,13 @@ class Store:
         inline = not self._cluster
         users = index.users if inline else ()
         purge = index.purge if inline else ""
+        feed = index.feed and inline
         keys = [meta_key(session_id), log_key(session_id), idem_key(session_id)]
         keys.append(answer_key(session_id, ended_answer) if ended_answer else keys[0])
         for user, _ in users:
             keys += user_keys(user)
+        if feed:
+            keys.append(FEED_KEY)
         if purge:
             keys.append(PURGE_KEY)
         args: list[str | bytes | int] = [
@@ -274,6 +284,7 @@ class Store:
             index.message_count,
             purge,
             "".join(op for _, op in users),
+            "1" if feed else "",
             *entries,
         ]
         for field, value in index.fields:
@@ -303,6 +314,8 @@ class Store:
             pipe.eval(
                 INDEX_ONE, 4, *user_keys(user), session_id, index.score, index.message_count, op
             )
+        if index.feed:
+            pipe.xadd(FEED_KEY, {"s": session_id}, maxlen=FEED_MAXLEN, approximate=True)
         if index.purge == "rem":
             pipe.zrem(PURGE_KEY, session_id)
         elif index.purge:

@@ -67,6 +67,10 @@ def user_keys(user: str) -> list[str]:
 
 PURGE_KEY = "dc:purge"
 """Deleted threads → when they may be purged (purge.py)."""
+FEED_KEY = "dc:search:feed"
+"""A stream of hints "session S has new messages or access changes" for the search indexer
+(search/indexer.py), which then reads the session's log itself."""
+FEED_MAXLEN = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,12 @@ class IndexUpdate:
     """(user, TOUCH | READ | REMOVE)."""
     purge: str = ""
     """"" nothing, "rem" take off the purge queue, else the purge time (ms) to queue it at."""
+    feed: bool = True
+    """Hint the search indexer (FEED_KEY) that the session changed."""
 
     @property
     def crosses_slots(self) -> bool:
-        return bool(self.users or self.purge)
+        return bool(self.users or self.purge or self.feed)
 
 
 def _kind(entry: bytes) -> str:

@@ -29,6 +29,7 @@ def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
         ("127.0.0.1", gateway_port),
         [(session_host, int(session_port))],
         ("http://example.test",),
+        _address(stack.search_addr) if stack.search_addr else ("127.0.0.1", 1),
     )
     path = envoy_config.write(workdir / "envoy.yaml", config)
     argv = [ENVOY, "-c", str(path), "--disable-hot-restart", "-l", "warning"]
@@ -45,6 +46,11 @@ def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
         envoy.stop()
         raise
     return envoy, f"http://127.0.0.1:{port}"
+
+
+def _address(host_port: str) -> tuple[str, int]:
+    host, port = host_port.rsplit(":", 1)
+    return host, int(port)
 
 
 class Edge:
@@ -76,7 +82,9 @@ def running_edge(workdir: Path, token_delay_ms: int = 1, secure: bool = False) -
         stack.start_model(token_delay_ms=token_delay_ms)
         stack.start_ai()
         stack.start_session(**auth)
-        stack.start_gateway(**auth, **({"AUTH_DEV_LOGIN": "true"} if secure else {}))
+        stack.start_search(**auth)
+        login = {"AUTH_DEV_LOGIN": "true"} if secure else {}
+        stack.start_gateway(**auth, **login, SEARCH_SERVICE_ADDR=stack.search_addr)
         envoy, url = start_envoy(stack, workdir)
         yield Edge(stack, envoy, url, secret)
     finally:

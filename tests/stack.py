@@ -31,6 +31,8 @@ class Stack:
         self.ai_addr = ""
         self.session_addr = ""
         self.gateway_url = ""
+        self.search: Process | None = None
+        self.search_addr = ""
         self.pods: dict[str, Process] = {}
         self.pod_addrs: dict[str, str] = {}
         self.redis_env: dict[str, str] = {}
@@ -111,6 +113,23 @@ class Stack:
         self.pod_addrs[pod_id] = f"127.0.0.1:{free_port()}"
         return self.pod_addrs[pod_id]
 
+    def start_search(self, **extra_env: str) -> Process:
+        """The search indexer (docs/search.md) on a database file of this stack; restarting
+        it keeps its port and file."""
+        assert self.redis is not None
+        self.search_addr = self.search_addr or f"127.0.0.1:{free_port()}"
+        env = {
+            "SEARCH_PORT": self.search_addr.rsplit(":", 1)[1],
+            "REDIS_URL": self.redis.url,
+            "SEARCH_DB": str(self.workdir / "search.db"),
+            **self.redis_env,
+            **extra_env,
+        }
+        self.search = python_module("search", "session_service.search", env, self.workdir)
+        self.search.start()
+        wait_grpc_serving(self.search, self.search_addr)
+        return self.search
+
     def start_gateway(self, session_addrs: str = "", **extra_env: str) -> Process:
         port = free_port()
         self.gateway_url = f"http://127.0.0.1:{port}"
@@ -140,6 +159,7 @@ class Stack:
         for proc in (
             self.gateway,
             *self.pods.values(),
+            self.search,
             self.session,
             self.ai,
             self.model,

@@ -43,8 +43,9 @@ class SecureStack:
 
 @contextmanager
 def secure_stack(
-    workdir: Path, pod_env: dict[str, str] | None = None, **gateway_env: str
+    workdir: Path, pod_env: dict[str, str] | None = None, search: bool = False, **gateway_env: str
 ) -> Iterator[SecureStack]:
+    """With `search`, the search indexer runs too and the gateway serves /api/search."""
     stack = Stack(workdir)
     secret_file = workdir / "auth-secret"
     secret_file.write_bytes(new_secret())
@@ -58,6 +59,9 @@ def secure_stack(
         eventually(lambda: all(views(stack).get(p) == PODS for p in PODS))
         assert stack.redis is not None
         limits = {"RATE_LIMIT_REDIS_URL": stack.redis.url}
+        if search:
+            stack.start_search(**auth)
+            gateway_env = {**gateway_env, "SEARCH_SERVICE_ADDR": stack.search_addr}
         stack.start_gateway(",".join(stack.pod_addrs.values()), **auth, **{**limits, **gateway_env})
         yield SecureStack(stack, secret_file.read_bytes().strip(), secret_file)
     finally:

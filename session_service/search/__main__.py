@@ -1,0 +1,25 @@
+"""Entry point: `python -m session_service.search`, the search indexer and SearchService
+(docs/search.md); a bad setting exits non-zero naming the variable."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from common.config import ConfigError
+from common.logs import setup_logging
+from session_service.search.config import SearchConfig
+from session_service.search.server import serve
+
+
+def main() -> None:
+    try:
+        cfg = SearchConfig.from_env()
+    except ConfigError as exc:
+        sys.exit(f"search: {exc}")
+    setup_logging("search", cfg.log_level)
+    asyncio.run(serve(cfg))
+
+
+if __name__ == "__main__":
+    main()

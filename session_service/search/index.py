@@ -1,0 +1,162 @@
+"""The search database: SQLite FTS5 (the standard library's sqlite3), one file, one writer.
+
+Tables: `msg` (FTS5: content, with session, seq, role, user, time unindexed), `threads` (the
+seq indexed so far, deleted flag, title) and `members` (who may find a thread's messages).
+Pure storage: the indexer decides what goes in (indexer.py), the servicer asks (servicer.py).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from session_service.errors import InvalidArgument
+
+MAX_QUERY_WORDS = 20
+MAX_QUERY_CHARS = 500
+_WORD = re.compile(r"\w+")
+START, END = "\x01", "\x02"
+"""Marks FTS5 puts around matches in snippets; removed from indexed text beforehand."""
+
+SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS msg USING fts5(
+  content, session_id UNINDEXED, seq UNINDEXED, role UNINDEXED, user UNINDEXED,
+  ts UNINDEXED, tokenize = 'unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS threads (
+  session_id TEXT PRIMARY KEY, indexed_seq INTEGER NOT NULL, deleted INTEGER NOT NULL,
+  title TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+  session_id TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (session_id, user)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Hit:
+    session_id: str
+    seq: int
+    role: str
+    user: str
+    ts_ms: int
+    snippet: str
+    highlights: list[tuple[int, int]]
+    title: str
+
+
+def fts_query(text: str) -> str:
+    """The user's words as an FTS5 query: every word quoted (no operators get through)."""
+    if len(text) > MAX_QUERY_CHARS:
+        raise InvalidArgument(f"query is longer than {MAX_QUERY_CHARS} characters")
+    words = _WORD.findall(text)
+    if not words:
+        raise InvalidArgument("query has no words to search for")
+    if len(words) > MAX_QUERY_WORDS:
+        raise InvalidArgument(f"query has more than {MAX_QUERY_WORDS} words")
+    quoted = [f'"{word}"' for word in words]
+    if text.rstrip().endswith("*"):
+        quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def marked(snippet: str) -> tuple[str, list[tuple[int, int]]]:
+    """The snippet without its match marks, and where the marks were."""
+    plain: list[str] = []
+    ranges: list[tuple[int, int]] = []
+    start = 0
+    length = 0
+    for char in snippet:
+        if char == START:
+            start = length
+        elif char == END:
+            ranges.append((start, length))
+        else:
+            plain.append(char)
+            length += 1
+    return "".join(plain), ranges
+
+
+class SearchIndex:
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def indexed_seq(self, session_id: str) -> int:
+        row = self._db.execute(
+            "SELECT indexed_seq FROM threads WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def begin(self) -> None:
+        self._db.execute("BEGIN")
+
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def forget(self, session_id: str) -> None:
+        """Everything about a session (its id now names a new one)."""
+        for table in ("msg", "threads", "members"):
+            self._db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+
+    def add_message(
+        self, session_id: str, seq: int, role: str, user: str, content: str, ts_ms: int
+    ) -> None:
+        text = content.replace(START, " ").replace(END, " ")
+        self._db.execute(
+            "INSERT INTO msg (content, session_id, seq, role, user, ts) VALUES (?, ?, ?, ?, ?, ?)",
+            (text, session_id, seq, role, user, ts_ms),
+        )
+
+    def set_member(self, session_id: str, user: str, member: bool) -> None:
+        if member:
+            self._db.execute(
+                "INSERT OR IGNORE INTO members (session_id, user) VALUES (?, ?)", (session_id, user)
+            )
+        else:
+            self._db.execute(
+                "DELETE FROM members WHERE session_id = ? AND user = ?", (session_id, user)
+            )
+
+    def set_thread(
+        self, session_id: str, indexed_seq: int, deleted: bool | None, title: str | None
+    ) -> None:
+        """Records how far the session is indexed (and its deleted flag and title, if known)."""
+        self._db.execute(
+            "INSERT INTO threads (session_id, indexed_seq, deleted, title) VALUES (?, ?, 0, '')"
+            " ON CONFLICT (session_id) DO UPDATE SET indexed_seq = excluded.indexed_seq",
+            (session_id, indexed_seq),
+        )
+        if deleted is not None:
+            self._db.execute(
+                "UPDATE threads SET deleted = ? WHERE session_id = ?", (int(deleted), session_id)
+            )
+        if title is not None:
+            self._db.execute(
+                "UPDATE threads SET title = ? WHERE session_id = ?", (title, session_id)
+            )
+
+    def search(self, user: str, query: str, session_id: str, limit: int, offset: int) -> list[Hit]:
+        """Up to `limit` hits (best first) after `offset`, in threads `user` is a member of."""
+        rows = self._db.execute(
+            "SELECT m.session_id, m.seq, m.role, m.user, m.ts,"
+            f" snippet(msg, 0, '{START}', '{END}', '…', 16), t.title"
+            " FROM msg AS m"
+            " JOIN members AS u ON u.session_id = m.session_id AND u.user = ?"
+            " JOIN threads AS t ON t.session_id = m.session_id AND t.deleted = 0"
+            " WHERE msg MATCH ? AND (? = '' OR m.session_id = ?)"
+            " ORDER BY bm25(msg) LIMIT ? OFFSET ?",
+            (user, fts_query(query), session_id, session_id, limit, offset),
+        ).fetchall()
+        hits = []
+        for sid, seq, role, author, ts, snippet, title in rows:
+            text, ranges = marked(snippet)
+            hits.append(Hit(sid, int(seq), role, author, int(ts), text, ranges, title))
+        return hits

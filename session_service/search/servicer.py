@@ -1,0 +1,84 @@
+"""`durablechat.v1.SearchService` (search.proto): the caller's token names the user whose
+threads are searched (docs/search.md)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import grpc
+
+from common.auth import AuthError, Verifier, from_cookie
+from common.revocation import Revocations
+from durablechat.v1 import common_pb2, search_pb2, search_pb2_grpc
+from session_service import convert, validate
+from session_service.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from session_service.rpc_support import abort, known
+from session_service.search.index import SearchIndex
+
+Context = grpc.aio.ServicerContext[Any, Any]
+PAGE_DEFAULT = 20
+PAGE_MAX = 100
+MAX_OFFSET = 10_000
+_TOKEN = re.compile(r"[0-9]{1,5}")
+
+
+class SearchServicer(search_pb2_grpc.SearchServiceServicer):
+    def __init__(self, index: SearchIndex, verifier: Verifier, revocations: Revocations) -> None:
+        self._index = index
+        self._verifier = verifier
+        self._revocations = revocations
+
+    async def _user(self, context: Context) -> str:
+        metadata = context.invocation_metadata() or ()
+        value = next((str(v) for k, v in metadata if k == "authorization"), "") or from_cookie(
+            next((str(v) for k, v in metadata if k == "cookie"), "")
+        )
+        try:
+            user, issued_at = self._verifier.identify(value)
+        except AuthError as exc:
+            raise Unauthenticated(str(exc)) from exc
+        if await self._revocations.revoked(user, issued_at):
+            raise Unauthenticated("the token was revoked; get a new one")
+        if not user:
+            raise FailedPrecondition(
+                "search is per signed-in user; this deployment runs AUTH_MODE=off"
+            )
+        return user
+
+    async def SearchMessages(
+        self, request: search_pb2.SearchMessagesRequest, context: Context
+    ) -> search_pb2.SearchMessagesResponse:
+        try:
+            user = await self._user(context)
+            known(request)
+            if request.session_id:
+                validate.session_id(request.session_id)
+            limit = request.limit or PAGE_DEFAULT
+            if limit > PAGE_MAX:
+                raise InvalidArgument(f"limit must be at most {PAGE_MAX}")
+            token = request.page_token
+            if token and (not _TOKEN.fullmatch(token) or int(token) > MAX_OFFSET):
+                raise InvalidArgument("page_token is not one SearchMessages gave out")
+            offset = int(token or 0)
+            hits = self._index.search(user, request.query, request.session_id, limit + 1, offset)
+        except Exception as exc:
+            await abort(context, exc)
+            raise  # unreachable: abort raises
+        more = len(hits) > limit
+        return search_pb2.SearchMessagesResponse(
+            hits=[
+                search_pb2.SearchHit(
+                    session_id=h.session_id,
+                    seq=h.seq,
+                    role=convert.ROLE_TO_PROTO.get(h.role, common_pb2.ROLE_UNSPECIFIED),
+                    user=h.user,
+                    created_at=convert.timestamp(h.ts_ms),
+                    snippet=h.snippet,
+                    highlights=[search_pb2.TextRange(start=a, end=b) for a, b in h.highlights],
+                    title=h.title,
+                )
+                for h in hits[:limit]
+            ],
+            next_page_token=str(offset + limit) if more else "",
+        )
