@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 import grpc
 from google.protobuf import message as pb_message
 
-from common.auth import AuthConfig, AuthError, Verifier, from_cookie
+from common.auth import AuthConfig, Verifier
 from common.revocation import Revocations
 from durablechat.v1 import session_pb2, session_pb2_grpc
 from session_service import convert
@@ -25,9 +25,9 @@ from session_service.errors import (
     OutcomeUnknown,
     SessionClosed,
     SessionError,
-    Unauthenticated,
 )
 from session_service.feedback_servicer import FeedbackRpcs
+from session_service.identify import AUTHORIZATION, identify
 from session_service.limits import Limits
 from session_service.message_servicer import MessageRpcs
 from session_service.peers import Peers
@@ -42,7 +42,6 @@ from session_service.usage_store import UsageStore
 
 logger = logging.getLogger(__name__)
 
-AUTHORIZATION = "authorization"
 
 T = TypeVar("T")
 EOF = grpc.aio.EOF
@@ -99,16 +98,7 @@ class SessionServicer(
         """Checks the caller's token (common/auth.py) and that it was not revoked
         (common/revocation.py); returns the caller and the metadata that carries the token on
         to a peer when the call is forwarded. Raises Unauthenticated."""
-        metadata = context.invocation_metadata() or ()
-        value = next((str(v) for k, v in metadata if k == AUTHORIZATION), "") or from_cookie(
-            next((str(v) for k, v in metadata if k == "cookie"), "")
-        )
-        try:
-            user, issued_at = self._verifier.identify(value)
-        except AuthError as exc:
-            raise Unauthenticated(str(exc)) from exc
-        if await self._revocations.revoked(user, issued_at):
-            raise Unauthenticated("the token was revoked; get a new one")
+        user, value = await identify(context, self._verifier, self._revocations)
         caller = Caller(user, enforced=self._verifier.required)
         return caller, ((AUTHORIZATION, value),) if value else ()
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import grpc
 
-from common.auth import AuthError, Verifier, from_cookie
+from common.auth import Verifier
 from common.revocation import Revocations
 from durablechat.v1 import common_pb2, search_pb2, search_pb2_grpc
 from session_service import convert, validate
-from session_service.errors import FailedPrecondition, InvalidArgument, Unauthenticated
+from session_service.errors import FailedPrecondition, InvalidArgument
+from session_service.identify import identify
 from session_service.rpc_support import abort, known
 from session_service.search.index import SearchIndex
 
@@ -30,16 +31,7 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
         self._revocations = revocations
 
     async def _user(self, context: Context) -> str:
-        metadata = context.invocation_metadata() or ()
-        value = next((str(v) for k, v in metadata if k == "authorization"), "") or from_cookie(
-            next((str(v) for k, v in metadata if k == "cookie"), "")
-        )
-        try:
-            user, issued_at = self._verifier.identify(value)
-        except AuthError as exc:
-            raise Unauthenticated(str(exc)) from exc
-        if await self._revocations.revoked(user, issued_at):
-            raise Unauthenticated("the token was revoked; get a new one")
+        user, _ = await identify(context, self._verifier, self._revocations)
         if not user:
             raise FailedPrecondition(
                 "search is per signed-in user; this deployment runs AUTH_MODE=off"

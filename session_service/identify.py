@@ -1,0 +1,32 @@
+"""Who is calling: the token from gRPC metadata (the `authorization` header, or the page's
+`dc_token` cookie through Envoy), verified (common/auth.py) and checked against revocations
+(common/revocation.py). Shared by the session pods and the search indexer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from common.auth import AuthError, Verifier, from_cookie
+from common.revocation import Revocations
+from session_service.errors import Unauthenticated
+
+AUTHORIZATION = "authorization"
+
+
+async def identify(
+    context: grpc.aio.ServicerContext[Any, Any], verifier: Verifier, revocations: Revocations
+) -> tuple[str, str]:
+    """(user, the authorization value that carried the token); raises Unauthenticated."""
+    metadata = context.invocation_metadata() or ()
+    value = next((str(v) for k, v in metadata if k == AUTHORIZATION), "") or from_cookie(
+        next((str(v) for k, v in metadata if k == "cookie"), "")
+    )
+    try:
+        user, issued_at = verifier.identify(value)
+    except AuthError as exc:
+        raise Unauthenticated(str(exc)) from exc
+    if await revocations.revoked(user, issued_at):
+        raise Unauthenticated("the token was revoked; get a new one")
+    return user, value
