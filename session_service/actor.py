@@ -23,6 +23,7 @@ from typing import Any
 from session_service import access, thread_index
 from session_service.access import ANONYMOUS, Caller
 from session_service.answering import Answering, AnswerSource
+from session_service.auto_title import AutoTitle
 from session_service.branch_ops import BranchOps
 from session_service.errors import (
     Conflict,
@@ -62,7 +63,9 @@ from session_service.transfer_ops import TransferOps
 logger = logging.getLogger(__name__)
 
 
-class SessionActor(Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps, BranchOps):
+class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps, BranchOps):
+    # Each half declares what it uses from the others as stubs; a half that implements a
+    # method must come before the halves that only declare it (AutoTitle before Answering).
     """Owns `session` while open. Only this object writes the session's keys on this pod."""
 
     def __init__(

@@ -42,11 +42,16 @@ class AiClient:
         await self._channel.close()
 
     async def generate(
-        self, turns: list[tuple[str, str]], request_id: str, usage: list[int]
+        self,
+        turns: list[tuple[str, str]],
+        request_id: str,
+        usage: list[int],
+        max_tokens: int = 0,
     ) -> AsyncIterator[tuple[str, int]]:
         request = ai_pb2.GenerateRequest(
             turns=[ai_pb2.ChatTurn(role=_ROLES[role], content=text) for role, text in turns],
             request_id=request_id,
+            max_tokens=max_tokens,
         )
         call = self._stub.Generate(request, timeout=self._timeout_s)
         try:

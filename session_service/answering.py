@@ -58,7 +58,11 @@ class AnswerSource(Protocol):
     added to `usage` ([prompt, completion, regenerated]) when it reports them."""
 
     def generate(
-        self, turns: list[tuple[str, str]], request_id: str, usage: list[int]
+        self,
+        turns: list[tuple[str, str]],
+        request_id: str,
+        usage: list[int],
+        max_tokens: int = 0,
     ) -> AsyncIterator[tuple[str, int]]: ...
 
 
@@ -198,6 +202,11 @@ class Answering:
         )
         self._observe(answer, status)
         await self._add_user_usage(answer)
+        if status == COMPLETED:
+            await self._auto_title(answer)
+
+    async def _auto_title(self, answer: OpenAnswer) -> None:
+        raise NotImplementedError  # auto_title.py
 
     def _observe(self, answer: OpenAnswer, status: str) -> None:
         m = self._metrics

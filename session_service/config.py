@@ -125,6 +125,7 @@ class Config:
                 continue_answers=env_str(environ, "ON_OWNER_LOSS", "continue") in ("continue",),
                 context_tokens=env_int(environ, "CONTEXT_TOKENS", dl.context_tokens, minimum=1),
                 deleted_retention_s=env_int(environ, "DELETED_RETENTION_S", dl.deleted_retention_s),
+                auto_title_tokens=env_int(environ, "AUTO_TITLE_TOKENS", dl.auto_title_tokens),
                 purge_interval_s=env_int(
                     environ, "PURGE_INTERVAL_S", dl.purge_interval_s, minimum=1
                 ),

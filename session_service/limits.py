@@ -35,3 +35,5 @@ class Limits:
     """A deleted thread can be restored this long; then it is purged (docs/threads.md)."""
     purge_interval_s: int = 60
     """How often each pod looks for deleted threads due for purging."""
+    auto_title_tokens: int = 16
+    """Most model tokens of a thread's automatic title (0: no automatic titles)."""

@@ -159,8 +159,10 @@ class RedisServer(Process):
 
 def python_module(name: str, module: str, env: Mapping[str, str], log_dir: Path) -> Process:
     """A `python -m module` child with our environment plus `env`; anonymous access
-    (`AUTH_MODE=off`) unless `env` says otherwise."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "AUTH_MODE": "off", **env}
+    (`AUTH_MODE=off`) and no automatic thread titles (they add a log event after a thread's
+    first answer) unless `env` says otherwise."""
+    defaults = {"PYTHONUNBUFFERED": "1", "AUTH_MODE": "off", "AUTO_TITLE_TOKENS": "0"}
+    full_env = {**os.environ, **defaults, **env}
     return Process(name, [sys.executable, "-m", module], full_env, log_dir / f"{name}.log")
 
 

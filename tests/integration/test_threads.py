@@ -26,7 +26,7 @@ NONE = access_pb2.ACCESS_ROLE_UNSPECIFIED
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
-    pod_env = {"RATE_USER_PER_MIN": "0", "PURGE_INTERVAL_S": "3600"}
+    pod_env = {"RATE_USER_PER_MIN": "0", "PURGE_INTERVAL_S": "3600", "AUTO_TITLE_TOKENS": "6"}
     with secure_stack(tmp_path_factory.mktemp("threads"), pod_env) as running:
         yield running
 
@@ -282,3 +282,29 @@ async def test_the_thread_routes_over_http(people: dict[str, User], secure: Secu
             assert body["error"]["code"] == "INVALID_ARGUMENT"
         assert (await call("PATCH", f"{base}/{room_id()}", {"pinned": True}))[0] == 404
     assert by_id(await ann.threads())[one].title == "Plans"
+
+
+async def test_a_thread_is_titled_from_its_first_exchange_unless_a_person_named_it(
+    people: dict[str, User],
+) -> None:
+    ann = people["ann"]
+    titled, named = room_id(), room_id()
+    for sid in (titled, named):
+        await ann.post(sid, "hi")
+    await ann.call("RenameThread", threads_pb2.RenameThreadRequest(session_id=named, title="Mine"))
+    for sid in (titled, named):
+        stream = ann.subscribe(sid)
+        await ann.call("SendPrompt", session_pb2.SendPromptRequest(session_id=sid, content="q"))
+        while not (event := (await stream.read()).event).HasField("answer_ended"):
+            pass
+        if sid == titled:  # the title follows the answer, as a rename by auto-title
+            while not (event := (await stream.read()).event).HasField("thread_changed"):
+                pass
+            assert (event.thread_changed.title, event.thread_changed.by) == (
+                "tok0 tok1 tok2 tok3 tok4 tok5",
+                "auto-title",
+            )
+        stream.cancel()
+    listed = by_id(await ann.threads())
+    assert listed[titled].title == "tok0 tok1 tok2 tok3 tok4 tok5"
+    assert listed[named].title == "Mine"

@@ -43,9 +43,13 @@ class SecureStack:
 
 @contextmanager
 def secure_stack(
-    workdir: Path, pod_env: dict[str, str] | None = None, search: bool = False, **gateway_env: str
+    workdir: Path,
+    pod_env: dict[str, str] | None = None,
+    search: bool = False,
+    gateway_env: dict[str, str] | None = None,
 ) -> Iterator[SecureStack]:
     """With `search`, the search indexer runs too and the gateway serves /api/search."""
+    gateway_env = dict(gateway_env or {})
     stack = Stack(workdir)
     secret_file = workdir / "auth-secret"
     secret_file.write_bytes(new_secret())

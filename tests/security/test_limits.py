@@ -22,7 +22,9 @@ IP_RATE = 40
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     limits = {"RATE_USER_PER_MIN": str(RATE), "TOKENS_PER_MIN": "30", "TOKENS_PER_DAY": "0"}
     gateway = {"RATE_IP_PER_MIN": str(IP_RATE), "MAX_SOCKETS_PER_USER": "2"}
-    with secure_stack(tmp_path_factory.mktemp("limits"), pod_env=limits, **gateway) as running:
+    with secure_stack(
+        tmp_path_factory.mktemp("limits"), pod_env=limits, gateway_env=gateway
+    ) as running:
         yield running
 
 

@@ -19,9 +19,8 @@ ALLOWED = "http://allowed.test"
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
-    with secure_stack(
-        tmp_path_factory.mktemp("edge"), AUTH_DEV_LOGIN="true", CORS_ORIGINS=ALLOWED
-    ) as running:
+    gateway = {"AUTH_DEV_LOGIN": "true", "CORS_ORIGINS": ALLOWED}
+    with secure_stack(tmp_path_factory.mktemp("edge"), gateway_env=gateway) as running:
         yield running
 
 
