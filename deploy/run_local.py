@@ -288,6 +288,7 @@ def main() -> int:
                     "AI_SERVICE_ADDR": ai_addr,
                     "POD_ID": pod,
                     "METRICS_PORT": str(metrics_ports[pod]),
+                    "ATTACHMENTS_DIR": str(DATA_DIR / "attachments"),
                 },
             )
             wait_until(session, grpc_serving(pod_addrs[pod]))

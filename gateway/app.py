@@ -17,6 +17,7 @@ from common.auth import Verifier
 from common.grpc_server import CHANNEL_OPTIONS
 from common.ratelimit import RedisClient
 from gateway.abuse import ip_rate_limit
+from gateway.attachments_rest import AttachmentRoutes
 from gateway.branches_rest import BranchRoutes
 from gateway.config import Config
 from gateway.cors import add_headers, cors
@@ -142,6 +143,7 @@ def create_app(
     ThreadRoutes(client).add_routes(app)
     BranchRoutes(client).add_routes(app)
     SearchRoutes(cfg.search_service_addr).add_routes(app)
+    AttachmentRoutes(client, cfg.max_attachment_bytes).add_routes(app)
     app.router.add_get("/ws/{thread_id}", sockets.connect, allow_head=False)
     return app
 

@@ -60,6 +60,9 @@ class Config:
     the HTTP API from; empty: same-origin only."""
     search_service_addr: str = ""
     """SEARCH_SERVICE_ADDR: host:port of the search indexer ("": /api/search answers 503)."""
+    max_attachment_bytes: int = 64 * 1024 * 1024
+    """MAX_ATTACHMENT_BYTES: a declared upload length over this is 413 before it is read (the
+    session service enforces its own limit on what it stores)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -86,6 +89,9 @@ class Config:
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
             session_service_addr=env_str(environ, "SESSION_SERVICE_ADDR", "127.0.0.1:50051"),
             search_service_addr=env_str(environ, "SEARCH_SERVICE_ADDR", ""),
+            max_attachment_bytes=env_int(
+                environ, "MAX_ATTACHMENT_BYTES", 64 * 1024 * 1024, minimum=1
+            ),
             grpc_deadline_ms=env_int(environ, "GRPC_DEADLINE_MS", 5000, minimum=1),
             ws_max_message_bytes=env_int(environ, "WS_MAX_MESSAGE_BYTES", MIB, minimum=1),
             http_max_body_bytes=env_int(environ, "HTTP_MAX_BODY_BYTES", 4 * MIB, minimum=1),

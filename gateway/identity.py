@@ -27,7 +27,7 @@ from gateway.errors import BadRequest, GatewayError
 
 WS_PROTOCOL = "durablechat"
 WS_BEARER = "bearer."
-PROTECTED_PREFIXES = ("/api/chat/", "/api/threads", "/api/search", "/ws/")
+PROTECTED_PREFIXES = ("/api/chat/", "/api/threads", "/api/search", "/api/attachments", "/ws/")
 DEV_TOKEN_TTL_S = 24 * 3600
 MAX_USER_CHARS = 128
 

@@ -17,7 +17,7 @@ from gateway.wire_json import RATINGS_BY_NAME, ROLES_BY_NAME
 
 RESERVED_KEYS = ("messages", "createdAt", "lastAccessedAt")
 """Top-level keys the GET answer fills in itself; a state patch may not set them."""
-MESSAGE_FIELDS = frozenset({"role", "content", "user", "clientMessageId", "replyTo"})
+MESSAGE_FIELDS = frozenset({"role", "content", "user", "clientMessageId", "replyTo", "attachments"})
 FEEDBACK_FIELDS = frozenset({"rating", "comment", "user"})
 DEFAULT_PAGE_SIZE = 100
 STATE_PAGE_SIZE = 1000
@@ -33,6 +33,7 @@ class NewMessage:
     user: str
     client_message_id: str
     reply_to: int = 0
+    attachments: tuple[tuple[str, str], ...] = ()
 
 
 def parse_json(body: bytes) -> Any:
@@ -79,7 +80,23 @@ def parse_new_message(body: bytes) -> NewMessage:
         user=_string(fields, "user", required=False),
         client_message_id=_string(fields, "clientMessageId", required=False),
         reply_to=_uint(fields, "replyTo"),
+        attachments=_refs(fields.get("attachments", [])),
     )
+
+
+def _refs(value: Any) -> tuple[tuple[str, str], ...]:
+    """`[{"sha256", "filename"?}]` → ((sha256, filename), ...)."""
+    if not isinstance(value, list):
+        raise BadRequest("attachments must be a list of {sha256, filename}")
+    refs = []
+    for item in value:
+        if not isinstance(item, dict) or not set(item) <= {"sha256", "filename"}:
+            raise BadRequest("each attachment must be an object with sha256 and filename")
+        sha, name = item.get("sha256"), item.get("filename", "")
+        if not isinstance(sha, str) or not isinstance(name, str):
+            raise BadRequest("sha256 and filename must be strings")
+        refs.append((sha, name))
+    return tuple(refs)
 
 
 def parse_feedback(body: bytes) -> tuple[int, str, str]:
@@ -145,7 +162,13 @@ class RestRoutes:
         session_id = request.match_info["session_id"]
         new = parse_new_message(await request.read())
         appended = await self._client.append_message(
-            session_id, new.role, new.content, new.user, new.client_message_id, new.reply_to
+            session_id,
+            new.role,
+            new.content,
+            new.user,
+            new.client_message_id,
+            new.reply_to,
+            new.attachments,
         )
         return web.json_response(appended.message, status=200 if appended.duplicate else 201)
 

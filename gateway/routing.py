@@ -19,7 +19,7 @@ import grpc
 from common import tracing
 from common.grpc_server import CHANNEL_OPTIONS
 from common.ring import HashRing
-from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2_grpc
+from durablechat.v1 import attachments_pb2_grpc, cluster_pb2, cluster_pb2_grpc, session_pb2_grpc
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ class PodRouter:
     def __init__(self, shared: grpc.aio.Channel, options: list[tuple[str, int]]) -> None:
         self._shared = session_pb2_grpc.SessionServiceStub(shared)
         self._cluster = cluster_pb2_grpc.ClusterServiceStub(shared)
+        self.attachments = attachments_pb2_grpc.AttachmentServiceStub(shared)
+        """Attachment uploads and downloads: any pod (they share the files)."""
         self._options = [*CHANNEL_OPTIONS, *options]
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, session_pb2_grpc.SessionServiceStub] = {}

@@ -16,7 +16,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from durablechat.v1 import access_pb2, session_pb2
+from durablechat.v1 import access_pb2, common_pb2, session_pb2
 from gateway.errors import BadRequest, UpstreamError
 from gateway.frames import (
     Cursor,
@@ -138,6 +138,7 @@ class SessionClient:
         router: PodRouter | None = None,
     ) -> None:
         self._router = router or PodRouter(channel, [])
+        self.attachments = self._router.attachments
         self._health = health_pb2_grpc.HealthStub(channel)
         self._deadline_s = deadline_s
         self._retry_budget_s = retry_budget_s
@@ -198,6 +199,7 @@ class SessionClient:
         user: str,
         client_message_id: str,
         reply_to: int = 0,
+        attachments: tuple[tuple[str, str], ...] = (),
     ) -> Appended:
         request = build_request(
             session_pb2.AppendMessageRequest,
@@ -207,6 +209,9 @@ class SessionClient:
             user=user,
             client_message_id=client_message_id,
             reply_to=reply_to,
+            attachments=[
+                common_pb2.AttachmentRef(sha256=sha, filename=name) for sha, name in attachments
+            ],
         )
         reply = await self.call("AppendMessage", request, idempotent=bool(client_message_id))
         return Appended(message_json(reply.message), reply.duplicate)

@@ -47,6 +47,8 @@ def message_json(message: common_pb2.Message) -> dict[str, Any]:
     }
     if message.reply_to:
         out["replyTo"] = message.reply_to
+    if message.attachments:
+        out["attachments"] = [ref_json(a) for a in message.attachments]
     if message.feedback:
         out["feedback"] = [
             {
@@ -58,6 +60,15 @@ def message_json(message: common_pb2.Message) -> dict[str, Any]:
             for f in message.feedback
         ]
     return out
+
+
+def ref_json(ref: common_pb2.AttachmentRef) -> dict[str, Any]:
+    return {
+        "sha256": ref.sha256,
+        "filename": ref.filename,
+        "mimeType": ref.mime_type,
+        "size": ref.size,
+    }
 
 
 def history_json(message: dict[str, Any]) -> dict[str, Any]:

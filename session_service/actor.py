@@ -23,6 +23,7 @@ from typing import Any
 from session_service import access, thread_index
 from session_service.access import ANONYMOUS, Caller
 from session_service.answering import Answering, AnswerSource
+from session_service.attachment_store import valid_filename, valid_sha
 from session_service.auto_title import AutoTitle
 from session_service.branch_ops import BranchOps
 from session_service.errors import (
@@ -61,6 +62,10 @@ from session_service.thread_ops import ThreadOps
 from session_service.transfer_ops import TransferOps
 
 logger = logging.getLogger(__name__)
+MAX_ATTACHMENTS = 10
+Refs = tuple[tuple[str, str], ...]
+"""Files to attach: (sha256, filename)."""
+AttachedRefs = tuple[tuple[str, str, str, int], ...]
 
 
 class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps, BranchOps):
@@ -220,6 +225,22 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         if access.claims(self.session, caller):
             await self._store_access(encode_grant(caller.user, access.OWNER, caller.user, now_ms()))
 
+    async def _attachments(self, wanted: Refs, caller: Caller) -> AttachedRefs:
+        """The refs of files the caller uploaded (any uploader's with AUTH_MODE=off), with
+        their stored size and media type; INVALID_ARGUMENT for anything else."""
+        if len(wanted) > MAX_ATTACHMENTS:
+            raise InvalidArgument(f"a message can carry at most {MAX_ATTACHMENTS} files")
+        refs = []
+        for sha, name in wanted:
+            valid_sha(sha)
+            known = await self._store.attachments.known(
+                sha, caller.user if caller.enforced else None
+            )
+            if known is None:
+                raise InvalidArgument(f"attachment {sha} was not uploaded by you")
+            refs.append((sha, valid_filename(name or sha[:12]), known[1], known[0]))
+        return tuple(refs)
+
     def _check_reply(self, reply_to: int) -> None:
         """A reply names an earlier message of this session."""
         if reply_to:
@@ -233,6 +254,7 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         client_id: str,
         caller: Caller = ANONYMOUS,
         reply_to: int = 0,
+        attachments: Refs = (),
     ) -> tuple[Message, bool]:
         async with self._lock:
             self._check_writable()
@@ -241,14 +263,22 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
             self._check_reply(reply_to)
+            refs = await self._attachments(attachments, caller)
             await self._claim(caller)
             ts = now_ms()
-            entry = encode_message(role, content, user, ts, client_id, reply_to)
+            entry = encode_message(role, content, user, ts, client_id, reply_to, refs)
             result = await self._write([entry], client_id=client_id)
             if result.duplicate:
                 return s.message_at(result.first_seq), True
             message = Message(
-                result.first_seq, role, content, user, ts, client_id, reply_to=reply_to
+                result.first_seq,
+                role,
+                content,
+                user,
+                ts,
+                client_id,
+                reply_to=reply_to,
+                attachments=refs,
             )
             event = MessageAppended(result.first_seq, ts, message)
             s.apply(event)
@@ -298,6 +328,7 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         client_id: str,
         caller: Caller = ANONYMOUS,
         reply_to: int = 0,
+        attachments: Refs = (),
     ) -> tuple[Message, int, bool]:
         """Stores the user message and the answer's start in one script; returns
         (user message, answer seq, duplicate)."""
@@ -309,6 +340,7 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
                 seq = s.client_ids[client_id]
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
             self._check_reply(reply_to)
+            refs = await self._attachments(attachments, caller)
             if len(s.open_answers) > self._limits.max_queued_prompts:
                 raise TooBusy(
                     f"{len(s.open_answers)} answers are waiting in this session; retry later"
@@ -317,14 +349,23 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
             ts = now_ms()
             prompt_seq = s.last_seq + 1
             entries = [
-                encode_message("user", content, user, ts, client_id, reply_to),
+                encode_message("user", content, user, ts, client_id, reply_to, refs),
                 encode_answer_start(prompt_seq, ts),
             ]
             result = await self._write(entries, client_id=client_id)
             if result.duplicate:
                 seq = result.first_seq
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
-            message = Message(prompt_seq, "user", content, user, ts, client_id, reply_to=reply_to)
+            message = Message(
+                prompt_seq,
+                "user",
+                content,
+                user,
+                ts,
+                client_id,
+                reply_to=reply_to,
+                attachments=refs,
+            )
             appended = MessageAppended(prompt_seq, ts, message)
             started = AnswerStarted(prompt_seq + 1, ts, prompt_seq)
             for event in (appended, started):

@@ -59,6 +59,10 @@ class Config:
     health_probe_ms: int = 1000
     """HEALTH_PROBE_MS: how often Redis is pinged to keep the health status true."""
     log_level: str = "INFO"
+    attachments_dir: str = "attachments"
+    """ATTACHMENTS_DIR: where attached files are kept; every pod must see the same directory."""
+    max_attachment_bytes: int = 64 * 1024 * 1024
+    """MAX_ATTACHMENT_BYTES: the largest file one upload may store."""
     limits: Limits = field(default_factory=Limits)
     auth: AuthConfig = field(default_factory=AuthConfig)
     """AUTH_MODE, AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE (common/auth.py)."""
@@ -94,6 +98,10 @@ class Config:
             session_idle_ms=env_int(environ, "SESSION_IDLE_MS", d.session_idle_ms, minimum=1),
             health_probe_ms=env_int(environ, "HEALTH_PROBE_MS", d.health_probe_ms, minimum=10),
             log_level=env_str(environ, "LOG_LEVEL", d.log_level),
+            attachments_dir=env_str(environ, "ATTACHMENTS_DIR", d.attachments_dir),
+            max_attachment_bytes=env_int(
+                environ, "MAX_ATTACHMENT_BYTES", d.max_attachment_bytes, minimum=1
+            ),
             auth=auth,
             quotas=QuotaConfig(
                 enabled=auth.mode == "jwt",

@@ -64,6 +64,10 @@ def message(
 ) -> common_pb2.Message:
     return common_pb2.Message(
         parent_seq=parent,
+        attachments=[
+            common_pb2.AttachmentRef(sha256=sha, filename=name, mime_type=mime, size=size)
+            for sha, name, mime, size in m.attachments
+        ],
         reply_to=m.reply_to,
         feedback=[feedback(f) for f in (given or {}).values()],
         seq=m.seq,

@@ -40,6 +40,8 @@ class Message:
     regenerated_tokens: int = 0
     reply_to: int = 0
     """The seq of the message this one replies to (0: none)."""
+    attachments: tuple[tuple[str, str, str, int], ...] = ()
+    """(sha256, filename, media type, size) of each attached file (docs/attachments.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +182,17 @@ def _encode(entry: dict[str, Any]) -> bytes:
 
 
 def encode_message(
-    role: str, content: str, user: str, ts_ms: int, client_id: str, reply_to: int = 0
+    role: str,
+    content: str,
+    user: str,
+    ts_ms: int,
+    client_id: str,
+    reply_to: int = 0,
+    attachments: tuple[tuple[str, str, str, int], ...] = (),
 ) -> bytes:
     entry: dict[str, Any] = {"k": "m", "r": role, "c": content, "t": ts_ms}
+    if attachments:
+        entry["at"] = [list(a) for a in attachments]
     if user:
         entry["u"] = user
     if client_id:
@@ -272,6 +282,9 @@ def decode(seq: int, raw: bytes) -> LogEvent:
             ts,
             entry.get("id", ""),
             reply_to=int(entry.get("rt", 0)),
+            attachments=tuple(
+                (str(a[0]), str(a[1]), str(a[2]), int(a[3])) for a in entry.get("at", ())
+            ),
         )
         return MessageAppended(seq, ts, message)
     if kind == "f":

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from session_service import validate
+from session_service.attachment_store import valid_filename, valid_sha
 from session_service.errors import InvalidArgument
 from session_service.events import (
     ANSWER_STATUSES,
@@ -40,6 +41,7 @@ from session_service.thread_ops import valid_title
 FORMAT = "durablechat.session"
 VERSION = 1
 USAGE_FIELDS = ("prompt", "completion", "regenerated")
+REF_FIELDS = ("sha256", "filename", "mimeType", "size")
 
 
 def _line(value: dict[str, Any]) -> str:
@@ -68,6 +70,8 @@ def _exported(e: LogEvent, n: dict[int, int], ended: set[int]) -> dict[str, Any]
             item["clientMessageId"] = m.client_id
         if m.reply_to in n:  # (a fork leaves out replied-to messages of other branches)
             item["replyTo"] = n[m.reply_to]
+        if m.attachments:
+            item["attachments"] = [dict(zip(REF_FIELDS, ref, strict=True)) for ref in m.attachments]
         return item
     if isinstance(e, StateChanged):
         item = {"type": "state", "version": e.version, "patch": json.loads(e.patch_json)}
@@ -218,6 +222,16 @@ def _message(
     ids.add(client_id)
     if "replyTo" in line.fields:
         line.ref("replyTo", types, ("message", "answer_ended"))
+    for ref in line.get("attachments", list, []):
+        if not isinstance(ref, dict) or set(ref) != set(REF_FIELDS):
+            raise line.fail(f"'attachments' items must have exactly {REF_FIELDS}")
+        try:
+            valid_sha(_Line(line.number, ref).get("sha256", str))
+            valid_filename(_Line(line.number, ref).get("filename", str))
+        except InvalidArgument as exc:
+            raise line.fail(str(exc)) from exc
+        _Line(line.number, ref).get("mimeType", str)
+        _Line(line.number, ref).get("size", int)
     return state
 
 
@@ -305,7 +319,8 @@ def import_entries(events: list[dict[str, Any]], first_seq: int) -> list[bytes]:
         if kind == "message":
             reply = seq(e["replyTo"]) if e.get("replyTo") else 0
             user, client_id = e.get("user", ""), e.get("clientMessageId", "")
-            out.append(encode_message(e["role"], e["content"], user, ts, client_id, reply))
+            refs = tuple(tuple(r[f] for f in REF_FIELDS) for r in e.get("attachments", []))
+            out.append(encode_message(e["role"], e["content"], user, ts, client_id, reply, refs))
         elif kind == "state":
             patch = dump_json(e["patch"])
             out.append(encode_state(patch, e["version"], ts, e.get("user", "")))

@@ -82,10 +82,11 @@ class MessageRpcs(RpcParts):
             content = validate.content(request.content, self._limits.max_content_bytes)
             user = validate.name(request.user, "user")
             client_id = validate.name(request.client_message_id, "client_message_id")
+            attached = tuple((a.sha256, a.filename) for a in request.attachments)
 
             async def append(actor: SessionActor) -> session_pb2.AppendMessageResponse:
                 message, duplicate = await actor.append_message(
-                    role, content, user, client_id, caller, request.reply_to
+                    role, content, user, client_id, caller, request.reply_to, attached
                 )
                 return session_pb2.AppendMessageResponse(
                     message=convert.message(message, parent=actor.session.tree.parent[message.seq]),
@@ -140,10 +141,11 @@ class MessageRpcs(RpcParts):
             content = validate.content(request.content, self._limits.max_content_bytes)
             user = validate.name(request.user, "user")
             client_id = validate.name(request.client_message_id, "client_message_id")
+            attached = tuple((a.sha256, a.filename) for a in request.attachments)
 
             async def prompt(actor: SessionActor) -> session_pb2.SendPromptResponse:
                 message, answer_seq, duplicate = await actor.send_prompt(
-                    content, user, client_id, caller, request.reply_to
+                    content, user, client_id, caller, request.reply_to, attached
                 )
                 return session_pb2.SendPromptResponse(
                     user_message=convert.message(

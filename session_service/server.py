@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry
@@ -22,8 +23,10 @@ from common.lenient import add_service
 from common.metrics import GrpcMetrics, serve_metrics
 from common.revocation import Revocations
 from common.ring import HashRing
-from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2
+from durablechat.v1 import attachments_pb2, cluster_pb2, cluster_pb2_grpc, session_pb2
 from session_service.ai_client import AiClient
+from session_service.attachment_servicer import AttachmentServicer
+from session_service.attachment_store import AttachmentStore
 from session_service.cluster_servicer import ClusterServicer
 from session_service.config import Config
 from session_service.errors import SessionClosed, StoreUnavailable
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME = session_pb2.DESCRIPTOR.services_by_name["SessionService"].full_name
 CLUSTER_SERVICE_NAME = cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name
+ATTACHMENT_SERVICE_NAME = attachments_pb2.DESCRIPTOR.services_by_name["AttachmentService"].full_name
 
 
 class SessionServer:
@@ -55,7 +59,11 @@ class SessionServer:
         self.metrics_registry = CollectorRegistry()
         self.metrics = SessionMetrics(self.metrics_registry)
         self._stop_metrics: Callable[[], None] | None = None
-        self.store = Store(self._redis, cfg.quotas)
+        self.store = Store(
+            self._redis,
+            cfg.quotas,
+            AttachmentStore(self._redis, Path(cfg.attachments_dir), cfg.max_attachment_bytes),
+        )
         self.purger = Purger(self._redis, cfg.limits.purge_interval_s)
         self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms)
         self.membership = Membership(
@@ -92,6 +100,8 @@ class SessionServer:
             options=SERVER_OPTIONS,
             interceptors=[*tracing.server_interceptors(), GrpcMetrics(self.metrics_registry)],
         )
+        verifier = Verifier(cfg.auth)
+        revocations = Revocations(self._redis if cfg.auth.mode == "jwt" else None)
         add_service(
             self.server,
             session_pb2.DESCRIPTOR.services_by_name["SessionService"],
@@ -102,9 +112,21 @@ class SessionServer:
                 cfg.limits,
                 self.store.usage,
                 ThreadStore(self._redis),
-                Verifier(cfg.auth),
-                Revocations(self._redis if cfg.auth.mode == "jwt" else None),
+                verifier,
+                revocations,
             ),
+        )
+        self.attachments = AttachmentServicer(
+            self.store.attachments,
+            self.store.quotas,
+            verifier,
+            revocations,
+            lambda: self.membership.address,
+        )
+        add_service(
+            self.server,
+            attachments_pb2.DESCRIPTOR.services_by_name["AttachmentService"],
+            self.attachments,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(
@@ -115,7 +137,9 @@ class SessionServer:
             ),
             self.server,
         )
-        self.health = add_health_and_reflection(self.server, [SERVICE_NAME, CLUSTER_SERVICE_NAME])
+        self.health = add_health_and_reflection(
+            self.server, [SERVICE_NAME, CLUSTER_SERVICE_NAME, ATTACHMENT_SERVICE_NAME]
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._draining = False
         self.port = 0
@@ -206,6 +230,7 @@ class SessionServer:
                 await task
         await self.peers.close()
         await self.ai.close()
+        await self.attachments.close()
         await close(self._redis)
         if self._stop_metrics is not None:
             self._stop_metrics()

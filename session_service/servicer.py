@@ -18,6 +18,7 @@ from session_service import convert
 from session_service.access import Caller
 from session_service.access_servicer import AccessRpcs
 from session_service.actor import SessionActor
+from session_service.attachment_servicer import AttachmentRpcs
 from session_service.branch_servicer import BranchRpcs
 from session_service.errors import (
     Moving,
@@ -61,6 +62,7 @@ FORWARD_TIMEOUT_S = 30.0
 
 class SessionServicer(
     MessageRpcs,
+    AttachmentRpcs,
     AccessRpcs,
     ThreadRpcs,
     FeedbackRpcs,

@@ -202,6 +202,14 @@ class Session:
         """Users with an open subscription, sorted (anonymous ones are not counted)."""
         return tuple(sorted({s.user for s in self.subscribers if s.user}))
 
+    def attachment(self, sha: str) -> tuple[str, str, str, int] | None:
+        """The newest reference to a file by a message of this session (None: none)."""
+        for message in reversed(self.messages):
+            for ref in message.attachments:
+                if ref[0] == sha:
+                    return ref
+        return None
+
     def _add_message(self, message: Message) -> None:
         self.last_activity_ms = message.ts_ms
         self.messages.append(message)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
+from session_service.attachment_store import AttachmentStore
 from session_service.errors import Conflict, Fenced, StoreUnavailable
 from session_service.quotas import QuotaConfig, Quotas
 from session_service.redis_client import REDIS_ERRORS, RedisClient, is_cluster, node_of
@@ -177,8 +179,15 @@ class Appended:
 class Store:
     """Session persistence in Redis. Holds one connection pool for the process."""
 
-    def __init__(self, client: RedisClient, quotas: QuotaConfig | None = None) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        quotas: QuotaConfig | None = None,
+        attachments: AttachmentStore | None = None,
+    ) -> None:
         self._client = client
+        self.attachments = attachments or AttachmentStore(client, Path("attachments"), 0)
+        """Attached files (attachment_store.py)."""
         self._activate = client.register_script(_ACTIVATE)
         self._append = client.register_script(_APPEND)
         self._release = client.register_script(_RELEASE)

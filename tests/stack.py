@@ -83,6 +83,7 @@ class Stack:
             "REDIS_URL": self.redis.url,
             "AI_SERVICE_ADDR": self.ai_addr or "127.0.0.1:1",
             "POD_ID": "session-1",
+            "ATTACHMENTS_DIR": str(self.workdir / "attachments"),
             **extra_env,
         }
         self.session = python_module("session", "session_service", env, self.workdir)
@@ -98,6 +99,7 @@ class Stack:
             "REDIS_URL": redis_url or (self.redis.url if self.redis else ""),
             "AI_SERVICE_ADDR": self.ai_addr or "127.0.0.1:1",
             "POD_ID": pod_id,
+            "ATTACHMENTS_DIR": str(self.workdir / "attachments"),
             **self.redis_env,
             **extra_env,
         }

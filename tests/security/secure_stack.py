@@ -14,6 +14,7 @@ import grpc
 from common.auth import mint, new_secret
 from durablechat.v1 import (
     access_pb2,
+    attachments_pb2,
     branches_pb2,
     common_pb2,
     export_pb2,
@@ -149,6 +150,7 @@ def every_request(sid: str) -> dict[str, Any]:
         "DeleteThread": threads_pb2.DeleteThreadRequest(session_id=sid),
         "RestoreThread": threads_pb2.RestoreThreadRequest(session_id=sid),
         "ExportSession": export_pb2.ExportSessionRequest(session_id=sid),
+        "GetAttachment": attachments_pb2.GetAttachmentRequest(session_id=sid, sha256="0" * 64),
         "EditMessage": branches_pb2.EditMessageRequest(session_id=sid, message_seq=2, content="x"),
         "RegenerateAnswer": branches_pb2.RegenerateAnswerRequest(session_id=sid, message_seq=2),
         "SelectBranch": branches_pb2.SelectBranchRequest(session_id=sid, message_seq=2),

@@ -53,6 +53,7 @@ def routes(base: str, sid: str) -> list[tuple[str, str, object]]:
         ("POST", f"{api}/branch", {"messageSeq": 2}),
         ("POST", f"{api}/messages/2/feedback", {"rating": "down"}),
         ("POST", f"{base}/api/threads/{sid}/fork", {"atSeq": 2}),
+        ("GET", f"{api}/attachments/{'0' * 64}", None),
     ]
 
 

@@ -10,7 +10,14 @@ from typing import Any
 from google.protobuf.message import DecodeError, Message
 from hypothesis import strategies as st
 
-from durablechat.v1 import access_pb2, branches_pb2, export_pb2, session_pb2, threads_pb2
+from durablechat.v1 import (
+    access_pb2,
+    attachments_pb2,
+    branches_pb2,
+    export_pb2,
+    session_pb2,
+    threads_pb2,
+)
 from tests.security.strategies import hostile_text, json_text, uint
 
 SERVICE = "/durablechat.v1.SessionService/"
@@ -43,6 +50,7 @@ REQUEST_TYPES: dict[str, type[Message]] = {
     "RegenerateAnswer": branches_pb2.RegenerateAnswerRequest,
     "SelectBranch": branches_pb2.SelectBranchRequest,
     "ForkSession": branches_pb2.ForkSessionRequest,
+    "GetAttachment": attachments_pb2.GetAttachmentRequest,
 }
 """Every SessionService method and its request type (Subscribe is the server stream)."""
 
@@ -213,6 +221,11 @@ def typed_requests(method: str, targets: st.SearchStrategy[str]) -> st.SearchStr
             session_id=sid,
             at_seq=seqs,
             new_session_id=mostly(st.just(""), hostile_text(140)),
+        ),
+        "GetAttachment": lambda: st.builds(
+            attachments_pb2.GetAttachmentRequest,
+            session_id=sid,
+            sha256=mostly(st.from_regex(r"[0-9a-f]{64}", fullmatch=True), names),
         ),
         "ImportSession": lambda: st.builds(
             export_pb2.ImportSessionRequest,
