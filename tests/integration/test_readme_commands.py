@@ -17,6 +17,8 @@ from tests.helpers import ROOT
 
 RUN_AS_WRITTEN = ("grpcurl ", "node_modules/.bin/buf curl ", "durablechat chat ", "curl ")
 NOT_RUN = ("curl -sN ",)
+CHECKED_ROUTES = ("/api/threads", "/api/search", "/feedback", "/edit", "/regenerate", "/attach")
+"""curl lines of the chat features: their JSON must not be an error (curl exits 0 on a 4xx)."""
 """Streams without an end (SSE) are not run; `durablechat chat` without --send is interactive."""
 
 
@@ -75,6 +77,8 @@ def test_readme_command_works(system: Edge, command: str) -> None:
         return
     assert done.returncode == 0, output
     assert done.stdout.strip(), output
+    if command.startswith("curl") and any(route in command for route in CHECKED_ROUTES):
+        assert '"error"' not in done.stdout, output
     if command.startswith("durablechat chat"):
         assert done.stdout.splitlines()[0] == "[LOADING]", output
         assert done.stdout.splitlines()[-1] == "[DONE]", output
