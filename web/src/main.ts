@@ -1,7 +1,10 @@
-// The chat page: threads kept in this browser, the open thread's messages streamed over
-// gRPC-web through Envoy (thread.ts), prompts with an idempotency id, cancel, share links.
+// The chat page: the signed-in user's threads (from the server's thread list; kept in this
+// browser without access control), the open thread's active branch streamed over gRPC-web
+// through Envoy (thread.ts), prompts with an idempotency id and attachments, cancel, share
+// links, feedback, regenerate, edit, branch arrows, and search (features.ts).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AccessRole } from "./gen/durablechat/v1/access_pb";
+import { actions, attachmentLinks, listThreads, pending, search, upload } from "./features";
 import { api, Thread, type Bubble } from "./thread";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -31,6 +34,10 @@ function remember(id: string, title?: string): void {
 }
 
 function renderThreads(): void {
+  if (me.auth === "jwt") {
+    void listThreads(thread?.id ?? "");
+    return;
+  }
   const ul = $<HTMLUListElement>("threads");
   ul.replaceChildren(
     ...known().map((t) => {
@@ -60,7 +67,9 @@ function render(bubbles: Bubble[], streaming: boolean, online: boolean): void {
       text.className = "text";
       text.textContent = b.text;
       li.append(who, text);
+      if (b.attachments.length) li.append(attachmentLinks(thread?.id ?? "", b.attachments));
       if (b.streaming && !b.text) li.append(loadingDots());
+      if (thread && b.seq > 0n) li.append(actions(thread.id, b, (e) => ($("notice").textContent = e)));
       if (b.error) {
         const err = document.createElement("div");
         err.className = "error";
@@ -76,8 +85,9 @@ function render(bubbles: Bubble[], streaming: boolean, online: boolean): void {
   $("status").className = online ? "online" : "offline";
   const present = thread?.presence ?? [];
   $("presence").textContent = present.length ? `here: ${present.join(", ")}` : "";
+  $("thread-title").textContent = thread?.title ?? "";
   const firstUser = bubbles.find((b) => b.role === "user");
-  if (thread && firstUser) {
+  if (thread && firstUser && me.auth !== "jwt") {
     const title = firstUser.text.slice(0, 40);
     if (known().find((t) => t.id === thread?.id)?.title !== title) remember(thread.id, title);
   }
@@ -115,9 +125,14 @@ async function open(id: string, invite = ""): Promise<void> {
     if (invite) history.replaceState(null, "", `#t=${id}`); // the code leaves the address bar
   }
   $("notice").textContent = "";
-  thread = new Thread(id, render, (message) => {
-    $("notice").textContent = `No access: ${message}`;
-  });
+  thread = new Thread(
+    id,
+    render,
+    (message) => {
+      $("notice").textContent = `No access: ${message}`;
+    },
+    me.user,
+  );
   remember(id);
   thread.start();
   $<HTMLTextAreaElement>("prompt").focus();
@@ -172,12 +187,15 @@ async function send(event: SubmitEvent): Promise<void> {
     content,
     user: localStorage.getItem(USER_KEY) ?? "me",
     clientMessageId: crypto.randomUUID(), // a retry of this prompt never asks the model twice
+    attachments: pending.splice(0),
   };
   box.value = "";
+  $("attached").textContent = "";
   for (let attempt = 0; ; attempt++) {
     try {
       await api.sendPrompt(request);
       $("notice").textContent = "";
+      renderThreads();
       return;
     } catch (err) {
       const e = ConnectError.from(err);
@@ -240,6 +258,14 @@ async function main(): Promise<void> {
     }
   });
   $("cancel").addEventListener("click", () => void cancel());
+  $<HTMLInputElement>("file").addEventListener("change", (e) => {
+    void upload(e.target as HTMLInputElement, (text) => ($("attached").textContent = text));
+  });
+  $<HTMLFormElement>("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void search($<HTMLInputElement>("search").value);
+  });
+  setInterval(renderThreads, 5000); // unread counts and titles of the other threads
   $("share").addEventListener("click", () => void share());
   $("new-thread").addEventListener("click", () => {
     void newId().then((id) => (location.hash = `#t=${id}`));

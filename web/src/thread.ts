@@ -1,8 +1,17 @@
 // One thread's stream over gRPC-web, resumed from its cursor after any break (docs/resume.md):
 // every event after the cursor arrives once, in order, so the view never shows a duplicate.
+// The view is the active branch (docs/branches.md): the path from the head to the first
+// message, with answers still streaming for a message on it; the head follows the same rules
+// as the server's (a new message becomes the head; an answer whose parent is the head too).
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { AnswerStatus, Role } from "./gen/durablechat/v1/common_pb";
+import {
+  AnswerStatus,
+  Rating,
+  Role,
+  type AttachmentRef,
+  type Message,
+} from "./gen/durablechat/v1/common_pb";
 import { SessionService, type SessionEvent } from "./gen/durablechat/v1/session_pb";
 
 export type Bubble = {
@@ -12,6 +21,11 @@ export type Bubble = {
   text: string;
   streaming: boolean;
   error: string;
+  seq: bigint; // the stored message's seq (0 while an answer streams)
+  parent: bigint;
+  siblings: bigint[]; // the stored messages that share its parent, oldest first (it included)
+  rating: Rating; // the signed-in user's feedback on an answer
+  attachments: AttachmentRef[];
 };
 
 export type Listener = (bubbles: Bubble[], streaming: boolean, online: boolean) => void;
@@ -39,12 +53,17 @@ export class Thread {
   private open = new Set<bigint>(); // answers started and not ended
   private stop = new AbortController();
   private online = false;
+  private head = 0n; // the last message of the active branch
+  private parents = new Map<bigint, bigint>(); // message seq -> parent seq
+  private prompts = new Map<bigint, bigint>(); // answer seq -> the message it answers
   presence: string[] = []; // users connected now (AUTH_MODE=jwt)
+  title = "";
 
   constructor(
     readonly id: string,
     private readonly listener: Listener,
     private readonly denied: Denied = () => {},
+    private readonly me: string = "",
   ) {}
 
   start(): void {
@@ -96,12 +115,13 @@ export class Thread {
       case "messageAppended": {
         this.seq = event.seq;
         const m = kind.value.message;
-        if (m) this.bubbles.set(`m${m.seq}`, bubble(`m${m.seq}`, ROLES[m.role], m.user, m.content));
+        if (m) this.stored(`m${m.seq}`, m, true);
         break;
       }
       case "answerStarted":
         this.seq = event.seq;
         this.open.add(event.seq);
+        this.prompts.set(event.seq, kind.value.promptSeq);
         this.answer(event.seq);
         break;
       case "answerEnded": {
@@ -109,7 +129,7 @@ export class Thread {
         const m = kind.value.message;
         if (!m) break;
         this.open.delete(m.answerSeq);
-        const b = this.answer(m.answerSeq);
+        const b = this.stored(`a${m.answerSeq}`, m, m.parentSeq === this.head);
         b.text = m.content; // the stored text is the truth
         b.streaming = false;
         if (m.answerStatus !== AnswerStatus.COMPLETED) {
@@ -120,11 +140,58 @@ export class Thread {
       case "presenceChanged": // repeats the cursor: nothing to move
         this.presence = kind.value.users;
         break;
+      case "branchSelected":
+        this.seq = event.seq;
+        this.head = kind.value.headSeq;
+        break;
+      case "feedbackChanged": {
+        this.seq = event.seq;
+        const f = kind.value.feedback;
+        const b = this.bySeq(kind.value.messageSeq);
+        if (b && f && f.user === this.me) b.rating = f.rating;
+        break;
+      }
+      case "threadChanged":
+        this.seq = event.seq;
+        if (kind.value.title) this.title = kind.value.title;
+        break;
       default:
         this.seq = event.seq;
         return;
     }
     this.emit();
+  }
+
+  // A stored message: placed in the tree; `advance` makes it the head.
+  private stored(key: string, m: Message, advance: boolean): Bubble {
+    const b = this.bubbles.get(key) ?? bubble(key, ROLES[m.role], m.user, m.content);
+    Object.assign(b, { seq: m.seq, parent: m.parentSeq, attachments: m.attachments });
+    const mine = m.feedback.find((f) => f.user === this.me);
+    if (mine) b.rating = mine.rating;
+    this.bubbles.set(key, b);
+    this.parents.set(m.seq, m.parentSeq);
+    if (advance) this.head = m.seq;
+    return b;
+  }
+
+  private bySeq(seq: bigint): Bubble | undefined {
+    return [...this.bubbles.values()].find((b) => b.seq === seq);
+  }
+
+  // The active branch, oldest first, with answers streaming for one of its messages.
+  private visible(): Bubble[] {
+    const path = new Set<bigint>();
+    for (let s = this.head; s > 0n; s = this.parents.get(s) ?? 0n) path.add(s);
+    const children = new Map<bigint, bigint[]>();
+    for (const [child, parent] of this.parents) {
+      children.set(parent, [...(children.get(parent) ?? []), child].sort((a, b) => (a < b ? -1 : 1)));
+    }
+    const shown = [...this.bubbles.values()].filter((b) =>
+      b.seq > 0n ? path.has(b.seq) : path.has(this.prompts.get(BigInt(b.key.slice(1))) ?? -1n),
+    );
+    for (const b of shown) b.siblings = b.seq > 0n ? (children.get(b.parent) ?? [b.seq]) : [];
+    const order = (b: Bubble) => (b.seq > 0n ? b.seq : BigInt(b.key.slice(1)));
+    return shown.sort((a, b) => (order(a) < order(b) ? -1 : 1));
   }
 
   private answer(seq: bigint): Bubble {
@@ -146,10 +213,22 @@ export class Thread {
   }
 
   private emit(): void {
-    this.listener([...this.bubbles.values()], this.open.size > 0, this.online);
+    this.listener(this.visible(), this.open.size > 0, this.online);
   }
 }
 
 function bubble(key: string, role: Bubble["role"], user: string, text: string): Bubble {
-  return { key, role: role ?? "user", user, text, streaming: false, error: "" };
+  return {
+    key,
+    role: role ?? "user",
+    user,
+    text,
+    streaming: false,
+    error: "",
+    seq: 0n,
+    parent: 0n,
+    siblings: [],
+    rating: Rating.UNSPECIFIED,
+    attachments: [],
+  };
 }
