@@ -96,3 +96,37 @@ async def test_attachments_thread_list_and_search(
     await ann.locator("#results a").first.click()
     await expect(ann.locator("#thread-id")).to_have_text(room)
     await expect(ann.locator(".bubble.user .text")).to_have_text(f"see {word} tokens=1")
+
+
+async def test_rename_pin_archive_export_and_delete_a_thread(
+    served: Edge, browser: Browser
+) -> None:
+    ann = await signed_in(browser, f"{served.url}/", "ann")
+    await expect(ann.locator("#status")).to_have_text("connected")
+    await send(ann, "plans tokens=1")
+    await expect(ann.locator(".bubble.assistant .text")).to_have_text(answer(1))
+    room = await ann.locator("#thread-id").inner_text()
+    current = ann.locator("#threads li", has=ann.locator(f'a[href="#t={room}"]'))
+
+    ann.once("dialog", lambda dialog: dialog.accept("Holiday plans"))
+    await ann.click("#rename")
+    await expect(ann.locator("#thread-title")).to_have_text("Holiday plans")
+    await expect(current).to_contain_text("Holiday plans")
+    await ann.click("#pin")
+    await expect(current.locator(".pin")).to_have_count(1)
+
+    exported = await ann.request.get(f"{served.url}{await ann.get_attribute('#export', 'href')}")
+    lines = (await exported.text()).splitlines()
+    assert '"format":"durablechat.session"' in lines[0] and '"renamed"' in lines[-1]
+
+    await ann.click("#archive")
+    await expect(current).to_have_count(0)
+    await ann.check("#show-archived")
+    await expect(current).to_contain_text("Holiday plans")
+    await ann.uncheck("#show-archived")
+
+    ann.once("dialog", lambda dialog: dialog.accept())
+    await ann.click("#delete")
+    await expect(ann.locator("#notice")).to_have_text("Deleted.")
+    await ann.check("#show-archived")
+    await expect(current).to_have_count(0)

@@ -23,7 +23,8 @@ function el<K extends keyof HTMLElementTagNameMap>(
 
 export async function listThreads(current: string): Promise<void> {
   try {
-    const reply = await api.listThreads({ limit: 50 });
+    const archived = $<HTMLInputElement>("show-archived").checked;
+    const reply = await api.listThreads({ limit: 50, archived });
     $("threads").replaceChildren(
       ...reply.threads.map((t) => {
         const li = el("li");
@@ -148,4 +149,40 @@ export function actions(sessionId: string, b: Bubble, fail: (message: string) =>
     });
   }
   return bar;
+}
+
+/** The open thread's own tools: rename, pin, archive, export, delete (docs/threads.md). */
+export function threadTools(current: () => string, done: (message: string) => void): void {
+  const run = (id: string, work: (sessionId: string) => Promise<string>) => {
+    $(id).addEventListener("click", (event) => {
+      const sessionId = current();
+      if (!sessionId) return;
+      if (id !== "export") event.preventDefault();
+      work(sessionId).then(done, (err) => done(ConnectError.from(err).rawMessage));
+    });
+  };
+  run("rename", async (sessionId) => {
+    const title = window.prompt("Title of this thread:");
+    if (!title?.trim()) return "";
+    await api.renameThread({ sessionId, title });
+    return "Renamed.";
+  });
+  run("pin", async (sessionId) => {
+    await api.setThreadFlags({ sessionId, pinned: true });
+    return "Pinned: it stays on top of your list.";
+  });
+  run("archive", async (sessionId) => {
+    await api.setThreadFlags({ sessionId, archived: true });
+    return "Archived: find it under “archived threads”.";
+  });
+  run("delete", async (sessionId) => {
+    if (!window.confirm("Delete this thread for everyone? Its owner can restore it for 30 days."))
+      return "";
+    await api.deleteThread({ sessionId });
+    return "Deleted.";
+  });
+  run("export", async (sessionId) => {
+    ($<HTMLAnchorElement>("export")).href = `/api/threads/${encodeURIComponent(sessionId)}/export`;
+    return "";
+  });
 }

@@ -4,7 +4,15 @@
 // links, feedback, regenerate, edit, branch arrows, and search (features.ts).
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AccessRole } from "./gen/durablechat/v1/access_pb";
-import { actions, attachmentLinks, listThreads, pending, search, upload } from "./features";
+import {
+  actions,
+  attachmentLinks,
+  listThreads,
+  pending,
+  search,
+  threadTools,
+  upload,
+} from "./features";
 import { api, Thread, type Bubble } from "./thread";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -125,6 +133,7 @@ async function open(id: string, invite = ""): Promise<void> {
     if (invite) history.replaceState(null, "", `#t=${id}`); // the code leaves the address bar
   }
   $("notice").textContent = "";
+  $<HTMLAnchorElement>("export").href = `/api/threads/${encodeURIComponent(id)}/export`;
   thread = new Thread(
     id,
     render,
@@ -266,6 +275,14 @@ async function main(): Promise<void> {
     void search($<HTMLInputElement>("search").value);
   });
   setInterval(renderThreads, 5000); // unread counts and titles of the other threads
+  $("show-archived").addEventListener("change", renderThreads);
+  threadTools(
+    () => thread?.id ?? "",
+    (message) => {
+      if (message) $("notice").textContent = message;
+      renderThreads();
+    },
+  );
   $("share").addEventListener("click", () => void share());
   $("new-thread").addEventListener("click", () => {
     void newId().then((id) => (location.hash = `#t=${id}`));
