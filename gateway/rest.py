@@ -103,7 +103,7 @@ def parse_feedback(body: bytes) -> tuple[int, str, str]:
     """`{"rating": "up" | "down" | null, "comment"?, "user"?}` → (rating, comment, user)."""
     fields = parse_object(body, FEEDBACK_FIELDS)
     rating = fields.get("rating")
-    if rating not in RATINGS_BY_NAME:
+    if not (rating is None or isinstance(rating, str)) or rating not in RATINGS_BY_NAME:
         raise BadRequest('rating must be "up", "down" or null')
     comment = _string(fields, "comment", required=False)
     return RATINGS_BY_NAME[rating], comment, _string(fields, "user", required=False)

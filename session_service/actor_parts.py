@@ -16,8 +16,9 @@ class ActorParts:
     session: Session
     _lock: asyncio.Lock
 
-    async def _write(self, entries: list[bytes]) -> Appended:
-        """Stores entries with one fenced script (the lock is held)."""
+    async def _write(self, entries: list[bytes], *, version_increment: int = 0) -> Appended:
+        """Stores entries with one fenced script (the lock is held); `version_increment`: the
+        state changes among them."""
         raise NotImplementedError
 
     def _check_writable(self) -> None:

@@ -113,6 +113,18 @@ class AttachmentStore:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return Attachment(sha, filename, mime, size)
 
+    async def grant(self, shas: set[str], user: str) -> None:
+        """Lets `user` attach these stored files (a reader who forks a branch that has them)."""
+        if not shas:
+            return
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for sha in shas:
+                pipe.sadd(uploaders_key(sha), user)
+            await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
     async def known(self, sha: str, user: str | None) -> tuple[int, str] | None:
         """(size, media type) of a stored file `user` uploaded (None: anyone's); None when
         there is no such file."""

@@ -69,7 +69,9 @@ class BranchOps(ActorParts):
             message_seq = s.last_seq + 2
             entries = [
                 encode_branch(s.tree.parent[seq], caller.user, ts),
-                encode_message(original.role, content, user, ts, "", original.reply_to),
+                encode_message(
+                    original.role, content, user, ts, "", original.reply_to, original.attachments
+                ),
             ]
             if original.role == "user":
                 entries.append(encode_answer_start(message_seq, ts))

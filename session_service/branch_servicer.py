@@ -5,20 +5,35 @@ session's owner), both as the caller."""
 
 from __future__ import annotations
 
+import json
 import secrets
 
 from durablechat.v1 import branches_pb2, export_pb2
 from session_service import convert, validate
 from session_service.access import Caller
 from session_service.actor import SessionActor
+from session_service.attachment_store import AttachmentStore
 from session_service.errors import InvalidArgument
 from session_service.limits import Limits
 from session_service.rpc_parts import Context, Local, RpcParts
 from session_service.rpc_support import abort, known
 
 
+def attachment_shas(jsonl: str) -> set[str]:
+    """The files an export's messages refer to."""
+    shas: set[str] = set()
+    for line in jsonl.split("\n"):
+        if '"attachments"' in line:
+            shas.update(ref["sha256"] for ref in json.loads(line).get("attachments", []))
+    return shas
+
+
 class BranchRpcs(RpcParts):
     _limits: Limits
+    _attachment_store: AttachmentStore
+
+    async def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
+        raise NotImplementedError
 
     async def ExportSession(
         self, request: export_pb2.ExportSessionRequest, context: Context
@@ -97,6 +112,11 @@ class BranchRpcs(RpcParts):
             text, token = text + page.jsonl, page.next_page_token
             if not token:
                 break
+        try:  # the caller read these files' refs: they may attach them to the copy
+            caller, _ = await self._identify(context)
+            await self._attachment_store.grant(attachment_shas(text), caller.user)
+        except Exception as exc:
+            await abort(context, exc)
         imported = await self.ImportSession(
             export_pb2.ImportSessionRequest(
                 session_id=request.new_session_id or secrets.token_hex(32), jsonl=text

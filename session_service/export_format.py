@@ -41,6 +41,10 @@ from session_service.thread_ops import valid_title
 FORMAT = "durablechat.session"
 VERSION = 1
 USAGE_FIELDS = ("prompt", "completion", "regenerated")
+CLOCK_SKEW_MS = 24 * 3600 * 1000
+MESSAGES = ("message", "assistant_message", "answer_ended")
+"""The kinds of export lines that are messages (an assistant's own line, AppendMessage's)."""
+MAX_NAME_CHARS = 128
 REF_FIELDS = ("sha256", "filename", "mimeType", "size")
 
 
@@ -159,9 +163,12 @@ class _Line:
         return int(target)
 
 
-def parse_import(text: str, limits: Limits) -> list[dict[str, Any]]:
-    """Checks a whole export file; returns its events (header dropped). Raises InvalidArgument."""
-    rows = text.splitlines()
+def parse_import(text: str, limits: Limits, now_ms: int) -> list[dict[str, Any]]:
+    """Checks a whole export file; returns its events (header dropped). Raises InvalidArgument.
+    Times may be up to a day ahead of `now_ms` (clock skew between deployments), no more."""
+    latest_ms = now_ms + CLOCK_SKEW_MS
+    # Only "\n" ends a line: JSON text may hold U+2028 and friends, which splitlines() splits at.
+    rows = [row.removesuffix("\r") for row in text.split("\n")]
     if not rows:
         raise InvalidArgument("import is empty: expected a header line and events")
     header = _parse_line(1, rows[0])
@@ -179,12 +186,14 @@ def parse_import(text: str, limits: Limits) -> list[dict[str, Any]]:
         kind = line.get("type", str)
         if line.get("n", int) != len(events) + 1:
             raise line.fail(f"'n' must be {len(events) + 1}")
-        line.get("time", int)
+        if line.get("time", int) > latest_ms:
+            raise line.fail("'time' is in the future")
         check = _CHECKS.get(kind)
         if check is None:
             raise line.fail(f"unknown type {kind!r}")
         state = check(line, types, limits, state, open_answers, client_ids)
-        types[len(events) + 1] = kind
+        assistant = kind == "message" and line.fields.get("role") == "assistant"
+        types[len(events) + 1] = "assistant_message" if assistant else kind
         events.append(line.fields)
     if open_answers:
         raise InvalidArgument(f"answer(s) {sorted(open_answers)} start but never end")
@@ -221,7 +230,7 @@ def _message(
         raise line.fail(f"clientMessageId {client_id!r} is used twice")
     ids.add(client_id)
     if "replyTo" in line.fields:
-        line.ref("replyTo", types, ("message", "answer_ended"))
+        line.ref("replyTo", types, MESSAGES)
     for ref in line.get("attachments", list, []):
         if not isinstance(ref, dict) or set(ref) != set(REF_FIELDS):
             raise line.fail(f"'attachments' items must have exactly {REF_FIELDS}")
@@ -247,23 +256,25 @@ def _state(line: _Line, types: dict[int, str], _: Limits, state: Any, *__: Any) 
 def _answer_started(
     line: _Line, types: dict[int, str], _: Limits, state: Any, opened: set[int], __: set[str]
 ) -> Any:
-    line.ref("prompt", types, ("message",))
+    line.ref("prompt", types, ("message", "assistant_message"))
     opened.add(int(line.fields["n"]))
     return state
 
 
 def _answer_ended(
-    line: _Line, types: dict[int, str], _: Limits, state: Any, opened: set[int], __: set[str]
+    line: _Line, types: dict[int, str], limits: Limits, state: Any, opened: set[int], __: set[str]
 ) -> Any:
     answer = line.ref("answer", types, ("answer_started",))
     if answer not in opened:
         raise line.fail(f"answer {answer} has already ended")
     opened.discard(answer)
-    line.get("content", str)
+    if len(line.get("content", str).encode("utf-8")) > limits.max_content_bytes * 16:
+        raise line.fail("'content' is larger than an answer can be")
     if line.get("status", str) not in ANSWER_STATUSES:
         raise line.fail(f"'status' must be one of {sorted(ANSWER_STATUSES)}")
-    line.get("error", str, "")
-    line.get("cancelledBy", str, "")
+    if len(line.get("error", str, "")) > 2000:
+        raise line.fail("'error' is longer than 2000 characters")
+    _name(line, "cancelledBy", "")
     for name, value in line.get("usage", dict, {}).items():
         if name not in USAGE_FIELDS or type(value) is not int or not 0 <= value < 2**32:
             raise line.fail(f"'usage' field {name!r} must be one of {USAGE_FIELDS}, 0 to 2^32-1")
@@ -275,13 +286,13 @@ def _renamed(line: _Line, _: dict[int, str], __: Limits, state: Any, *___: Any) 
         valid_title(line.get("title", str))
     except InvalidArgument as exc:
         raise line.fail(str(exc)) from exc
-    line.get("by", str)
+    _name(line, "by")
     return state
 
 
 def _feedback(line: _Line, types: dict[int, str], _: Limits, state: Any, *__: Any) -> Any:
-    line.ref("message", types, ("answer_ended",))
-    line.get("user", str)
+    line.ref("message", types, ("answer_ended", "assistant_message"))
+    _name(line, "user")
     if line.get("rating", str) not in RATINGS:
         raise line.fail('\'rating\' must be "up", "down" or ""')
     if len(line.get("comment", str)) > MAX_COMMENT_CHARS:
@@ -291,9 +302,16 @@ def _feedback(line: _Line, types: dict[int, str], _: Limits, state: Any, *__: An
 
 def _branch(line: _Line, types: dict[int, str], _: Limits, state: Any, *__: Any) -> Any:
     if line.get("head", int) != 0:
-        line.ref("head", types, ("message", "answer_ended"))
-    line.get("by", str)
+        line.ref("head", types, MESSAGES)
+    _name(line, "by")
     return state
+
+
+def _name(line: _Line, field: str, default: str | None = None) -> str:
+    value: str = line.get(field, str, default)
+    if len(value) > MAX_NAME_CHARS:
+        raise line.fail(f"{field!r} is longer than {MAX_NAME_CHARS} characters")
+    return value
 
 
 _CHECKS: dict[str, Check] = {

@@ -3,8 +3,9 @@
 Contract: every pod runs `purge_forever`; runs may overlap (each purge is one idempotent script).
 A thread is purged only if it is still deleted, its purge time (`pg` in its meta) has come, and
 no pod holds its lease; otherwise it stays queued (held) or leaves the queue (restored). Its
-`meta`, `log` and `idem` keys are deleted together, which also fences any owner that still has
-it in memory (its epoch is gone). Members' index entries were removed by the delete itself.
+`meta` (all but its epoch, so the next owner's epoch is higher and any owner that still has it
+in memory stays fenced), `log` and `idem` keys are deleted together. Members' index entries
+were removed by the delete itself.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ _PURGE = """
 local due = redis.call('HGET', KEYS[1], 'pg')
 if not due then return 0 end
 if tonumber(due) > tonumber(ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if epoch then redis.call('HSET', KEYS[1], 'epoch', epoch) end
 return 1
 """
 

@@ -85,6 +85,8 @@ class RoomOps(ActorParts):
         async with self._lock:
             self._check_writable()
             s = self.session
+            if s.deleted_ms:  # nobody may know more of a deleted thread (docs/threads.md)
+                raise NotFound(access.NOT_FOUND)
             if not caller.enforced:
                 return ""
             if access.claimable(s):
@@ -153,7 +155,8 @@ class RoomOps(ActorParts):
             s = self.session
             invite = s.invites.get(invite_id)
             usable = (
-                invite is not None
+                not s.deleted_ms
+                and invite is not None
                 and secrets.compare_digest(invite.code_hash, digest)
                 and not invite.revoked
                 and invite.expires_ms > now_ms()

@@ -114,6 +114,7 @@ class SessionServer:
                 ThreadStore(self._redis),
                 verifier,
                 revocations,
+                attachments=self.store.attachments,
             ),
         )
         self.attachments = AttachmentServicer(

@@ -19,6 +19,7 @@ from session_service.access import Caller
 from session_service.access_servicer import AccessRpcs
 from session_service.actor import SessionActor
 from session_service.attachment_servicer import AttachmentRpcs
+from session_service.attachment_store import AttachmentStore
 from session_service.branch_servicer import BranchRpcs
 from session_service.errors import (
     Moving,
@@ -82,6 +83,8 @@ class SessionServicer(
         threads: ThreadStore,
         verifier: Verifier | None = None,
         revocations: Revocations | None = None,
+        *,
+        attachments: AttachmentStore,
     ) -> None:
         self._registry = registry
         self._router = router
@@ -91,6 +94,7 @@ class SessionServicer(
         self._verifier = verifier or Verifier(AuthConfig())
         self._revocations = revocations or Revocations(None)
         self._threads = threads
+        self._attachment_store = attachments
 
     @property
     def _quotas(self) -> Quotas:

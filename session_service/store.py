@@ -266,7 +266,7 @@ class Store:
         `ended_answer` names an answer whose delta batches go with this write (its end);
         `index` is the write's thread-index change (thread_index.py): in the same script on a
         single Redis; on a Redis Cluster the members' part follows the write (`follow_up`)."""
-        index = index or IndexUpdate()
+        index = index or IndexUpdate(feed=False)
         inline = not self._cluster
         users = index.users if inline else ()
         purge = index.purge if inline else ""

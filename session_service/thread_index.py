@@ -151,7 +151,9 @@ def update_for(session: Session, entries: list[bytes]) -> IndexUpdate | None:
         users = dict.fromkeys([*roles, *users], REMOVE)
     elif purge == "rem":
         users.update(dict.fromkeys(roles, TOUCH))
-    users = {u: op for u, op in users.items() if u}
+    # Only users with a role have the thread in their lists (an imported message's author who
+    # is no member does not); removals always go through.
+    users = {u: op for u, op in users.items() if u and (op == REMOVE or u in roles)}
     # A thread with no message yet is listed at the time of this write.
     score = score or int(json.loads(entries[0])["t"])
     return IndexUpdate(tuple(fields), score, count, tuple(users.items()), purge)

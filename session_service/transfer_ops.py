@@ -9,18 +9,35 @@ from typing import Any
 from session_service import access, export_format
 from session_service.access import Caller
 from session_service.actor_parts import ActorParts
-from session_service.errors import FailedPrecondition
+from session_service.errors import FailedPrecondition, InvalidArgument
 from session_service.events import decode, now_ms
 from session_service.merge_patch import dump_json
 from session_service.session import Session
+from session_service.store import Store
 
 
 class TransferOps(ActorParts):
+    _store: Store
+
     def read(self, caller: Caller, need: str = access.READ) -> Session:
         raise NotImplementedError
 
     async def _claim(self, caller: Caller) -> None:
         raise NotImplementedError
+
+    async def _checked_attachments(self, caller: Caller, events: list[dict[str, Any]]) -> None:
+        """An import may refer only to files the caller could attach to a new message (their
+        uploads; ForkSession grants a reader the files of the branch it copies), and their type
+        and size are the stored ones, not the file's. Refs are rewritten in place."""
+        user = caller.user if caller.enforced else None
+        for event in events:
+            for ref in event.get("attachments", []):
+                known = await self._store.attachments.known(ref["sha256"], user)
+                if known is None:
+                    raise InvalidArgument(
+                        f"event {event['n']}: attachment {ref['sha256']} was not uploaded by you"
+                    )
+                ref["size"], ref["mimeType"] = known
 
     def export_lines(
         self, caller: Caller, upto_seq: int | None, at_seq: int = 0
@@ -45,11 +62,13 @@ class TransferOps(ActorParts):
             if s.last_seq:
                 access.require(s, caller, access.READ)  # NOT_FOUND unless they may know of it
                 raise FailedPrecondition("the session is not empty; import into a new one")
+            await self._checked_attachments(caller, events)
             await self._claim(caller)
             first = s.last_seq + 1
             entries = export_format.import_entries(events, first)
             if entries:
-                await self._write(entries)
+                states = sum(1 for e in events if e["type"] == "state")
+                await self._write(entries, version_increment=states)
             for index, raw in enumerate(entries):
                 event = decode(first + index, raw)
                 s.apply(event)

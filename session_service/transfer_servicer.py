@@ -13,6 +13,7 @@ from session_service.access import OWNER, Caller
 from session_service.access_servicer import share_path
 from session_service.actor import SessionActor
 from session_service.errors import InvalidArgument
+from session_service.events import now_ms
 from session_service.limits import Limits
 from session_service.rpc_parts import Context, Local, RpcParts
 
@@ -68,7 +69,7 @@ class TransferRpcs(RpcParts):
         sid = getattr(request, "session_id", "")
 
         def prepare(caller: Caller) -> Local[export_pb2.ImportSessionResponse]:
-            events = export_format.parse_import(request.jsonl, self._limits)
+            events = export_format.parse_import(request.jsonl, self._limits, now_ms())
 
             async def store(actor: SessionActor) -> export_pb2.ImportSessionResponse:
                 count = await actor.import_events(caller, events)

@@ -20,6 +20,8 @@ _WORD = re.compile(r"\w+")
 START, END = "\x01", "\x02"
 """Marks FTS5 puts around matches in snippets; removed from indexed text beforehand."""
 
+SCHEMA_VERSION = 2
+"""PRAGMA user_version of the tables below; a file of another version is emptied and refilled."""
 SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS msg USING fts5(
   content, session_id UNINDEXED, seq UNINDEXED, role UNINDEXED, user UNINDEXED,
@@ -27,7 +29,7 @@ CREATE VIRTUAL TABLE IF NOT EXISTS msg USING fts5(
 );
 CREATE TABLE IF NOT EXISTS threads (
   session_id TEXT PRIMARY KEY, indexed_seq INTEGER NOT NULL, deleted INTEGER NOT NULL,
-  title TEXT NOT NULL
+  title TEXT NOT NULL, created INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS members (
   session_id TEXT NOT NULL, user TEXT NOT NULL, PRIMARY KEY (session_id, user)
@@ -84,16 +86,25 @@ class SearchIndex:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        self.fresh = version != SCHEMA_VERSION
+        """True when the file was new or of an older layout: it must be filled from Redis."""
+        if self.fresh:
+            for table in ("msg", "threads", "members"):
+                self._db.execute(f"DROP TABLE IF EXISTS {table}")
         self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
 
-    def indexed_seq(self, session_id: str) -> int:
+    def position(self, session_id: str) -> tuple[int, int]:
+        """(seq indexed so far, the session's creation time then): a different creation time
+        means the id was purged and names a new session now."""
         row = self._db.execute(
-            "SELECT indexed_seq FROM threads WHERE session_id = ?", (session_id,)
+            "SELECT indexed_seq, created FROM threads WHERE session_id = ?", (session_id,)
         ).fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def begin(self) -> None:
         self._db.execute("BEGIN")
@@ -126,13 +137,19 @@ class SearchIndex:
             )
 
     def set_thread(
-        self, session_id: str, indexed_seq: int, deleted: bool | None, title: str | None
+        self,
+        session_id: str,
+        indexed_seq: int,
+        created: int,
+        deleted: bool | None,
+        title: str | None,
     ) -> None:
         """Records how far the session is indexed (and its deleted flag and title, if known)."""
         self._db.execute(
-            "INSERT INTO threads (session_id, indexed_seq, deleted, title) VALUES (?, ?, 0, '')"
-            " ON CONFLICT (session_id) DO UPDATE SET indexed_seq = excluded.indexed_seq",
-            (session_id, indexed_seq),
+            "INSERT INTO threads (session_id, indexed_seq, deleted, title, created)"
+            " VALUES (?, ?, 0, '', ?) ON CONFLICT (session_id) DO UPDATE"
+            " SET indexed_seq = excluded.indexed_seq, created = excluded.created",
+            (session_id, indexed_seq, created),
         )
         if deleted is not None:
             self._db.execute(

@@ -23,7 +23,7 @@ from session_service.events import (
 )
 from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.search.index import SearchIndex
-from session_service.store import log_key
+from session_service.store import log_key, meta_key
 from session_service.thread_index import FEED_KEY
 
 logger = logging.getLogger(__name__)
@@ -46,9 +46,14 @@ class Indexer:
     async def index_session(self, session_id: str) -> int:
         """Indexes what is new in one session's log; returns how many entries were read."""
         key = log_key(session_id)
-        start = self._index.indexed_seq(session_id)
-        length = int(await self._client.llen(key))
-        if length < start:  # purged, and the id now names a new session
+        start, indexed_created = self._index.position(session_id)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.llen(key)
+        pipe.hget(meta_key(session_id), "created")
+        length, raw_created = await pipe.execute()
+        length, created = int(length), int(raw_created or 0)
+        if start and (length < start or created != indexed_created):
+            # Purged, and the id now names a new session: nothing of the old one may remain.
             self._index.begin()
             self._index.forget(session_id)
             self._index.commit()
@@ -59,11 +64,11 @@ class Indexer:
             raw = cast(list[bytes], await self._client.lrange(key, first, first + READ_CHUNK - 1))
             if not raw:
                 break
-            self._store(session_id, first, raw)
+            self._store(session_id, first, raw, created)
             read += len(raw)
         return read
 
-    def _store(self, session_id: str, first: int, entries: list[bytes]) -> None:
+    def _store(self, session_id: str, first: int, entries: list[bytes], created: int) -> None:
         deleted: bool | None = None
         title: str | None = None
         self._index.begin()
@@ -81,7 +86,7 @@ class Indexer:
                     title = event.title
                 if event.deleted or event.restored:
                     deleted = event.deleted
-        self._index.set_thread(session_id, first + len(entries), deleted, title)
+        self._index.set_thread(session_id, first + len(entries), created, deleted, title)
         self._index.commit()
 
     async def rebuild(self) -> int:

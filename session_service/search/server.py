@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-from pathlib import Path
 
 import grpc
 
@@ -27,8 +26,8 @@ SERVICE_NAME: str = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full
 
 
 async def serve(cfg: SearchConfig) -> None:
-    fresh = not Path(cfg.db_path).exists()  # noqa: ASYNC240 (once, before anything runs)
     index = SearchIndex(cfg.db_path)
+    fresh = index.fresh
     redis = connect(cfg.redis_url, cfg.redis_timeout_ms, cfg.redis_cluster)
     indexer = Indexer(redis, index, cfg.indexer_id)
     server = grpc.aio.server(options=SERVER_OPTIONS)

@@ -20,6 +20,7 @@ from durablechat.v1 import (
     access_pb2,
     attachments_pb2,
     attachments_pb2_grpc,
+    branches_pb2,
     common_pb2,
     export_pb2,
     session_pb2,
@@ -218,3 +219,47 @@ async def test_attachments_over_http_and_in_exports(
 
 def stored_bytes(workdir: Path, sha: str) -> bytes:
     return (workdir / "attachments" / sha[:2] / sha).read_bytes()
+
+
+async def test_imports_and_forks_refer_only_to_files_the_caller_may_attach(
+    people: dict[str, User], secure: SecureStack
+) -> None:
+    ann, bob, vic = people["ann"], people["bob"], people["vic"]
+    stored = await upload(secure, ann, "plan.png", PNG)
+    sid = room_id()
+    message = await attach(ann, sid, stored.sha256, "plan.png")
+    lines, _ = await export(ann, sid)
+    forged = [
+        lines[0],
+        json.dumps(
+            {
+                "n": 1,
+                "type": "message",
+                "role": "user",
+                "content": "mine now",
+                "user": vic.name,
+                "time": 1,
+                "attachments": [
+                    {
+                        "sha256": stored.sha256,
+                        "filename": "x.html",
+                        "mimeType": "text/html",
+                        "size": 1,
+                    }
+                ],
+            }
+        ),
+    ]
+    refused = export_pb2.ImportSessionRequest(jsonl="\n".join(forged))
+    assert await status_of(vic, "ImportSession", refused) == grpc.StatusCode.INVALID_ARGUMENT
+    # ann may: and the stored type and size win over the file's.
+    mine = await ann.call("ImportSession", refused)
+    meta, data = await download(secure, ann, mine.session_id, stored.sha256)
+    assert (meta.mime_type, meta.size, data) == ("image/png", len(PNG), PNG)
+    # A reader who forks the branch may refer to its files in the copy.
+    await ann.set_member(sid, bob.name, access_pb2.ACCESS_ROLE_VIEWER)
+    fork = await bob.call(
+        "ForkSession", branches_pb2.ForkSessionRequest(session_id=sid, at_seq=message.seq)
+    )
+    _, data = await download(secure, bob, fork.session_id, stored.sha256)
+    assert data == PNG

@@ -34,7 +34,7 @@ async def export(user: User, sid: str) -> tuple[list[str], int]:
         pages += 1
         token = reply.next_page_token
         if not token:
-            return text.splitlines(), pages
+            return text.removesuffix("\n").split("\n"), pages  # (not splitlines: U+2028)
 
 
 async def rich_session(ann: User, bob: User) -> str:
@@ -47,7 +47,7 @@ async def rich_session(ann: User, bob: User) -> str:
         session_pb2.AppendMessageRequest(
             session_id=sid,
             role=common_pb2.ROLE_USER,
-            content="The sea 🌊",
+            content="The sea 🌊\u2028(a line separator: JSON keeps it raw)",
             reply_to=first.seq,
             client_message_id="bob-1",
         ),
@@ -118,9 +118,19 @@ async def test_export_then_import_restores_the_session_exactly(people: dict[str,
         ]
 
     assert await contents(copy) == await contents(sid)
-    # Members are not imported: the copy is its importer's alone.
+    # Members are not imported: the copy is its importer's alone, and not in bob's list although
+    # he wrote some of its messages.
     get = session_pb2.GetSessionRequest(session_id=copy)
     assert await status_of(bob, "GetSession", get) == grpc.StatusCode.NOT_FOUND
+    assert copy not in {t.session_id for t in (await bob.threads()).threads}
+    # The state's version came along: a patch expecting it applies.
+    patched = await ann.call(
+        "UpdateState",
+        session_pb2.UpdateStateRequest(
+            session_id=copy, patch_json='{"x":1}', expected_version=original.session.version
+        ),
+    )
+    assert patched.version == original.session.version + 1
 
 
 async def test_a_large_export_comes_in_pages_that_fit_together(people: dict[str, User]) -> None:
@@ -167,6 +177,7 @@ async def test_a_bad_file_is_refused_whole_with_its_line_and_stores_nothing(
         "not JSON": "\n".join([*lines, "{nope"]),
         "role": edited(lines, 1, role="wizard"),
         "bool as int": edited(lines, 1, time=True),
+        "far future": edited(lines, 1, time=10**15),
     }
     for why, text in bad_files.items():
         target = room_id()
@@ -196,7 +207,7 @@ async def test_export_and_import_over_http(people: dict[str, User], secure: Secu
             assert response.status == 200
             assert response.content_type == "application/x-ndjson"
             body = (await response.read()).decode()
-        assert body.splitlines()[1:] == lines[1:]
+        assert body.removesuffix("\n").split("\n")[1:] == lines[1:]
         async with http.post(f"{base}/import", data=body.encode()) as response:
             assert response.status == 201
             created = await response.json()
@@ -213,3 +224,26 @@ async def test_export_and_import_over_http(people: dict[str, User], secure: Secu
         http.get(f"{base}/{created['sessionId']}/export") as response,
     ):
         assert response.status == 404
+
+
+async def test_feedback_on_an_appended_assistant_message_survives_the_round_trip(
+    people: dict[str, User],
+) -> None:
+    ann = people["ann"]
+    sid = room_id()
+    said = await ann.call(
+        "AppendMessage",
+        session_pb2.AppendMessageRequest(
+            session_id=sid, role=common_pb2.ROLE_ASSISTANT, content="a canned answer"
+        ),
+    )
+    await ann.call(
+        "SetFeedback",
+        session_pb2.SetFeedbackRequest(
+            session_id=sid, message_seq=said.message.seq, rating=common_pb2.RATING_DOWN
+        ),
+    )
+    lines, _ = await export(ann, sid)
+    copy = await ann.call("ImportSession", export_pb2.ImportSessionRequest(jsonl="\n".join(lines)))
+    again, _ = await export(ann, copy.session_id)
+    assert again[1:] == lines[1:]

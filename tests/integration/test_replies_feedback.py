@@ -153,6 +153,8 @@ async def test_replies_and_feedback_over_http(people: dict[str, User], secure: S
         assert "feedback" not in listed[first.seq] and "replyTo" not in listed[first.seq]
         bad: list[tuple[str, dict[str, Any]]] = [
             (f"{api}/messages/{answer.seq}/feedback", {"rating": "meh"}),
+            (f"{api}/messages/{answer.seq}/feedback", {"rating": []}),
+            (f"{api}/messages/{answer.seq}/feedback", {"rating": {}}),
             (f"{api}/messages/{answer.seq}/feedback", {"rating": "up", "extra": 1}),
             (f"{api}/messages/{first.seq}/feedback", {"rating": "up"}),
             (f"{api}/messages/x/feedback", {"rating": "up"}),

@@ -175,10 +175,11 @@ async def test_a_removed_member_loses_the_thread_from_their_list(
 async def test_delete_hides_the_thread_everywhere_and_restore_brings_it_back(
     people: dict[str, User],
 ) -> None:
-    ann, bob = people["ann"], people["bob"]
+    ann, bob, vic = people["ann"], people["bob"], people["vic"]
     sid = room_id()
     await ann.post(sid, "keep me")
     await ann.set_member(sid, bob.name, MEMBER)
+    invite = await ann.invite(sid, MEMBER)
     delete = threads_pb2.DeleteThreadRequest(session_id=sid)
     assert await status_of(bob, "DeleteThread", delete) == grpc.StatusCode.PERMISSION_DENIED
     stream = bob.subscribe(sid)
@@ -195,6 +196,11 @@ async def test_delete_hides_the_thread_everywhere_and_restore_brings_it_back(
         assert await status_of(user, "GetSession", get) == grpc.StatusCode.NOT_FOUND
     assert await status_of(ann, "DeleteThread", delete) == grpc.StatusCode.NOT_FOUND
 
+    # A deleted thread cannot be claimed or joined (nor can it confirm it exists).
+    claim = access_pb2.CreateRoomRequest(session_id=sid)
+    assert await status_of(bob, "CreateRoom", claim) == grpc.StatusCode.NOT_FOUND
+    join = access_pb2.JoinRoomRequest(session_id=sid, code=invite.code)
+    assert await status_of(vic, "JoinRoom", join) == grpc.StatusCode.NOT_FOUND
     restore = threads_pb2.RestoreThreadRequest(session_id=sid)
     assert await status_of(bob, "RestoreThread", restore) == grpc.StatusCode.NOT_FOUND
     await ann.call("RestoreThread", restore)
@@ -226,7 +232,8 @@ async def test_purge_deletes_only_threads_still_deleted_after_their_retention(
         assert await purger.purge_due(now=purge_at + 1) >= 1
     finally:
         await close(client)
-    assert redis.exists(meta_key(gone), log_key(gone)) == 0
+    assert redis.exists(log_key(gone)) == 0
+    assert redis.hkeys(meta_key(gone)) == ["epoch"]  # kept: an old owner stays fenced
     assert redis.llen(log_key(kept)) > 0
     listed = await ann.call("ListMessages", session_pb2.ListMessagesRequest(session_id=kept))
     assert [m.content for m in listed.messages] == ["hi"]

@@ -71,12 +71,14 @@ export async function search(query: string): Promise<void> {
       const a = el("a", "", "hit");
       a.href = `#t=${encodeURIComponent(hit.sessionId)}`;
       a.append(el("strong", hit.title || hit.sessionId.slice(0, 12)), el("br"));
+      const chars = Array.from(hit.snippet); // highlights count code points, not UTF-16 units
+      const text = (from: number, to?: number) => chars.slice(from, to).join("");
       let at = 0;
       for (const [start, end] of hit.highlights) {
-        a.append(hit.snippet.slice(at, start), el("mark", hit.snippet.slice(start, end)));
+        a.append(text(at, start), el("mark", text(start, end)));
         at = end;
       }
-      a.append(hit.snippet.slice(at));
+      a.append(text(at));
       const li = el("li");
       li.append(a);
       return li;
