@@ -32,6 +32,7 @@ from session_service.events import (
     FAILED,
     INTERRUPTED,
     AnswerEnded,
+    AnswerStarted,
     Event,
     Message,
     MessageAppended,
@@ -329,7 +330,10 @@ class Answering:
     async def _add_user_usage(self, answer: OpenAnswer) -> None:
         """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""
         prompt = self.session.events[answer.prompt_seq - 1]
+        started = self.session.events[answer.seq - 1]
         user = prompt.message.user if isinstance(prompt, MessageAppended) else ""
+        if isinstance(started, AnswerStarted) and started.by:  # a regeneration: its requester
+            user = started.by
         if not user or not any(answer.usage):
             return
         await self._store.quotas.settle(user, answer.usage[0] + answer.usage[1])

@@ -95,7 +95,7 @@ class BranchOps(ActorParts):
             await self._store_all(
                 [
                     encode_branch(started.prompt_seq, caller.user, ts),
-                    encode_answer_start(started.prompt_seq, ts),
+                    encode_answer_start(started.prompt_seq, ts, caller.user),
                 ]
             )
             return s.last_seq

@@ -65,6 +65,8 @@ class AnswerStarted:
     seq: int
     ts_ms: int
     prompt_seq: int
+    by: str = ""
+    """Who asked for it when not the prompt's author (a regeneration): charged for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +248,11 @@ def encode_restore(by: str, ts_ms: int) -> bytes:
     return _encode({"k": "r", "by": by, "t": ts_ms})
 
 
-def encode_answer_start(prompt_seq: int, ts_ms: int) -> bytes:
-    return _encode({"k": "a", "p": prompt_seq, "t": ts_ms})
+def encode_answer_start(prompt_seq: int, ts_ms: int, by: str = "") -> bytes:
+    entry: dict[str, Any] = {"k": "a", "p": prompt_seq, "t": ts_ms}
+    if by:
+        entry["by"] = by
+    return _encode(entry)
 
 
 def encode_answer_end(
@@ -293,7 +298,7 @@ def decode(seq: int, raw: bytes) -> LogEvent:
         patch = json.dumps(entry["p"], separators=(",", ":"), ensure_ascii=False)
         return StateChanged(seq, ts, patch, int(entry["v"]), entry.get("u", ""))
     if kind == "a":
-        return AnswerStarted(seq, ts, int(entry["p"]))
+        return AnswerStarted(seq, ts, int(entry["p"]), entry.get("by", ""))
     if kind == "e":
         message = Message(
             seq,

@@ -20,6 +20,7 @@ from durablechat.v1 import (
     export_pb2,
     session_pb2,
 )
+from tests.helpers import async_eventually
 from tests.integration.test_export_import import export
 from tests.security.secure_stack import PODS, SecureStack, User, room_id, secure_stack, status_of
 
@@ -276,3 +277,27 @@ async def test_branches_over_http(people: dict[str, User], secure: SecureStack) 
         ]:
             status, error = await post(url, body)
             assert status == 400, (url, body, error)
+
+
+async def test_a_regeneration_is_charged_to_whoever_asked_for_it(people: dict[str, User]) -> None:
+    ann, bob = people["ann"], people["bob"]
+    sid = room_id()
+    _, first = await prompt(ann, sid, "yours tokens=3")
+    await ann.set_member(sid, bob.name, access_pb2.ACCESS_ROLE_MEMBER)
+
+    async def answers(user: User) -> int:
+        reply = await user.call("GetUserUsage", session_pb2.GetUserUsageRequest())
+        return int(reply.answers)
+
+    await async_eventually(lambda: _equals(answers(ann), 1))
+    again = await bob.call(
+        "RegenerateAnswer",
+        branches_pb2.RegenerateAnswerRequest(session_id=sid, message_seq=first.seq),
+    )
+    await ended(bob, sid, again.answer_seq)
+    await async_eventually(lambda: _equals(answers(bob), 1))
+    assert await answers(ann) == 1
+
+
+async def _equals(value: Any, wanted: int) -> bool:
+    return bool(await value == wanted)
