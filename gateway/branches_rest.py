@@ -10,24 +10,15 @@ Reading a branch: `GET /api/chat/session/{id}/messages?branch=SEQ` (or `allBranc
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from durablechat.v1 import branches_pb2
 from gateway.errors import BadRequest
-from gateway.rest import MAX_UINT64, parse_object, parse_uint
+from gateway.rest import MAX_UINT64, body_seq, parse_object, parse_uint
 from gateway.upstream import SessionClient, build_request
 from gateway.wire_json import message_json
 
 SESSION = "/api/chat/session/{session_id}"
-
-
-def _seq(fields: dict[str, Any], name: str) -> int:
-    value = fields.get(name)
-    if type(value) is not int or not 0 < value <= MAX_UINT64:
-        raise BadRequest(f"{name} must be a message seq (a positive integer)")
-    return value
 
 
 class BranchRoutes:
@@ -69,7 +60,7 @@ class BranchRoutes:
         call = build_request(
             branches_pb2.SelectBranchRequest,
             session_id=request.match_info["session_id"],
-            message_seq=_seq(fields, "messageSeq"),
+            message_seq=body_seq(fields, "messageSeq", minimum=1),
         )
         reply = await self._client.call("SelectBranch", call, idempotent=True)
         return web.json_response({"headSeq": reply.head_seq})
@@ -82,7 +73,7 @@ class BranchRoutes:
         call = build_request(
             branches_pb2.ForkSessionRequest,
             session_id=request.match_info["session_id"],
-            at_seq=_seq(fields, "atSeq"),
+            at_seq=body_seq(fields, "atSeq", minimum=1),
             new_session_id=new_id,
         )
         reply = await self._client.call("ForkSession", call, idempotent=False)

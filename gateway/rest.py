@@ -79,7 +79,7 @@ def parse_new_message(body: bytes) -> NewMessage:
         content=_string(fields, "content", required=True),
         user=_string(fields, "user", required=False),
         client_message_id=_string(fields, "clientMessageId", required=False),
-        reply_to=_uint(fields, "replyTo"),
+        reply_to=body_seq(fields, "replyTo"),
         attachments=_refs(fields.get("attachments", [])),
     )
 
@@ -213,10 +213,12 @@ class RestRoutes:
         )
 
 
-def _uint(fields: Mapping[str, Any], name: str) -> int:
+def body_seq(fields: Mapping[str, Any], name: str, minimum: int = 0) -> int:
+    """A message seq in a JSON body (absent: 0), at least `minimum`."""
     value = fields.get(name, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT64:
-        raise BadRequest(f"{name} must be a message seq (a non-negative integer)")
+    if type(value) is not int or not minimum <= value <= MAX_UINT64:
+        kind = "a positive" if minimum else "a non-negative"
+        raise BadRequest(f"{name} must be a message seq ({kind} integer)")
     return value
 
 

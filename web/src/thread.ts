@@ -55,6 +55,7 @@ export class Thread {
   private online = false;
   private head = 0n; // the last message of the active branch
   private parents = new Map<bigint, bigint>(); // message seq -> parent seq
+  private children = new Map<bigint, bigint[]>(); // parent seq -> its messages, in seq order
   private prompts = new Map<bigint, bigint>(); // answer seq -> the message it answers
   presence: string[] = []; // users connected now (AUTH_MODE=jwt)
   title = "";
@@ -169,7 +170,11 @@ export class Thread {
     const mine = m.feedback.find((f) => f.user === this.me);
     if (mine) b.rating = mine.rating;
     this.bubbles.set(key, b);
-    this.parents.set(m.seq, m.parentSeq);
+    if (!this.parents.has(m.seq)) {
+      // Messages arrive in log order, so each parent's list stays sorted by seq.
+      this.parents.set(m.seq, m.parentSeq);
+      this.children.set(m.parentSeq, [...(this.children.get(m.parentSeq) ?? []), m.seq]);
+    }
     if (advance) this.head = m.seq;
     return b;
   }
@@ -182,14 +187,10 @@ export class Thread {
   private visible(): Bubble[] {
     const path = new Set<bigint>();
     for (let s = this.head; s > 0n; s = this.parents.get(s) ?? 0n) path.add(s);
-    const children = new Map<bigint, bigint[]>();
-    for (const [child, parent] of this.parents) {
-      children.set(parent, [...(children.get(parent) ?? []), child].sort((a, b) => (a < b ? -1 : 1)));
-    }
     const shown = [...this.bubbles.values()].filter((b) =>
       b.seq > 0n ? path.has(b.seq) : path.has(this.prompts.get(BigInt(b.key.slice(1))) ?? -1n),
     );
-    for (const b of shown) b.siblings = b.seq > 0n ? (children.get(b.parent) ?? [b.seq]) : [];
+    for (const b of shown) b.siblings = b.seq > 0n ? (this.children.get(b.parent) ?? [b.seq]) : [];
     const order = (b: Bubble) => (b.seq > 0n ? b.seq : BigInt(b.key.slice(1)));
     return shown.sort((a, b) => (order(a) < order(b) ? -1 : 1));
   }
