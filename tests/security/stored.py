@@ -16,7 +16,8 @@ TIMEOUT_S = 10.0
 
 class WriteLedger:
     """Counts the log events clients caused per session: every event but the ends of answers,
-    which the owner writes in the background (one assistant message with an `answer_seq` each).
+    which the owner writes in the background (one assistant message with an `answer_seq` each,
+    on whichever branch it ends, so every branch is read).
     A refused call is judged by this count, never by the raw log length. Reads only the log
     past what it saw last time.
     """
@@ -41,7 +42,7 @@ class WriteLedger:
             try:
                 page = self._stub.ListMessages(
                     session_pb2.ListMessagesRequest(
-                        session_id=session_id, after_seq=after, limit=PAGE
+                        session_id=session_id, after_seq=after, limit=PAGE, all_branches=True
                     ),
                     timeout=TIMEOUT_S,
                 )
