@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from common.auth import mint
 from deploy import envoy_config
 from deploy.make_secret import ensure as ensure_secret
-from tests.helpers import Process, eventually, free_port
+from tests.helpers import Process, eventually, free_port, http_get
 from tests.stack import Stack
 
 ENVOY = str(Path(sys.executable).parent / "envoy")
@@ -37,8 +36,8 @@ def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
     envoy.start()
 
     def ready() -> bool:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as reply:
-            return bool(reply.read().strip() == b"LIVE")
+        status, body = http_get(f"http://127.0.0.1:{admin}/ready")
+        return status == 200 and body.strip() == b"LIVE"
 
     try:
         eventually(ready, timeout=20)

@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -54,38 +56,59 @@ def free_port() -> int:
     raise RuntimeError(f"no free port left in {PORTS}")
 
 
+class _Wait:
+    """One wait: its deadline, and the answer once there is one."""
+
+    def __init__(self, fn: Callable[[], Any], timeout: float) -> None:
+        self.fn = fn
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.result: Any = None
+
+    def done(self, result: Any, error: BaseException | None) -> bool:
+        """Whether `result` is the answer; the error (or the falsy result) once time is up."""
+        if error is None and result:
+            self.result = result
+            return True
+        if time.monotonic() > self.deadline:
+            why = error or AssertionError(f"{self.fn} stayed falsy: {result!r}")
+            raise AssertionError(f"not true within {self.timeout}s") from why
+        return False
+
+
+# An attempt's error is caught in these, not in the waiting loop: a traceback that held the
+# loop's frame, which holds the error, would be a cycle only the garbage collector frees, and an
+# object freed that late (an HTTP error's socket) warns in whichever test runs then.
+def _tried(fn: Callable[[], Any]) -> tuple[Any, BaseException | None]:
+    try:
+        return fn(), None
+    except Exception as exc:
+        return None, exc
+
+
+async def _tried_async(fn: Callable[[], Awaitable[Any]]) -> tuple[Any, BaseException | None]:
+    try:
+        return await fn(), None
+    except Exception as exc:
+        return None, exc
+
+
 def eventually(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Calls fn until it returns a truthy value without raising; the last error if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = fn()
-            if result:
-                return result
-            error: BaseException | None = AssertionError(f"{fn} stayed falsy: {result!r}")
-        except Exception as exc:
-            error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s") from error
+    wait = _Wait(fn, timeout)
+    while not wait.done(*_tried(fn)):
         time.sleep(interval)
+    return wait.result
 
 
 async def async_eventually(
     fn: Callable[[], Awaitable[Any]], within: float = 10.0, interval: float = 0.02
 ) -> Any:
     """The asyncio form of `eventually`."""
-    timeout = within
-    deadline = time.monotonic() + timeout
+    wait = _Wait(fn, within)
     while True:
-        try:
-            result = await fn()
-            if result:
-                return result
-            error: BaseException | None = AssertionError(f"{fn} stayed falsy: {result!r}")
-        except Exception as exc:
-            error = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s") from error
+        if wait.done(*await _tried_async(fn)):
+            return wait.result
         await asyncio.sleep(interval)
 
 
@@ -206,14 +229,24 @@ def wait_grpc_serving(proc: Process, address: str, timeout: float = 20.0) -> Non
     eventually(check, timeout=timeout, interval=0.05)
 
 
+def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    """GET url: its status and body, error statuses included. An error's response is closed here:
+    an HTTPError left to the garbage collector warns of its open socket (ResourceWarning, an
+    error under our filterwarnings) in whatever test happens to run then."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return int(reply.status), reply.read()
+    except urllib.error.HTTPError as failed:
+        with failed:
+            return failed.code, failed.read()
+
+
 def wait_http_ok(proc: Process, url: str, timeout: float = 20.0) -> None:
     """Waits until GET url answers 200."""
-    import urllib.request
 
     def check() -> bool:
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited:\n{proc.log_tail()}")
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return bool(reply.status == 200)
+        return http_get(url)[0] == 200
 
     eventually(check, timeout=timeout, interval=0.05)

@@ -28,7 +28,7 @@ def secured(own_stack: Stack, tmp_path: Path) -> tuple[Stack, bytes, Path]:
     own_stack.start_redis()
     for pod in PODS:
         own_stack.start_pod(pod, AUTH_MODE="jwt", AUTH_SECRET_FILE=str(secret_file))
-    eventually(lambda: all(views(own_stack).get(p) == PODS for p in PODS))
+    eventually(lambda: all(views(own_stack).get(p) == PODS for p in PODS), timeout=30)
     return own_stack, secret_file.read_bytes().strip(), secret_file
 
 

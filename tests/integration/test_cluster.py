@@ -48,7 +48,7 @@ def views(stack: Stack) -> dict[str, list[str]]:
 def start_pods(stack: Stack, redis_url: str = "") -> Stack:
     for pod in PODS:
         stack.start_pod(pod, redis_url)
-    eventually(lambda: all(views(stack).get(p) == PODS for p in PODS))
+    eventually(lambda: all(views(stack).get(p) == PODS for p in PODS), timeout=30)
     return stack
 
 

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 
 from common.auth import mint
 from common.ring import HashRing
-from tests.helpers import ROOT, eventually, free_port
+from tests.helpers import ROOT, eventually, free_port, http_get
 
 BASE_NAMES = ["redis", "model", "ai", "gateway", "envoy"]
 
@@ -115,8 +114,7 @@ def dev_token(tmp_path: Path) -> tuple[str, str]:
 
 
 def healthz_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=1) as reply:
-        return bool(reply.status == 200)
+    return http_get(url)[0] == 200
 
 
 async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_path):

@@ -65,7 +65,7 @@ async def test_ten_thousand_threads_are_listed_without_waking_an_owner(tmp_path:
             secure.stack.pods[pod].kill9()
         for pod in PODS:
             secure.stack.start_pod(pod, METRICS_PORT=str(metrics[pod]), **pod_env, **auth)
-        eventually(lambda: all(views(secure.stack).get(p) == PODS for p in PODS))
+        eventually(lambda: all(views(secure.stack).get(p) == PODS for p in PODS), timeout=30)
         urls = {pod: f"http://127.0.0.1:{port}/metrics" for pod, port in metrics.items()}
         before = {pod: activations(url) for pod, url in urls.items()}
 

@@ -61,7 +61,7 @@ def secure_stack(
         stack.start_ai()
         for pod in PODS:
             stack.start_pod(pod, **auth, **(pod_env or {}))
-        eventually(lambda: all(views(stack).get(p) == PODS for p in PODS))
+        eventually(lambda: all(views(stack).get(p) == PODS for p in PODS), timeout=30)
         assert stack.redis is not None
         limits = {"RATE_LIMIT_REDIS_URL": stack.redis.url}
         if search:
