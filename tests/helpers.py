@@ -39,20 +39,28 @@ _handed_out: set[int] = set()
 _pick = random.SystemRandom()  # not the global one, which hypothesis seeds
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*offsets: int) -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, never the same one twice in a
-    run (a stopped server's port is not handed to the next one while it may linger)."""
+    run (a stopped server's port is not handed to the next one while it may linger). With
+    `offsets`, port + each offset is free, in the same range and reserved too (`make run` puts
+    pod i at SESSION_PORT + 100 (i - 1))."""
     for _ in range(1000):
         port = _pick.choice(PORTS)
-        if port in _handed_out:
+        wanted = [port, *(port + offset for offset in offsets)]
+        if any(p in _handed_out or p not in PORTS for p in wanted):
             continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
+        if all(_bindable(p) for p in wanted):
+            _handed_out.update(wanted)
+            return port
     raise RuntimeError(f"no free port left in {PORTS}")
 
 

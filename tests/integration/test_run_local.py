@@ -17,6 +17,7 @@ import pytest
 
 from common.auth import mint
 from common.ring import HashRing
+from deploy.run_local import POD_PORT_STEP
 from tests.helpers import ROOT, eventually, free_port, http_get
 
 BASE_NAMES = ["redis", "model", "ai", "gateway", "envoy"]
@@ -33,14 +34,15 @@ def launcher_env(tmp_path: Path) -> dict[str, str]:
         "REDIS_PORT",
         "DEV_MODEL_PORT",
         "AI_PORT",
-        "SESSION_PORT",
+        "SEARCH_PORT",
         "GATEWAY_PORT",
-        "SESSION_METRICS_PORT",
         "AI_METRICS_PORT",
         "ENVOY_PORT",
         "ENVOY_ADMIN_PORT",
     ):
         env[name] = str(free_port())
+    for name in ("SESSION_PORT", "SESSION_METRICS_PORT"):  # pods 2 and 3 at +100, +200
+        env[name] = str(free_port(POD_PORT_STEP, 2 * POD_PORT_STEP))
     return env
 
 
@@ -113,14 +115,17 @@ def dev_token(tmp_path: Path) -> tuple[str, str]:
     return ("durablechat", f"bearer.{mint(secret, 'a', 300)}")
 
 
-def healthz_ok(url: str) -> bool:
+def healthz_ok(proc: subprocess.Popen[bytes], tmp_path: Path, url: str) -> bool:
+    """Whether `url` answers 200; the launcher's last words if it is gone."""
+    if proc.poll() is not None:
+        raise RuntimeError((tmp_path / "launcher.log").read_text(errors="replace")[-2000:])
     return http_get(url)[0] == 200
 
 
 async def test_run_serves_a_prompt_and_ctrl_c_stops_every_process(launched, tmp_path):
     proc, env, names = launched
     base = f"http://127.0.0.1:{env['ENVOY_PORT']}"  # the one URL: Envoy in front of all
-    eventually(lambda: healthz_ok(f"{base}/healthz"), timeout=60, interval=0.1)
+    eventually(lambda: healthz_ok(proc, tmp_path, f"{base}/healthz"), timeout=60, interval=0.1)
     eventually(lambda: f"open       {base}/" in (tmp_path / "launcher.log").read_text())
     pids = {n: int((tmp_path / "run" / f"{n}.pid").read_text()) for n in names}
     assert all(pid_alive(pid) for pid in pids.values())
@@ -166,7 +171,7 @@ async def test_run_restarts_a_killed_pod_while_the_others_take_its_sessions_over
 ):
     proc, env = launched_three
     base = f"http://127.0.0.1:{env['GATEWAY_PORT']}"
-    eventually(lambda: healthz_ok(f"{base}/healthz"), timeout=60, interval=0.1)
+    eventually(lambda: healthz_ok(proc, tmp_path, f"{base}/healthz"), timeout=60, interval=0.1)
     owner = HashRing(["session-1", "session-2", "session-3"]).owner("t1")
     pid_file = tmp_path / "run" / f"{owner}.pid"
     killed = int(pid_file.read_text())
