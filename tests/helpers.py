@@ -7,7 +7,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from typing import Any
 import grpc
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from deploy.run_local import port_busy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,15 +40,6 @@ _handed_out: set[int] = set()
 _pick = random.SystemRandom()  # not the global one, which hypothesis seeds
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(*offsets: int) -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now, never the same one twice in a
     run (a stopped server's port is not handed to the next one while it may linger). With
@@ -58,7 +50,7 @@ def free_port(*offsets: int) -> int:
         wanted = [port, *(port + offset for offset in offsets)]
         if any(p in _handed_out or p not in PORTS for p in wanted):
             continue
-        if all(_bindable(p) for p in wanted):
+        if not any(port_busy("127.0.0.1", p) for p in wanted):
             _handed_out.update(wanted)
             return port
     raise RuntimeError(f"no free port left in {PORTS}")
