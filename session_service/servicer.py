@@ -37,6 +37,7 @@ from session_service.quotas import Quotas
 from session_service.registry import Registry
 from session_service.routing import HOPS_KEY, Forward, Router
 from session_service.rpc_support import abort, checked, hop_count
+from session_service.stream_caps import StreamCaps
 from session_service.thread_servicer import ThreadRpcs
 from session_service.thread_store import ThreadStore
 from session_service.transfer_servicer import TransferRpcs
@@ -95,6 +96,8 @@ class SessionServicer(
         self._revocations = revocations or Revocations(None)
         self._threads = threads
         self._attachment_store = attachments
+        self._streams = StreamCaps(limits.max_streams_per_user)
+        """Subscribe streams served here, per user (counted where the owner serves them)."""
 
     @property
     def _quotas(self) -> Quotas:
@@ -206,6 +209,7 @@ class SessionServicer(
     async def Subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
+        counted = streaming = False
         try:
             caller, auth = await self._identify(context)
             sid = checked(request)
@@ -213,6 +217,7 @@ class SessionServicer(
             target = self._router.target(sid)
             if target is None:
                 await self._count(caller, "Subscribe")
+                counted = self._streams.acquire(caller.user if caller.enforced else "")
                 try:
                     actor = await self._registry.get(sid)
                     subscriber, replay = actor.subscribe(
@@ -222,6 +227,9 @@ class SessionServicer(
                     )
                 except NotOwner as exc:
                     target = self._router.forward_to(exc.owner_pod)
+                    if counted:  # the owner counts it
+                        self._streams.release(caller.user)
+                        counted = False
             if target is not None:
                 self._router.check_hops(hops, target)
                 call: Any = self._peers.stub(target.address).Subscribe(
@@ -235,9 +243,13 @@ class SessionServicer(
                 finally:
                     call.cancel()
                 return
+            streaming = True  # from here the stream's own `finally` releases the count
         except Exception as exc:
             await abort(context, exc)
             return
+        finally:
+            if counted and not streaming:  # refused, failed or cancelled before streaming
+                self._streams.release(caller.user)
         epoch = actor.session.epoch
         try:
             for event in replay:
@@ -248,3 +260,5 @@ class SessionServicer(
             await abort(context, exc)
         finally:
             actor.unsubscribe(subscriber)
+            if counted:
+                self._streams.release(caller.user)
