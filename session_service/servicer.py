@@ -14,7 +14,7 @@ from google.protobuf import message as pb_message
 from common.auth import AuthConfig, Verifier
 from common.revocation import Revocations
 from durablechat.v1 import session_pb2, session_pb2_grpc
-from session_service import convert
+from session_service import access, convert
 from session_service.access import Caller
 from session_service.access_servicer import AccessRpcs
 from session_service.actor import SessionActor
@@ -23,6 +23,7 @@ from session_service.attachment_store import AttachmentStore
 from session_service.branch_servicer import BranchRpcs
 from session_service.errors import (
     Moving,
+    NotFound,
     NotOwner,
     OutcomeUnknown,
     SessionClosed,
@@ -54,6 +55,12 @@ WRITE_METHODS = frozenset(
     | {"RestoreThread", "SetFeedback", "ImportSession", "EditMessage", "RegenerateAnswer"}
     | {"SelectBranch"}
 )
+NEEDS_EXISTING = frozenset(
+    {"GetSession", "ListMessages", "GetAccess", "ListAudit", "ExportSession", "GetAttachment"}
+    | {"CancelAnswer", "JoinRoom", "RevokeInvite", "SetMember", "CreateInvite", "Subscribe"}
+)
+"""Calls that cannot succeed on a session that never existed: with access control on they are
+NOT_FOUND without activating it, so probing ids stores nothing (activation keeps an epoch)."""
 PROMPTING = frozenset({"SendPrompt", "EditMessage", "RegenerateAnswer"})
 """Calls that start an answer: they reserve model tokens (quotas.py)."""
 ROUTE_ATTEMPTS = 3
@@ -132,6 +139,7 @@ class SessionServicer(
                     if not counted:  # where the call is served: a client's dc-hops cannot skip it
                         reserved = await self._count(caller, method)
                         counted = True
+                    await self._unknown_is_not_found(caller, method, sid)
                     try:
                         result = await self._registry.call(sid, local)
                         if getattr(result, "duplicate", False) or not getattr(
@@ -152,6 +160,10 @@ class SessionServicer(
             await self._registry.quotas.charge(user, -reserved)  # refused: nothing to answer
             await abort(context, exc)
             raise  # unreachable: abort raises
+
+    async def _unknown_is_not_found(self, caller: Caller, method: str, sid: str) -> None:
+        if caller.enforced and method in NEEDS_EXISTING and not await self._registry.known(sid):
+            raise NotFound(access.NOT_FOUND)
 
     async def _count(self, caller: Caller, method: str) -> int:
         """Request rate and, for a prompt, a token reservation (quotas.py; returns it), counted
@@ -217,6 +229,7 @@ class SessionServicer(
             target = self._router.target(sid)
             if target is None:
                 await self._count(caller, "Subscribe")
+                await self._unknown_is_not_found(caller, "Subscribe", sid)
                 counted = self._streams.acquire(caller.user if caller.enforced else "")
                 try:
                     actor = await self._registry.get(sid)
