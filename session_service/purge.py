@@ -15,6 +15,7 @@ import logging
 
 from session_service.errors import StoreUnavailable
 from session_service.events import now_ms
+from session_service.footprint import owned_key
 from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.store import idem_key, lease_key, log_key, meta_key
 from session_service.thread_index import PURGE_KEY
@@ -22,15 +23,17 @@ from session_service.thread_index import PURGE_KEY
 logger = logging.getLogger(__name__)
 BATCH = 100
 
-# KEYS: meta, log, idem, lease. ARGV: now (ms). 1 purged, 0 not deleted (any more), -1 not yet.
+# KEYS: meta, log, idem, lease. ARGV: now (ms). {1, owner} purged, {0} not deleted (any more),
+# {-1} not yet.
 _PURGE = """
 local due = redis.call('HGET', KEYS[1], 'pg')
-if not due then return 0 end
-if tonumber(due) > tonumber(ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+if not due then return {0} end
+if tonumber(due) > tonumber(ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 1 then return {-1} end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local owner = redis.call('HGET', KEYS[1], 'own') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if epoch then redis.call('HSET', KEYS[1], 'epoch', epoch) end
-return 1
+return {1, owner}
 """
 
 
@@ -51,10 +54,13 @@ class Purger:
             for raw in due:
                 sid = raw.decode() if isinstance(raw, bytes) else str(raw)
                 keys = [meta_key(sid), log_key(sid), idem_key(sid), lease_key(sid)]
-                outcome = int(await self._purge(keys=keys, args=[now]))
+                reply = await self._purge(keys=keys, args=[now])
+                outcome = int(reply[0])
                 if outcome >= 0:
                     await self._client.zrem(PURGE_KEY, sid)
                 if outcome == 1:
+                    if reply[1]:  # the owner's slot back (footprint.py; another Redis slot)
+                        await self._client.srem(owned_key(reply[1].decode()), sid)
                     purged += 1
                     logger.info("deleted thread purged", extra={"session_id": sid})
         except REDIS_ERRORS as exc:
