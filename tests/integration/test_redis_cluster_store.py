@@ -21,6 +21,7 @@ from session_service.store import (
     lease_key,
     lease_value,
     log_key,
+    meta_key,
 )
 from tests.redis_cluster import RedisClusterNodes, start_cluster
 
@@ -118,6 +119,16 @@ async def test_log_and_session_limits_hold_on_the_cluster(client):
     with pytest.raises(Fenced):  # refused in the session's slot: the reservation comes back
         await store.append("own-3", 7, NOW_MS, [b"g"], claim=Claim("bob", 1))
     assert await client.smembers(owned_key("bob")) == set()
+
+
+async def test_a_log_written_before_its_byte_count_gets_one_on_activation(client):
+    store = Store(client)
+    await store.activate("old", "pod-a", LEASE_TTL_MS, NOW_MS)
+    await store.append("old", 1, NOW_MS, [b"12345", b"678"])
+    await client.hdel(meta_key("old"), "lb")  # as written before the count existed
+    await store.release("old", "pod-a", 1, NOW_MS)
+    await store.activate("old", "pod-a", LEASE_TTL_MS, NOW_MS)
+    assert await client.hget(meta_key("old"), "lb") == b"8"
 
 
 async def test_membership_keys_share_one_slot_and_work_on_the_cluster(client):

@@ -25,6 +25,7 @@ from durablechat.v1 import (
     branches_pb2,
     export_pb2,
     session_pb2,
+    threads_pb2,
 )
 from tests.helpers import async_eventually
 from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
@@ -41,6 +42,8 @@ LIMITS = {
     "MAX_SESSIONS_PER_USER": str(SESSIONS),
     "MAX_IMPORT_BYTES": str(IMPORT_BYTES),
     "MAX_ATTACHMENT_BYTES_PER_USER": str(USER_ATTACHMENT_BYTES),
+    "DELETED_RETENTION_S": "0",  # a deleted thread is purged at once (its place comes back)
+    "PURGE_INTERVAL_S": "1",
 }
 
 
@@ -187,6 +190,26 @@ async def test_session_creation_flood_stops_at_limit(
         await user.close()
         if other is not None:
             await other.close()
+
+
+async def test_purged_threads_give_their_place_back(
+    secure: SecureStack, redis: aioredis.Redis
+) -> None:
+    """A user at MAX_SESSIONS_PER_USER deletes a thread: once purged, it no longer counts."""
+    user = fresh(secure)
+    try:
+        created = [(await user.create_room()).session_id for _ in range(SESSIONS)]
+        await refusal(user, "CreateRoom", access_pb2.CreateRoomRequest())
+        await user.call("DeleteThread", threads_pb2.DeleteThreadRequest(session_id=created[0]))
+
+        async def purged() -> bool:
+            return created[0].encode() not in await owned(redis, user)
+
+        await async_eventually(purged, within=30)
+        await user.create_room()
+        assert len(await owned(redis, user)) == SESSIONS
+    finally:
+        await user.close()
 
 
 async def export_of(user: User, sid: str) -> str:
