@@ -175,7 +175,6 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         """One script call. The caller holds the lock; the predicted seqs must come back."""
         s = self.session
         predicted = s.last_seq + 1
-        limits = self._limits
         try:
             result = await self._store.append(
                 s.session_id,
@@ -187,8 +186,8 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
                 version_increment=version_increment,
                 ended_answer=ended_answer,
                 index=thread_index.update_for(s, entries),
-                log_limit=footprint.log_limit(entries, limits),
-                claim=footprint.claim_of(s.owner, entries, limits),
+                log_limit=footprint.log_limit(entries, self._limits),
+                claim=footprint.claim_of(s.owner, entries, self._limits),
             )
         except StoreFull:
             if ended_answer:  # the answer stays open in Redis; the next activation resumes it

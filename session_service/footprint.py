@@ -12,7 +12,8 @@ Contract:
   answers are open in a session, so a full log grows by at most that many answer ends.
 - Sessions per user: a user owns at most MAX_SESSIONS_PER_USER sessions (the set
   `dc:u:{U}:owned`); claims of new ones (first write, CreateRoom, ImportSession, ForkSession)
-  beyond it are refused. A deleted thread counts until it is purged. On one Redis the check is
+  beyond it are refused. A deleted thread counts until it is purged; the purge gives the place
+  back right after it (another slot), so a purger crashing in between keeps it taken. On one Redis the check is
   in the claiming write's script. On a Redis Cluster the user's set lives in another slot: the
   claim is reserved there first and given back when the write is refused; a write whose outcome
   is unknown (Redis failed mid-call, the pod died) keeps its reservation, so the bound never

@@ -5,7 +5,8 @@ A thread is purged only if it is still deleted, its purge time (`pg` in its meta
 no pod holds its lease; otherwise it stays queued (held) or leaves the queue (restored). Its
 `meta` (all but its epoch, so the next owner's epoch is higher and any owner that still has it
 in memory stays fenced), `log` and `idem` keys are deleted together. Members' index entries
-were removed by the delete itself.
+were removed by the delete itself; the owner's count of sessions (footprint.py, another slot)
+is decremented right after, so a crash in between leaves the place taken (see footprint.py).
 """
 
 from __future__ import annotations

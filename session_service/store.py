@@ -7,7 +7,10 @@ Contract:
   and increments the epoch in the same script; a lease held by another pod is reported, not
   broken. Leases are renewed for many sessions in one pipelined round trip.
 - Every mutation is one Lua script (registered once, run by EVALSHA), checked against the owner
-  epoch inside Redis: a stale epoch gets `Fenced` and changes nothing.
+  epoch inside Redis: a stale epoch gets `Fenced` and changes nothing. A write past the log's
+  bounds or its claimant's session count (footprint.py) gets `LimitReached` the same way.
+- Redis at its maxmemory refuses writes before anything is stored: `StoreFull`. Activation,
+  release and lease renewal are flagged `allow-oom` (a few bytes each), so reads go on.
 - Log entries are opaque bytes; an entry's seq is its 1-based position in `dc:{S}:log`, assigned
   by RPUSH inside the script, so seqs start at 1 and have no gaps.
 - A write is acknowledged only when Redis has answered (AOF, `appendfsync always`).
