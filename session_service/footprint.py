@@ -10,16 +10,16 @@ Contract:
 - Bounded overshoot: what ends something already accepted is not refused: an answer's end
   (its prompt passed the check), thread deletes and restores. At most MAX_QUEUED_PROMPTS + 1
   answers are open in a session, so a full log grows by at most that many answer ends.
-- Sessions per user: a user owns at most MAX_SESSIONS_PER_USER sessions (the set
-  `dc:u:{U}:owned`); claims of new ones (first write, CreateRoom, ImportSession, ForkSession)
-  beyond it are refused. A deleted thread counts until it is purged; the purge gives the place
-  back right after it (another slot), so a purger crashing in between keeps it taken. On one
-  Redis the check is in the claiming write's script. On a Redis Cluster the user's set lives in another slot: the
-  claim is reserved there first and given back when the write is refused; a write whose outcome
-  is unknown (Redis failed mid-call, the pod died) keeps its reservation, so the bound never
-  overshoots but a user may lose one slot per such failure (repaired when the session is next
-  activated, if it exists, or never: the operator can SREM it). Sessions claimed before this
-  change are counted on their next activation, without refusal.
+- Sessions per user: a user owns at most MAX_SESSIONS_PER_USER sessions (the set `dc:u:{U}:owned`);
+  claims of new ones (first write, CreateRoom, ImportSession, ForkSession) beyond it are refused. A
+  deleted thread counts until it is purged; the purge gives the place back right after it (another
+  slot), so a purger crashing in between keeps it taken. On one Redis the check is in the claiming
+  write's script. On a Redis Cluster the user's set lives in another slot: the claim is reserved
+  there first and given back when the write is refused; a write whose outcome is unknown (Redis
+  failed mid-call, the pod died) keeps its reservation, so the bound never overshoots but a user may
+  lose one slot per such failure (repaired when the session is next activated, if it exists, or
+  never: the operator can SREM it). Sessions claimed before this change are counted on their next
+  activation, without refusal.
 - Attachments: at most MAX_ATTACHMENT_BYTES_PER_USER bytes of files per uploader (a file
   counts once per user who uploaded it), reserved in `dc:u:{U}:att` before the file is placed:
   an upload that would pass the limit keeps no file and no metadata. Nothing gives bytes back
