@@ -119,7 +119,8 @@ class SocketRoutes:
                 await _stop_writer(writer)
             if ws.prepared:
                 await _close(request, ws, close)
-            logger.info("socket closed", extra={**extra, "close_code": ws.close_code})
+            code = ws.close_code or (close.code if close else None)  # None: aborted
+            logger.info("socket closed", extra={**extra, "close_code": code})
         return ws
 
     def close_all(self) -> None:
@@ -171,18 +172,32 @@ async def _receive_unless_done(
 
 
 async def _close(request: web.Request, ws: web.WebSocketResponse, close: Close | None) -> None:
-    """Closes with `close` (or 1000), within CLOSE_SEND_TIMEOUT_S; a connection whose output
-    is still not drained then (its client stopped reading) is aborted, which frees its
-    buffer (a plain close would wait for the client to read it, for ever)."""
+    """Closes with `close` (or 1000) within CLOSE_SEND_TIMEOUT_S. A connection whose output is
+    not draining (its client stopped reading; our writer may have been cancelled waiting for
+    it) is aborted instead: a close frame would never reach the client, a plain close would keep
+    the buffer until the client reads it (for ever), and aiohttp's drain of it cannot be waited
+    for again once a waiting writer was cancelled."""
+    transport = request.transport
+    if transport is not None and _not_draining(transport):
+        logger.info("socket's client is not reading; aborting the connection")
+        transport.abort()
+        return
     code, reason = (close.code, close.reason.encode()) if close else (WSCloseCode.OK, b"")
     try:
         async with asyncio.timeout(CLOSE_SEND_TIMEOUT_S):
             await ws.close(code=code, message=reason)
     except TimeoutError:
         logger.info("socket close timed out; aborting the connection")
-    transport = request.transport
     if transport is not None and transport.get_write_buffer_size():
         transport.abort()
+
+
+def _not_draining(transport: asyncio.BaseTransport) -> bool:
+    """More output waiting than the transport's low-water mark: writes may be paused."""
+    if not isinstance(transport, asyncio.WriteTransport):
+        return False
+    low, _ = transport.get_write_buffer_limits()
+    return transport.get_write_buffer_size() > low
 
 
 async def _stop_writer(writer: asyncio.Task[Close | None]) -> None:
