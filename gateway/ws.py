@@ -1,4 +1,9 @@
-"""Seed 000's WebSocket `/ws/{thread_id}?user=`: prompts and `(GET_HISTORY)` in, frames out."""
+"""Seed 000's WebSocket `/ws/{thread_id}?user=`: prompts and `(GET_HISTORY)` in, frames out.
+
+`(GET_HISTORY)` answers the newest messages within MAX_HISTORY_REPLY_BYTES (gateway/history.py);
+a socket more than WS_SEND_QUEUE frames or WS_SEND_QUEUE_BYTES behind is closed with 1013, and
+its connection aborted when its client has stopped reading (docs/bounded-reads.md).
+"""
 
 from __future__ import annotations
 
