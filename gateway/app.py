@@ -21,8 +21,8 @@ from gateway.attachments_rest import AttachmentRoutes
 from gateway.branches_rest import BranchRoutes
 from gateway.config import Config
 from gateway.cors import add_headers, cors
+from gateway.deadlines import DeadlineSite
 from gateway.errors import GatewayError, code_for_http_status, error_body
-from gateway.header_deadline import HeaderDeadlineSite
 from gateway.hub import Hubs
 from gateway.identity import DevLogin, authenticate, whoami
 from gateway.metrics import GatewayMetrics
@@ -192,8 +192,12 @@ async def serve(cfg: Config) -> None:
             )
             await runner.setup()
             try:
-                site = HeaderDeadlineSite(
-                    runner, cfg.bind_host, cfg.port, cfg.header_read_timeout_s
+                site = DeadlineSite(
+                    runner,
+                    cfg.bind_host,
+                    cfg.port,
+                    cfg.header_read_timeout_s,
+                    cfg.send_stall_timeout_s,
                 )
                 await site.start()
                 logger.info(

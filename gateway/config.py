@@ -79,6 +79,9 @@ class Config:
     header_read_timeout_ms: int = 10_000
     """HEADER_READ_TIMEOUT_MS: a connection whose request line and headers are not complete this
     long after it opened (or after the next request's first byte) is closed (slowloris)."""
+    send_stall_timeout_ms: int = 30_000
+    """SEND_STALL_TIMEOUT_MS: a connection whose client reads none of its waiting output this
+    long is aborted (a reply, event stream or socket nobody reads)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -127,6 +130,7 @@ class Config:
             ws_send_queue_bytes=queue,
             max_streams_per_user=env_int(environ, "MAX_STREAMS_PER_USER", 32),
             header_read_timeout_ms=env_int(environ, "HEADER_READ_TIMEOUT_MS", 10_000, minimum=1),
+            send_stall_timeout_ms=env_int(environ, "SEND_STALL_TIMEOUT_MS", 30_000, minimum=1),
         )
 
     @property
@@ -136,6 +140,10 @@ class Config:
     @property
     def header_read_timeout_s(self) -> float:
         return self.header_read_timeout_ms / 1000
+
+    @property
+    def send_stall_timeout_s(self) -> float:
+        return self.send_stall_timeout_ms / 1000
 
 
 def _history_and_queue_bytes(environ: Mapping[str, str]) -> tuple[int, int]:

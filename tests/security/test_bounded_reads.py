@@ -28,6 +28,8 @@ HISTORY_BYTES = 256 * 1024
 SEND_QUEUE_BYTES = 512 * 1024
 STREAMS = 2
 HEADER_TIMEOUT_MS = 1000
+STALL_TIMEOUT_MS = 3000
+"""Longer than the flood test needs to see its socket dropped for its send queue (1013)."""
 LONG_MESSAGES = 8
 MESSAGE_CHARS = 60_000
 """Eight messages of 60,000 characters: four fit in HISTORY_BYTES, four are omitted."""
@@ -51,6 +53,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
         "WS_SEND_QUEUE_BYTES": str(SEND_QUEUE_BYTES),
         "MAX_STREAMS_PER_USER": str(STREAMS),
         "HEADER_READ_TIMEOUT_MS": str(HEADER_TIMEOUT_MS),
+        "SEND_STALL_TIMEOUT_MS": str(STALL_TIMEOUT_MS),
         "SSE_HEARTBEAT_MS": "200",  # a stream whose client left ends (and frees its slot) soon
     }
     with secure_stack(tmp_path_factory.mktemp("reads"), gateway_env=gateway) as running:
@@ -177,14 +180,21 @@ def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-def open_raw_socket(secure: SecureStack, room: str, user: str) -> socket.socket:
-    """A WebSocket upgraded over a plain TCP socket with a tiny receive buffer; the caller
-    reads nothing after the 101 head."""
+def tiny_reader(secure: SecureStack) -> socket.socket:
+    """A TCP connection to the gateway with a tiny receive buffer."""
     host, port = secure.stack.gateway_url.removeprefix("http://").split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(15)
     sock.connect((host, int(port)))
+    return sock
+
+
+def open_raw_socket(secure: SecureStack, room: str, user: str) -> socket.socket:
+    """A WebSocket upgraded over a plain TCP socket with a tiny receive buffer; the caller
+    reads nothing after the 101 head."""
+    host, port = secure.stack.gateway_url.removeprefix("http://").split(":")
+    sock = tiny_reader(secure)
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall(
         (
@@ -200,6 +210,23 @@ def open_raw_socket(secure: SecureStack, room: str, user: str) -> socket.socket:
         head += chunk
     assert head.startswith(b"HTTP/1.1 101"), head
     return sock
+
+
+def aborted(sock: socket.socket) -> bool:
+    """Whether the gateway let go of the connection, found without reading or sending: no
+    socket of the gateway's end is held by a process any more (/proc/net/tcp lists it with
+    inode 0, or not at all). A kernel may still try to deliver the unsent bytes of a closed
+    socket; they are no longer the gateway's memory."""
+    ours = sock.getsockname()[1]
+    theirs = sock.getpeername()[1]
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].split(":")[1], 16)
+            remote_port = int(fields[2].split(":")[1], 16)
+            if (local_port, remote_port) == (theirs, ours):
+                return fields[9] == "0"
+    return True
 
 
 def dropped_sockets(secure: SecureStack) -> float:
@@ -236,11 +263,7 @@ async def test_non_reading_client_history_flood_keeps_gateway_rss_bounded(
 
             def cut_off() -> bool:
                 rss_seen.append(vm_kb(pid, "VmRSS"))
-                try:
-                    flooder.send(client_frame(b"", opcode=0x9))  # a ping; fails once cut
-                except OSError:
-                    return True
-                return False
+                return aborted(flooder)
 
             try:
                 eventually(cut_off, timeout=60, interval=0.2)
@@ -262,6 +285,26 @@ async def test_non_reading_client_history_flood_keeps_gateway_rss_bounded(
         api = f"{secure.stack.gateway_url}/api/chat/session/{history.room}"
         async with http.get(api, headers=auth(secure, "historian")) as response:
             assert response.status == 200
+
+
+def test_non_reading_rest_client_is_cut_after_send_stall(
+    secure: SecureStack, history: LongHistory
+) -> None:
+    """Attack: pipelined requests for a long history on a connection whose client never reads,
+    so each reply waits in the gateway (aiohttp has no send timeout: for ever). Once the client
+    has read nothing for SEND_STALL_TIMEOUT_MS the connection is aborted."""
+    host, port = secure.stack.gateway_url.removeprefix("http://").split(":")
+    request = (
+        f"GET /api/chat/session/{history.room} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {secure.token('historian')}\r\n\r\n"
+    ).encode()
+    with tiny_reader(secure) as reader:
+        started = time.monotonic()
+        reader.sendall(request * 24)  # about 5.8 MB of replies, more than a kernel buffers
+
+        eventually(lambda: aborted(reader), timeout=60, interval=0.2)
+        elapsed = time.monotonic() - started
+    assert 0.8 * STALL_TIMEOUT_MS / 1000 <= elapsed < 20, elapsed
 
 
 async def test_sse_stream_flood_stops_at_user_limit(secure: SecureStack) -> None:

@@ -51,6 +51,7 @@ def test_values_from_the_environment():
         pytest.param("LOG_LEVEL", "LOUD", id="log-level"),
         pytest.param("MAX_HISTORY_REPLY_BYTES", "10", id="history-reply-tiny"),
         pytest.param("HEADER_READ_TIMEOUT_MS", "0", id="header-timeout-zero"),
+        pytest.param("SEND_STALL_TIMEOUT_MS", "-1", id="send-stall-negative"),
         pytest.param("WS_SEND_QUEUE_BYTES", "1048576", id="send-queue-below-a-history-reply"),
     ],
 )
