@@ -121,6 +121,10 @@ class SocketRoutes:
             self._open.discard(outbox)
             self._hubs.detach(hub, outbox)
             if writer is not None:
+                if outbox.overflowed.is_set():
+                    # A slow client may still take the frame being written, then its 1013;
+                    # one that reads nothing is cut when this wait ends (_close).
+                    await asyncio.wait([writer], timeout=CLOSE_SEND_TIMEOUT_S)
                 await _stop_writer(writer)
             if ws.prepared:
                 await _close(request, ws, close)

@@ -287,6 +287,44 @@ async def test_non_reading_client_history_flood_keeps_gateway_rss_bounded(
             assert response.status == 200
 
 
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "the gateway closed the connection without a close frame"
+        data += chunk
+    return data
+
+
+def server_frame(sock: socket.socket) -> tuple[int, bytes]:
+    """The next (unmasked, unfragmented) frame from the gateway: opcode and payload."""
+    first, second = read_exactly(sock, 2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(read_exactly(sock, 2), "big")
+    elif length == 127:
+        length = int.from_bytes(read_exactly(sock, 8), "big")
+    return first & 0x0F, read_exactly(sock, length)
+
+
+def test_slow_reading_client_is_closed_with_try_again_later(
+    secure: SecureStack, history: LongHistory
+) -> None:
+    """Attack: a client that asks for history faster than it reads. Past WS_SEND_QUEUE_BYTES
+    its queued replies are dropped and, once it reads again, it gets the frame that was being
+    written and then a 1013 close (try again later: reconnect and resume)."""
+    dropped_before = dropped_sockets(secure)
+    with open_raw_socket(secure, history.room, "historian") as slow:
+        slow.sendall(client_frame(b"(GET_HISTORY)") * FLOOD_REQUESTS)
+        eventually(lambda: dropped_sockets(secure) > dropped_before, timeout=30, interval=0.05)
+        kinds = []
+        while (frame := server_frame(slow))[0] != 0x8:  # reads until the close frame
+            kinds.append(frame[0])
+        code = int.from_bytes(frame[1][:2], "big")
+    assert code == 1013, frame[1]
+    assert set(kinds) <= {0x1, 0x9}  # history frames (and pings), nothing after the close
+
+
 def test_non_reading_rest_client_is_cut_after_send_stall(
     secure: SecureStack, history: LongHistory
 ) -> None:
