@@ -1,4 +1,4 @@
-"""Per-client limits at the gateway: request rate per IP address and open sockets per user.
+"""Per-client limits at the gateway: request rate per IP, open sockets and streams per user.
 
 Contract:
 - Every `/api/` and `/ws/` request takes one token of its client IP's bucket (RATE_IP_PER_MIN a
@@ -8,9 +8,11 @@ Contract:
   request passes (fail open, logged).
 - The client IP is the TCP peer, or the last address of `X-Forwarded-For` when the peer is one
   of TRUSTED_PROXIES (Envoy), so clients cannot choose their own address.
-- An authenticated user may hold MAX_SOCKETS_PER_USER WebSockets on one gateway at a time; one
-  more is 429 before the upgrade. Counted per gateway process (not cluster-wide). Anonymous
-  sockets (AUTH_MODE=off) are not capped: many people may share one address.
+- An authenticated user may hold MAX_SOCKETS_PER_USER WebSockets and MAX_STREAMS_PER_USER
+  server-sent event streams on one gateway at a time; one more is 429 (before the upgrade,
+  before the stream's upstream subscription), the message naming the setting. Counted per
+  gateway process (not cluster-wide). Anonymous connections (AUTH_MODE=off) are not capped:
+  many people may share one address.
 """
 
 from __future__ import annotations
@@ -87,21 +89,27 @@ def ip_rate_limit(
     return middleware
 
 
-class SocketCap:
-    """Open WebSockets per user (or IP) on this gateway."""
+class UserCap:
+    """Connections of one kind (WebSockets, event streams) per user on this gateway."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str, setting: str) -> None:
         self._limit = limit
+        self._what = what
+        self._setting = setting
         self._open: Counter[str] = Counter()
 
     @contextmanager
     def hold(self, who: str) -> Iterator[None]:
-        """Counts one socket of `who` ("": anonymous, not counted)."""
+        """Counts one connection of `who` ("": anonymous, not counted); TooMany at the cap."""
         if not who:
             yield
             return
         if self._limit and self._open[who] >= self._limit:
-            raise TooMany(f"{who} has {self._limit} open sockets already; close one first", 1000)
+            raise TooMany(
+                f"{who} has {self._limit} open {self._what} on this gateway already"
+                f" ({self._setting}); close one first",
+                1000,
+            )
         self._open[who] += 1
         try:
             yield

@@ -21,6 +21,7 @@ from gateway.attachments_rest import AttachmentRoutes
 from gateway.branches_rest import BranchRoutes
 from gateway.config import Config
 from gateway.cors import add_headers, cors
+from gateway.deadlines import DeadlineSite
 from gateway.errors import GatewayError, code_for_http_status, error_body
 from gateway.hub import Hubs
 from gateway.identity import DevLogin, authenticate, whoami
@@ -126,7 +127,7 @@ def create_app(
         login = DevLogin(cfg.auth.secret)
         app.router.add_post("/api/login", login.login)
         app.router.add_post("/api/logout", login.logout)
-    rest = RestRoutes(client)
+    rest = RestRoutes(client, cfg.max_history_reply_bytes)
     app.router.add_get("/healthz", rest.healthz)
     app.router.add_get("/metrics", metrics.serve)
     Page(cfg.web_dir).add_routes(app)
@@ -138,7 +139,7 @@ def create_app(
     app.router.add_post("/api/chat/session/{session_id}/messages/{seq}/feedback", rest.set_feedback)
     app.router.add_get(
         "/api/chat/session/{session_id}/events",
-        EventStreams(client, cfg.sse_heartbeat_ms / 1000).stream,
+        EventStreams(client, cfg.sse_heartbeat_ms / 1000, cfg.max_streams_per_user).stream,
     )
     ThreadRoutes(client).add_routes(app)
     BranchRoutes(client).add_routes(app)
@@ -191,7 +192,13 @@ async def serve(cfg: Config) -> None:
             )
             await runner.setup()
             try:
-                site = web.TCPSite(runner, cfg.bind_host, cfg.port)
+                site = DeadlineSite(
+                    runner,
+                    cfg.bind_host,
+                    cfg.port,
+                    cfg.header_read_timeout_s,
+                    cfg.send_stall_timeout_s,
+                )
                 await site.start()
                 logger.info(
                     "gateway serving",

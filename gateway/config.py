@@ -13,6 +13,8 @@ from common.config import ConfigError, env_int, env_str
 from gateway.abuse import Network, parse_networks
 
 MIB = 1024 * 1024
+HISTORY_FRAME_SLACK_BYTES = 4096
+"""What a history frame adds to its messages (brackets, the omitted-messages marker)."""
 DEFAULT_WEB_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
 LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 
@@ -63,6 +65,23 @@ class Config:
     max_attachment_bytes: int = 64 * 1024 * 1024
     """MAX_ATTACHMENT_BYTES: a declared upload length over this is 413 before it is read (the
     session service enforces its own limit on what it stores)."""
+    max_history_reply_bytes: int = 4 * MIB
+    """MAX_HISTORY_REPLY_BYTES: most bytes of messages (encoded JSON) in one `(GET_HISTORY)`
+    frame or `GET /api/chat/session/{id}` answer; a longer history answers with the newest
+    messages that fit and a marker saying how many older ones to page with `GET .../messages`."""
+    ws_send_queue_bytes: int = 8 * MIB
+    """WS_SEND_QUEUE_BYTES: bytes of frames one socket may have waiting or being written; beyond
+    it the socket is closed (1013), also when its client stopped reading. At least
+    MAX_HISTORY_REPLY_BYTES plus HISTORY_FRAME_SLACK_BYTES, so one history reply fits."""
+    max_streams_per_user: int = 32
+    """MAX_STREAMS_PER_USER: server-sent event streams one authenticated user may hold open on
+    this gateway (0: no cap); one more is 429."""
+    header_read_timeout_ms: int = 10_000
+    """HEADER_READ_TIMEOUT_MS: a connection whose request line and headers are not complete this
+    long after it opened (or after the next request's first byte) is closed (slowloris)."""
+    send_stall_timeout_ms: int = 30_000
+    """SEND_STALL_TIMEOUT_MS: a connection whose client reads none of its waiting output this
+    long is aborted (a reply, event stream or socket nobody reads)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -84,6 +103,7 @@ class Config:
             proxies = parse_networks(env_str(environ, "TRUSTED_PROXIES", ""))
         except ValueError as exc:
             raise ConfigError(f"TRUSTED_PROXIES: {exc}") from exc
+        history, queue = _history_and_queue_bytes(environ)
         return cls(
             port=env_int(environ, "GATEWAY_PORT", 8080),
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
@@ -106,8 +126,34 @@ class Config:
             trusted_proxies=proxies,
             max_sockets_per_user=env_int(environ, "MAX_SOCKETS_PER_USER", 32),
             log_level=log_level,
+            max_history_reply_bytes=history,
+            ws_send_queue_bytes=queue,
+            max_streams_per_user=env_int(environ, "MAX_STREAMS_PER_USER", 32),
+            header_read_timeout_ms=env_int(environ, "HEADER_READ_TIMEOUT_MS", 10_000, minimum=1),
+            send_stall_timeout_ms=env_int(environ, "SEND_STALL_TIMEOUT_MS", 30_000, minimum=1),
         )
 
     @property
     def grpc_deadline_s(self) -> float:
         return self.grpc_deadline_ms / 1000
+
+    @property
+    def header_read_timeout_s(self) -> float:
+        return self.header_read_timeout_ms / 1000
+
+    @property
+    def send_stall_timeout_s(self) -> float:
+        return self.send_stall_timeout_ms / 1000
+
+
+def _history_and_queue_bytes(environ: Mapping[str, str]) -> tuple[int, int]:
+    """MAX_HISTORY_REPLY_BYTES and WS_SEND_QUEUE_BYTES; a send queue too small for one history
+    reply fails at start-up naming both settings."""
+    history = env_int(environ, "MAX_HISTORY_REPLY_BYTES", 4 * MIB, minimum=1024)
+    queue = env_int(environ, "WS_SEND_QUEUE_BYTES", 8 * MIB, minimum=1)
+    if queue < history + HISTORY_FRAME_SLACK_BYTES:
+        raise ConfigError(
+            f"WS_SEND_QUEUE_BYTES ({queue}) must be at least MAX_HISTORY_REPLY_BYTES ({history})"
+            f" + {HISTORY_FRAME_SLACK_BYTES}, or every long history would close its socket"
+        )
+    return history, queue

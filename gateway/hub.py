@@ -6,91 +6,20 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from aiohttp import WSCloseCode, web
+from aiohttp import WSCloseCode
 
 from gateway.errors import GatewayError, UpstreamError
 from gateway.frames import CaughtUp, Event, ThreadView, error_frame
 from gateway.identity import upstream_metadata, use_metadata
+from gateway.outbox import Outbox
 from gateway.upstream import SessionClient
 
 logger = logging.getLogger(__name__)
 
 INITIAL_BACKOFF_S = 0.05
 MAX_BACKOFF_S = 2.0
-
-
-@dataclass(frozen=True)
-class Close:
-    """The last item of an outbox: close the socket with this code."""
-
-    code: WSCloseCode
-    reason: str
-
-
-class Outbox:
-    """One socket's bounded frame queue: producers offer without waiting, one writer sends.
-
-    Frames leave in the order offered. On overflow the queued frames are dropped and the socket
-    is closed with 1013, so one slow reader never slows the hub or the other sockets.
-    """
-
-    def __init__(self, limit: int, on_overflow: Callable[[], None] = lambda: None) -> None:
-        self._queue: asyncio.Queue[str | Close] = asyncio.Queue(limit)
-        self._closing = False
-        self._on_overflow = on_overflow
-
-    @property
-    def closing(self) -> bool:
-        """True once a close was queued: the writer will close the socket."""
-        return self._closing
-
-    def offer(self, frame: str) -> None:
-        if self._closing:
-            return
-        try:
-            self._queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            logger.warning(
-                "socket send queue full; closing it", extra={"limit": self._queue.maxsize}
-            )
-            self._on_overflow()
-            self._close_now(Close(WSCloseCode.TRY_AGAIN_LATER, "send queue full"))
-
-    def offer_all(self, frames: Iterable[str]) -> None:
-        for frame in frames:
-            self.offer(frame)
-
-    def finish(self, code: WSCloseCode, reason: str) -> None:
-        """Closes the socket after the frames already queued (or at once if there is no room)."""
-        if self._closing:
-            return
-        self._closing = True
-        try:
-            self._queue.put_nowait(Close(code, reason))
-        except asyncio.QueueFull:
-            self._close_now(Close(code, reason))
-
-    def _close_now(self, close: Close) -> None:
-        self._closing = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(close)
-
-    async def send_to(self, ws: web.WebSocketResponse) -> Close | None:
-        """The socket's only writer: sends frames in order until a Close, which it returns for
-        the socket's reader to close with (aiohttp completes the close handshake only when the
-        task that reads closes), or None when the connection broke."""
-        while True:
-            item = await self._queue.get()
-            if isinstance(item, Close):
-                return item
-            try:
-                await ws.send_str(item)
-            except ConnectionError:
-                return None
 
 
 ACCESS_CODES = frozenset({"NOT_FOUND", "PERMISSION_DENIED", "UNAUTHENTICATED"})

@@ -44,7 +44,7 @@ class GatewayMetrics:
         )
         self.dropped_sockets = Counter(
             "dc_gateway_dropped_sockets",
-            "WebSockets closed with 1013 because they fell WS_SEND_QUEUE frames behind",
+            "WebSockets closed with 1013: over WS_SEND_QUEUE frames or WS_SEND_QUEUE_BYTES behind",
             registry=r,
         )
 

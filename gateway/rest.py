@@ -12,15 +12,15 @@ from aiohttp import web
 
 from durablechat.v1 import session_pb2
 from gateway.errors import BadRequest, error_body
+from gateway.history import newest_that_fit, object_with_list
 from gateway.upstream import SessionClient, build_request
 from gateway.wire_json import RATINGS_BY_NAME, ROLES_BY_NAME
 
-RESERVED_KEYS = ("messages", "createdAt", "lastAccessedAt")
+RESERVED_KEYS = ("messages", "createdAt", "lastAccessedAt", "olderMessages")
 """Top-level keys the GET answer fills in itself; a state patch may not set them."""
 MESSAGE_FIELDS = frozenset({"role", "content", "user", "clientMessageId", "replyTo", "attachments"})
 FEEDBACK_FIELDS = frozenset({"rating", "comment", "user"})
 DEFAULT_PAGE_SIZE = 100
-STATE_PAGE_SIZE = 1000
 MAX_UINT32 = 2**32 - 1
 MAX_UINT64 = 2**64 - 1
 _DIGITS = re.compile(r"[0-9]{1,20}")
@@ -130,20 +130,28 @@ def parse_uint(query: Mapping[str, str], name: str, default: int, maximum: int) 
 class RestRoutes:
     """The chat-session HTTP API; each route is one session-service call, or pages of one."""
 
-    def __init__(self, client: SessionClient) -> None:
+    def __init__(self, client: SessionClient, max_history_bytes: int) -> None:
         self._client = client
+        self._max_history_bytes = max_history_bytes
 
     async def get_session(self, request: web.Request) -> web.Response:
+        """The state with the newest messages that fit MAX_HISTORY_REPLY_BYTES; when older ones
+        were left out, `olderMessages: {omitted, beforeSeq}` (gateway/history.py)."""
         session_id = request.match_info["session_id"]
         session = await self._client.get_session(session_id)
-        messages = await self._client.all_messages(session_id, STATE_PAGE_SIZE)
-        body = {
-            **session.state,
-            "messages": messages,
-            "createdAt": session.created_ms,
-            "lastAccessedAt": session.last_accessed_ms,
-        }
-        return web.json_response(body, headers=_etag(session.version))
+        tail = await newest_that_fit(
+            self._client, session_id, self._max_history_bytes, _encode_message
+        )
+        fields = {key: value for key, value in session.state.items() if key not in RESERVED_KEYS}
+        fields["createdAt"] = session.created_ms
+        fields["lastAccessedAt"] = session.last_accessed_ms
+        if tail.omitted:
+            fields["olderMessages"] = {"omitted": tail.omitted, "beforeSeq": tail.before_seq}
+        return web.Response(
+            body=object_with_list(fields, "messages", tail.items),
+            content_type="application/json",
+            headers=_etag(session.version),
+        )
 
     async def put_session(self, request: web.Request) -> web.Response:
         session_id = request.match_info["session_id"]
@@ -229,6 +237,10 @@ def _string(fields: Mapping[str, Any], name: str, *, required: bool) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{name} must be a string")
     return value
+
+
+def _encode_message(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()
 
 
 def _etag(version: int) -> dict[str, str]:

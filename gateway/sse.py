@@ -27,8 +27,10 @@ from google.protobuf import json_format
 
 from durablechat.v1 import session_pb2
 from durablechat.v1.session_pb2 import SessionEvent
+from gateway.abuse import UserCap
 from gateway.errors import BadRequest, UpstreamError
 from gateway.frames import Cursor
+from gateway.identity import current_user
 from gateway.upstream import SessionClient
 
 logger = logging.getLogger(__name__)
@@ -78,11 +80,21 @@ def encode(event: session_pb2.SessionEvent, cursor: Cursor | None) -> bytes:
 
 
 class EventStreams:
-    def __init__(self, client: SessionClient, heartbeat_s: float = HEARTBEAT_S) -> None:
+    """Serves the event streams; an authenticated user holds at most `max_per_user` of them on
+    this gateway (MAX_STREAMS_PER_USER, 0: no cap): one more is 429 before anything upstream."""
+
+    def __init__(
+        self, client: SessionClient, heartbeat_s: float = HEARTBEAT_S, max_per_user: int = 0
+    ) -> None:
         self._client = client
         self._heartbeat_s = heartbeat_s
+        self._cap = UserCap(max_per_user, "event streams", "MAX_STREAMS_PER_USER")
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
+        with self._cap.hold(current_user()):
+            return await self._stream(request)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
         cursor = parse_cursor(request.headers.get("Last-Event-ID"), request.query.get("after"))
         events = self._client.subscribe_raw(session_id, cursor)

@@ -231,17 +231,6 @@ class SessionClient:
         reply = await self.call("ListMessages", request, idempotent=True)
         return Page([message_json(m) for m in reply.messages], reply.has_more, reply.last_seq)
 
-    async def all_messages(self, session_id: str, page_size: int) -> list[dict[str, Any]]:
-        """Every message in seq order, one deadlined call per page."""
-        messages: list[dict[str, Any]] = []
-        after = 0
-        while True:
-            page = await self.list_messages(session_id, after, page_size)
-            messages.extend(page.messages)
-            if not page.has_more or not page.messages:
-                return messages
-            after = page.messages[-1]["seq"]
-
     async def send_prompt(self, session_id: str, content: str, user: str) -> None:
         """Sends a prompt with a fresh idempotency key, so retries never start a second answer."""
         request = build_request(

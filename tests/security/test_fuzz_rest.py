@@ -222,8 +222,9 @@ def test_any_path_segment_and_query_is_refused_with_a_json_4xx_or_answered_never
 def test_the_history_of_a_thread_of_maximal_messages_stays_readable(fuzz_stack, http):
     """Attacks the history page size: 260 messages of 64 KiB (each within every limit) make
     one 1000-message page larger than gRPC's 16 MiB message limit. The whole history must
-    still be readable over REST and `(GET_HISTORY)`, or any participant can make a thread's
-    history unreadable for everyone, for good."""
+    still be readable over REST, or any participant can make a thread's history unreadable for
+    everyone, for good: GET session answers the newest messages within MAX_HISTORY_REPLY_BYTES
+    and counts the older ones, which `GET .../messages` pages."""
     sid = "fz-rest-history"
     body = json.dumps({"role": "user", "content": "x" * MAX_CONTENT_BYTES}).encode()
     for _ in range(HISTORY_MESSAGES):
@@ -231,7 +232,19 @@ def test_the_history_of_a_thread_of_maximal_messages_stays_readable(fuzz_stack, 
     reply = http.request("GET", API + sid)
     judge("GET session of a long history", reply)
     assert reply.status == 200, reply.body[:300]
-    assert len(reply.json()["messages"]) == HISTORY_MESSAGES
+    session = reply.json()
+    shown = len(session["messages"])
+    assert shown > 0
+    assert shown + session["olderMessages"]["omitted"] == HISTORY_MESSAGES
+    read, after, more = 0, 0, True
+    while more:
+        page = http.request("GET", f"{API}{sid}/messages?after={after}&limit=1000")
+        assert page.status == 200, page.body[:300]
+        messages = page.json()["messages"]
+        read += len(messages)
+        more = page.json()["hasMore"]
+        after = messages[-1]["seq"] if messages else after
+    assert read == HISTORY_MESSAGES
 
 
 FIXED_GET_ROUTES = ("/api/me", "/healthz", "/metrics")

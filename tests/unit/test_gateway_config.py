@@ -49,6 +49,10 @@ def test_values_from_the_environment():
         pytest.param("WS_SEND_QUEUE", "0", id="queue-zero"),
         pytest.param("HTTP_MAX_BODY_BYTES", "-5", id="body-negative"),
         pytest.param("LOG_LEVEL", "LOUD", id="log-level"),
+        pytest.param("MAX_HISTORY_REPLY_BYTES", "10", id="history-reply-tiny"),
+        pytest.param("HEADER_READ_TIMEOUT_MS", "0", id="header-timeout-zero"),
+        pytest.param("SEND_STALL_TIMEOUT_MS", "-1", id="send-stall-negative"),
+        pytest.param("WS_SEND_QUEUE_BYTES", "1048576", id="send-queue-below-a-history-reply"),
     ],
 )
 def test_bad_value_fails_naming_the_variable(name: str, value: str):
@@ -59,3 +63,14 @@ def test_bad_value_fails_naming_the_variable(name: str, value: str):
 def test_access_control_is_on_by_default_and_needs_a_key() -> None:
     with pytest.raises(ConfigError, match="AUTH_MODE=jwt \\(the default\\) needs AUTH_SECRET_FILE"):
         Config.from_env({})
+
+
+def test_a_send_queue_must_hold_one_history_reply() -> None:
+    with pytest.raises(ConfigError, match=r"WS_SEND_QUEUE_BYTES .* MAX_HISTORY_REPLY_BYTES"):
+        Config.from_env(
+            {**ANONYMOUS, "MAX_HISTORY_REPLY_BYTES": "65536", "WS_SEND_QUEUE_BYTES": "65536"}
+        )
+    cfg = Config.from_env(
+        {**ANONYMOUS, "MAX_HISTORY_REPLY_BYTES": "65536", "WS_SEND_QUEUE_BYTES": "69632"}
+    )
+    assert (cfg.max_history_reply_bytes, cfg.ws_send_queue_bytes) == (65536, 69632)
