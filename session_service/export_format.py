@@ -32,6 +32,8 @@ from session_service.events import (
     encode_message,
     encode_rename,
     encode_state,
+    imported_by_of,
+    mark_imported,
 )
 from session_service.feedback_ops import MAX_COMMENT_CHARS
 from session_service.limits import Limits
@@ -61,6 +63,9 @@ def export_events(events: list[LogEvent]) -> list[dict[str, Any]]:
         item = _exported(e, numbers, ended)
         if item is not None:
             numbers[e.seq] = len(out) + 1
+            imported_by = imported_by_of(e)
+            if imported_by is not None:  # (a file's own importedBy is never read back)
+                item["importedBy"] = imported_by
             out.append({"n": len(out) + 1, **item})
     return out
 
@@ -325,8 +330,14 @@ _CHECKS: dict[str, Check] = {
 }
 
 
-def import_entries(events: list[dict[str, Any]], first_seq: int) -> list[bytes]:
-    """Log entries for checked events stored from `first_seq` on (event n → seq first + n - 1)."""
+def import_entries(events: list[dict[str, Any]], first_seq: int, importer: str) -> list[bytes]:
+    """Log entries for checked events stored from `first_seq` on (event n → seq first + n - 1),
+    each marked as imported by `importer`: the authors the file names are kept for the export
+    but never shown or audited as theirs (docs/export.md, "Authorship")."""
+    return [mark_imported(raw, importer) for raw in _entries(events, first_seq)]
+
+
+def _entries(events: list[dict[str, Any]], first_seq: int) -> list[bytes]:
 
     def seq(n: int) -> int:
         return first_seq + n - 1

@@ -55,7 +55,8 @@ class TransferOps(ActorParts):
 
     async def import_events(self, caller: Caller, events: list[dict[str, Any]]) -> int:
         """Stores checked events (export_format.parse_import) into this empty session, which
-        the caller claims first; returns how many were stored."""
+        the caller claims first; returns how many were stored. Every stored entry records the
+        caller as its importer: the authors the file names are shown and audited as imported."""
         async with self._lock:
             self._check_writable()
             s = self.session
@@ -65,7 +66,8 @@ class TransferOps(ActorParts):
             await self._checked_attachments(caller, events)
             await self._claim(caller)
             first = s.last_seq + 1
-            entries = export_format.import_entries(events, first)
+            importer = caller.user if caller.enforced else ""
+            entries = export_format.import_entries(events, first, importer)
             if entries:
                 states = sum(1 for e in events if e["type"] == "state")
                 await self._write(entries, version_increment=states)

@@ -19,6 +19,7 @@ from session_service.events import (
     AnswerEnded,
     MessageAppended,
     ThreadChanged,
+    acted_by,
     decode,
 )
 from session_service.redis_client import REDIS_ERRORS, RedisClient
@@ -77,7 +78,8 @@ class Indexer:
             if isinstance(event, MessageAppended | AnswerEnded):
                 m = event.message
                 if m.content:
-                    self._index.add_message(session_id, m.seq, m.role, m.user, m.content, m.ts_ms)
+                    author = acted_by(m.user, m.imported_by)  # an import's: its importer
+                    self._index.add_message(session_id, m.seq, m.role, author, m.content, m.ts_ms)
             elif isinstance(event, AccessChanged):
                 if event.user and not event.invite_hash:
                     self._index.set_member(session_id, event.user, bool(event.role))
