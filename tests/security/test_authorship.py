@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from durablechat.v1 import access_pb2, branches_pb2, common_pb2, export_pb2, session_pb2
-from tests.integration.test_replies_feedback import answered, rate
+from tests.integration.test_replies_feedback import answered
 from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
 
 MEMBER = access_pb2.ACCESS_ROLE_MEMBER
@@ -243,12 +243,18 @@ async def test_import_cannot_forge_feedback_or_cancels(
     assert lines[3]["cancelledBy"] == "bob" and lines[4]["user"] == "bob"
 
 
-async def test_real_feedback_and_cancels_are_still_their_authors(people: dict[str, User]) -> None:
-    """The control: what users do themselves is theirs, unmarked."""
+async def test_real_feedback_is_its_authors_whatever_the_request_says(
+    people: dict[str, User],
+) -> None:
+    """The control, and the `user` field of a request naming someone else: what users do
+    themselves is theirs, unmarked."""
     ann = people["ann"]
     sid = room_id()
     _, answer = await answered(ann, sid, "hello tokens=2")
-    await rate(ann, sid, answer.seq, common_pb2.RATING_UP)
+    rating = session_pb2.SetFeedbackRequest(  # `user` names someone else: ignored
+        session_id=sid, message_seq=answer.seq, rating=common_pb2.RATING_UP, user="bob"
+    )
+    await ann.call("SetFeedback", rating)
     messages = await listed(ann, sid)
     assert [(m.user, m.HasField("imported")) for m in messages] == [("ann", False), ("", False)]
     assert [(f.user, f.HasField("imported")) for f in messages[1].feedback] == [("ann", False)]

@@ -169,7 +169,8 @@ export class Thread {
     // An imported message names its author as the file did, marked with its importer.
     const author = m.imported ? m.imported.namedUser : m.user;
     const b = this.bubbles.get(key) ?? bubble(key, ROLES[m.role], author, m.content);
-    const imported = m.imported ? `imported by ${m.imported.by || "someone"}` : "";
+    const by = m.imported?.by;
+    const imported = m.imported ? (by ? `imported by ${by}` : "imported") : "";
     Object.assign(b, { seq: m.seq, parent: m.parentSeq, attachments: m.attachments, imported });
     const mine = m.feedback.find((f) => f.user === this.me && !f.imported);
     if (mine) b.rating = mine.rating;
