@@ -68,7 +68,7 @@ async def listed(user: User, sid: str) -> list[Any]:
 async def replayed(user: User, sid: str) -> list[Any]:
     """Every event of the session's log, by Subscribe from the start up to CaughtUp."""
     stream = user.subscribe(sid, after_seq=0)
-    events = []
+    events: list[Any] = []
     try:
         while True:
             event = (await stream.read()).event
@@ -93,7 +93,7 @@ async def rest_messages(secure: SecureStack, user: User, sid: str) -> list[dict[
         return list((await response.json())["messages"])
 
 
-def snapshot(secure: SecureStack) -> dict[bytes, bytes]:
+def snapshot(secure: SecureStack) -> dict[bytes, bytes | None]:
     """Every Redis key but rate-limit buckets and leases (which change on their own), dumped."""
     assert secure.stack.redis is not None
     client = redis.Redis.from_url(secure.stack.redis.url)
