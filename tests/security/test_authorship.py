@@ -335,6 +335,19 @@ async def test_member_cannot_post_assistant_role(
         ),
     )
     assert posted.message.user == "bob"
+    prompted = await bob.call(
+        "SendPrompt", session_pb2.SendPromptRequest(session_id=sid, content="hi", user="ann")
+    )
+    assert prompted.user_message.user == "bob"
+    url = f"{secure.stack.gateway_url}/api/chat/session/{sid}/messages"
+    headers = {"Authorization": f"Bearer {bob.token}"}
+    body = {"role": "user", "content": "hi", "user": "ann"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.post(url, json=body) as response,
+    ):
+        assert response.status == 201
+        assert (await response.json())["user"] == "bob"
     # The owner may post a canned answer; it carries her name, not the model's empty one.
     canned = await ann.call(
         "AppendMessage",
