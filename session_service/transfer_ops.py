@@ -57,6 +57,7 @@ class TransferOps(ActorParts):
         """Stores checked events (export_format.parse_import) into this empty session, which
         the caller claims first; returns how many were stored. Every stored entry records the
         caller as its importer: the authors the file names are shown and audited as imported."""
+        export_format.set_importer(events, caller.user if caller.enforced else "")
         async with self._lock:
             self._check_writable()
             s = self.session
@@ -66,8 +67,7 @@ class TransferOps(ActorParts):
             await self._checked_attachments(caller, events)
             await self._claim(caller)
             first = s.last_seq + 1
-            importer = caller.user if caller.enforced else ""
-            entries = export_format.import_entries(events, first, importer)
+            entries = export_format.import_entries(events, first)
             if entries:
                 states = sum(1 for e in events if e["type"] == "state")
                 await self._write(entries, version_increment=states)
