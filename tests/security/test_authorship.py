@@ -93,15 +93,19 @@ async def rest_messages(secure: SecureStack, user: User, sid: str) -> list[dict[
         return list((await response.json())["messages"])
 
 
+BACKGROUND = (b"dc:rl:", b"{dc-cluster}")
+"""Keys that change without a client's write: rate-limit buckets, the pods' heartbeats."""
+
+
 def snapshot(secure: SecureStack) -> dict[bytes, bytes | None]:
-    """Every Redis key but rate-limit buckets and leases (which change on their own), dumped."""
+    """Every Redis key but those that change on their own (BACKGROUND, leases), dumped."""
     assert secure.stack.redis is not None
     client = redis.Redis.from_url(secure.stack.redis.url)
     try:
         return {
             key: client.dump(key)
             for key in client.scan_iter(count=1000)
-            if not key.startswith(b"dc:rl:") and not key.endswith(b":lease")
+            if not key.startswith(BACKGROUND) and not key.endswith(b":lease")
         }
     finally:
         client.close()
