@@ -45,21 +45,32 @@ def message_json(message: common_pb2.Message) -> dict[str, Any]:
         "user": message.user,
         "ts": millis(message.created_at),
     }
+    if message.HasField("imported"):  # `user` is then the importer
+        out["imported"] = imported_json(message.imported)
     if message.reply_to:
         out["replyTo"] = message.reply_to
     if message.attachments:
         out["attachments"] = [ref_json(a) for a in message.attachments]
     if message.feedback:
-        out["feedback"] = [
-            {
-                "user": f.user,
-                "rating": RATING_NAMES.get(f.rating),
-                "comment": f.comment,
-                "ts": millis(f.updated_at),
-            }
-            for f in message.feedback
-        ]
+        out["feedback"] = [feedback_json(f) for f in message.feedback]
     return out
+
+
+def feedback_json(f: common_pb2.Feedback) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "user": f.user,
+        "rating": RATING_NAMES.get(f.rating),
+        "comment": f.comment,
+        "ts": millis(f.updated_at),
+    }
+    if f.HasField("imported"):
+        out["imported"] = imported_json(f.imported)
+    return out
+
+
+def imported_json(mark: common_pb2.Imported) -> dict[str, str]:
+    """What an import stored (docs/export.md): who imported it, and the name the file gave."""
+    return {"by": mark.by, "namedUser": mark.named_user}
 
 
 def ref_json(ref: common_pb2.AttachmentRef) -> dict[str, Any]:

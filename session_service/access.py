@@ -12,6 +12,8 @@ Contract:
   grant once the write passed its checks). Sessions with history but no owner (written with
   AUTH_MODE=off) are NOT_FOUND to everyone under AUTH_MODE=jwt: their history is not anyone's.
 - A deleted thread is NOT_FOUND to everyone, for everything but its owner's RestoreThread.
+- Message roles: `system` and `assistant` messages are the owner's (and the service's: answers);
+  a member posting or editing one gets PERMISSION_DENIED (`require_message_role`).
 - Checked by the owner actor for every operation, on whichever pod and transport the call came.
 """
 
@@ -81,3 +83,20 @@ def require(session: Session, caller: Caller, need: str) -> None:
         raise PermissionDenied("viewers can read this session but not post, prompt or change it")
     if need == MANAGE and role != OWNER:
         raise PermissionDenied("only the session's owner can manage members, invites and audit")
+
+
+SERVICE_ROLES = ("system", "assistant")
+"""Message roles the service writes (answers) and a session's owner may post (a system prompt,
+a canned answer); members post `user` messages only."""
+
+
+def require_message_role(session: Session, caller: Caller, role: str) -> None:
+    """Raises PermissionDenied unless `caller` may store a message of `role`: anyone who may
+    write posts `user` messages; `system` and `assistant` messages need the owner (or the
+    caller about to claim the session, who becomes it). Call after `require(..., WRITE)`."""
+    if role not in SERVICE_ROLES or not caller.enforced or claims(session, caller):
+        return
+    if session.roles.get(caller.user, "") != OWNER:
+        raise PermissionDenied(
+            f"only the session's owner can post {role} messages; members post user messages"
+        )

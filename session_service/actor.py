@@ -267,6 +267,7 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
             self._check_writable()
             s = self.session
             user = self._authorize_write(caller) or user
+            access.require_message_role(s, caller, role)
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
             self._check_reply(reply_to)

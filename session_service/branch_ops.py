@@ -63,6 +63,7 @@ class BranchOps(ActorParts):
             user = user or original.user
             if original.role == "assistant":
                 raise InvalidArgument("answers cannot be edited; regenerate them instead")
+            access.require_message_role(s, caller, original.role)
             if original.role == "user":
                 self._check_queue()
             ts = now_ms()

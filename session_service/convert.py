@@ -50,9 +50,15 @@ RATING_TO_PROTO = {
 RATING_FROM_PROTO = {value: key for key, value in RATING_TO_PROTO.items()}
 
 
+def imported(by: str | None, named: str) -> common_pb2.Imported | None:
+    """The mark of what an import stored (None: not imported); `named` is the file's name."""
+    return None if by is None else common_pb2.Imported(by=by, named_user=named)
+
+
 def feedback(f: events.FeedbackChanged) -> common_pb2.Feedback:
     return common_pb2.Feedback(
-        user=f.user,
+        user=events.acted_by(f.user, f.imported_by),
+        imported=imported(f.imported_by, f.user),
         rating=RATING_TO_PROTO[f.rating],
         comment=f.comment,
         updated_at=timestamp(f.ts_ms),
@@ -73,7 +79,8 @@ def message(
         seq=m.seq,
         role=ROLE_TO_PROTO[m.role],
         content=m.content,
-        user=m.user,
+        user=events.acted_by(m.user, m.imported_by),
+        imported=imported(m.imported_by, m.user),
         created_at=timestamp(m.ts_ms),
         client_message_id=m.client_id,
         answer_seq=m.answer_seq,
@@ -148,7 +155,7 @@ def event(
         out.seq = e.seq
         out.time.CopyFrom(timestamp(e.ts_ms))
         thread_changed = out.thread_changed
-        thread_changed.title, thread_changed.by = e.title, e.by
+        thread_changed.title, thread_changed.by = e.title, events.acted_by(e.by, e.imported_by)
         thread_changed.deleted, thread_changed.restored = e.deleted, e.restored
     elif isinstance(e, events.FeedbackChanged):
         out.seq = e.seq
@@ -159,7 +166,7 @@ def event(
         out.seq = e.seq
         out.time.CopyFrom(timestamp(e.ts_ms))
         out.branch_selected.head_seq = e.head
-        out.branch_selected.by = e.by
+        out.branch_selected.by = events.acted_by(e.by, e.imported_by)
     elif isinstance(e, events.PresenceChanged):
         out.seq = e.seq
         out.offset = e.offset
@@ -168,7 +175,22 @@ def event(
         out.seq = e.seq
         out.offset = e.offset
         out.caught_up.SetInParent()
+    mark = _imported_mark(e)
+    if mark is not None:
+        out.imported.CopyFrom(mark)
     return session_pb2.SubscribeResponse(event=out)
+
+
+def _imported_mark(e: Event) -> common_pb2.Imported | None:
+    if isinstance(e, events.MessageAppended | events.AnswerEnded):
+        return imported(e.message.imported_by, e.message.user)
+    if isinstance(e, events.StateChanged | events.FeedbackChanged):
+        return imported(e.imported_by, e.user)
+    if isinstance(e, events.ThreadChanged | events.BranchSelected):
+        return imported(e.imported_by, e.by)
+    if isinstance(e, events.AnswerStarted):
+        return imported(e.imported_by, e.by)
+    return None
 
 
 def thread(t: Thread) -> threads_pb2.ThreadSummary:

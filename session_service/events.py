@@ -42,6 +42,9 @@ class Message:
     """The seq of the message this one replies to (0: none)."""
     attachments: tuple[tuple[str, str, str, int], ...] = ()
     """(sha256, filename, media type, size) of each attached file (docs/attachments.md)."""
+    imported_by: str | None = None
+    """Set when an import stored it (docs/export.md): the importer ("" with AUTH_MODE=off); its
+    author, time and role are then what the imported file says, unverified."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class StateChanged:
     patch_json: str
     version: int
     user: str = ""
+    imported_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,7 @@ class AnswerStarted:
     prompt_seq: int
     by: str = ""
     """Who asked for it when not the prompt's author (a regeneration): charged for it."""
+    imported_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +118,7 @@ class FeedbackChanged:
     user: str
     rating: str
     comment: str
+    imported_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,7 @@ class BranchSelected:
     ts_ms: int
     head: int
     by: str
+    imported_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,7 @@ class ThreadChanged:
     deleted: bool = False
     restored: bool = False
     purge_ms: int = 0
+    imported_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,10 +282,34 @@ def encode_answer_end(
     return _encode(entry)
 
 
+def acted_by(user: str, imported_by: str | None) -> str:
+    """Who the API and the audit name as having done it: the importer for what an import
+    stored (the name the file gives is never shown as an author)."""
+    return user if imported_by is None else imported_by
+
+
+def imported_by_of(e: Event) -> str | None:
+    """Who imported `e` (None: not imported, or not a log event)."""
+    if isinstance(e, MessageAppended | AnswerEnded):
+        return e.message.imported_by
+    imported_by: str | None = getattr(e, "imported_by", None)
+    return imported_by
+
+
+IMPORTED_BY = "ib"
+"""The stored key of `imported_by`, on every entry an import stored."""
+
+
+def mark_imported(raw: bytes, by: str) -> bytes:
+    """An encoded entry (a JSON object) marked as stored by `by`'s import."""
+    return raw[:-1] + b',"ib":' + json.dumps(by, ensure_ascii=False).encode() + b"}"
+
+
 def decode(seq: int, raw: bytes) -> LogEvent:
     entry = json.loads(raw)
     kind = entry["k"]
     ts = int(entry["t"])
+    ib: str | None = entry.get(IMPORTED_BY)
     if kind == "m":
         message = Message(
             seq,
@@ -290,15 +322,16 @@ def decode(seq: int, raw: bytes) -> LogEvent:
             attachments=tuple(
                 (str(a[0]), str(a[1]), str(a[2]), int(a[3])) for a in entry.get("at", ())
             ),
+            imported_by=ib,
         )
         return MessageAppended(seq, ts, message)
     if kind == "f":
-        return FeedbackChanged(seq, ts, int(entry["s"]), entry["u"], entry["r"], entry["c"])
+        return FeedbackChanged(seq, ts, int(entry["s"]), entry["u"], entry["r"], entry["c"], ib)
     if kind == "s":
         patch = json.dumps(entry["p"], separators=(",", ":"), ensure_ascii=False)
-        return StateChanged(seq, ts, patch, int(entry["v"]), entry.get("u", ""))
+        return StateChanged(seq, ts, patch, int(entry["v"]), entry.get("u", ""), ib)
     if kind == "a":
-        return AnswerStarted(seq, ts, int(entry["p"]), entry.get("by", ""))
+        return AnswerStarted(seq, ts, int(entry["p"]), entry.get("by", ""), ib)
     if kind == "e":
         message = Message(
             seq,
@@ -312,6 +345,7 @@ def decode(seq: int, raw: bytes) -> LogEvent:
             int(entry.get("pt", 0)),
             int(entry.get("ct", 0)),
             int(entry.get("rg", 0)),
+            imported_by=ib,
         )
         return AnswerEnded(seq, ts, message, entry.get("err", ""), entry.get("cb", ""))
     if kind == "g":
@@ -325,9 +359,9 @@ def decode(seq: int, raw: bytes) -> LogEvent:
     if kind == "x":
         return AccessChanged(seq, ts, entry["by"], invite_id=entry["id"], revoked=True)
     if kind == "b":
-        return BranchSelected(seq, ts, int(entry["h"]), entry["by"])
+        return BranchSelected(seq, ts, int(entry["h"]), entry["by"], ib)
     if kind == "n":
-        return ThreadChanged(seq, ts, entry["by"], title=entry["n"])
+        return ThreadChanged(seq, ts, entry["by"], title=entry["n"], imported_by=ib)
     if kind == "d":
         return ThreadChanged(seq, ts, entry["by"], deleted=True, purge_ms=int(entry["x"]))
     if kind == "r":

@@ -32,6 +32,8 @@ from session_service.events import (
     encode_message,
     encode_rename,
     encode_state,
+    imported_by_of,
+    mark_imported,
 )
 from session_service.feedback_ops import MAX_COMMENT_CHARS
 from session_service.limits import Limits
@@ -45,6 +47,8 @@ CLOCK_SKEW_MS = 24 * 3600 * 1000
 MESSAGES = ("message", "assistant_message", "answer_ended")
 """The kinds of export lines that are messages (an assistant's own line, AppendMessage's)."""
 MAX_NAME_CHARS = 128
+IMPORTED_BY = "importedBy"
+"""Export field: who imported the event (docs/export.md, "Authorship")."""
 REF_FIELDS = ("sha256", "filename", "mimeType", "size")
 
 
@@ -61,6 +65,9 @@ def export_events(events: list[LogEvent]) -> list[dict[str, Any]]:
         item = _exported(e, numbers, ended)
         if item is not None:
             numbers[e.seq] = len(out) + 1
+            imported_by = imported_by_of(e)
+            if imported_by is not None:  # (a file's own importedBy is never read back)
+                item[IMPORTED_BY] = imported_by
             out.append({"n": len(out) + 1, **item})
     return out
 
@@ -325,8 +332,23 @@ _CHECKS: dict[str, Check] = {
 }
 
 
+def set_importer(events: list[dict[str, Any]], importer: str) -> None:
+    """Records who imports checked events, replacing any `importedBy` the file gave: the one
+    value `import_entries` marks entries with."""
+    for event in events:
+        event[IMPORTED_BY] = importer
+
+
 def import_entries(events: list[dict[str, Any]], first_seq: int) -> list[bytes]:
-    """Log entries for checked events stored from `first_seq` on (event n → seq first + n - 1)."""
+    """Log entries for checked events stored from `first_seq` on (event n → seq first + n - 1),
+    each marked as imported by its importer (`set_importer`, required): the authors the file
+    names are kept for the export but never shown or audited as theirs (docs/export.md,
+    "Authorship")."""
+    entries = _entries(events, first_seq)
+    return [mark_imported(raw, e[IMPORTED_BY]) for raw, e in zip(entries, events, strict=True)]
+
+
+def _entries(events: list[dict[str, Any]], first_seq: int) -> list[bytes]:
 
     def seq(n: int) -> int:
         return first_seq + n - 1

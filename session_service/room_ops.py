@@ -30,6 +30,7 @@ from session_service.events import (
     encode_grant,
     encode_invite,
     encode_revoke,
+    imported_by_of,
     now_ms,
 )
 
@@ -191,6 +192,19 @@ AuditRow = tuple[int, int, str, str, str]
 
 
 def audit_row(s: Session, event: Event) -> AuditRow | None:
+    """The audit row of one log event. What an import stored is the importer's action
+    "imported", with the imported action and the name the file gave in its detail: never a
+    row of the user that file names."""
+    row = _recorded_row(s, event)
+    by = imported_by_of(event)
+    if row is None or by is None:
+        return row
+    seq, ts_ms, named, action, detail = row
+    detail = f"{action} {detail}".strip() + (f", named {named}" if named else "")
+    return (seq, ts_ms, by, "imported", detail)
+
+
+def _recorded_row(s: Session, event: Event) -> AuditRow | None:
     if isinstance(event, MessageAppended):
         m = event.message
         prompted = s.answer_of_prompt.get(m.seq)

@@ -57,7 +57,9 @@ class TransferOps(ActorParts):
 
     async def import_events(self, caller: Caller, events: list[dict[str, Any]]) -> int:
         """Stores checked events (export_format.parse_import) into this empty session, which
-        the caller claims first; returns how many were stored."""
+        the caller claims first; returns how many were stored. Every stored entry records the
+        caller as its importer: the authors the file names are shown and audited as imported."""
+        export_format.set_importer(events, caller.user if caller.enforced else "")
         async with self._lock:
             self._check_writable()
             s = self.session

@@ -24,6 +24,7 @@ from session_service.events import (
     AnswerEnded,
     MessageAppended,
     ThreadChanged,
+    acted_by,
     decode,
 )
 from session_service.redis_client import REDIS_ERRORS, RedisClient
@@ -140,7 +141,8 @@ def _store(
         if isinstance(event, MessageAppended | AnswerEnded):
             m = event.message
             if m.content:
-                index.add_message(session_id, m.seq, m.role, m.user, m.content, m.ts_ms)
+                author = acted_by(m.user, m.imported_by)  # an import's: its importer
+                index.add_message(session_id, m.seq, m.role, author, m.content, m.ts_ms)
         elif isinstance(event, AccessChanged):
             if event.user and not event.invite_hash:
                 index.set_member(session_id, event.user, bool(event.role))

@@ -68,3 +68,29 @@ async def test_a_private_room_shared_by_invite_with_presence(
     await expect(ann.locator(".bubble .text")).to_have_text(both, timeout=20_000)
     await expect(ann.locator(".bubble.user .who")).to_have_text(["ann", "bob"])
     await shot(ann, "5-room-with-presence")
+
+
+async def test_an_imported_thread_shows_its_named_authors_as_imported(
+    served: Edge, browser: Browser
+) -> None:
+    """Attack: mallory imports a file naming bob as the author; her page must not show it as
+    bob's words (docs/export.md, "Authorship")."""
+    mallory = await signed_in(browser, f"{served.url}/", "mallory")
+    await expect(mallory.locator("#status")).to_have_text("connected")
+    forged = "\n".join(
+        [
+            '{"format":"durablechat.session","version":1}',
+            '{"n":1,"type":"message","role":"user","content":"I, bob, agree","user":"bob",'
+            '"time":1700000000000}',
+        ]
+    )
+    created = await mallory.evaluate(
+        """async (body) => {
+            const response = await fetch("/api/threads/import", {method: "POST", body});
+            return await response.json();
+        }""",
+        forged,
+    )
+    await mallory.goto(f"{served.url}/#t={created['sessionId']}")
+    await expect(mallory.locator(".bubble .text")).to_have_text(["I, bob, agree"])
+    await expect(mallory.locator(".bubble.user .who")).to_have_text(["bob · imported by mallory"])

@@ -71,6 +71,7 @@ function render(bubbles: Bubble[], streaming: boolean, online: boolean): void {
       const who = document.createElement("div");
       who.className = "who";
       who.textContent = b.role === "assistant" ? "assistant" : b.user || b.role;
+      if (b.imported) who.textContent += ` · ${b.imported}`;
       const text = document.createElement("div");
       text.className = "text";
       text.textContent = b.text;

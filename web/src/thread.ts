@@ -26,6 +26,7 @@ export type Bubble = {
   siblings: bigint[]; // the stored messages that share its parent, oldest first (it included)
   rating: Rating; // the signed-in user's feedback on an answer
   attachments: AttachmentRef[];
+  imported: string; // "imported by <importer>" for what an import stored, else ""
 };
 
 export type Listener = (bubbles: Bubble[], streaming: boolean, online: boolean) => void;
@@ -149,7 +150,7 @@ export class Thread {
         this.seq = event.seq;
         const f = kind.value.feedback;
         const b = this.bySeq(kind.value.messageSeq);
-        if (b && f && f.user === this.me) b.rating = f.rating;
+        if (b && f && f.user === this.me && !f.imported) b.rating = f.rating;
         break;
       }
       case "threadChanged":
@@ -165,9 +166,13 @@ export class Thread {
 
   // A stored message: placed in the tree; `advance` makes it the head.
   private stored(key: string, m: Message, advance: boolean): Bubble {
-    const b = this.bubbles.get(key) ?? bubble(key, ROLES[m.role], m.user, m.content);
-    Object.assign(b, { seq: m.seq, parent: m.parentSeq, attachments: m.attachments });
-    const mine = m.feedback.find((f) => f.user === this.me);
+    // An imported message names its author as the file did, marked with its importer.
+    const author = m.imported ? m.imported.namedUser : m.user;
+    const b = this.bubbles.get(key) ?? bubble(key, ROLES[m.role], author, m.content);
+    const by = m.imported?.by;
+    const imported = m.imported ? (by ? `imported by ${by}` : "imported") : "";
+    Object.assign(b, { seq: m.seq, parent: m.parentSeq, attachments: m.attachments, imported });
+    const mine = m.feedback.find((f) => f.user === this.me && !f.imported);
     if (mine) b.rating = mine.rating;
     this.bubbles.set(key, b);
     if (!this.parents.has(m.seq)) {
@@ -231,5 +236,6 @@ function bubble(key: string, role: Bubble["role"], user: string, text: string): 
     siblings: [],
     rating: Rating.UNSPECIFIED,
     attachments: [],
+    imported: "",
   };
 }
