@@ -172,11 +172,14 @@ class Launcher:
 def auth_note(mode: str, secret_file: str, front: str) -> str:
     """How to get in, for the banner."""
     mint = f"durablechat token --user ann --secret-file {secret_file}"
+    admin = f"durablechat token --admin --user ops --secret-file {secret_file}"
     if mode != "jwt":
         return "auth       OFF: anyone who reaches these ports may read and write every session"
     return (
         f"auth       a dev token: TOKEN=$({mint})\n"
-        "             send 'authorization: Bearer $TOKEN'; on the page, type a name to sign in"
+        "             send 'authorization: Bearer $TOKEN'; on the page, type a name to sign in\n"
+        f"  admin      export DURABLECHAT_ADMIN_TOKEN=$({admin})\n"
+        "             then durablechat members / where / sessions / drain / move"
     )
 
 
@@ -218,12 +221,15 @@ def main() -> int:
     py = sys.executable
     secret_file = RUN_DIR / "auth-secret"
     ensure_secret(secret_file)  # generated once, kept outside the repository (RUN_DIR)
+    cluster_file = RUN_DIR / "cluster-secret"  # pods, gateway, AI service (common/planes.py)
+    ensure_secret(cluster_file)
     auth_mode = env.get("AUTH_MODE", "jwt")
     common = {
         "BIND_HOST": host,
         "PYTHONUNBUFFERED": "1",
         "AUTH_MODE": auth_mode,
         "AUTH_SECRET_FILE": env.get("AUTH_SECRET_FILE", str(secret_file)),
+        "CLUSTER_SECRET_FILE": env.get("CLUSTER_SECRET_FILE", str(cluster_file)),
         "AUTH_DEV_LOGIN": env.get("AUTH_DEV_LOGIN", "true" if auth_mode == "jwt" else "false"),
     }
     launcher = Launcher(env)
