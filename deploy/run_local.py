@@ -2,7 +2,8 @@
 
 Starts redis-server (AOF, fsync always, data under data/redis), the dev model (only when no
 OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, SESSION_PODS session-service pods
-(default 1) and the gateway.
+(default 1) and the gateway. RUN_DIR/auth-secret (token signing key) and RUN_DIR/cluster-secret
+(CLUSTER_SECRET_FILE: pods, gateway and AI service) are made on the first start and kept.
 Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
 is named before anything starts. If a session pod dies while others run (SESSION_PODS > 1) it is
 restarted, as a supervisor would; if any other process dies, everything is stopped and its log
@@ -358,7 +359,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   health     {front}/healthz
   gRPC-web   {front}/durablechat.v1.SessionService/...   (through Envoy; gateway: {gateway})
   gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
-  AI gRPC    {ai_addr}   model: {model_note}
+  AI gRPC    {ai_addr}   model: {model_note} (pods only: the cluster key)
   search     {search_addr}   (SearchService; also through Envoy and {front}/api/search?q=)
   metrics    {" ".join(metrics_urls)}
   {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front)}
