@@ -7,8 +7,14 @@
     durablechat move SESSION         the pod holding a session hands it off (reload / rebalance)
     durablechat tail SESSION         the session's events as JSON lines, live (Ctrl-C stops)
     durablechat token --user U       a token for U (AUTH_MODE=jwt; HS256 secret file)
+    durablechat token --admin --user U   an operator's token (members, where, sessions, drain, move)
     durablechat revoke --user U      void every token of U issued until now (all pods)
     durablechat chat THREAD          the seed WebSocket from a terminal (TOKEN: a token)
+
+The cluster commands (members, where, sessions, drain, move) need an operator's credential: an
+admin token (`--admin-token` or DURABLECHAT_ADMIN_TOKEN; mint one with `durablechat token --admin
+--user YOU`) or the pods' cluster key (`--cluster-secret-file` or CLUSTER_SECRET_FILE). With
+AUTH_MODE=off and no cluster key the pods ask for none.
 
 Exit status 0 on success, 1 when a call fails (the gRPC status is printed), 2 on bad usage.
 """
@@ -20,6 +26,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +38,7 @@ from google.protobuf import json_format
 from admin.chat import chat
 from common import revocation
 from common.auth import mint
+from common.planes import CLUSTER_KEY
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
 
@@ -49,10 +57,19 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
         sys.exit(1)
 
 
-async def members_of(addr: str) -> cluster_pb2.ListMembersResponse:
-    async with grpc.aio.insecure_channel(addr) as channel:
+@dataclass(frozen=True)
+class Pods:
+    """Where the cluster commands go, and the operator's credential they carry."""
+
+    addr: str
+    metadata: tuple[tuple[str, str], ...]
+
+
+async def members_of(pods: Pods) -> cluster_pb2.ListMembersResponse:
+    async with grpc.aio.insecure_channel(pods.addr) as channel:
         stub = cluster_pb2_grpc.ClusterServiceStub(channel)
-        return await stub.ListMembers(cluster_pb2.ListMembersRequest(), timeout=TIMEOUT_S)
+        request = cluster_pb2.ListMembersRequest()
+        return await stub.ListMembers(request, timeout=TIMEOUT_S, metadata=pods.metadata)
 
 
 def ring_of(members: cluster_pb2.ListMembersResponse) -> HashRing:
@@ -60,7 +77,7 @@ def ring_of(members: cluster_pb2.ListMembersResponse) -> HashRing:
     return HashRing(pods, members.vnodes) if members.vnodes else HashRing(pods)
 
 
-@click.group(help=__doc__.split("\n\n")[0])
+@click.group(help="\n\n".join(__doc__.split("\n\n")[0:3:2]))
 @click.option(
     "--addr",
     envvar="DURABLECHAT_ADDR",
@@ -68,15 +85,37 @@ def ring_of(members: cluster_pb2.ListMembersResponse) -> HashRing:
     show_default=True,
     help="host:port of any session pod",
 )
+@click.option(
+    "--admin-token",
+    envvar="DURABLECHAT_ADMIN_TOKEN",
+    default="",
+    help="an operator's token for the cluster commands (`durablechat token --admin`)",
+)
+@click.option(
+    "--cluster-secret-file",
+    envvar="CLUSTER_SECRET_FILE",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="or the pods' CLUSTER_SECRET_FILE, for the same commands",
+)
 @click.pass_context
-def main(ctx: click.Context, addr: str) -> None:
-    ctx.obj = addr
+def main(ctx: click.Context, addr: str, admin_token: str, cluster_secret_file: str) -> None:
+    metadata: list[tuple[str, str]] = []
+    if admin_token:
+        metadata.append(("authorization", f"Bearer {admin_token}"))
+    if cluster_secret_file:
+        try:
+            key = Path(cluster_secret_file).read_text().strip()
+        except OSError as exc:
+            raise click.BadParameter(str(exc), param_hint="--cluster-secret-file") from exc
+        metadata.append((CLUSTER_KEY, key))
+    ctx.obj = Pods(addr, tuple(metadata))
 
 
 @main.command(help="Live pods, their addresses and their share of the ring.")
 @click.pass_obj
-def members(addr: str) -> None:
-    found = run(lambda: members_of(addr))
+def members(pods: Pods) -> None:
+    found = run(lambda: members_of(pods))
     ring = ring_of(found)
     owners = [ring.owner(f"sample-{i}") for i in range(SHARE_SAMPLE)]
     click.echo(
@@ -87,28 +126,31 @@ def members(addr: str) -> None:
         click.echo(f"  {m.pod_id:<16} {m.address:<22} {share:6.1%} of sessions")
 
 
-async def status(address: str, session_id: str = "") -> cluster_pb2.GetPodStatusResponse:
+async def status(
+    pods: Pods, address: str, session_id: str = ""
+) -> cluster_pb2.GetPodStatusResponse:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = cluster_pb2_grpc.ClusterServiceStub(channel)
         request = cluster_pb2.GetPodStatusRequest(session_id=session_id)
-        return await stub.GetPodStatus(request, timeout=TIMEOUT_S)
+        return await stub.GetPodStatus(request, timeout=TIMEOUT_S, metadata=pods.metadata)
 
 
-async def statuses(addr: str, session_id: str = "") -> list[cluster_pb2.GetPodStatusResponse]:
-    found = await members_of(addr)
-    return list(await asyncio.gather(*(status(m.address, session_id) for m in found.members)))
+async def statuses(pods: Pods, session_id: str = "") -> list[cluster_pb2.GetPodStatusResponse]:
+    found = await members_of(pods)
+    asked = (status(pods, m.address, session_id) for m in found.members)
+    return list(await asyncio.gather(*asked))
 
 
 @main.command(help="Where a session lives: the ring's pod, and the pod holding it (its epoch).")
 @click.argument("session_id")
 @click.pass_obj
-def where(addr: str, session_id: str) -> None:
+def where(pods: Pods, session_id: str) -> None:
     async def work() -> tuple[str, list[cluster_pb2.GetPodStatusResponse]]:
-        preferred = ring_of(await members_of(addr)).owner(session_id)
-        return preferred, await statuses(addr, session_id)
+        preferred = ring_of(await members_of(pods)).owner(session_id)
+        return preferred, await statuses(pods, session_id)
 
-    preferred, pods = run(work)
-    holders = [p for p in pods if p.session_epoch]
+    preferred, found = run(work)
+    holders = [p for p in found if p.session_epoch]
     click.echo(f"session   {session_id}")
     click.echo(f"ring pod  {preferred}")
     for pod in holders:
@@ -120,9 +162,9 @@ def where(addr: str, session_id: str) -> None:
 @main.command(help="Sessions and subscribers each pod holds now.")
 @click.option("--ids", is_flag=True, help="also list the session ids (up to 1000 per pod)")
 @click.pass_obj
-def sessions(addr: str, ids: bool) -> None:
+def sessions(pods: Pods, ids: bool) -> None:
     async def work() -> list[cluster_pb2.GetPodStatusResponse]:
-        return await statuses(addr)
+        return await statuses(pods)
 
     for pod in run(work):
         state = " (draining)" if pod.draining else ""
@@ -138,15 +180,15 @@ def sessions(addr: str, ids: bool) -> None:
 @main.command(help="Make a pod leave the ring and hand its sessions to the others.")
 @click.argument("pod_id")
 @click.pass_obj
-def drain(addr: str, pod_id: str) -> None:
+def drain(pods: Pods, pod_id: str) -> None:
     async def work() -> cluster_pb2.DrainResponse:
-        found = await members_of(addr)
+        found = await members_of(pods)
         address = {m.pod_id: m.address for m in found.members}.get(pod_id)
         if address is None:
             raise click.UsageError(f"no live pod {pod_id!r}; see `durablechat members`")
         async with grpc.aio.insecure_channel(address) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
-            return await stub.Drain(cluster_pb2.DrainRequest(), timeout=60)
+            return await stub.Drain(cluster_pb2.DrainRequest(), timeout=60, metadata=pods.metadata)
 
     reply = run(work)
     click.echo(f"{reply.pod_id} drained; {reply.remaining_sessions} sessions left on it")
@@ -155,18 +197,18 @@ def drain(addr: str, pod_id: str) -> None:
 @main.command(help="Hand a session off the pod holding it; the next call activates it afresh.")
 @click.argument("session_id")
 @click.pass_obj
-def move(addr: str, session_id: str) -> None:
+def move(pods: Pods, session_id: str) -> None:
     async def work() -> tuple[str, list[str]]:
-        found = await members_of(addr)
+        found = await members_of(pods)
         preferred = ring_of(found).owner(session_id)
-        holders = [p for p in await statuses(addr, session_id) if p.session_epoch]
+        holders = [p for p in await statuses(pods, session_id) if p.session_epoch]
         address = {m.pod_id: m.address for m in found.members}
         moved = []
         for pod in holders:
             async with grpc.aio.insecure_channel(address[pod.pod_id]) as channel:
                 stub = cluster_pb2_grpc.ClusterServiceStub(channel)
                 request = cluster_pb2.HandOffRequest(session_id=session_id)
-                reply = await stub.HandOff(request, timeout=60)
+                reply = await stub.HandOff(request, timeout=60, metadata=pods.metadata)
             if reply.held:
                 moved.append(reply.pod_id)
         return preferred, moved
@@ -183,6 +225,11 @@ def move(addr: str, session_id: str) -> None:
 
 @main.command(help="Mint a token for USER with the HS256 secret the pods use (AUTH_MODE=jwt).")
 @click.option("--user", required=True, help="the token's sub claim")
+@click.option(
+    "--admin",
+    is_flag=True,
+    help='an operator\'s token ("dc_admin": true): members, where, sessions, drain, move',
+)
 @click.option("--ttl", type=int, default=3600, show_default=True, help="seconds it is valid")
 @click.option(
     "--secret-file",
@@ -192,9 +239,9 @@ def move(addr: str, session_id: str) -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="the pods' AUTH_SECRET_FILE (`make run` generates the default)",
 )
-def token(user: str, ttl: int, secret_file: str) -> None:
+def token(user: str, admin: bool, ttl: int, secret_file: str) -> None:
     secret = Path(secret_file).read_bytes().strip()
-    click.echo(mint(secret, user, ttl))
+    click.echo(mint(secret, user, ttl, admin=admin))
 
 
 @main.command(help="Void every token of USER issued until now, on every pod (a leaked token).")
@@ -223,12 +270,12 @@ def revoke(user: str, redis_url: str) -> None:
 @click.option("--after", type=int, default=None, help="last seq already seen (0: everything)")
 @click.option("--token", envvar="TOKEN", default="", help="a member's JWT (TOKEN)")
 @click.pass_obj
-def tail(addr: str, session_id: str, after: int | None, token: str) -> None:
+def tail(pods: Pods, session_id: str, after: int | None, token: str) -> None:
     async def work() -> None:
         request = session_pb2.SubscribeRequest(session_id=session_id)
         if after is not None:
             request.after_seq = after
-        async with grpc.aio.insecure_channel(addr) as channel:
+        async with grpc.aio.insecure_channel(pods.addr) as channel:
             stub = session_pb2_grpc.SessionServiceStub(channel)
             metadata = (("authorization", f"Bearer {token}"),) if token else ()
             async for reply in stub.Subscribe(request, metadata=metadata):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from common.config import ConfigError, env_int, env_str
+from common.planes import ClusterKey
 
 DEFAULT_PORT = 50052
 DEFAULT_MODEL = "durablechat-dev-model"
@@ -48,6 +49,9 @@ class Config:
     """After the first message, how long chunks gather before the next one (AI_BATCH_MS)."""
     log_level: str = "INFO"
     """Root log level (LOG_LEVEL)."""
+    cluster: ClusterKey = field(default_factory=ClusterKey)
+    """CLUSTER_SECRET_FILE (common/planes.py): only calls carrying this key are served (health
+    checks aside). Required unless AUTH_MODE=off, which with no file leaves the service open."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -78,4 +82,5 @@ class Config:
             batch_ms=env_int(environ, "AI_BATCH_MS", DEFAULT_BATCH_MS),
             metrics_port=env_int(environ, "METRICS_PORT", 0),
             log_level=log_level,
+            cluster=ClusterKey.from_env(environ),
         )

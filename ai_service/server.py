@@ -17,6 +17,7 @@ from ai_service.servicer import AiServicer
 from common import tracing
 from common.grpc_server import SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.metrics import GrpcMetrics, serve_metrics
+from common.planes import ClusterOnly
 from durablechat.v1 import ai_pb2, ai_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -32,14 +33,20 @@ async def create_server(
     """A server bound to BIND_HOST:AI_PORT (not yet started) and the port it got.
 
     Health reports SERVING as soon as the server starts: the model is a per-call dependency whose
-    failures reach callers as UNAVAILABLE, not a start-up one. During `stop(grace)` grpc rejects
+    failures reach callers as UNAVAILABLE, not a start-up one. Every other call (Generate,
+    reflection) without the cluster key is UNAUTHENTICATED (common/planes.py; last, so metrics
+    and traces see the refusals). During `stop(grace)` grpc rejects
     new calls, health checks included, so callers stop picking this instance at once.
     """
     registry = registry if registry is not None else CollectorRegistry()
     metrics = AiMetrics(registry)
     server = grpc.aio.server(
         options=SERVER_OPTIONS,
-        interceptors=[*tracing.server_interceptors(), GrpcMetrics(registry)],
+        interceptors=[
+            *tracing.server_interceptors(),
+            GrpcMetrics(registry),
+            ClusterOnly(cfg.cluster),
+        ],
     )
     ai_pb2_grpc.add_AiServiceServicer_to_server(AiServicer(provider, cfg, metrics), server)
     health = add_health_and_reflection(server, [SERVICE_NAME])

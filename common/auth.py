@@ -28,6 +28,9 @@ MODES = ("off", "jwt")
 BEARER = "bearer "
 LEEWAY_S = 5
 """Clock skew tolerated on `exp` and `nbf`."""
+ADMIN_CLAIM = "dc_admin"
+"""`"dc_admin": true` makes a token an operator's (ClusterService: drain, hand-off, status);
+only `durablechat token --admin`, which holds the signing key, mints it (common/planes.py)."""
 
 
 class AuthError(Exception):
@@ -126,13 +129,28 @@ def from_cookie(cookie_header: str) -> str:
     return ""
 
 
+def is_admin(authorization: str) -> bool:
+    """Whether the token in `authorization` says `"dc_admin": true`. Reads the claim only: call
+    it after `Verifier.identify` accepted this same value (signature, expiry), and revocation."""
+    token = authorization[len(BEARER) :].strip()
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return False
+    return claims.get(ADMIN_CLAIM) is True
+
+
 def new_secret() -> bytes:
     """A fresh HS256 key (256 bits), hex-encoded so it can live in a text file."""
     return secrets.token_hex(32).encode()
 
 
-def mint(secret: bytes, user: str, ttl_s: int, now: float | None = None) -> str:
-    """An HS256 token for `user`, valid for `ttl_s` seconds."""
+def mint(
+    secret: bytes, user: str, ttl_s: int, now: float | None = None, admin: bool = False
+) -> str:
+    """An HS256 token for `user`, valid for `ttl_s` seconds; with `admin`, an operator's."""
     issued = int(now if now is not None else time.time())
-    claims = {"sub": user, "iat": issued, "exp": issued + ttl_s}
+    claims: dict[str, object] = {"sub": user, "iat": issued, "exp": issued + ttl_s}
+    if admin:
+        claims[ADMIN_CLAIM] = True
     return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,7 +1,8 @@
-"""Creates the HS256 signing key file if it is missing (compose's one-shot `auth-secret`
-service; `make run` does the same in RUN_DIR). Never overwrites: tokens stay valid.
+"""Creates secret files that are missing: the HS256 signing key (AUTH_SECRET_FILE) and the
+cluster key (CLUSTER_SECRET_FILE, common/planes.py), each 256 random bits (compose's one-shot
+`auth-secret` service; `make run` does the same in RUN_DIR). Never overwrites: tokens stay valid.
 
-    python -m deploy.make_secret /auth/secret
+    python -m deploy.make_secret /auth/secret /auth/cluster-secret
 """
 
 from __future__ import annotations
@@ -25,5 +26,5 @@ def ensure(path: Path) -> bool:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1])
-    print(f"{'created' if ensure(target) else 'kept'} {target}")
+    for target in map(Path, sys.argv[1:]):
+        print(f"{'created' if ensure(target) else 'kept'} {target}")

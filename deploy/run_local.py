@@ -2,7 +2,8 @@
 
 Starts redis-server (AOF, fsync always, data under data/redis), the dev model (only when no
 OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, SESSION_PODS session-service pods
-(default 1) and the gateway.
+(default 1) and the gateway. RUN_DIR/auth-secret (token signing key) and RUN_DIR/cluster-secret
+(CLUSTER_SECRET_FILE: pods, gateway and AI service) are made on the first start and kept.
 Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
 is named before anything starts. If a session pod dies while others run (SESSION_PODS > 1) it is
 restarted, as a supervisor would; if any other process dies, everything is stopped and its log
@@ -172,11 +173,14 @@ class Launcher:
 def auth_note(mode: str, secret_file: str, front: str) -> str:
     """How to get in, for the banner."""
     mint = f"durablechat token --user ann --secret-file {secret_file}"
+    admin = f"durablechat token --admin --user ops --secret-file {secret_file}"
     if mode != "jwt":
         return "auth       OFF: anyone who reaches these ports may read and write every session"
     return (
         f"auth       a dev token: TOKEN=$({mint})\n"
-        "             send 'authorization: Bearer $TOKEN'; on the page, type a name to sign in"
+        "             send 'authorization: Bearer $TOKEN'; on the page, type a name to sign in\n"
+        f"  admin      export DURABLECHAT_ADMIN_TOKEN=$({admin})\n"
+        "             then durablechat members / where / sessions / drain / move"
     )
 
 
@@ -218,12 +222,15 @@ def main() -> int:
     py = sys.executable
     secret_file = RUN_DIR / "auth-secret"
     ensure_secret(secret_file)  # generated once, kept outside the repository (RUN_DIR)
+    cluster_file = RUN_DIR / "cluster-secret"  # pods, gateway, AI service (common/planes.py)
+    ensure_secret(cluster_file)
     auth_mode = env.get("AUTH_MODE", "jwt")
     common = {
         "BIND_HOST": host,
         "PYTHONUNBUFFERED": "1",
         "AUTH_MODE": auth_mode,
         "AUTH_SECRET_FILE": env.get("AUTH_SECRET_FILE", str(secret_file)),
+        "CLUSTER_SECRET_FILE": env.get("CLUSTER_SECRET_FILE", str(cluster_file)),
         "AUTH_DEV_LOGIN": env.get("AUTH_DEV_LOGIN", "true" if auth_mode == "jwt" else "false"),
     }
     launcher = Launcher(env)
@@ -352,7 +359,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   health     {front}/healthz
   gRPC-web   {front}/durablechat.v1.SessionService/...   (through Envoy; gateway: {gateway})
   gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
-  AI gRPC    {ai_addr}   model: {model_note}
+  AI gRPC    {ai_addr}   model: {model_note} (pods only: the cluster key)
   search     {search_addr}   (SearchService; also through Envoy and {front}/api/search?q=)
   metrics    {" ".join(metrics_urls)}
   {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front)}

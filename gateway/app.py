@@ -175,7 +175,7 @@ async def serve(cfg: Config) -> None:
     )
     try:
         async with asyncio.TaskGroup() as tasks:
-            router = PodRouter(channel, RECONNECT_OPTIONS)
+            router = PodRouter(channel, RECONNECT_OPTIONS, cfg.cluster.metadata())
             refresher = tasks.create_task(router.refresh_forever())
             client = SessionClient(channel, cfg.grpc_deadline_s, router=router)
             hubs = Hubs(client, tasks, cfg.grpc_deadline_s)

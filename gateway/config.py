@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common.auth import AuthConfig
 from common.config import ConfigError, env_int, env_str
+from common.planes import ClusterKey
 from gateway.abuse import Network, parse_networks
 
 MIB = 1024 * 1024
@@ -82,6 +83,9 @@ class Config:
     send_stall_timeout_ms: int = 30_000
     """SEND_STALL_TIMEOUT_MS: a connection whose client reads none of its waiting output this
     long is aborted (a reply, event stream or socket nobody reads)."""
+    cluster: ClusterKey = field(default_factory=ClusterKey)
+    """CLUSTER_SECRET_FILE (common/planes.py): sent with ListMembers, which pods answer only to
+    the cluster; required with AUTH_MODE=jwt."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -119,6 +123,7 @@ class Config:
             sse_heartbeat_ms=env_int(environ, "SSE_HEARTBEAT_MS", 15_000, minimum=10),
             web_dir=Path(env_str(environ, "WEB_DIR", str(DEFAULT_WEB_DIR))),
             auth=auth,
+            cluster=ClusterKey.from_env(environ),
             dev_login=dev_login,
             cors_origins=origins,
             rate_limit_redis_url=env_str(environ, "RATE_LIMIT_REDIS_URL", ""),

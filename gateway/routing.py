@@ -1,11 +1,11 @@
 """Sends each session's calls straight to its owner pod, by the ring the pods themselves use.
 
 The gateway learns the live pods from any pod (`ClusterService.ListMembers` over the shared
-channel, every `REFRESH_S`) and builds the same consistent-hash ring. A call for a session goes
-to its owner's channel; when the owner just failed a call (a crash, a pause) it goes to the next
-pod on the ring, which forwards it or takes the session over; when the ring is unknown, over the
-shared channel to any pod. Routing is only an
-optimisation: every pod serves every session correctly.
+channel, every `REFRESH_S`, with the cluster key: pods answer it to the cluster only) and
+builds the same consistent-hash ring. A call for a session goes to its owner's channel; when
+the owner just failed a call (a crash, a pause) it goes to the next pod on the ring, which
+forwards it or takes the session over; when the ring is unknown, over the shared channel to any
+pod. Routing is only an optimisation: every pod serves every session correctly.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from durablechat.v1 import attachments_pb2_grpc, cluster_pb2, cluster_pb2_grpc, 
 logger = logging.getLogger(__name__)
 
 REFRESH_S = 1.0
+REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+"""ListMembers answers to pods refusing this gateway's cluster key: said once, loudly (calls
+still work, over the shared channel, but are not sent to each session's owner)."""
 SUSPECT_S = 3.0
 """How long a pod that failed a call is bypassed (longer than a takeover)."""
 
@@ -31,7 +34,14 @@ SUSPECT_S = 3.0
 class PodRouter:
     """Owner-aware stubs over one long-lived channel per pod plus the shared channel."""
 
-    def __init__(self, shared: grpc.aio.Channel, options: list[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        shared: grpc.aio.Channel,
+        options: list[tuple[str, int]],
+        cluster_metadata: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self._cluster_metadata = cluster_metadata
+        """The cluster key (common/planes.py) ListMembers carries."""
         self._shared = session_pb2_grpc.SessionServiceStub(shared)
         self._cluster = cluster_pb2_grpc.ClusterServiceStub(shared)
         self.attachments = attachments_pb2_grpc.AttachmentServiceStub(shared)
@@ -77,7 +87,9 @@ class PodRouter:
             self._suspect[address] = time.monotonic() + SUSPECT_S
 
     async def refresh(self) -> None:
-        reply = await self._cluster.ListMembers(cluster_pb2.ListMembersRequest(), timeout=1.0)
+        reply = await self._cluster.ListMembers(
+            cluster_pb2.ListMembersRequest(), timeout=1.0, metadata=self._cluster_metadata
+        )
         addresses = {m.pod_id: m.address for m in reply.members}
         if addresses != self._addresses:
             self._addresses = addresses
@@ -89,11 +101,15 @@ class PodRouter:
             # running on it without telling their readers; a pod that left ends them itself.
 
     async def refresh_forever(self) -> None:
+        warned = False
         while True:
             try:
                 await self.refresh()
             except grpc.aio.AioRpcError as exc:
-                logger.debug("cannot list session pods: %s", exc.code().name)
+                refused = exc.code() in REFUSED
+                log = logger.warning if refused and not warned else logger.debug
+                log("cannot list session pods: %s: %s", exc.code().name, exc.details())
+                warned = warned or refused
             await asyncio.sleep(REFRESH_S)
 
     async def close(self) -> None:

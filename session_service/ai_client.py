@@ -31,12 +31,16 @@ RETRYABLE_CODES = frozenset(
 class AiClient:
     """Streams answers from `durablechat.v1.AiService/Generate`."""
 
-    def __init__(self, address: str, timeout_ms: int) -> None:
+    def __init__(
+        self, address: str, timeout_ms: int, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self._channel = grpc.aio.insecure_channel(
             address, options=CHANNEL_OPTIONS, interceptors=tracing.client_interceptors()
         )
         self._stub = ai_pb2_grpc.AiServiceStub(self._channel)
         self._timeout_s = timeout_ms / 1000
+        self._metadata = metadata
+        """The cluster key (common/planes.py): the AI service serves pods only."""
 
     async def close(self) -> None:
         await self._channel.close()
@@ -53,7 +57,7 @@ class AiClient:
             request_id=request_id,
             max_tokens=max_tokens,
         )
-        call = self._stub.Generate(request, timeout=self._timeout_s)
+        call = self._stub.Generate(request, timeout=self._timeout_s, metadata=self._metadata)
         try:
             async for reply in call:
                 if reply.HasField("delta"):

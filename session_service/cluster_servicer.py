@@ -1,5 +1,6 @@
 """`durablechat.v1.ClusterService`: the member set this pod sees (gateways route by the ring), and
-the admin calls: what this pod holds, and drain it."""
+the admin calls: what this pod holds, and drain it. Every call needs an operator's admin token or
+the cluster key (operators.py), checked before anything is done; Envoy does not route it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from durablechat.v1 import cluster_pb2, cluster_pb2_grpc
 from session_service import validate
 from session_service.errors import InvalidArgument
 from session_service.membership import Membership
+from session_service.operators import Operators
 from session_service.registry import Registry
+from session_service.rpc_support import abort
 
 MAX_LISTED_SESSIONS = 1000
 
@@ -25,18 +28,29 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         registry: Registry,
         draining: Callable[[], bool],
         drain: Callable[[], Awaitable[None]],
+        operators: Operators,
     ) -> None:
+        self._operators = operators
         self._membership = membership
         self._registry = registry
         self._draining = draining
         self._drain = drain
         self._drain_task: asyncio.Task[None] | None = None
 
+    async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Refuses (UNAUTHENTICATED / PERMISSION_DENIED) callers that are neither an operator
+        nor a pod; returns for the others."""
+        try:
+            await self._operators.admit(context)
+        except Exception as exc:
+            await abort(context, exc)
+
     async def GetPodStatus(
         self,
         request: cluster_pb2.GetPodStatusRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> cluster_pb2.GetPodStatusResponse:
+        await self._admit(context)
         if request.session_id:
             try:
                 validate.session_id(request.session_id)
@@ -57,6 +71,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def HandOff(
         self, request: cluster_pb2.HandOffRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.HandOffResponse:
+        await self._admit(context)
         try:
             validate.session_id(request.session_id)
         except InvalidArgument as exc:
@@ -70,6 +85,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def Drain(
         self, request: cluster_pb2.DrainRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.DrainResponse:
+        await self._admit(context)
         if self._drain_task is None:  # one drain, however many callers; it outlives them
             self._drain_task = asyncio.ensure_future(self._drain())
         await asyncio.shield(self._drain_task)
@@ -83,6 +99,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         request: cluster_pb2.ListMembersRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> cluster_pb2.ListMembersResponse:
+        await self._admit(context)
         members = self._membership.members
         return cluster_pb2.ListMembersResponse(
             members=[cluster_pb2.Member(pod_id=p, address=a) for p, a in sorted(members.items())],

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from common.auth import AuthConfig
 from common.config import ConfigError, env_bool, env_int, env_str
+from common.planes import ClusterKey
 from session_service.limits import Limits
 from session_service.quotas import QuotaConfig
 
@@ -69,6 +70,9 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     auth: AuthConfig = field(default_factory=AuthConfig)
     """AUTH_MODE, AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE (common/auth.py)."""
+    cluster: ClusterKey = field(default_factory=ClusterKey)
+    """CLUSTER_SECRET_FILE (common/planes.py): the key forwarded calls, calls to the AI service
+    and ClusterService callers carry; required with AUTH_MODE=jwt."""
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     """RATE_USER_PER_MIN, TOKENS_PER_MIN, TOKENS_PER_DAY (quotas.py; 0: off); enforced with
     AUTH_MODE=jwt."""
@@ -112,6 +116,7 @@ class Config:
                 minimum=1,
             ),
             auth=auth,
+            cluster=ClusterKey.from_env(environ),
             quotas=QuotaConfig(
                 enabled=auth.mode == "jwt",
                 requests_per_min=env_int(environ, "RATE_USER_PER_MIN", dq.requests_per_min),

@@ -12,6 +12,7 @@ from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
 from common.lenient import Undecodable
+from common.planes import ClusterKey
 from session_service import validate
 from session_service.errors import InvalidArgument, Moving, status_for, trailers_for
 from session_service.routing import HOPS_KEY
@@ -40,8 +41,13 @@ def checked(request: pb_message.Message) -> str:
     return validate.session_id(request.session_id)  # type: ignore[attr-defined]
 
 
-def hop_count(context: Context) -> int:
-    for key, value in context.invocation_metadata() or ():
+def hop_count(context: Context, cluster: ClusterKey) -> int:
+    """How often the call was forwarded already: `dc-hops`, believed only from a pod (a call
+    carrying the cluster key); a client's own is ignored (0)."""
+    metadata = context.invocation_metadata() or ()
+    if not cluster.carried_by(metadata):
+        return 0
+    for key, value in metadata:
         if key == HOPS_KEY:
             value = str(value)
             return int(value) if value.isdigit() and len(value) <= 3 else 0

@@ -33,6 +33,7 @@ from session_service.errors import SessionClosed, StoreUnavailable
 from session_service.members_store import MembersStore
 from session_service.membership import Membership
 from session_service.metrics import SessionMetrics
+from session_service.operators import Operators
 from session_service.ownership import LeaseKeeper
 from session_service.peers import Peers
 from session_service.purge import Purger
@@ -70,7 +71,7 @@ class SessionServer:
             ),
         )
         self.purger = Purger(self._redis, cfg.limits.purge_interval_s)
-        self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms)
+        self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms, cfg.cluster.metadata())
         self.membership = Membership(
             MembersStore(self._redis),
             cfg.pod_id,
@@ -120,6 +121,7 @@ class SessionServer:
                 verifier,
                 revocations,
                 attachments=self.store.attachments,
+                cluster=cfg.cluster,
             ),
         )
         self.attachments = AttachmentServicer(
@@ -140,6 +142,7 @@ class SessionServer:
                 self.registry,
                 lambda: self._draining,
                 self.drain,
+                Operators(cfg.cluster, verifier, revocations),
             ),
             self.server,
         )

@@ -12,6 +12,7 @@ import grpc
 from google.protobuf import message as pb_message
 
 from common.auth import AuthConfig, Verifier
+from common.planes import ClusterKey
 from common.revocation import Revocations
 from durablechat.v1 import session_pb2, session_pb2_grpc
 from session_service import access, convert
@@ -93,6 +94,7 @@ class SessionServicer(
         revocations: Revocations | None = None,
         *,
         attachments: AttachmentStore,
+        cluster: ClusterKey | None = None,
     ) -> None:
         self._registry = registry
         self._router = router
@@ -105,6 +107,9 @@ class SessionServicer(
         self._attachment_store = attachments
         self._streams = StreamCaps(limits.max_streams_per_user)
         """Subscribe streams served here, per user (counted where the owner serves them)."""
+        self._cluster = cluster or ClusterKey()
+        """Forwarded calls carry it; a caller's `dc-hops` counts only with it (a client cannot
+        pose as a forwarding pod)."""
 
     @property
     def _quotas(self) -> Quotas:
@@ -131,7 +136,7 @@ class SessionServicer(
             caller, auth = await self._identify(context)
             sid = checked(request)
             local = prepare(caller)
-            hops = hop_count(context)
+            hops = hop_count(context, self._cluster)
             counted, user = False, caller.user
             for _ in range(ROUTE_ATTEMPTS):
                 target = self._router.target(sid)
@@ -185,7 +190,7 @@ class SessionServicer(
         remaining = context.time_remaining()
         call = getattr(self._peers.stub(target.address), method)(
             request,
-            metadata=((HOPS_KEY, str(hops + 1)), *auth),
+            metadata=((HOPS_KEY, str(hops + 1)), *self._cluster.metadata(), *auth),
             timeout=remaining if remaining is not None else FORWARD_TIMEOUT_S,
         )
         return await self._unless_gone(call, target, write=method in WRITE_METHODS)
@@ -225,7 +230,7 @@ class SessionServicer(
         try:
             caller, auth = await self._identify(context)
             sid = checked(request)
-            hops = hop_count(context)
+            hops = hop_count(context, self._cluster)
             target = self._router.target(sid)
             if target is None:
                 await self._count(caller, "Subscribe")
@@ -246,7 +251,8 @@ class SessionServicer(
             if target is not None:
                 self._router.check_hops(hops, target)
                 call: Any = self._peers.stub(target.address).Subscribe(
-                    request, metadata=((HOPS_KEY, str(hops + 1)), *auth)
+                    request,
+                    metadata=((HOPS_KEY, str(hops + 1)), *self._cluster.metadata(), *auth),
                 )
                 try:
                     while (

@@ -62,8 +62,8 @@ class Edge:
         self.secret = secret
         """The HS256 key when started with `secure=True`."""
 
-    def token(self, user: str, ttl_s: int = 600) -> str:
-        return mint(self.secret, user, ttl_s)
+    def token(self, user: str, ttl_s: int = 600, admin: bool = False) -> str:
+        return mint(self.secret, user, ttl_s, admin=admin)
 
 
 @contextlib.contextmanager

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from common.planes import CLUSTER_KEY
+from deploy.make_secret import ensure as ensure_secret
 from tests.helpers import (
     Process,
     RedisServer,
@@ -17,7 +19,9 @@ from tests.helpers import (
 class Stack:
     """Starts redis, the dev model, the AI service, session service and gateway on demand.
 
-    Every process is stopped by PID in `close()`, which fixtures call in `finally`.
+    Every process is stopped by PID in `close()`, which fixtures call in `finally`. The stack's
+    own cluster key (CLUSTER_SECRET_FILE, common/planes.py) goes to the AI service, every pod and
+    the gateway: ClusterService answers only callers with `cluster_metadata` or an admin token.
     """
 
     def __init__(self, workdir: Path) -> None:
@@ -37,6 +41,14 @@ class Stack:
         self.pod_addrs: dict[str, str] = {}
         self.redis_env: dict[str, str] = {}
         """Extra session-service settings for every pod (e.g. REDIS_CLUSTER)."""
+        self.cluster_secret_file = workdir / "cluster-secret"
+        ensure_secret(self.cluster_secret_file)
+        self.cluster_env = {"CLUSTER_SECRET_FILE": str(self.cluster_secret_file)}
+
+    @property
+    def cluster_metadata(self) -> tuple[tuple[str, str], ...]:
+        """What a test sends to be trusted as one of the cluster's pods (ClusterService)."""
+        return ((CLUSTER_KEY, self.cluster_secret_file.read_text().strip()),)
 
     def start_redis(self) -> RedisServer:
         self.redis = RedisServer(self.workdir / "redis")
@@ -66,6 +78,7 @@ class Stack:
                 "AI_PORT": str(port),
                 "OPENAI_BASE_URL": self.model_url,
                 "OPENAI_API_KEY": "dev",
+                **self.cluster_env,
                 **extra_env,
             },
             self.workdir,
@@ -84,6 +97,7 @@ class Stack:
             "AI_SERVICE_ADDR": self.ai_addr or "127.0.0.1:1",
             "POD_ID": "session-1",
             "ATTACHMENTS_DIR": str(self.workdir / "attachments"),
+            **self.cluster_env,
             **extra_env,
         }
         self.session = python_module("session", "session_service", env, self.workdir)
@@ -101,6 +115,7 @@ class Stack:
             "POD_ID": pod_id,
             "ATTACHMENTS_DIR": str(self.workdir / "attachments"),
             **self.redis_env,
+            **self.cluster_env,
             **extra_env,
         }
         pod = python_module(pod_id, "session_service", env, self.workdir)
@@ -141,6 +156,7 @@ class Stack:
             {
                 "GATEWAY_PORT": str(port),
                 "SESSION_SERVICE_ADDR": session_addrs or self.session_addr,
+                **self.cluster_env,
                 **extra_env,
             },
             self.workdir,

@@ -47,7 +47,10 @@ def tail_lines(addr: str, sid: str, count: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def two_pods(own_stack: Stack) -> Stack:
+def two_pods(own_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """Two pods; `durablechat` gets the operator's credential from its environment (the pods'
+    CLUSTER_SECRET_FILE; tests/security/test_admin_plane.py uses an admin token)."""
+    monkeypatch.setenv("CLUSTER_SECRET_FILE", str(own_stack.cluster_secret_file))
     own_stack.start_redis()
     for pod in PODS:
         own_stack.start_pod(pod)

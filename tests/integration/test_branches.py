@@ -132,7 +132,8 @@ async def test_an_edit_and_two_regenerations_keep_every_branch_exactly(
     for pod in PODS:
         async with grpc.aio.insecure_channel(secure.stack.pod_addrs[pod]) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
-            await stub.HandOff(cluster_pb2.HandOffRequest(session_id=sid), timeout=10)
+            request = cluster_pb2.HandOffRequest(session_id=sid)
+            await stub.HandOff(request, timeout=10, metadata=secure.stack.cluster_metadata)
     await check()
 
 

@@ -19,10 +19,13 @@ THREADS = 10_000
 PAGE = 500
 
 
-async def pod_status(address: str) -> cluster_pb2.GetPodStatusResponse:
+async def pod_status(
+    address: str, metadata: tuple[tuple[str, str], ...]
+) -> cluster_pb2.GetPodStatusResponse:
     async with grpc.aio.insecure_channel(address) as channel:
         stub = cluster_pb2_grpc.ClusterServiceStub(channel)
-        return await stub.GetPodStatus(cluster_pb2.GetPodStatusRequest(), timeout=10)
+        request = cluster_pb2.GetPodStatusRequest()
+        return await stub.GetPodStatus(request, timeout=10, metadata=metadata)
 
 
 def activations(metrics_url: str) -> float:
@@ -91,6 +94,6 @@ async def test_ten_thousand_threads_are_listed_without_waking_an_owner(tmp_path:
         previews = {sid: preview for _, sid, preview in listed}
         assert previews[made[1234]] == "thread number 1234"
         for pod in PODS:
-            status = await pod_status(secure.stack.pod_addrs[pod])
+            status = await pod_status(secure.stack.pod_addrs[pod], secure.stack.cluster_metadata)
             assert status.active_sessions == 0, pod
             assert activations(urls[pod]) == before[pod], pod

@@ -38,6 +38,10 @@ class SecureStack:
     def token(self, user: str, ttl_s: int = 600) -> str:
         return mint(self.secret, user, ttl_s)
 
+    def admin_token(self, user: str = "ops", ttl_s: int = 600) -> str:
+        """An operator's token (`durablechat token --admin`): ClusterService."""
+        return mint(self.secret, user, ttl_s, admin=True)
+
     def user(self, name: str, pod: str = "pod-a") -> User:
         return User(name, self.token(name), self.stack.pod_addrs[pod])
 

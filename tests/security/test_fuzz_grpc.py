@@ -303,7 +303,8 @@ def test_an_accepted_state_patch_leaves_a_session_that_still_loads(fuzz_stack, c
             assert exc.code() in ACCEPTABLE, f"UpdateState answered {exc.code().name}"
             return
         record("grpc UpdateState then reload", "OK")
-        hand_off(cluster_pb2.HandOffRequest(session_id=sid), timeout=TIMEOUT_S)
+        request = cluster_pb2.HandOffRequest(session_id=sid)
+        hand_off(request, timeout=TIMEOUT_S, metadata=fuzz_stack.cluster_metadata)
         assert_state_is_json(channel, sid)
 
     run()

@@ -215,7 +215,8 @@ async def test_a_users_stream_outlives_the_token_of_the_socket_that_opened_it(
     for address in secure.stack.pod_addrs.values():  # the holder hands the session off
         async with grpc.aio.insecure_channel(address) as channel:
             stub = cluster_pb2_grpc.ClusterServiceStub(channel)
-            await stub.HandOff(cluster_pb2.HandOffRequest(session_id=sid), timeout=10)
+            request = cluster_pb2.HandOffRequest(session_id=sid)
+            await stub.HandOff(request, timeout=10, metadata=secure.stack.cluster_metadata)
     await second.send_str("still here tokens=3")
     frames = [await second.receive_str(timeout=20)]
     while frames[-1] != "[DONE]":

@@ -7,7 +7,7 @@ import pytest
 from ai_service.config import Config
 from common.config import ConfigError
 
-DEV = {"OPENAI_BASE_URL": "http://127.0.0.1:8090/v1"}
+DEV = {"OPENAI_BASE_URL": "http://127.0.0.1:8090/v1", "AUTH_MODE": "off"}
 
 
 def test_defaults_with_a_dev_model_url() -> None:
@@ -37,6 +37,7 @@ def test_every_variable_overrides_its_default() -> None:
             "AI_REQUEST_TIMEOUT_MS": "250",
             "AI_BATCH_MAX_CHUNKS": "1",
             "LOG_LEVEL": "debug",
+            "AUTH_MODE": "off",
         }
     )
 
