@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from common.config import ConfigError, env_int, env_str
+from common.exposure import allow_insecure, check_exposure
 
 DEFAULT_PORT = 50052
 DEFAULT_MODEL = "durablechat-dev-model"
@@ -48,6 +49,9 @@ class Config:
     """After the first message, how long chunks gather before the next one (AI_BATCH_MS)."""
     log_level: str = "INFO"
     """Root log level (LOG_LEVEL)."""
+    allow_insecure_network: bool = False
+    """ALLOW_INSECURE_NETWORK: listen beyond loopback even without CLUSTER_SECRET_FILE, open
+    to anyone who reaches the port (tests only; common/exposure.py)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -62,7 +66,8 @@ class Config:
         log_level = env_str(environ, "LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
-        return cls(
+        cfg = cls(
+            allow_insecure_network=allow_insecure(environ),
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
             port=port,
             openai_base_url=base_url,
@@ -79,3 +84,10 @@ class Config:
             metrics_port=env_int(environ, "METRICS_PORT", 0),
             log_level=log_level,
         )
+        check_exposure(
+            "ai_service",
+            cfg.bind_host,
+            cluster_secret_file=environ.get("CLUSTER_SECRET_FILE", ""),
+            allow=cfg.allow_insecure_network,
+        )
+        return cfg
