@@ -83,8 +83,8 @@ def hs256_by_hand(secret: bytes, user: str) -> str:
 
     now = int(time.time())
     header = part(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
-    claims = {"sub": user, "iat": now, "exp": now + 300, "iss": ISSUER, "aud": AUDIENCE}
-    claims = part(json.dumps(claims).encode())
+    body = {"sub": user, "iat": now, "exp": now + 300, "iss": ISSUER, "aud": AUDIENCE}
+    claims = part(json.dumps(body).encode())
     signature = hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest()
     return f"{header}.{claims}.{part(signature)}"
 
