@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.auth import mint, new_secret
 from durablechat.v1 import session_pb2, session_pb2_grpc
-from tests.helpers import RedisServer, eventually, free_port, python_module
+from tests.helpers import ROOT, RedisServer, eventually, free_port, python_module
 from tests.security.secure_stack import room_id
 from tests.security.test_tokens import JWKS_ENV, rs256, rsa_key, status
 from tests.stack import Stack
@@ -192,6 +194,15 @@ def test_pod_beyond_loopback_without_redis_password_refuses_to_start(tmp_path: P
                 )
         finally:
             pod.stop()
+        revoke = subprocess.run(  # the operator's CLI finds the password the same way
+            [sys.executable, "-m", "admin", "revoke", "--user", "ann", "--redis-url", redis.url],
+            cwd=ROOT,
+            env={**os.environ, "REDIS_PASSWORD_FILE": str(password)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert revoke.returncode == 0, revoke.stderr
     finally:
         redis.kill9()
 
