@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.auth import mint, new_secret
+from common.jwks import JwksError, JwksKeys
 from durablechat.v1 import session_pb2, session_pb2_grpc
 from tests.helpers import ROOT, RedisServer, eventually, free_port, python_module
 from tests.security.secure_stack import room_id
@@ -251,12 +252,14 @@ class SlowJwks:
     def __init__(self, key: rsa.RSAPrivateKey) -> None:
         public = jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
         body = json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "RS256"}]})
+        self.fetches = 0
         self.requested = threading.Event()
         self.released = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                outer.fetches += 1
                 outer.requested.set()
                 outer.released.wait(RELEASE_TIMEOUT_S)
                 self.send_response(200)
@@ -338,3 +341,21 @@ def test_jwks_without_issuer_and_audience_refuses_to_start(tmp_path: Path) -> No
     env = {"AUTH_MODE": "jwt", "AUTH_JWKS_URL": "http://127.0.0.1:1/jwks", "SESSION_PORT": "0"}
     said = start_refused("pod", "session_service", env, tmp_path)
     assert "AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE" in said, said
+
+
+async def test_made_up_kids_do_not_flood_the_identity_provider() -> None:
+    """Attack: send tokens with ever new `kid`s so that every call makes the service fetch the
+    JWKS again (load on the provider, threads held here). Unknown kids fetch at most once per
+    MIN_REFRESH_S; concurrent callers share one fetch."""
+    key = rsa_key()
+    jwks = FastJwks(key)
+    try:
+        keys = JwksKeys(jwks.url)
+        tokens = [rs256(key, "ann", kid=f"made-up-{i}") for i in range(20)]
+        results = await asyncio.gather(*(keys.key(t) for t in tokens), return_exceptions=True)
+        assert all(isinstance(r, JwksError) for r in results), results
+        assert jwks.fetches == 1
+        assert await keys.key(rs256(key, "ann")) is not None  # the real kid, from that fetch
+        assert jwks.fetches == 1
+    finally:
+        jwks.close()
