@@ -179,14 +179,19 @@ class Launcher:
                     pid_file.unlink()
 
 
-def auth_note(mode: str, secret_file: str, front: str) -> str:
+def auth_note(mode: str, secret_file: str, front: str, dev_login: bool = True) -> str:
     """How to get in, for the banner."""
     mint = f"durablechat token --user ann --secret-file {secret_file}"
     if mode != "jwt":
         return "auth       OFF: anyone who reaches these ports may read and write every session"
+    page = (
+        "on the page, type a name to sign in"
+        if dev_login
+        else "the page's dev login is off (BIND_HOST is not loopback)"
+    )
     return (
         f"auth       a dev token: TOKEN=$({mint})\n"
-        "             send 'authorization: Bearer $TOKEN'; on the page, type a name to sign in"
+        f"             send 'authorization: Bearer $TOKEN'; {page}"
     )
 
 
@@ -249,6 +254,7 @@ def main() -> int:
             "AUTH_DEV_LOGIN", "true" if auth_mode == "jwt" and local else "false"
         ),
     }
+    dev_login = common["AUTH_DEV_LOGIN"].strip().lower() in ("1", "true", "yes", "on")
     redis_conf: list[str] = []
     redis_password = ""
     if not local:  # what the services require beyond loopback (common/exposure.py)
@@ -391,7 +397,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   AI gRPC    {ai_addr}   model: {model_note}
   search     {search_addr}   (SearchService; also through Envoy and {front}/api/search?q=)
   metrics    {" ".join(metrics_urls)}
-  {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front)}
+  {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front, dev_login)}
 Ctrl-C stops everything.""",
             flush=True,
         )

@@ -197,6 +197,7 @@ async def test_run_beyond_loopback_protects_redis_and_turns_the_dev_login_off(tm
     with running_launcher(tmp_path, 1, {"BIND_HOST": "0.0.0.0"}) as (proc, env):
         base = f"http://127.0.0.1:{env['ENVOY_PORT']}"
         eventually(lambda: healthz_ok(proc, tmp_path, f"{base}/healthz"), timeout=60, interval=0.1)
+        eventually(lambda: "dev login is off" in (tmp_path / "launcher.log").read_text())
         anonymous = redis.Redis(port=int(env["REDIS_PORT"]), socket_timeout=5)
         with anonymous, pytest.raises(redis.AuthenticationError):
             anonymous.ping()
