@@ -38,6 +38,8 @@ from google.protobuf import json_format
 from admin.chat import chat
 from common import revocation
 from common.auth import mint
+from common.config import ConfigError
+from common.exposure import with_password
 from common.planes import CLUSTER_KEY
 from common.ring import HashRing
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
@@ -253,7 +255,18 @@ def token(user: str, admin: bool, ttl: int, secret_file: str) -> None:
     show_default=True,
     help="the pods' Redis (REDIS_URL)",
 )
-def revoke(user: str, redis_url: str) -> None:
+@click.option(
+    "--redis-password-file",
+    envvar="REDIS_PASSWORD_FILE",
+    default="",
+    help="a file holding Redis's password, when the URL has none (REDIS_PASSWORD_FILE)",
+)
+def revoke(user: str, redis_url: str, redis_password_file: str) -> None:
+    try:
+        redis_url = with_password(redis_url, redis_password_file)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     async def work() -> int:
         client = redis.asyncio.Redis.from_url(redis_url)
         try:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from common.config import ConfigError, env_int, env_str
+from common.exposure import allow_insecure, check_exposure
 from common.planes import ClusterKey
 
 DEFAULT_PORT = 50052
@@ -52,6 +53,9 @@ class Config:
     cluster: ClusterKey = field(default_factory=ClusterKey)
     """CLUSTER_SECRET_FILE (common/planes.py): only calls carrying this key are served (health
     checks aside). Required unless AUTH_MODE=off, which with no file leaves the service open."""
+    allow_insecure_network: bool = False
+    """ALLOW_INSECURE_NETWORK: listen beyond loopback even without CLUSTER_SECRET_FILE, open
+    to anyone who reaches the port (tests only; common/exposure.py)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
@@ -66,7 +70,8 @@ class Config:
         log_level = env_str(environ, "LOG_LEVEL", "INFO").upper()
         if log_level not in LOG_LEVELS:
             raise ConfigError(f"LOG_LEVEL must be one of {sorted(LOG_LEVELS)}, got {log_level!r}")
-        return cls(
+        cfg = cls(
+            allow_insecure_network=allow_insecure(environ),
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
             port=port,
             openai_base_url=base_url,
@@ -84,3 +89,10 @@ class Config:
             log_level=log_level,
             cluster=ClusterKey.from_env(environ),
         )
+        check_exposure(
+            "ai_service",
+            cfg.bind_host,
+            cluster_secret_file=environ.get("CLUSTER_SECRET_FILE", ""),
+            allow=cfg.allow_insecure_network,
+        )
+        return cfg

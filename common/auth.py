@@ -8,9 +8,12 @@ must be set explicitly (the services refuse to start with neither a key nor `off
 
 Keys: `AUTH_SECRET_FILE` (HS256; `durablechat token` mints with it), `AUTH_PUBLIC_KEY_FILE`
 (RS256, verify only) or `AUTH_JWKS_URL` (RS256 keys by `kid` from an identity provider's JWKS,
-fetched with PyJWT's PyJWKClient and cached for 5 minutes; the fetch blocks the calling event
-loop, once per refresh). The accepted algorithm is fixed by which key is configured, never taken
-from the token. docs/security.md has the whole picture.
+common/jwks.py: fetched in a worker thread, never on the event loop, and cached for 5 minutes;
+async callers use `identify_async`). The accepted algorithm is fixed by which key is configured,
+never taken from the token. `AUTH_ISSUER` / `AUTH_AUDIENCE`, when set, must match the token's
+`iss` / `aud`; both are required with `AUTH_JWKS_URL` (an identity provider signs tokens for
+many applications: without them a token it issued for another one would pass here).
+docs/security.md has the whole picture.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
+
+from common.jwks import JwksError, JwksKeys
 
 MODES = ("off", "jwt")
 BEARER = "bearer "
@@ -47,6 +52,10 @@ class AuthConfig:
     """From AUTH_PUBLIC_KEY_FILE: an RS256 public key (PEM)."""
     jwks_url: str = ""
     """AUTH_JWKS_URL: RS256 keys from a JWKS endpoint."""
+    issuer: str = ""
+    """AUTH_ISSUER: the `iss` every token must carry ("": not checked; required with JWKS)."""
+    audience: str = ""
+    """AUTH_AUDIENCE: the `aud` every token must name ("": not checked; required with JWKS)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> AuthConfig:
@@ -63,7 +72,14 @@ class AuthConfig:
                 "AUTH_MODE=jwt (the default) needs AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE or "
                 "AUTH_JWKS_URL; AUTH_MODE=off allows anonymous access to everything"
             )
-        return cls(mode, secret, public_key, jwks_url)
+        issuer = environ.get("AUTH_ISSUER", "")
+        audience = environ.get("AUTH_AUDIENCE", "")
+        if jwks_url and not (issuer and audience):
+            raise ValueError(
+                "AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE: your identity provider signs "
+                "tokens for other applications too; set the issuer URL and this service's audience"
+            )
+        return cls(mode, secret, public_key, jwks_url, issuer, audience)
 
 
 class Verifier:
@@ -71,7 +87,9 @@ class Verifier:
 
     def __init__(self, cfg: AuthConfig) -> None:
         self.required = cfg.mode == "jwt"
-        self._jwks = jwt.PyJWKClient(cfg.jwks_url, lifespan=300) if cfg.jwks_url else None
+        self._jwks = JwksKeys(cfg.jwks_url) if cfg.jwks_url else None
+        self._issuer = cfg.issuer or None
+        self._audience = cfg.audience or None
         if cfg.public_key or cfg.jwks_url:
             self._key: str | bytes = cfg.public_key
             self._algorithms = ["RS256"]
@@ -85,27 +103,55 @@ class Verifier:
 
     def identify(self, authorization: str | None) -> tuple[str, int]:
         """(user, issued at: the `iat` claim in seconds, 0 when absent); ("", 0) when auth is
-        off and no token was sent."""
+        off and no token was sent. With AUTH_JWKS_URL a key fetch blocks the calling thread:
+        on an event loop use `identify_async`."""
+        token = self._token(authorization)
+        if token is None:
+            return "", 0
+        try:
+            key = self._jwks.key_blocking(token) if self._jwks else self._key
+        except JwksError as exc:
+            raise AuthError(f"no key for the token: {exc}") from exc
+        return self._verified(token, key)
+
+    async def identify_async(self, authorization: str | None) -> tuple[str, int]:
+        """As `identify`; a JWKS fetch runs in a worker thread, so the loop serves other calls
+        meanwhile."""
+        token = self._token(authorization)
+        if token is None:
+            return "", 0
+        try:
+            key = await self._jwks.key(token) if self._jwks else self._key
+        except JwksError as exc:
+            raise AuthError(f"no key for the token: {exc}") from exc
+        return self._verified(token, key)
+
+    def _token(self, authorization: str | None) -> str | None:
+        """The bearer token (None when none was sent and none is required)."""
         if not authorization:
             if self.required:
                 raise AuthError("this call needs `authorization: Bearer <token>`")
-            return "", 0
+            return None
         if not authorization.lower().startswith(BEARER):
             raise AuthError("authorization must be `Bearer <token>`")
-        token = authorization[len(BEARER) :].strip()
+        return authorization[len(BEARER) :].strip()
+
+    def _verified(self, token: str, key: object) -> tuple[str, int]:
+        required = ["sub", "exp"]
+        required += ["iss"] if self._issuer else []
+        required += ["aud"] if self._audience else []
         try:
-            key = self._jwks.get_signing_key_from_jwt(token).key if self._jwks else self._key
             claims = jwt.decode(
                 token,
-                key,
+                key,  # type: ignore[arg-type]
                 algorithms=self._algorithms,
-                options={"require": ["sub", "exp"]},
+                options={"require": required},
                 leeway=LEEWAY_S,
+                issuer=self._issuer,
+                audience=self._audience,
             )
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("the token has expired") from exc
-        except jwt.PyJWKClientError as exc:
-            raise AuthError(f"no key for the token: {exc}") from exc
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"the token is not valid: {exc}") from exc
         user = claims["sub"]

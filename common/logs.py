@@ -1,9 +1,16 @@
-"""JSON-lines logging, set up once per process; ids travel as `extra` fields."""
+"""JSON-lines logging, set up once per process; ids travel as `extra` fields.
+
+No line carries a credential: bearer tokens (`Bearer <token>`, a WebSocket subprotocol entry
+`bearer.<token>`, which aiohttp's handshake warning quotes) and anything shaped like a JWT are
+replaced by `[redacted]` in the message, every field and tracebacks, whatever logger wrote them
+(aiohttp's access and error logs included).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -14,6 +21,18 @@ from common.tracing import current_trace_id
 _STANDARD_ATTRS = frozenset(
     logging.LogRecord("", 0, "", 0, "", None, None).__dict__.keys() | {"message", "asctime"}
 )
+
+
+_SECRETS = re.compile(
+    r"(?i:bearer)(?:\.|\s+)[A-Za-z0-9._~+/=-]{8,}"  # Bearer <token>, bearer.<token> (WS)
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # a JWT wherever it appears
+)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """`text` with every bearer token and JWT replaced by [redacted]."""
+    return _SECRETS.sub(REDACTED, text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -42,7 +61,7 @@ class JsonFormatter(logging.Formatter):
             entry["trace_id"] = trace_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return redact(json.dumps(entry, default=str))
 
 
 def setup_logging(

@@ -1,8 +1,12 @@
-"""Creates secret files that are missing: the HS256 signing key (AUTH_SECRET_FILE) and the
-cluster key (CLUSTER_SECRET_FILE, common/planes.py), each 256 random bits (compose's one-shot
-`auth-secret` service; `make run` does the same in RUN_DIR). Never overwrites: tokens stay valid.
+"""Creates secret files that are missing (compose's one-shot `auth-secret` service; `make run`
+does the same in RUN_DIR). Never overwrites: tokens and running services stay valid.
 
-    python -m deploy.make_secret /auth/secret /auth/cluster-secret
+    python -m deploy.make_secret /auth/secret /auth/cluster-secret /auth/redis-password \
+        --redis-conf /auth/redis.conf
+
+Every path gets its own random 256-bit key (hex, mode 0600). With `--redis-conf`, a
+redis-server config file holding `requirepass <the last path's key>` is (re)written, mode 0644
+so the redis image's own user can read it: keep the volume it lives on private to the stack.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import sys
 from pathlib import Path
 
 from common.auth import new_secret
+
+REDIS_CONF = "--redis-conf"
 
 
 def ensure(path: Path) -> bool:
@@ -25,6 +31,26 @@ def ensure(path: Path) -> bool:
     return True
 
 
+def write_redis_conf(password_file: Path, conf: Path) -> None:
+    """`requirepass` for redis-server from `password_file` (mode 0644, see the module doc)."""
+    password = password_file.read_text().strip()
+    conf.write_text(f"requirepass {password}\n")
+    conf.chmod(0o644)
+
+
+def main(argv: list[str]) -> None:
+    conf = None
+    if REDIS_CONF in argv:
+        at = argv.index(REDIS_CONF)
+        conf = Path(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
+    paths = [Path(a) for a in argv]
+    for path in paths:
+        print(f"{'created' if ensure(path) else 'kept'} {path}")
+    if conf is not None:
+        write_redis_conf(paths[-1], conf)
+        print(f"wrote {conf} from {paths[-1]}")
+
+
 if __name__ == "__main__":
-    for target in map(Path, sys.argv[1:]):
-        print(f"{'created' if ensure(target) else 'kept'} {target}")
+    main(sys.argv[1:])

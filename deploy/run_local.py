@@ -4,6 +4,9 @@ Starts redis-server (AOF, fsync always, data under data/redis), the dev model (o
 OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, SESSION_PODS session-service pods
 (default 1) and the gateway. RUN_DIR/auth-secret (token signing key) and RUN_DIR/cluster-secret
 (CLUSTER_SECRET_FILE: pods, gateway and AI service) are made on the first start and kept.
+With BIND_HOST beyond loopback (a LAN address, 0.0.0.0) the dev login is off and Redis gets a
+password (RUN_DIR/redis-password, in RUN_DIR/redis.conf), as the services require there
+(common/exposure.py); the bound address joins ALLOWED_HOSTS.
 Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
 is named before anything starts. If a session pod dies while others run (SESSION_PODS > 1) it is
 restarted, as a supervisor would; if any other process dies, everything is stopped and its log
@@ -27,8 +30,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.exposure import is_loopback
 from deploy import envoy_config
 from deploy.make_secret import ensure as ensure_secret
+from deploy.make_secret import write_redis_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
@@ -119,9 +124,13 @@ def grpc_serving(address: str) -> Callable[[], bool]:
     return check
 
 
-def redis_pong(host: str, port: int) -> Callable[[], bool]:
+def redis_pong(host: str, port: int, password: str = "") -> Callable[[], bool]:
     def check() -> bool:
         with socket.create_connection((host, port), timeout=1) as sock:
+            if password:
+                sock.sendall(f"AUTH {password}\r\n".encode())
+                if not sock.recv(16).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 
@@ -170,18 +179,32 @@ class Launcher:
                     pid_file.unlink()
 
 
-def auth_note(mode: str, secret_file: str, front: str) -> str:
+def auth_note(mode: str, secret_file: str, front: str, dev_login: bool = True) -> str:
     """How to get in, for the banner."""
     mint = f"durablechat token --user ann --secret-file {secret_file}"
     admin = f"durablechat token --admin --user ops --secret-file {secret_file}"
     if mode != "jwt":
         return "auth       OFF: anyone who reaches these ports may read and write every session"
+    page = (
+        "on the page, type a name to sign in"
+        if dev_login
+        else "the page's dev login is off (BIND_HOST is not loopback)"
+    )
     return (
         f"auth       a dev token: TOKEN=$({mint})\n"
-        "             send 'authorization: Bearer $TOKEN'; on the page, type a name to sign in\n"
+        f"             send 'authorization: Bearer $TOKEN'; {page}\n"
         f"  admin      export DURABLECHAT_ADMIN_TOKEN=$({admin})\n"
         "             then durablechat members / where / sessions / drain / move"
     )
+
+
+def allowed_hosts(host: str) -> str:
+    """The gateway's ALLOWED_HOSTS: the loopback names plus the bound address (an address, not
+    a name, cannot be rebound; with 0.0.0.0 add the names your users type in ALLOWED_HOSTS)."""
+    names = ["localhost", "127.0.0.1", "[::1]"]
+    if not is_loopback(host):
+        names.append(f"[{host}]" if ":" in host else host)
+    return ",".join(names)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -225,14 +248,28 @@ def main() -> int:
     cluster_file = RUN_DIR / "cluster-secret"  # pods, gateway, AI service (common/planes.py)
     ensure_secret(cluster_file)
     auth_mode = env.get("AUTH_MODE", "jwt")
+    local = is_loopback(host)
     common = {
         "BIND_HOST": host,
         "PYTHONUNBUFFERED": "1",
         "AUTH_MODE": auth_mode,
         "AUTH_SECRET_FILE": env.get("AUTH_SECRET_FILE", str(secret_file)),
         "CLUSTER_SECRET_FILE": env.get("CLUSTER_SECRET_FILE", str(cluster_file)),
-        "AUTH_DEV_LOGIN": env.get("AUTH_DEV_LOGIN", "true" if auth_mode == "jwt" else "false"),
+        # The dev login signs in anyone: only where nobody else can reach it.
+        "AUTH_DEV_LOGIN": env.get(
+            "AUTH_DEV_LOGIN", "true" if auth_mode == "jwt" and local else "false"
+        ),
     }
+    dev_login = common["AUTH_DEV_LOGIN"].strip().lower() in ("1", "true", "yes", "on")
+    redis_conf: list[str] = []
+    redis_password = ""
+    if not local:  # what the services require beyond loopback (common/exposure.py)
+        password_file = RUN_DIR / "redis-password"
+        ensure_secret(password_file)
+        write_redis_conf(password_file, RUN_DIR / "redis.conf")
+        redis_conf = [str(RUN_DIR / "redis.conf")]
+        redis_password = password_file.read_text().strip()
+        common["REDIS_PASSWORD_FILE"] = str(password_file)
     launcher = Launcher(env)
     redis_url = f"redis://{host}:{ports['REDIS_PORT']}/0"
     pod_addrs = {pod: f"{host}:{port}" for pod, port in pod_ports.items()}
@@ -247,6 +284,7 @@ def main() -> int:
             "redis",
             [
                 "redis-server",
+                *redis_conf,
                 "--port",
                 str(ports["REDIS_PORT"]),
                 "--bind",
@@ -264,7 +302,7 @@ def main() -> int:
             ],
             {},
         )
-        wait_until(redis, redis_pong(host, ports["REDIS_PORT"]))
+        wait_until(redis, redis_pong(host, ports["REDIS_PORT"], redis_password))
         ai_env = {
             **common,
             "AI_PORT": str(ports["AI_PORT"]),
@@ -320,6 +358,7 @@ def main() -> int:
                 "SEARCH_SERVICE_ADDR": search_addr,
                 "RATE_LIMIT_REDIS_URL": env.get("RATE_LIMIT_REDIS_URL", redis_url),
                 "TRUSTED_PROXIES": env.get("TRUSTED_PROXIES", "127.0.0.1,::1"),
+                "ALLOWED_HOSTS": env.get("ALLOWED_HOSTS", allowed_hosts(host)),
             },
         )
         wait_until(gw, http_ok(f"{gateway}/healthz"))
@@ -362,7 +401,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   AI gRPC    {ai_addr}   model: {model_note} (pods only: the cluster key)
   search     {search_addr}   (SearchService; also through Envoy and {front}/api/search?q=)
   metrics    {" ".join(metrics_urls)}
-  {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front)}
+  {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front, dev_login)}
 Ctrl-C stops everything.""",
             flush=True,
         )

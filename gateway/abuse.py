@@ -49,15 +49,20 @@ def parse_networks(value: str) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(v.strip(), strict=False) for v in value.split(",") if v)
 
 
+def from_trusted_proxy(request: web.Request, trusted: tuple[Network, ...]) -> bool:
+    """Whether the TCP peer is one of TRUSTED_PROXIES (its X-Forwarded-* headers count)."""
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(peer in net for net in trusted)
+
+
 def client_ip(request: web.Request, trusted: tuple[Network, ...]) -> str:
     peer = request.remote or ""
     forwarded = request.headers.get("X-Forwarded-For", "")
-    if forwarded and trusted:
-        try:
-            if any(ipaddress.ip_address(peer) in net for net in trusted):
-                return forwarded.split(",")[-1].strip()
-        except ValueError:
-            pass
+    if forwarded and from_trusted_proxy(request, trusted):
+        return forwarded.split(",")[-1].strip()
     return peer
 
 

@@ -23,6 +23,7 @@ from gateway.config import Config
 from gateway.cors import add_headers, cors
 from gateway.deadlines import DeadlineSite
 from gateway.errors import GatewayError, code_for_http_status, error_body
+from gateway.hosts import allowed_hosts
 from gateway.hub import Hubs
 from gateway.identity import DevLogin, authenticate, whoami
 from gateway.metrics import GatewayMetrics
@@ -113,6 +114,7 @@ def create_app(
     app = web.Application(
         middlewares=[
             metrics.middleware,
+            allowed_hosts(cfg.allowed_hosts),
             traced,
             json_errors,
             cors(cfg.cors_origins),
@@ -124,7 +126,7 @@ def create_app(
     app.on_response_prepare.append(add_headers)
     app.router.add_get("/api/me", whoami(verifier, cfg.dev_login))
     if cfg.dev_login:
-        login = DevLogin(cfg.auth.secret)
+        login = DevLogin(cfg.auth.secret, cfg.trusted_proxies)
         app.router.add_post("/api/login", login.login)
         app.router.add_post("/api/logout", login.logout)
     rest = RestRoutes(client, cfg.max_history_reply_bytes)

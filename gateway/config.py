@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.auth import AuthConfig
-from common.config import ConfigError, env_int, env_str
+from common.config import ConfigError, env_bool, env_int, env_str
+from common.exposure import allow_insecure, check_exposure, is_loopback, with_password
 from common.planes import ClusterKey
 from gateway.abuse import Network, parse_networks
+from gateway.hosts import DEFAULT_ALLOWED_HOSTS, parse_allowed_hosts
 
 MIB = 1024 * 1024
 HISTORY_FRAME_SLACK_BYTES = 4096
@@ -49,7 +51,16 @@ class Config:
     """AUTH_MODE, AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE (common/auth.py)."""
     dev_login: bool = False
     """AUTH_DEV_LOGIN: serve POST /api/login, which mints a token for any name (dev only;
-    needs AUTH_SECRET_FILE)."""
+    needs AUTH_SECRET_FILE; refused at start-up unless BIND_HOST is loopback)."""
+    allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS
+    """ALLOWED_HOSTS: comma-separated Host names (any port) the gateway answers; others get
+    400 before any route (gateway/hosts.py). Default localhost,127.0.0.1,[::1]."""
+    redis_password_file: str = ""
+    """REDIS_PASSWORD_FILE: a file holding the Redis password, put into RATE_LIMIT_REDIS_URL
+    when it has none (common/exposure.py)."""
+    allow_insecure_network: bool = False
+    """ALLOW_INSECURE_NETWORK: start beyond loopback even with a password-less
+    RATE_LIMIT_REDIS_URL (tests only; common/exposure.py)."""
     rate_limit_redis_url: str = ""
     """RATE_LIMIT_REDIS_URL: the Redis holding per-IP buckets (gateway/abuse.py); empty: none."""
     rate_ip_per_min: int = 1200
@@ -96,9 +107,28 @@ class Config:
             auth = AuthConfig.from_env(environ)
         except (ValueError, OSError) as exc:
             raise ConfigError(str(exc)) from exc
-        dev_login = env_str(environ, "AUTH_DEV_LOGIN", "false").lower() == "true"
+        bind_host = env_str(environ, "BIND_HOST", "127.0.0.1")
+        dev_login = env_bool(environ, "AUTH_DEV_LOGIN", False)
         if dev_login and not auth.secret:
             raise ConfigError("AUTH_DEV_LOGIN=true needs AUTH_SECRET_FILE (it mints HS256 tokens)")
+        if dev_login and not is_loopback(bind_host):
+            raise ConfigError(
+                f"AUTH_DEV_LOGIN=true signs in anyone under any name; it is refused with "
+                f"BIND_HOST={bind_host} (beyond loopback): set AUTH_DEV_LOGIN=false and use "
+                "tokens from your identity provider"
+            )
+        if dev_login and (auth.issuer or auth.audience):
+            raise ConfigError(
+                "AUTH_DEV_LOGIN=true mints tokens without iss/aud, which AUTH_ISSUER / "
+                "AUTH_AUDIENCE would refuse: unset one or the other"
+            )
+        try:
+            hosts = parse_allowed_hosts(
+                env_str(environ, "ALLOWED_HOSTS", ",".join(DEFAULT_ALLOWED_HOSTS))
+            )
+        except ValueError as exc:
+            raise ConfigError(f"ALLOWED_HOSTS: {exc}") from exc
+        password_file = env_str(environ, "REDIS_PASSWORD_FILE", "")
         origins = tuple(o.strip() for o in env_str(environ, "CORS_ORIGINS", "").split(",") if o)
         for origin in origins:
             if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", origin):
@@ -108,9 +138,12 @@ class Config:
         except ValueError as exc:
             raise ConfigError(f"TRUSTED_PROXIES: {exc}") from exc
         history, queue = _history_and_queue_bytes(environ)
-        return cls(
+        cfg = cls(
             port=env_int(environ, "GATEWAY_PORT", 8080),
-            bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
+            bind_host=bind_host,
+            allowed_hosts=hosts,
+            redis_password_file=password_file,
+            allow_insecure_network=allow_insecure(environ),
             session_service_addr=env_str(environ, "SESSION_SERVICE_ADDR", "127.0.0.1:50051"),
             search_service_addr=env_str(environ, "SEARCH_SERVICE_ADDR", ""),
             max_attachment_bytes=env_int(
@@ -126,7 +159,9 @@ class Config:
             cluster=ClusterKey.from_env(environ),
             dev_login=dev_login,
             cors_origins=origins,
-            rate_limit_redis_url=env_str(environ, "RATE_LIMIT_REDIS_URL", ""),
+            rate_limit_redis_url=with_password(
+                env_str(environ, "RATE_LIMIT_REDIS_URL", ""), password_file
+            ),
             rate_ip_per_min=env_int(environ, "RATE_IP_PER_MIN", 1200),
             trusted_proxies=proxies,
             max_sockets_per_user=env_int(environ, "MAX_SOCKETS_PER_USER", 32),
@@ -137,6 +172,13 @@ class Config:
             header_read_timeout_ms=env_int(environ, "HEADER_READ_TIMEOUT_MS", 10_000, minimum=1),
             send_stall_timeout_ms=env_int(environ, "SEND_STALL_TIMEOUT_MS", 30_000, minimum=1),
         )
+        check_exposure(
+            "gateway",
+            cfg.bind_host,
+            redis_urls=[("RATE_LIMIT_REDIS_URL", cfg.rate_limit_redis_url)],
+            allow=cfg.allow_insecure_network,
+        )
+        return cfg
 
     @property
     def grpc_deadline_s(self) -> float:

@@ -11,7 +11,9 @@ Contract:
 - With AUTH_MODE=off nothing is required; a token sent anyway is still forwarded.
 - `POST /api/login {"user"}` mints a one-day HS256 token into the cookie only when
   AUTH_DEV_LOGIN=true (the `make run` default, for trying the page): it trusts whatever name
-  is typed, so never enable it where real users log in.
+  is typed, so never enable it where real users log in (the gateway refuses to start with it
+  unless BIND_HOST is loopback). The cookie is `Secure` when the request came over https:
+  TLS to the gateway itself, or `X-Forwarded-Proto: https` from a TRUSTED_PROXIES peer (Envoy).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.auth import COOKIE, AuthError, Verifier, mint
+from gateway.abuse import Network, from_trusted_proxy
 from gateway.errors import BadRequest, GatewayError
 
 WS_PROTOCOL = "durablechat"
@@ -78,7 +81,7 @@ def authenticate(verifier: Verifier) -> web.middleware:  # type: ignore[valid-ty
             return await handler(request)
         authorization = token_of(request)
         try:
-            user = verifier.user(authorization)
+            user, _ = await verifier.identify_async(authorization)
         except AuthError as exc:
             raise Unauthenticated(str(exc)) from exc
         meta = (("authorization", authorization),) if authorization else ()
@@ -97,7 +100,7 @@ def whoami(verifier: Verifier, dev_login: bool) -> Handler:
 
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
-            user = verifier.user(token_of(request))
+            user, _ = await verifier.identify_async(token_of(request))
         except AuthError:
             user = ""
         mode = "jwt" if verifier.required else "off"
@@ -109,9 +112,17 @@ def whoami(verifier: Verifier, dev_login: bool) -> Handler:
 class DevLogin:
     """`POST /api/login` and `POST /api/logout` (see the module docstring)."""
 
-    def __init__(self, secret: bytes, secure_cookie: bool = False) -> None:
+    def __init__(self, secret: bytes, trusted_proxies: tuple[Network, ...] = ()) -> None:
         self._secret = secret
-        self._secure = secure_cookie
+        self._trusted = trusted_proxies
+
+    def over_https(self, request: web.Request) -> bool:
+        """TLS to us, or to the trusted proxy in front (its X-Forwarded-Proto; a client's own
+        header is ignored)."""
+        if request.secure:
+            return True
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        return forwarded == "https" and from_trusted_proxy(request, self._trusted)
 
     async def login(self, request: web.Request) -> web.Response:
         try:
@@ -129,7 +140,7 @@ class DevLogin:
             max_age=DEV_TOKEN_TTL_S,
             httponly=True,
             samesite="Strict",
-            secure=self._secure,
+            secure=self.over_https(request),
             path="/",
         )
         return response

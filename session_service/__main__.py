@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
+from common.config import ConfigError
 from common.logs import setup_logging
 from common.tracing import setup_tracing
 from session_service.config import Config
@@ -23,7 +25,10 @@ async def serve(cfg: Config) -> None:
 
 
 def main() -> None:
-    cfg = Config.from_env()
+    try:
+        cfg = Config.from_env()
+    except ConfigError as exc:
+        sys.exit(f"session_service: {exc}")
     setup_logging("session", cfg.log_level, {"pod_id": cfg.pod_id})
     stop_tracing = setup_tracing("session_service")
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from common.auth import AuthConfig
 from common.config import ConfigError, env_bool, env_int, env_str
+from common.exposure import allow_insecure, check_exposure, with_password
 from common.planes import ClusterKey
 from session_service.limits import Limits
 from session_service.quotas import QuotaConfig
@@ -76,6 +77,12 @@ class Config:
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     """RATE_USER_PER_MIN, TOKENS_PER_MIN, TOKENS_PER_DAY (quotas.py; 0: off); enforced with
     AUTH_MODE=jwt."""
+    redis_password_file: str = ""
+    """REDIS_PASSWORD_FILE: a file holding the Redis password, put into REDIS_URL when it has
+    none (common/exposure.py)."""
+    allow_insecure_network: bool = False
+    """ALLOW_INSECURE_NETWORK: start beyond loopback even without a Redis password or
+    CLUSTER_SECRET_FILE (tests only; common/exposure.py)."""
 
     def __post_init__(self) -> None:
         if self.lease_margin_ms * 2 > self.lease_ttl_ms:
@@ -86,12 +93,15 @@ class Config:
         d = cls()
         dl, dq = d.limits, d.quotas
         auth = _auth(environ)
-        return cls(
+        password_file = env_str(environ, "REDIS_PASSWORD_FILE", "")
+        cfg = cls(
+            redis_password_file=password_file,
+            allow_insecure_network=allow_insecure(environ),
             bind_host=env_str(environ, "BIND_HOST", d.bind_host),
             port=env_int(environ, "SESSION_PORT", d.port),
             metrics_port=env_int(environ, "METRICS_PORT", d.metrics_port),
             pod_id=env_str(environ, "POD_ID", d.pod_id),
-            redis_url=env_str(environ, "REDIS_URL", d.redis_url),
+            redis_url=with_password(env_str(environ, "REDIS_URL", d.redis_url), password_file),
             advertise_addr=env_str(environ, "ADVERTISE_ADDR", d.advertise_addr),
             redis_timeout_ms=env_int(environ, "REDIS_TIMEOUT_MS", d.redis_timeout_ms, minimum=1),
             redis_cluster=env_bool(environ, "REDIS_CLUSTER", d.redis_cluster),
@@ -164,3 +174,11 @@ class Config:
                 ),
             ),
         )
+        check_exposure(
+            "session_service",
+            cfg.bind_host,
+            redis_urls=[("REDIS_URL", cfg.redis_url)],
+            cluster_secret_file=environ.get("CLUSTER_SECRET_FILE", ""),
+            allow=cfg.allow_insecure_network,
+        )
+        return cfg

@@ -24,7 +24,7 @@ async def identify(
         next((str(v) for k, v in metadata if k == "cookie"), "")
     )
     try:
-        user, issued_at = verifier.identify(value)
+        user, issued_at = await verifier.identify_async(value)
     except AuthError as exc:
         raise Unauthenticated(str(exc)) from exc
     if await revocations.revoked(user, issued_at):

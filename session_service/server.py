@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from common import tracing
 from common.auth import Verifier
+from common.exposure import redacted
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.lenient import add_service
 from common.metrics import GrpcMetrics, serve_metrics
@@ -187,7 +188,7 @@ class SessionServer:
             extra={
                 "port": self.port,
                 "pod_id": self.cfg.pod_id,
-                "redis": self.cfg.redis_url,
+                "redis": redacted(self.cfg.redis_url),
                 "address": self.membership.address,
             },
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from common.auth import AuthConfig
 from common.config import ConfigError, env_bool, env_int, env_str
+from common.exposure import allow_insecure, check_exposure, with_password
 from session_service.search.index import MIN_TERM_CHARS
 
 
@@ -43,6 +44,12 @@ class SearchConfig:
     more wait their turn."""
     log_level: str = "INFO"
     auth: AuthConfig = field(default_factory=AuthConfig)
+    redis_password_file: str = ""
+    """REDIS_PASSWORD_FILE: a file holding the Redis password, put into REDIS_URL when it has
+    none (common/exposure.py)."""
+    allow_insecure_network: bool = False
+    """ALLOW_INSECURE_NETWORK: start beyond loopback even without a Redis password (tests
+    only; common/exposure.py)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> SearchConfig:
@@ -51,12 +58,15 @@ class SearchConfig:
             auth = AuthConfig.from_env(environ)
         except (ValueError, OSError) as exc:
             raise ConfigError(str(exc)) from exc
-        return cls(
+        password_file = env_str(environ, "REDIS_PASSWORD_FILE", "")
+        cfg = cls(
+            redis_password_file=password_file,
+            allow_insecure_network=allow_insecure(environ),
             bind_host=env_str(environ, "BIND_HOST", d.bind_host),
             port=env_int(environ, "SEARCH_PORT", d.port),
             db_path=env_str(environ, "SEARCH_DB", d.db_path),
             rebuild=env_bool(environ, "SEARCH_REBUILD", d.rebuild),
-            redis_url=env_str(environ, "REDIS_URL", d.redis_url),
+            redis_url=with_password(env_str(environ, "REDIS_URL", d.redis_url), password_file),
             redis_cluster=env_bool(environ, "REDIS_CLUSTER", d.redis_cluster),
             redis_timeout_ms=env_int(environ, "REDIS_TIMEOUT_MS", d.redis_timeout_ms, minimum=1100),
             indexer_id=env_str(environ, "INDEXER_ID", d.indexer_id),
@@ -67,3 +77,10 @@ class SearchConfig:
             log_level=env_str(environ, "LOG_LEVEL", d.log_level),
             auth=auth,
         )
+        check_exposure(
+            "search",
+            cfg.bind_host,
+            redis_urls=[("REDIS_URL", cfg.redis_url)],
+            allow=cfg.allow_insecure_network,
+        )
+        return cfg

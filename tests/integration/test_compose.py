@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_client
 import yaml
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, eventually, free_port
 
 COMPOSE = ROOT / "docker-compose.yml"
 CHECK = str(Path(sys.executable).parent / "check-jsonschema")
@@ -101,3 +102,86 @@ def test_every_session_pod_is_distinct_and_reachable_by_the_gateway() -> None:
         assert pod["environment"]["ADVERTISE_ADDR"].startswith(f"{name}:")
         assert "session" in pod["networks"]["default"]["aliases"]
     assert services()["gateway"]["environment"]["SESSION_SERVICE_ADDR"] == "dns:///session:50051"
+
+
+def compose_env(name: str, auth_dir: Path) -> dict[str, str]:
+    """A service's compose environment as its process sees it: the Dockerfile's BIND_HOST,
+    `${VAR:-default}` resolved to the default, /auth/ files in `auth_dir`."""
+    env = {"BIND_HOST": "0.0.0.0"}
+    for key, value in (services()[name].get("environment") or {}).items():
+        value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", str(value))
+        env[key] = value.replace("/auth/", f"{auth_dir}/")
+    return env
+
+
+def make_secrets(auth_dir: Path) -> None:
+    """The auth-secret job's command, run here with /auth/ in `auth_dir`."""
+    command = [a.replace("/auth/", f"{auth_dir}/") for a in services()["auth-secret"]["command"]]
+    assert command[:3] == ["python", "-m", "deploy.make_secret"]
+    done = subprocess.run(
+        [sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("session-1", "session_service.config:Config"),
+        ("search", "session_service.search.config:SearchConfig"),
+        ("ai", "ai_service.config:Config"),
+        ("gateway", "gateway.config:Config"),
+    ],
+)
+def test_compose_services_pass_the_beyond_loopback_checks(
+    name: str, config: str, tmp_path: Path
+) -> None:
+    """Every service binds 0.0.0.0 in its container: compose must give each what that needs
+    (Redis password, CLUSTER_SECRET_FILE, no dev login), or it would refuse to start."""
+    make_secrets(tmp_path)
+    env = compose_env(name, tmp_path)
+    assert "ALLOW_INSECURE_NETWORK" not in env
+    module, cls = config.split(":")
+    code = f"import os; from {module} import {cls} as C; c = C.from_env(os.environ); print('ok')"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+    if name == "gateway":
+        assert env["AUTH_DEV_LOGIN"] == "false"
+        assert {"localhost", "127.0.0.1"} <= set(env["ALLOWED_HOSTS"].split(","))
+
+
+def test_compose_redis_requires_the_generated_password(tmp_path: Path) -> None:
+    """Redis as compose starts it (its command, the generated config) refuses clients without
+    the password, and its health check, with it, passes."""
+    make_secrets(tmp_path)
+    redis = services()["redis"]
+    command = [a.replace("/auth/", f"{tmp_path}/") for a in redis["command"]]
+    port = free_port()
+    data = tmp_path / "data"
+    data.mkdir()
+    argv = [*command, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data)]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        password = (tmp_path / "redis-password").read_text().strip()
+        authed = redis_client.Redis(port=port, password=password, socket_timeout=5)
+        anonymous = redis_client.Redis(port=port, socket_timeout=5)
+        with authed, anonymous:
+            eventually(authed.ping, timeout=20)
+            with pytest.raises(redis_client.AuthenticationError):
+                anonymous.ping()
+        health = redis["healthcheck"]["test"]
+        assert health[0] == "CMD-SHELL"
+        script = health[1].replace("$$", "$").replace("/auth/", f"{tmp_path}/")
+        script = script.replace("redis-cli ", f"redis-cli -p {port} ")
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stdout + done.stderr
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -41,6 +41,7 @@ def partitioned_cluster(
                 "PYTHONUNBUFFERED": "1",
                 "AUTH_MODE": "off",
                 "BIND_HOST": host,
+                "ALLOW_INSECURE_NETWORK": "true",  # a private test namespace, no Redis password
                 "SESSION_PORT": str(port),
                 "POD_ID": pod,
                 "AI_SERVICE_ADDR": "127.0.0.1:1",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import redis
 
 from common.auth import mint
 from common.ring import HashRing
@@ -74,10 +75,10 @@ def test_busy_port_is_named_before_anything_starts(tmp_path):
 
 @contextlib.contextmanager
 def running_launcher(
-    tmp_path: Path, pods: int
+    tmp_path: Path, pods: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """`make run`'s launcher on free ports; every process it started is gone afterwards."""
-    env = launcher_env(tmp_path) | {"SESSION_PODS": str(pods)}
+    env = launcher_env(tmp_path) | {"SESSION_PODS": str(pods)} | (extra_env or {})
     names = BASE_NAMES + [f"session-{i + 1}" for i in range(pods)]
     with (tmp_path / "launcher.log").open("wb") as log:
         proc = subprocess.Popen(
@@ -187,3 +188,27 @@ async def test_run_restarts_a_killed_pod_while_the_others_take_its_sessions_over
     assert frames[0] == "[LOADING]" and "".join(frames[1:-1]) == "tok0 tok1 tok2"
     eventually(lambda: int(pid_file.read_text()) != killed and pid_alive(int(pid_file.read_text())))
     assert proc.poll() is None
+
+
+async def test_run_beyond_loopback_protects_redis_and_turns_the_dev_login_off(tmp_path):
+    """`BIND_HOST=0.0.0.0 make run`: the services would refuse to start unprotected, so the
+    launcher gives Redis a password and the pods and AI service a cluster secret, and leaves
+    the dev login (anyone signs in as anyone) off."""
+    with running_launcher(tmp_path, 1, {"BIND_HOST": "0.0.0.0"}) as (proc, env):
+        base = f"http://127.0.0.1:{env['ENVOY_PORT']}"
+        eventually(lambda: healthz_ok(proc, tmp_path, f"{base}/healthz"), timeout=60, interval=0.1)
+        eventually(lambda: "dev login is off" in (tmp_path / "launcher.log").read_text())
+        anonymous = redis.Redis(port=int(env["REDIS_PORT"]), socket_timeout=5)
+        with anonymous, pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/api/me") as me:
+                assert (await me.json())["devLogin"] is False
+            async with http.post(f"{base}/api/login", json={"user": "ann"}) as login:
+                assert login.status == 404
+            async with http.ws_connect(f"{base}/ws/t1", protocols=dev_token(tmp_path)) as ws:
+                await ws.send_str("hello tokens=2")
+                frames: list[str] = []
+                while not frames or frames[-1] != "[DONE]":
+                    frames.append(await ws.receive_str(timeout=20))
+        assert "".join(frames[1:-1]) == "tok0 tok1"

@@ -60,9 +60,17 @@ class Jwks:
         self.server.server_close()
 
 
-def rs256(key: rsa.RSAPrivateKey, user: str, kid: str = "k1") -> str:
+ISSUER = "https://id.example.test/"
+AUDIENCE = "durablechat"
+JWKS_ENV = {"AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
+"""AUTH_JWKS_URL needs both (a provider signs tokens for other applications too)."""
+
+
+def rs256(
+    key: rsa.RSAPrivateKey, user: str, kid: str = "k1", iss: str = ISSUER, aud: str = AUDIENCE
+) -> str:
     now = int(time.time())
-    claims = {"sub": user, "iat": now, "exp": now + 300}
+    claims = {"sub": user, "iat": now, "exp": now + 300, "iss": iss, "aud": aud}
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
 
 
@@ -75,7 +83,8 @@ def hs256_by_hand(secret: bytes, user: str) -> str:
 
     now = int(time.time())
     header = part(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "k1"}).encode())
-    claims = part(json.dumps({"sub": user, "iat": now, "exp": now + 300}).encode())
+    body = {"sub": user, "iat": now, "exp": now + 300, "iss": ISSUER, "aud": AUDIENCE}
+    claims = part(json.dumps(body).encode())
     signature = hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest()
     return f"{header}.{claims}.{part(signature)}"
 
@@ -98,7 +107,7 @@ async def test_rs256_keys_from_a_jwks_endpoint(own_stack: Stack) -> None:
     jwks = Jwks(key)
     try:
         own_stack.start_redis()
-        own_stack.start_pod("pod-j", AUTH_MODE="jwt", AUTH_JWKS_URL=jwks.url)
+        own_stack.start_pod("pod-j", AUTH_MODE="jwt", AUTH_JWKS_URL=jwks.url, **JWKS_ENV)
         address = own_stack.pod_addrs["pod-j"]
         assert await status(address, rs256(key, "ann")) == grpc.StatusCode.OK
         pem = key.public_key().public_bytes(

@@ -30,6 +30,7 @@ def test_every_variable_overrides_its_default() -> None:
     cfg = Config.from_env(
         {
             "BIND_HOST": "0.0.0.0",
+            "ALLOW_INSECURE_NETWORK": "true",
             "AI_PORT": "0",
             "OPENAI_API_KEY": "sk-real",
             "OPENAI_MODEL": "gpt-test",
@@ -43,6 +44,7 @@ def test_every_variable_overrides_its_default() -> None:
 
     assert cfg == Config(
         bind_host="0.0.0.0",
+        allow_insecure_network=True,
         port=0,
         openai_base_url=None,
         openai_api_key="sk-real",
