@@ -1,0 +1,103 @@
+"""How the fuzzers judge one call: what each caller may be answered, live processes, and a
+refused call (or a read) storing nothing: the Redis keys and attachment files before and after.
+
+A snapshot taken after a refusal is the next call's "before" (nothing changed); after an
+accepted call the next "before" waits until its answer ended and Redis is still (snapshot.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import grpc
+
+from tests.security.snapshot import Answers, Snapshot, Stored, changes
+
+ACCEPTABLE = frozenset(
+    {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+"""Refusals a client can act on. INTERNAL and UNKNOWN mean the input broke the server."""
+WRITES = frozenset(
+    {
+        "UpdateState",
+        "AppendMessage",
+        "SendPrompt",
+        "CancelAnswer",
+        "RenameThread",
+        "SetFeedback",
+        "EditMessage",
+        "RegenerateAnswer",
+        "SelectBranch",
+    }
+)
+"""SessionService calls a viewer may not make on a room (docs/security.md, the roles table)."""
+MANAGE = frozenset(
+    {"SetMember", "CreateInvite", "RevokeInvite", "ListAudit", "DeleteThread", "RestoreThread"}
+)
+"""Calls only the owner may make on a room."""
+
+
+def forbidden(role: str, method: str, on_room: bool) -> bool:
+    """Whether `role` must never get OK for `method` (on the shared room when `on_room`)."""
+    if role in ("owner", "member", "viewer", "outsider"):
+        if role == "owner" or not on_room:
+            return False
+        if role == "outsider":
+            return True
+        return method in MANAGE or (role == "viewer" and method in WRITES)
+    return True  # no identity: refused before anything is read or stored
+
+
+def is_activation_record(name: str, before: Snapshot, after: Snapshot) -> bool:
+    """KNOWN FINDING (reported, not fixed here; test_fuzz_grpc.py's
+    test_probing_an_unknown_session_id_stores_no_key is its strict xfail): a refused call about
+    a session id nobody used makes the owner pod activate it, which stores `dc:{S}:meta`
+    (epoch, created, accessed) for good. This matches only that key, new, with no other key of
+    S, so every other change still fails."""
+    if not (name.startswith("dc:{") and name.endswith("}:meta")) or name in before:
+        return False
+    prefix = name[: -len("meta")]
+    return not any(k.startswith(prefix) and k != name for k in after)
+
+
+class Witness:
+    """Watches what one stack stores around the calls of one fuzz module."""
+
+    def __init__(self, stored: Stored, answers: Answers, alive: Callable[[], Iterable[str]]):
+        self._stored = stored
+        self._answers = answers
+        self._alive = alive
+        self._before: Snapshot | None = None
+
+    def before(self) -> Snapshot:
+        if self._before is None:
+            self._before = self._stored.settled(self._answers.busy)
+        return self._before
+
+    def after(self, what: str, stores_nothing: bool) -> None:
+        """Checks the processes are up and, when the call must store nothing, that nothing
+        changed. Call `before()` first."""
+        dead = list(self._alive())
+        assert not dead, f"{what}: {', '.join(dead)} died"
+        before = self.before()
+        after = self._stored.snapshot()
+        if stores_nothing:
+            changed = [
+                c for c in changes(before, after) if not is_activation_record(c[2:], before, after)
+            ]
+            assert not changed, f"{what} stored: {changed}"
+        self._before = after if after == before else None
+
+    def started(self, session_id: str, answer_seq: int, metadata: tuple[tuple[str, str], ...]):
+        self._answers.started(session_id, answer_seq, metadata)
+        self._before = None
