@@ -1,8 +1,8 @@
 """How the fuzzers judge one call: what each caller may be answered, live processes, and a
 refused call (or a read) storing nothing: the Redis keys and attachment files before and after.
 
-A snapshot taken after a refusal is the next call's "before" (nothing changed); after an
-accepted call the next "before" waits until its answer ended and Redis is still (snapshot.py).
+Before a call the state is read again; after an accepted call (or when it changed since the
+last call) the "before" waits until answers ended and Redis is still (snapshot.py).
 """
 
 from __future__ import annotations
@@ -80,8 +80,13 @@ class Witness:
         self._before: Snapshot | None = None
 
     def before(self) -> Snapshot:
+        """The state before a call: read again (fixtures and setup write without a witness),
+        and after an accepted call once its background writes are done."""
         if self._before is None:
             self._before = self._stored.settled(self._answers.busy)
+        else:
+            now = self._stored.snapshot()
+            self._before = now if now == self._before else self._stored.settled(self._answers.busy)
         return self._before
 
     def after(self, what: str, stores_nothing: bool) -> None:
