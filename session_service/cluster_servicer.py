@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from common.lenient import Undecodable
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc
 from session_service import validate
 from session_service.errors import InvalidArgument
@@ -16,6 +17,15 @@ from session_service.membership import Membership
 from session_service.registry import Registry
 
 MAX_LISTED_SESSIONS = 1000
+
+
+async def _decoded(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """INVALID_ARGUMENT for a request whose bytes did not decode (common/lenient.py)."""
+    if isinstance(request, Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid protobuf message: {request.why}",
+        )
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
@@ -37,6 +47,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         request: cluster_pb2.GetPodStatusRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> cluster_pb2.GetPodStatusResponse:
+        await _decoded(request, context)
         if request.session_id:
             try:
                 validate.session_id(request.session_id)
@@ -57,6 +68,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def HandOff(
         self, request: cluster_pb2.HandOffRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.HandOffResponse:
+        await _decoded(request, context)
         try:
             validate.session_id(request.session_id)
         except InvalidArgument as exc:
@@ -70,6 +82,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def Drain(
         self, request: cluster_pb2.DrainRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.DrainResponse:
+        await _decoded(request, context)
         if self._drain_task is None:  # one drain, however many callers; it outlives them
             self._drain_task = asyncio.ensure_future(self._drain())
         await asyncio.shield(self._drain_task)
@@ -83,6 +96,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         request: cluster_pb2.ListMembersRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> cluster_pb2.ListMembersResponse:
+        await _decoded(request, context)
         members = self._membership.members
         return cluster_pb2.ListMembersResponse(
             members=[cluster_pb2.Member(pod_id=p, address=a) for p, a in sorted(members.items())],

@@ -13,8 +13,9 @@ import grpc
 
 from common.auth import Verifier
 from common.grpc_server import SERVER_OPTIONS, SERVING, add_health_and_reflection
+from common.lenient import add_service
 from common.revocation import Revocations
-from durablechat.v1 import search_pb2, search_pb2_grpc
+from durablechat.v1 import search_pb2
 from session_service.redis_client import close, connect
 from session_service.search.config import SearchConfig
 from session_service.search.index import SearchIndex
@@ -32,8 +33,10 @@ async def serve(cfg: SearchConfig) -> None:
     indexer = Indexer(redis, index, cfg.indexer_id)
     server = grpc.aio.server(options=SERVER_OPTIONS)
     revocations = Revocations(redis if cfg.auth.mode == "jwt" else None)
-    search_pb2_grpc.add_SearchServiceServicer_to_server(
-        SearchServicer(index, Verifier(cfg.auth), revocations), server
+    add_service(  # undecodable requests: INVALID_ARGUMENT, not grpcio's UNKNOWN
+        server,
+        search_pb2.DESCRIPTOR.services_by_name["SearchService"],
+        SearchServicer(index, Verifier(cfg.auth), revocations),
     )
     health = add_health_and_reflection(server, [SERVICE_NAME])
     port = server.add_insecure_port(f"{cfg.bind_host}:{cfg.port}")
