@@ -1,9 +1,9 @@
 """Fuzzing SearchService (the search indexer's gRPC port) with access control on
 (AUTH_MODE=jwt), as every caller of the cast (cast.py): any query (FTS syntax, quotes,
 operators, prefixes, control characters, size limits), any session filter, limit and page
-token. Judged as test_fuzz_grpc.py's: never INTERNAL or UNKNOWN, processes up, no identity no
-answer, a hit only from a thread the caller has a role in (an outsider never finds the room's
-words), and a search stores nothing.
+token, and bytes that do not decode. Judged as test_fuzz_grpc.py's: never INTERNAL or UNKNOWN,
+processes up, no identity no answer, a hit only from a thread the caller has a role in (an
+outsider never finds the room's words), and a search stores nothing.
 
 Replaying a failure: tests/security/fuzz-examples/ (README.md there), as test_fuzz_grpc.py."""
 
@@ -70,8 +70,11 @@ def test_any_search_as_anyone_never_gets_internal_and_finds_only_the_callers_thr
     sids = st.sampled_from([room.session_id, room.session_id, "", "fz-owner-search"])
 
     @fuzz(80, "grpc-search")
-    @example(role="outsider", query=WORD, sid="", limit=0, token="", extra=b"")
-    @example(role="outsider", query=WORD, sid=room.session_id, limit=0, token="", extra=b"")
+    @example(role="outsider", query=WORD, sid="", limit=0, token="", extra=b"", garbage=None)
+    @example(
+        role="outsider", query=WORD, sid=room.session_id, limit=0, token="", extra=b"", garbage=None
+    )
+    @example(role="owner", query="", sid="", limit=0, token="", extra=b"", garbage=b"\x80")
     @given(
         role=st.sampled_from(ROLES),
         query=queries(),
@@ -79,8 +82,11 @@ def test_any_search_as_anyone_never_gets_internal_and_finds_only_the_callers_thr
         limit=mostly(st.sampled_from([0, 1, 100]), st.one_of(st.just(101), uint(32))),
         token=mostly(st.just(""), st.one_of(hostile_text(40), st.from_regex(r"[0-9]{1,30}"))),
         extra=mostly(st.just(b""), decodable_fields()),
+        garbage=mostly(st.none(), st.binary(max_size=64)),
     )
-    def run(role: str, query: str, sid: str, limit: int, token: str, extra: bytes) -> None:
+    def run(
+        role: str, query: str, sid: str, limit: int, token: str, extra: bytes, garbage: bytes | None
+    ) -> None:
         caller = cast[role]
         request = search_pb2.SearchMessagesRequest(
             query=query, session_id=sid, limit=limit, page_token=token
@@ -89,7 +95,7 @@ def test_any_search_as_anyone_never_gets_internal_and_finds_only_the_callers_thr
         witness.before()
         try:
             raw = method(
-                request.SerializeToString() + extra,
+                garbage if garbage is not None else request.SerializeToString() + extra,
                 metadata=caller.metadata(),
                 timeout=TIMEOUT_S,
             )
