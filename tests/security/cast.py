@@ -95,13 +95,15 @@ class Room:
                     metadata=owner,
                     timeout=TIMEOUT_S,
                 )
-            stub.AppendMessage(
+            posted = stub.AppendMessage(
                 session_pb2.AppendMessageRequest(
                     session_id=self.session_id, role=common_pb2.ROLE_USER, content="hello"
                 ),
                 metadata=cast["member"].metadata(),
                 timeout=TIMEOUT_S,
             )
+            self.message_seq: int = posted.message.seq
+            """The member's message: what edits, feedback and forks can name."""
             stub.UpdateState(
                 session_pb2.UpdateStateRequest(
                     session_id=self.session_id, patch_json='{"step": {"n": 1}}'

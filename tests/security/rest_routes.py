@@ -25,6 +25,8 @@ class Route:
     """The body's shape (BODIES); "" when the route reads none (any body must not matter)."""
     query: tuple[str, ...] = ()
     """The query parameters the route reads."""
+    usual: str = ""
+    """The query of a working call, sent when the fuzzer draws none."""
     kind: str = "read"
     """read (stores nothing even when it succeeds), write (a viewer may not), manage (only the
     owner), own (the caller's own things: flags, read marks, uploads, forks), public (no
@@ -60,8 +62,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", SESSION + "/messages/{seq}/regenerate"): Route(kind="write"),
     ("POST", SESSION + "/branch"): Route(body="branch", kind="write"),
     ("POST", THREAD + "/fork"): Route(body="fork", kind="own"),
-    ("GET", "/api/search"): Route(query=("q", "thread", "limit", "pageToken")),
-    ("POST", "/api/attachments"): Route(body="bytes", query=("filename",), kind="own"),
+    ("GET", "/api/search"): Route(query=("q", "thread", "limit", "pageToken"), usual="q=hello"),
+    ("POST", "/api/attachments"): Route(
+        body="bytes", query=("filename",), usual="filename=a.txt", kind="own"
+    ),
     ("GET", SESSION + "/attachments/{sha256}"): Route(),
     ("GET", "/ws/{thread_id}"): Route(query=("user",)),
 }
@@ -74,14 +78,22 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value).encode("utf-8", "surrogatepass")
 
 
-def _shaped(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[bytes]:
-    """A JSON object with the route's fields (each maybe missing) and maybe a stray one."""
+def _shaped(
+    required: dict[str, st.SearchStrategy[Any]], optional: dict[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[bytes]:
+    """A JSON object with the route's fields, each value mostly of its type and now and then
+    any JSON or hostile text; optional fields maybe missing; now and then a stray field."""
     hostile_values = st.one_of(json_values(), hostile_text())
-    optional = {k: mostly(v, hostile_values) for k, v in fields.items()}
-    return st.fixed_dictionaries({}, optional={**optional, "extra": json_values()}).map(_dumps)
+    shaped = st.fixed_dictionaries(
+        {k: mostly(v, hostile_values) for k, v in required.items()},
+        optional={k: mostly(v, hostile_values) for k, v in optional.items()},
+    )
+    stray = st.tuples(shaped, json_values()).map(lambda t: {**t[0], "extra": t[1]})
+    return mostly(shaped, stray).map(_dumps)
 
 
-SEQS = st.one_of(st.integers(0, 8), st.integers(-1, 2**64))
+TEXT = mostly(st.text(min_size=1, max_size=40), hostile_text())
+SEQS = mostly(st.integers(1, 8), st.integers(-1, 2**64))
 BODIES: dict[str, st.SearchStrategy[bytes]] = {
     "patch": st.dictionaries(
         mostly(hostile_text(16), st.sampled_from(["messages", "createdAt", "lastAccessedAt"])),
@@ -89,30 +101,24 @@ BODIES: dict[str, st.SearchStrategy[bytes]] = {
         max_size=5,
     ).map(_dumps),
     "message": _shaped(
+        {"role": st.sampled_from(["user", "user", "assistant", "system"]), "content": TEXT},
         {
-            "role": st.sampled_from(["user", "assistant", "system"]),
-            "content": hostile_text(),
             "user": hostile_text(200),
             "clientMessageId": hostile_text(200),
             "replyTo": SEQS,
             "attachments": st.lists(st.fixed_dictionaries({"sha256": hostile_text(70)})),
-        }
+        },
     ),
     "feedback": _shaped(
-        {
-            "rating": st.sampled_from(["up", "down", None]),
-            "comment": hostile_text(),
-            "user": hostile_text(),
-        }
+        {"rating": st.sampled_from(["up", "down", None])},
+        {"comment": TEXT, "user": hostile_text()},
     ),
-    "thread": _shaped(
-        {"title": hostile_text(300), "pinned": st.booleans(), "archived": st.booleans()}
-    ),
+    "thread": _shaped({}, {"title": TEXT, "pinned": st.booleans(), "archived": st.booleans()}),
     "import": export_files().map(lambda text: text.encode("utf-8", "surrogatepass")),
-    "edit": _shaped({"content": hostile_text()}),
-    "branch": _shaped({"messageSeq": SEQS}),
-    "fork": _shaped({"atSeq": SEQS, "sessionId": hostile_text(140)}),
-    "login": _shaped({"user": hostile_text(200)}),
+    "edit": _shaped({"content": TEXT}, {}),
+    "branch": _shaped({"messageSeq": SEQS}, {}),
+    "fork": _shaped({"atSeq": SEQS}, {"sessionId": hostile_text(140)}),
+    "login": _shaped({"user": TEXT}, {}),
     "bytes": st.binary(max_size=512),
 }
 

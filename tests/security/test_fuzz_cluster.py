@@ -25,7 +25,7 @@ from durablechat.v1 import cluster_pb2
 from tests.security.cast import Caller, Room, admin_token
 from tests.security.outcomes import record
 from tests.security.secure_stack import SecureStack
-from tests.security.strategies import fuzz, hostile_text
+from tests.security.strategies import fuzz
 from tests.security.verdict import Witness
 from tests.security.wire import OTHER_SERVICES, decodable_fields, mostly
 
@@ -40,9 +40,11 @@ REFUSED = frozenset(
     }
 )
 KEY_GUESSES = st.one_of(
-    st.sampled_from(["", "secret", "dev", "0" * 64, "null"]), hostile_text(80).map(str.strip)
+    st.sampled_from(["", "secret", "dev", "0" * 64, "null"]),
+    st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=80),
 )
-"""Values a user might try as the pods' `dc-cluster-key`."""
+"""Values a user might try as the pods' `dc-cluster-key` (printable ASCII: grpcio refuses to
+send other header values, with a client-side INTERNAL)."""
 
 
 @pytest.fixture(scope="module")
