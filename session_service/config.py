@@ -124,6 +124,9 @@ class Config:
                 subscriber_queue=env_int(
                     environ, "SUBSCRIBER_QUEUE", dl.subscriber_queue, minimum=1
                 ),
+                max_streams_per_user=env_int(
+                    environ, "MAX_STREAMS_PER_USER", dl.max_streams_per_user
+                ),
                 max_queued_prompts=env_int(environ, "MAX_QUEUED_PROMPTS", dl.max_queued_prompts),
                 answer_batch_chunks=env_int(
                     environ, "ANSWER_BATCH_CHUNKS", dl.answer_batch_chunks, minimum=1

@@ -16,6 +16,9 @@ class Limits:
     default_page_size: int = 100
     subscriber_queue: int = 4096
     """Events buffered for one subscriber before it is cut off as too slow."""
+    max_streams_per_user: int = 100
+    """Subscribe streams one signed-in user may have open on one pod (stream_caps.py); 0: no
+    cap."""
     max_queued_prompts: int = 16
     """Answers that may wait behind the streaming one in a session."""
     context_tokens: int = 8000

@@ -5,7 +5,9 @@ A thread is purged only if it is still deleted, its purge time (`pg` in its meta
 no pod holds its lease; otherwise it stays queued (held) or leaves the queue (restored). Its
 `meta` (all but its epoch, so the next owner's epoch is higher and any owner that still has it
 in memory stays fenced), `log` and `idem` keys are deleted together. Members' index entries
-were removed by the delete itself.
+were removed by the delete itself. The search indexer is then told (a hint on its feed, before
+the thread leaves the purge queue, so a crash in between repeats the hint rather than losing
+it) and drops the thread's rows (docs/search.md).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from session_service.errors import StoreUnavailable
 from session_service.events import now_ms
 from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.store import idem_key, lease_key, log_key, meta_key
-from session_service.thread_index import PURGE_KEY
+from session_service.thread_index import FEED_KEY, FEED_MAXLEN, PURGE_KEY
 
 logger = logging.getLogger(__name__)
 BATCH = 100
@@ -53,6 +55,10 @@ class Purger:
                 keys = [meta_key(sid), log_key(sid), idem_key(sid), lease_key(sid)]
                 outcome = int(await self._purge(keys=keys, args=[now]))
                 if outcome >= 0:
+                    # Also when 0: it may be a retry of a purge whose hint was never sent.
+                    await self._client.xadd(
+                        FEED_KEY, {"s": sid}, maxlen=FEED_MAXLEN, approximate=True
+                    )
                     await self._client.zrem(PURGE_KEY, sid)
                 if outcome == 1:
                     purged += 1

@@ -97,6 +97,11 @@ class Registry:
         actor = self._actors.get(session_id)
         return actor if actor is not None and not actor.closed else None
 
+    async def known(self, session_id: str) -> bool:
+        """Whether the session is held here or exists in Redis: a read of a session that never
+        existed is answered without activating it (activation stores its epoch for good)."""
+        return self.local(session_id) is not None or await self._store.exists(session_id)
+
     async def get(self, session_id: str) -> SessionActor:
         actor = self._actors.get(session_id)
         if actor is not None and not actor.closed:

@@ -14,7 +14,7 @@ from google.protobuf import message as pb_message
 from common.auth import AuthConfig, Verifier
 from common.revocation import Revocations
 from durablechat.v1 import session_pb2, session_pb2_grpc
-from session_service import convert
+from session_service import access, convert
 from session_service.access import Caller
 from session_service.access_servicer import AccessRpcs
 from session_service.actor import SessionActor
@@ -23,6 +23,7 @@ from session_service.attachment_store import AttachmentStore
 from session_service.branch_servicer import BranchRpcs
 from session_service.errors import (
     Moving,
+    NotFound,
     NotOwner,
     OutcomeUnknown,
     SessionClosed,
@@ -37,6 +38,7 @@ from session_service.quotas import Quotas
 from session_service.registry import Registry
 from session_service.routing import HOPS_KEY, Forward, Router
 from session_service.rpc_support import abort, checked, hop_count
+from session_service.stream_caps import StreamCaps
 from session_service.thread_servicer import ThreadRpcs
 from session_service.thread_store import ThreadStore
 from session_service.transfer_servicer import TransferRpcs
@@ -53,6 +55,12 @@ WRITE_METHODS = frozenset(
     | {"RestoreThread", "SetFeedback", "ImportSession", "EditMessage", "RegenerateAnswer"}
     | {"SelectBranch"}
 )
+NEEDS_EXISTING = frozenset(
+    {"GetSession", "ListMessages", "GetAccess", "ListAudit", "ExportSession", "GetAttachment"}
+    | {"CancelAnswer", "JoinRoom", "RevokeInvite", "SetMember", "CreateInvite", "Subscribe"}
+)
+"""Calls that cannot succeed on a session that never existed: with access control on they are
+NOT_FOUND without activating it, so probing ids stores nothing (activation keeps an epoch)."""
 PROMPTING = frozenset({"SendPrompt", "EditMessage", "RegenerateAnswer"})
 """Calls that start an answer: they reserve model tokens (quotas.py)."""
 ROUTE_ATTEMPTS = 3
@@ -95,6 +103,8 @@ class SessionServicer(
         self._revocations = revocations or Revocations(None)
         self._threads = threads
         self._attachment_store = attachments
+        self._streams = StreamCaps(limits.max_streams_per_user)
+        """Subscribe streams served here, per user (counted where the owner serves them)."""
 
     @property
     def _quotas(self) -> Quotas:
@@ -129,6 +139,7 @@ class SessionServicer(
                     if not counted:  # where the call is served: a client's dc-hops cannot skip it
                         reserved = await self._count(caller, method)
                         counted = True
+                    await self._unknown_is_not_found(caller, method, sid)
                     try:
                         result = await self._registry.call(sid, local)
                         if getattr(result, "duplicate", False) or not getattr(
@@ -149,6 +160,10 @@ class SessionServicer(
             await self._registry.quotas.charge(user, -reserved)  # refused: nothing to answer
             await abort(context, exc)
             raise  # unreachable: abort raises
+
+    async def _unknown_is_not_found(self, caller: Caller, method: str, sid: str) -> None:
+        if caller.enforced and method in NEEDS_EXISTING and not await self._registry.known(sid):
+            raise NotFound(access.NOT_FOUND)
 
     async def _count(self, caller: Caller, method: str) -> int:
         """Request rate and, for a prompt, a token reservation (quotas.py; returns it), counted
@@ -206,6 +221,7 @@ class SessionServicer(
     async def Subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
+        counted = streaming = False
         try:
             caller, auth = await self._identify(context)
             sid = checked(request)
@@ -213,6 +229,8 @@ class SessionServicer(
             target = self._router.target(sid)
             if target is None:
                 await self._count(caller, "Subscribe")
+                await self._unknown_is_not_found(caller, "Subscribe", sid)
+                counted = self._streams.acquire(caller.user if caller.enforced else "")
                 try:
                     actor = await self._registry.get(sid)
                     subscriber, replay = actor.subscribe(
@@ -222,6 +240,9 @@ class SessionServicer(
                     )
                 except NotOwner as exc:
                     target = self._router.forward_to(exc.owner_pod)
+                    if counted:  # the owner counts it
+                        self._streams.release(caller.user)
+                        counted = False
             if target is not None:
                 self._router.check_hops(hops, target)
                 call: Any = self._peers.stub(target.address).Subscribe(
@@ -235,9 +256,13 @@ class SessionServicer(
                 finally:
                     call.cancel()
                 return
+            streaming = True  # from here the stream's own `finally` releases the count
         except Exception as exc:
             await abort(context, exc)
             return
+        finally:
+            if counted and not streaming:  # refused, failed or cancelled before streaming
+                self._streams.release(caller.user)
         epoch = actor.session.epoch
         try:
             for event in replay:
@@ -248,3 +273,5 @@ class SessionServicer(
             await abort(context, exc)
         finally:
             actor.unsubscribe(subscriber)
+            if counted:
+                self._streams.release(caller.user)

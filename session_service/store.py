@@ -205,6 +205,13 @@ class Store:
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
+    async def exists(self, session_id: str) -> bool:
+        """Whether anything ever activated or wrote the session (its meta key is there)."""
+        try:
+            return bool(await self._client.exists(meta_key(session_id)))
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
     async def activate(
         self, session_id: str, pod_id: str, lease_ttl_ms: int, now_ms: int
     ) -> Loaded | Held:

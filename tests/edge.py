@@ -17,8 +17,9 @@ from tests.stack import Stack
 ENVOY = str(Path(sys.executable).parent / "envoy")
 
 
-def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
-    """(the Envoy process, its URL); the caller stops the process."""
+def start_envoy(stack: Stack, workdir: Path, **overrides: int) -> tuple[Process, str]:
+    """(the Envoy process, its URL); the caller stops the process. `overrides` go to
+    envoy_config.render (grpc_calls_per_ip_min, request_headers_timeout_s)."""
     port, admin = free_port(), free_port()
     session_host, session_port = stack.session_addr.rsplit(":", 1)
     gateway_port = int(stack.gateway_url.rsplit(":", 1)[1])
@@ -29,6 +30,7 @@ def start_envoy(stack: Stack, workdir: Path) -> tuple[Process, str]:
         [(session_host, int(session_port))],
         ("http://example.test",),
         _address(stack.search_addr) if stack.search_addr else ("127.0.0.1", 1),
+        **overrides,
     )
     path = envoy_config.write(workdir / "envoy.yaml", config)
     argv = [ENVOY, "-c", str(path), "--disable-hot-restart", "-l", "warning"]
@@ -65,9 +67,12 @@ class Edge:
 
 
 @contextlib.contextmanager
-def running_edge(workdir: Path, token_delay_ms: int = 1, secure: bool = False) -> Iterator[Edge]:
+def running_edge(
+    workdir: Path, token_delay_ms: int = 1, secure: bool = False, **envoy_overrides: int
+) -> Iterator[Edge]:
     """Starts the stack and Envoy (with `secure`: AUTH_MODE=jwt and the dev login, as `make
-    run`); stops every process afterwards, even on failure."""
+    run`; `envoy_overrides` as start_envoy's); stops every process afterwards, even on
+    failure."""
     stack = Stack(workdir)
     envoy: Process | None = None
     auth: dict[str, str] = {}
@@ -84,7 +89,7 @@ def running_edge(workdir: Path, token_delay_ms: int = 1, secure: bool = False) -
         stack.start_search(**auth)
         login = {"AUTH_DEV_LOGIN": "true"} if secure else {}
         stack.start_gateway(**auth, **login, SEARCH_SERVICE_ADDR=stack.search_addr)
-        envoy, url = start_envoy(stack, workdir)
+        envoy, url = start_envoy(stack, workdir, **envoy_overrides)
         yield Edge(stack, envoy, url, secret)
     finally:
         if envoy is not None:

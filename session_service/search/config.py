@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from common.auth import AuthConfig
 from common.config import ConfigError, env_bool, env_int, env_str
+from session_service.search.index import MIN_TERM_CHARS
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,18 @@ class SearchConfig:
     """REDIS_TIMEOUT_MS: reply timeout of every Redis call (above the feed's 1 s block)."""
     indexer_id: str = "search-1"
     """INDEXER_ID: the feed's consumer group; each indexer with its own file needs its own."""
+    rate_per_min: int = 120
+    """SEARCH_RATE_PER_MIN: searches one user may make a minute (also the burst), shared by
+    every indexer on the same Redis (rate.py); 0: no limit. Applies with AUTH_MODE=jwt."""
+    min_term_chars: int = MIN_TERM_CHARS
+    """SEARCH_MIN_TERM_CHARS: the fewest characters before the `*` of a prefix search; a
+    shorter prefix expands to too many words (INVALID_ARGUMENT)."""
+    query_ms: int = 2000
+    """SEARCH_QUERY_MS: a search running longer is stopped (RESOURCE_EXHAUSTED), so a costly
+    query cannot hold a reader thread."""
+    readers: int = 2
+    """SEARCH_READERS: searches run at once, each in its own thread and SQLite connection;
+    more wait their turn."""
     log_level: str = "INFO"
     auth: AuthConfig = field(default_factory=AuthConfig)
 
@@ -47,6 +60,10 @@ class SearchConfig:
             redis_cluster=env_bool(environ, "REDIS_CLUSTER", d.redis_cluster),
             redis_timeout_ms=env_int(environ, "REDIS_TIMEOUT_MS", d.redis_timeout_ms, minimum=1100),
             indexer_id=env_str(environ, "INDEXER_ID", d.indexer_id),
+            rate_per_min=env_int(environ, "SEARCH_RATE_PER_MIN", d.rate_per_min),
+            min_term_chars=env_int(environ, "SEARCH_MIN_TERM_CHARS", d.min_term_chars, minimum=1),
+            query_ms=env_int(environ, "SEARCH_QUERY_MS", d.query_ms, minimum=1),
+            readers=env_int(environ, "SEARCH_READERS", d.readers, minimum=1),
             log_level=env_str(environ, "LOG_LEVEL", d.log_level),
             auth=auth,
         )

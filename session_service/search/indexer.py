@@ -4,12 +4,17 @@ session log when the database is new.
 
 A hint is acknowledged only after its session's rows are committed: a crash repeats work, never
 loses it. Reading a log is idempotent (rows go in once: by seq, from the indexed position).
+A session whose log is shorter than what was indexed, or whose creation time changed, was
+purged (purge.py hints it): its rows, members and thread row are deleted. Every SQLite call runs
+in the writer thread (workers.py), never on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from functools import partial
 from typing import Any, cast
 
 from redis.exceptions import ResponseError
@@ -23,6 +28,7 @@ from session_service.events import (
 )
 from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.search.index import SearchIndex
+from session_service.search.workers import IndexWorkers
 from session_service.store import log_key, meta_key
 from session_service.thread_index import FEED_KEY
 
@@ -36,9 +42,9 @@ LOG_KEYS = "dc:{*}:log"
 
 
 class Indexer:
-    def __init__(self, client: RedisClient, index: SearchIndex, group: str) -> None:
+    def __init__(self, client: RedisClient, workers: IndexWorkers, group: str) -> None:
         self._client = client
-        self._index = index
+        self._workers = workers
         self._group = group
         self.ready = asyncio.Event()
         """Set once the first catch-up (and rebuild, if any) is done."""
@@ -46,17 +52,15 @@ class Indexer:
     async def index_session(self, session_id: str) -> int:
         """Indexes what is new in one session's log; returns how many entries were read."""
         key = log_key(session_id)
-        start, indexed_created = self._index.position(session_id)
+        start, indexed_created = await self._workers.read(lambda i: i.position(session_id))
         pipe = self._client.pipeline(transaction=False)
         pipe.llen(key)
         pipe.hget(meta_key(session_id), "created")
         length, raw_created = await pipe.execute()
         length, created = int(length), int(raw_created or 0)
         if start and (length < start or created != indexed_created):
-            # Purged, and the id now names a new session: nothing of the old one may remain.
-            self._index.begin()
-            self._index.forget(session_id)
-            self._index.commit()
+            # Purged (the id may name a new session now): nothing of the old one may remain.
+            await self._workers.write(lambda i: i.forget(session_id))
             start = 0
         read = 0
         while start + read < length:
@@ -64,30 +68,11 @@ class Indexer:
             raw = cast(list[bytes], await self._client.lrange(key, first, first + READ_CHUNK - 1))
             if not raw:
                 break
-            self._store(session_id, first, raw, created)
+            await self._workers.write(
+                partial(_store, session_id=session_id, first=first, entries=raw, created=created)
+            )
             read += len(raw)
         return read
-
-    def _store(self, session_id: str, first: int, entries: list[bytes], created: int) -> None:
-        deleted: bool | None = None
-        title: str | None = None
-        self._index.begin()
-        for offset, raw in enumerate(entries):
-            event = decode(first + offset + 1, raw)
-            if isinstance(event, MessageAppended | AnswerEnded):
-                m = event.message
-                if m.content:
-                    self._index.add_message(session_id, m.seq, m.role, m.user, m.content, m.ts_ms)
-            elif isinstance(event, AccessChanged):
-                if event.user and not event.invite_hash:
-                    self._index.set_member(session_id, event.user, bool(event.role))
-            elif isinstance(event, ThreadChanged):
-                if event.title:
-                    title = event.title
-                if event.deleted or event.restored:
-                    deleted = event.deleted
-        self._index.set_thread(session_id, first + len(entries), created, deleted, title)
-        self._index.commit()
 
     async def rebuild(self) -> int:
         """Indexes every session log in Redis; returns how many sessions were read."""
@@ -119,6 +104,9 @@ class Indexer:
             except REDIS_ERRORS as exc:
                 logger.warning("search indexer waiting for redis: %s", exc)
                 await asyncio.sleep(1.0)
+            except sqlite3.Error as exc:  # e.g. locked by another process: try again
+                logger.warning("search indexer waiting for its database: %s", exc)
+                await asyncio.sleep(1.0)
 
     async def _follow(self) -> None:
         cursor = "0"  # first what this consumer was given but did not acknowledge
@@ -139,3 +127,26 @@ class Indexer:
             for session_id in sorted(sessions):
                 await self.index_session(session_id)
             await self._client.xack(FEED_KEY, self._group, *[hint_id for hint_id, _ in hints])
+
+
+def _store(
+    index: SearchIndex, session_id: str, first: int, entries: list[bytes], created: int
+) -> None:
+    """Stores one chunk of a session's log (in the writer thread, inside its transaction)."""
+    deleted: bool | None = None
+    title: str | None = None
+    for offset, raw in enumerate(entries):
+        event = decode(first + offset + 1, raw)
+        if isinstance(event, MessageAppended | AnswerEnded):
+            m = event.message
+            if m.content:
+                index.add_message(session_id, m.seq, m.role, m.user, m.content, m.ts_ms)
+        elif isinstance(event, AccessChanged):
+            if event.user and not event.invite_hash:
+                index.set_member(session_id, event.user, bool(event.role))
+        elif isinstance(event, ThreadChanged):
+            if event.title:
+                title = event.title
+            if event.deleted or event.restored:
+                deleted = event.deleted
+    index.set_thread(session_id, first + len(entries), created, deleted, title)

@@ -18,25 +18,28 @@ from common.revocation import Revocations
 from durablechat.v1 import search_pb2
 from session_service.redis_client import close, connect
 from session_service.search.config import SearchConfig
-from session_service.search.index import SearchIndex
 from session_service.search.indexer import Indexer
+from session_service.search.rate import SearchRate
 from session_service.search.servicer import SearchServicer
+from session_service.search.workers import IndexWorkers
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME: str = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name
 
 
 async def serve(cfg: SearchConfig) -> None:
-    index = SearchIndex(cfg.db_path)
-    fresh = index.fresh
+    workers = IndexWorkers(cfg.db_path, cfg.readers, cfg.min_term_chars, cfg.query_ms)
+    fresh = workers.index.fresh
     redis = connect(cfg.redis_url, cfg.redis_timeout_ms, cfg.redis_cluster)
-    indexer = Indexer(redis, index, cfg.indexer_id)
+    indexer = Indexer(redis, workers, cfg.indexer_id)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    revocations = Revocations(redis if cfg.auth.mode == "jwt" else None)
+    jwt = cfg.auth.mode == "jwt"
+    revocations = Revocations(redis if jwt else None)
+    rate = SearchRate(redis, cfg.rate_per_min if jwt else 0)
     add_service(  # undecodable requests: INVALID_ARGUMENT, not grpcio's UNKNOWN
         server,
         search_pb2.DESCRIPTOR.services_by_name["SearchService"],
-        SearchServicer(index, Verifier(cfg.auth), revocations),
+        SearchServicer(workers, Verifier(cfg.auth), revocations, rate),
     )
     health = add_health_and_reflection(server, [SERVICE_NAME])
     port = server.add_insecure_port(f"{cfg.bind_host}:{cfg.port}")
@@ -63,4 +66,4 @@ async def serve(cfg: SearchConfig) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await running
         await close(redis)
-        index.close()
+        await asyncio.to_thread(workers.close)

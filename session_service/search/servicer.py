@@ -1,5 +1,6 @@
 """`durablechat.v1.SearchService` (search.proto): the caller's token names the user whose
-threads are searched (docs/search.md)."""
+threads are searched (docs/search.md). A call is checked, then counted against the user's
+rate (rate.py), then run in a reader thread (workers.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from session_service import convert, validate
 from session_service.errors import FailedPrecondition, InvalidArgument
 from session_service.identify import identify
 from session_service.rpc_support import abort, known
-from session_service.search.index import SearchIndex
+from session_service.search.rate import SearchRate
+from session_service.search.workers import IndexWorkers
 
 Context = grpc.aio.ServicerContext[Any, Any]
 PAGE_DEFAULT = 20
@@ -25,8 +27,15 @@ _TOKEN = re.compile(r"[0-9]{1,5}")
 
 
 class SearchServicer(search_pb2_grpc.SearchServiceServicer):
-    def __init__(self, index: SearchIndex, verifier: Verifier, revocations: Revocations) -> None:
-        self._index = index
+    def __init__(
+        self,
+        workers: IndexWorkers,
+        verifier: Verifier,
+        revocations: Revocations,
+        rate: SearchRate,
+    ) -> None:
+        self._workers = workers
+        self._rate = rate
         self._verifier = verifier
         self._revocations = revocations
 
@@ -53,7 +62,10 @@ class SearchServicer(search_pb2_grpc.SearchServiceServicer):
             if token and (not _TOKEN.fullmatch(token) or int(token) > MAX_OFFSET):
                 raise InvalidArgument("page_token is not one SearchMessages gave out")
             offset = int(token or 0)
-            hits = self._index.search(user, request.query, request.session_id, limit + 1, offset)
+            await self._rate.check(user)
+            hits = await self._workers.search(
+                user, request.query, request.session_id, limit + 1, offset
+            )
         except Exception as exc:
             await abort(context, exc)
             raise  # unreachable: abort raises

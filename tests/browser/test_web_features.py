@@ -86,7 +86,7 @@ async def test_attachments_thread_list_and_search(
         reply = await ann.request.get(f"{served.url}/api/search?q={word}")
         return bool((await reply.json())["hits"])
 
-    await async_eventually(indexed, within=5)
+    await async_eventually(indexed, within=5, interval=0.1)  # under SEARCH_RATE_PER_MIN
     await ann.click("#new-thread")  # elsewhere, then find the way back by searching
     await expect(ann.locator("#thread-id")).not_to_have_text(room)
     await ann.fill("#search", word)

@@ -20,11 +20,16 @@ from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
 
 LAG_S = 5.0
 """The tests' patience; docs/search.md says about a second."""
+NO_RATE = {"SEARCH_RATE_PER_MIN": "0"}
+"""The waits here poll as fast as they can; the rate has its own test
+(tests/security/test_search_limits.py)."""
 
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
-    with secure_stack(tmp_path_factory.mktemp("search"), search=True) as running:
+    with secure_stack(
+        tmp_path_factory.mktemp("search"), search=True, search_env=NO_RATE
+    ) as running:
         yield running
 
 
@@ -97,7 +102,7 @@ async def test_pages_and_bad_queries(people: dict[str, User], secure: SecureStac
     for kwargs in (
         {"query": ""},
         {"query": "!!! ???"},
-        {"query": " ".join(["w"] * 21)},
+        {"query": " ".join(f"w{k}" for k in range(21))},
         {"query": word, "limit": 101},
         {"query": word, "page_token": "x"},
         {"query": word, "session_id": "bad id!"},
@@ -157,12 +162,12 @@ async def test_the_index_is_rebuilt_from_redis_and_catches_up_after_downtime(
     assert stack.search is not None
     stack.search.kill9()
     during = (await ann.post(sid, f"{word} while the indexer is down")).message
-    stack.start_search(**auth_env(secure))  # pending hints first
+    stack.start_search(**auth_env(secure), **NO_RATE)  # pending hints first
     await until_found(secure, ann, word, {(sid, before.seq), (sid, during.seq)})
 
     stack.search.stop()
     remove_index(stack.workdir)
-    stack.start_search(**auth_env(secure))  # SERVING only once rebuilt
+    stack.start_search(**auth_env(secure), **NO_RATE)  # SERVING only once rebuilt
     assert await found(secure, ann, word) == {(sid, before.seq), (sid, during.seq)}
 
 

@@ -48,10 +48,11 @@ def secure_stack(
     pod_env: dict[str, str] | None = None,
     search: bool = False,
     gateway_env: dict[str, str] | None = None,
+    search_env: dict[str, str] | None = None,
     model_url: str = "",
 ) -> Iterator[SecureStack]:
-    """With `search`, the search indexer runs too and the gateway serves /api/search. With
-    `model_url`, the AI service uses that model instead of the dev model."""
+    """With `search`, the search indexer runs too (with `search_env`) and the gateway serves
+    /api/search. With `model_url`, the AI service uses that model instead of the dev model."""
     gateway_env = dict(gateway_env or {})
     stack = Stack(workdir)
     secret_file = workdir / "auth-secret"
@@ -70,7 +71,7 @@ def secure_stack(
         assert stack.redis is not None
         limits = {"RATE_LIMIT_REDIS_URL": stack.redis.url}
         if search:
-            stack.start_search(**auth)
+            stack.start_search(**auth, **(search_env or {}))
             gateway_env = {**gateway_env, "SEARCH_SERVICE_ADDR": stack.search_addr}
         stack.start_gateway(",".join(stack.pod_addrs.values()), **auth, **{**limits, **gateway_env})
         yield SecureStack(stack, secret_file.read_bytes().strip(), secret_file)
