@@ -32,6 +32,7 @@ POD_ENV = {
     "TOKENS_PER_MIN": GENEROUS_PER_MIN,
     "TOKENS_PER_DAY": GENEROUS_PER_MIN,
 }
+SEARCH_ENV = {"SEARCH_RATE_PER_MIN": GENEROUS_PER_MIN}
 GATEWAY_ENV = {
     "MAX_ATTACHMENT_BYTES": str(MAX_ATTACHMENT_BYTES),
     "RATE_IP_PER_MIN": GENEROUS_PER_MIN,
@@ -50,6 +51,7 @@ def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack
             tmp_path_factory.mktemp("fuzz"),
             pod_env=POD_ENV,
             search=True,
+            search_env=SEARCH_ENV,
             gateway_env=GATEWAY_ENV,
             model_url=model.url,
         ) as running:
