@@ -27,6 +27,8 @@ class Route:
     """The query parameters the route reads."""
     usual: str = ""
     """The query of a working call, sent when the fuzzer draws none."""
+    claims: bool = False
+    """A write that may claim a session nobody used (verdict.CLAIMING)."""
     kind: str = "read"
     """read (stores nothing even when it succeeds), write (a viewer may not), manage (only the
     owner), own (the caller's own things: flags, read marks, uploads, forks), public (no
@@ -45,9 +47,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/app.js"): Route(kind="public"),
     ("GET", "/app.css"): Route(kind="public"),
     ("GET", SESSION): Route(),
-    ("PUT", SESSION): Route(body="patch", query=("expectedVersion",), kind="write"),
+    ("PUT", SESSION): Route(body="patch", query=("expectedVersion",), claims=True, kind="write"),
     ("GET", SESSION + "/messages"): Route(query=("after", "limit", "branch", "allBranches")),
-    ("POST", SESSION + "/messages"): Route(body="message", kind="write"),
+    ("POST", SESSION + "/messages"): Route(body="message", claims=True, kind="write"),
     ("POST", SESSION + "/cancel"): Route(query=("answerSeq",), kind="write"),
     ("POST", SESSION + "/messages/{seq}/feedback"): Route(body="feedback", kind="write"),
     ("GET", SESSION + "/events"): Route(query=("after",)),
@@ -57,7 +59,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("DELETE", THREAD): Route(kind="manage"),
     ("POST", THREAD + "/restore"): Route(kind="manage"),
     ("GET", THREAD + "/export"): Route(query=("pageToken",)),
-    ("POST", "/api/threads/import"): Route(body="import", query=("sessionId",), kind="own"),
+    ("POST", "/api/threads/import"): Route(
+        body="import", query=("sessionId",), claims=True, kind="own"
+    ),
     ("POST", SESSION + "/messages/{seq}/edit"): Route(body="edit", kind="write"),
     ("POST", SESSION + "/messages/{seq}/regenerate"): Route(kind="write"),
     ("POST", SESSION + "/branch"): Route(body="branch", kind="write"),

@@ -9,8 +9,13 @@ what a call could store in them. The list is short on purpose; each entry says w
   renewed in the background and taken by reads as well as writes.
 - `{dc-cluster}:members` (members_store.py): pod heartbeats; its scores are expiry times, so
   only the set of pods is compared (a pod leaving shows).
-- `dc:search:feed` (thread_index.py): the search indexer's consumer group moves its cursor in
-  the background; only the stream's entries (hints that a session changed) are compared.
+- `dc:{S}:meta` fields `epoch` and `accessed` (store.py): a pod that takes a session over
+  (activation, which any call may cause, refused ones too) fences earlier owners by bumping
+  the epoch and notes the time; the other fields are compared, and a new meta key still shows.
+- `dc:search:feed` (thread_index.py): hints for the search indexer that a session changed,
+  whose cursor the indexer moves in the background, and which every activation adds again
+  (the thread index repair); a hint holds no content, and every write that matters changes
+  the session's own keys, which are compared.
 """
 
 from __future__ import annotations
@@ -33,8 +38,19 @@ FEED_KEY = b"dc:search:feed"
 PAGE = 1000
 
 
+ACTIVATION_FIELDS = (b"epoch", b"accessed")
+
+
 def _skipped(key: bytes) -> bool:
-    return key.startswith(b"dc:rl:") or (key.startswith(b"dc:{") and key.endswith(b"}:lease"))
+    return (
+        key.startswith(b"dc:rl:")
+        or key == FEED_KEY
+        or (key.startswith(b"dc:{") and key.endswith(b"}:lease"))
+    )
+
+
+def _session_meta(key: bytes) -> bool:
+    return key.startswith(b"dc:{") and key.endswith(b"}:meta")
 
 
 class Stored:
@@ -53,16 +69,18 @@ class Stored:
         for key in keys:
             if key == MEMBERS_KEY:
                 pipe.zrange(key, 0, -1)
-            elif key == FEED_KEY:
-                pipe.xrange(key)
+            elif _session_meta(key):
+                pipe.hgetall(key)
             else:
                 pipe.dump(key)
         values = pipe.execute()
         out: Snapshot = {}
         for key, value in zip(keys, values, strict=True):
-            out[key.decode("utf-8", "backslashreplace")] = (
-                sorted(value) if key == MEMBERS_KEY else value  # by name: scores move
-            )
+            if key == MEMBERS_KEY:
+                value = sorted(value)  # by name: scores move
+            elif _session_meta(key):
+                value = {f: v for f, v in value.items() if f not in ACTIVATION_FIELDS}
+            out[key.decode("utf-8", "backslashreplace")] = value
         if self._attachments.is_dir():
             for path in sorted(self._attachments.rglob("*")):
                 if path.is_file():

@@ -1,10 +1,11 @@
 """Fuzzing AttachmentService over real gRPC with access control on (AUTH_MODE=jwt), as every
 caller of the cast (cast.py): the client-streaming UploadAttachment (any chunks: hostile file
 names, a name on a later chunk, chunks past 1 MiB, files past MAX_ATTACHMENT_BYTES, bytes that
-do not decode) and the server-streaming DownloadAttachment (any session, any sha256; the room
-holds one file). Judged as test_fuzz_grpc.py's: never INTERNAL or UNKNOWN, processes up, no
-identity no answer, outsiders never get the room's file, and a refused upload or any download
-stores nothing (Redis keys and the files under ATTACHMENTS_DIR, temporary files included).
+do not decode) and the server-streaming DownloadAttachment (any session, any sha256, bytes that
+do not decode; the room holds one file). Judged as test_fuzz_grpc.py's: never INTERNAL or
+UNKNOWN, processes up, no identity no answer, outsiders never get the room's file, and a
+refused upload or any download stores nothing (Redis keys and the files under
+ATTACHMENTS_DIR, temporary files included).
 
 Replaying a failure: tests/security/fuzz-examples/ (README.md there), as test_fuzz_grpc.py."""
 
@@ -144,18 +145,20 @@ def test_any_download_as_anyone_never_gets_internal_and_outsiders_never_get_the_
     )
 
     @fuzz(50, "grpc-download")
-    @example(role="outsider", sid=room.session_id, sha=shared_sha, extra=b"")
-    @example(role="viewer", sid=room.session_id, sha=shared_sha, extra=b"")
+    @example(role="outsider", sid=room.session_id, sha=shared_sha, extra=b"", garbage=None)
+    @example(role="viewer", sid=room.session_id, sha=shared_sha, extra=b"", garbage=None)
+    @example(role="owner", sid="", sha="", extra=b"", garbage=b"\x80")
     @given(
         role=st.sampled_from(ROLES),
         sid=mostly(sids, hostile_text(140)),
         sha=shas,
         extra=mostly(st.just(b""), decodable_fields()),
+        garbage=mostly(st.none(), st.binary(max_size=64)),
     )
-    def run(role: str, sid: str, sha: str, extra: bytes) -> None:
+    def run(role: str, sid: str, sha: str, extra: bytes, garbage: bytes | None) -> None:
         caller = cast[role]
         raw = attachments_pb2.DownloadAttachmentRequest(session_id=sid, sha256=sha)
-        sent = raw.SerializeToString() + extra
+        sent = raw.SerializeToString() + extra if garbage is None else garbage
 
         def fetch() -> bytes:
             replies = download(sent, metadata=caller.metadata(), timeout=TIMEOUT_S)

@@ -218,7 +218,7 @@ def test_every_route_as_anyone_never_gets_a_5xx_and_a_refusal_stores_nothing(
             if isinstance(answer, dict) and answer.get("answerSeq"):
                 witness.started(segment, int(answer["answerSeq"]), caller.metadata())
         reads = route.kind in ("read", "public") or verb == "HEAD"
-        witness.after(what, stores_nothing=refused or reads)
+        witness.after(what, stores_nothing=refused or reads, claiming=route.claims)
 
     run()
 
@@ -242,7 +242,12 @@ def test_any_session_segment_on_the_session_routes_is_a_json_4xx_or_answered(
         reply = http.request(method, target, None, member.headers())
         judge(f"{method} {path}", reply)
         reads = ROUTES[key].kind == "read"
-        witness.after(f"{method} {target} as member", stores_nothing=reply.status >= 400 or reads)
+        refused = reply.status >= 400
+        witness.after(
+            f"{method} {target} as member",
+            stores_nothing=refused or reads,
+            claiming=ROUTES[key].claims,
+        )
 
     run()
 

@@ -361,7 +361,7 @@ def test_any_caller_thread_id_and_user_is_upgraded_or_refused_with_a_json_4xx(
         record("ws handshake", str(status))
         if not caller.identified or (role == "outsider" and thread == room.session_id):
             assert status != 101, f"{role} opened a socket on {thread[:80]!r}"
-        witness.after(f"a handshake as {role}", stores_nothing=status != 101)
+        witness.after(f"a handshake as {role}", stores_nothing=status != 101, claiming=True)
 
     run()
     assert_gateway_serves(fuzz_stack, cast)

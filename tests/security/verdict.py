@@ -58,6 +58,21 @@ def forbidden(role: str, method: str, on_room: bool) -> bool:
     return True  # no identity: refused before anything is read or stored
 
 
+CLAIMING = frozenset({"AppendMessage", "SendPrompt", "UpdateState", "ImportSession", "CreateRoom"})
+"""Writes that may claim a session nobody used (docs/security.md: the first write claims)."""
+
+
+def activation_records(before: Snapshot, after: Snapshot) -> set[str]:
+    """KNOWN FINDING, reported and not fixed here (test_fuzz_grpc.py's strict xfail
+    test_a_refused_first_write_to_an_unused_id_stores_no_key): a claiming write to a session id
+    nobody used, refused after the owner activated the session (a reply_to that names no
+    message, an expected version, a field the actor checks), leaves the activation record
+    `dc:{S}:meta` (epoch, created, accessed) for good. These are such keys: new, with no other
+    key of S. Only claiming writes may leave them; every other change still fails."""
+    new = {k for k in after if k not in before and k.startswith("dc:{") and k.endswith("}:meta")}
+    return {k for k in new if not any(o.startswith(k[:-4]) and o != k for o in after)}
+
+
 class Witness:
     """Watches what one stack stores around the calls of one fuzz module."""
 
@@ -77,18 +92,21 @@ class Witness:
             self._before = now if now == self._before else self._stored.settled(self._answers.busy)
         return self._before
 
-    def after(self, what: str, stores_nothing: bool) -> None:
+    def after(self, what: str, stores_nothing: bool, claiming: bool = False) -> None:
         """Checks the processes are up and, when the call must store nothing, that nothing
-        changed. Call `before()` first."""
+        changed (but the known activation records when it is a `claiming` write). Call
+        `before()` first."""
         dead = list(self._alive())
         assert not dead, f"{what}: {', '.join(dead)} died"
-        before = self.before()
+        before = self._before
+        assert before is not None, "call before() first"
         after = self._stored.snapshot()
         if stores_nothing:
-            changed = changes(before, after)
+            known = activation_records(before, after) if claiming else set()
+            changed = [c for c in changes(before, after) if c[2:] not in known]
             assert not changed, f"{what} stored: {changed}"
         self._before = after if after == before else None
 
     def started(self, session_id: str, answer_seq: int, metadata: tuple[tuple[str, str], ...]):
+        """An accepted call started an answer: the next "before" waits for its end."""
         self._answers.started(session_id, answer_seq, metadata)
-        self._before = None
