@@ -1,9 +1,10 @@
-"""Fuzzing ClusterService (ListMembers, GetPodStatus, HandOff, Drain) on both pods with access
-control on (AUTH_MODE=jwt), as every caller of the cast (cast.py), users included: issue 15
-makes these admin and pod-to-pod calls, so anonymous callers, bad tokens and plain user tokens
-(with any `dc-cluster-key` guess) are refused (UNAUTHENTICATED or PERMISSION_DENIED; a request
-that does not decode may be INVALID_ARGUMENT) and nothing is obeyed: no status or member list
-comes back, no session moves, no pod drains, nothing is stored (verdict.py).
+"""Fuzzing ClusterService (ListMembers, GetPodStatus, HandOff, Drain) on both pods' ports and
+through Envoy with access control on (AUTH_MODE=jwt), as every caller of the cast (cast.py),
+users included: issue 15 makes these admin and pod-to-pod calls, so anonymous callers, bad
+tokens and plain user tokens (with any `dc-cluster-key` guess) are refused (UNAUTHENTICATED or
+PERMISSION_DENIED; a request that does not decode may be INVALID_ARGUMENT; Envoy may not route
+the service at all, UNIMPLEMENTED) and nothing is obeyed: no status or member list comes back,
+no session moves, no pod drains, nothing is stored (verdict.py).
 
 This module has its own stack (the conftest's is per module) and runs Drain last, so a drain
 that is obeyed fails its test without breaking any other.
@@ -22,6 +23,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from durablechat.v1 import cluster_pb2
+from tests.edge import start_envoy
 from tests.security.cast import Caller, Room, admin_token
 from tests.security.outcomes import record
 from tests.security.secure_stack import SecureStack
@@ -47,15 +49,30 @@ KEY_GUESSES = st.one_of(
 send other header values, with a client-side INTERNAL)."""
 
 
+ENVOY = "envoy"
+ENVOY_CALLS_PER_IP_MIN = 1_000_000
+"""Envoy's per-IP gRPC limit, far above what the fuzzers send (test_edge_limits.py tests it)."""
+
+
 @pytest.fixture(scope="module")
-def pods(fuzz_stack: SecureStack) -> Iterator[dict[str, grpc.Channel]]:
-    """A channel to each pod: a user may call any pod's port."""
-    channels = {p: grpc.insecure_channel(a) for p, a in fuzz_stack.stack.pod_addrs.items()}
+def pods(
+    fuzz_stack: SecureStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, grpc.Channel]]:
+    """A channel to each pod and one through Envoy (in front of pod-a): every port a user may
+    reach."""
+    stack = fuzz_stack.stack
+    stack.session_addr = stack.pod_addrs["pod-a"]  # what start_envoy routes gRPC to
+    envoy, url = start_envoy(
+        stack, tmp_path_factory.mktemp("envoy"), grpc_calls_per_ip_min=ENVOY_CALLS_PER_IP_MIN
+    )
+    channels = {p: grpc.insecure_channel(a) for p, a in stack.pod_addrs.items()}
+    channels[ENVOY] = grpc.insecure_channel(url.removeprefix("http://"))
     try:
         yield channels
     finally:
         for channel in channels.values():
             channel.close()
+        envoy.stop()
 
 
 def request_bytes(method: str, room: Room) -> st.SearchStrategy[bytes]:
@@ -102,11 +119,13 @@ def attack(
         code, details = grpc.StatusCode.OK, ""
     except grpc.RpcError as exc:
         code, details = exc.code(), exc.details() or ""
-    record(f"grpc {method}", code.name)
-    assert code in REFUSED, f"{what} was answered {code.name} {details!r}: users must be refused"
+    record(f"grpc {method} via {'envoy' if pod == ENVOY else 'a pod'}", code.name)
+    refused = REFUSED | ({grpc.StatusCode.UNIMPLEMENTED} if pod == ENVOY else set())
+    assert code in refused, f"{what} was answered {code.name} {details!r}: users must be refused"
     witness.after(what, stores_nothing=True)
     for name, channel in pods.items():
-        assert serving(channel), f"{what}: pod {name} stopped serving"
+        if name != ENVOY:
+            assert serving(channel), f"{what}: pod {name} stopped serving"
 
 
 def test_the_admin_credential_reads_pod_status(fuzz_stack: SecureStack, pods) -> None:
@@ -114,6 +133,8 @@ def test_the_admin_credential_reads_pod_status(fuzz_stack: SecureStack, pods) ->
     the caller, not a broken service."""
     admin = (("authorization", f"Bearer {admin_token(fuzz_stack.secret)}"),)
     for name, channel in pods.items():
+        if name == ENVOY:
+            continue
         status: Any = channel.unary_unary(
             f"/{SERVICE}/GetPodStatus",
             request_serializer=cluster_pb2.GetPodStatusRequest.SerializeToString,
@@ -146,11 +167,12 @@ def test_cluster_calls_by_users_and_anonymous_are_refused_and_store_nothing(
     """Attacks the admin and pod-to-pod plane with a user's reach: the member list, what a pod
     holds (session ids of every room), and hand-offs of the room (in a loop: a session that
     never becomes writable), as anonymous, bad tokens and each of the room's people, with or
-    without a guessed cluster key, on either pod."""
+    without a guessed cluster key, on either pod or through Envoy."""
 
     @fuzz(12, f"cluster-{method}")
     @example(role="anonymous", pod="pod-a", data=b"", key=None)
     @example(role="owner", pod="pod-a", data=b"", key=None)
+    @example(role="anonymous", pod=ENVOY, data=b"", key=None)
     @given(
         role=st.sampled_from(ROLES),
         pod=st.sampled_from(sorted(pods)),
@@ -168,9 +190,11 @@ def test_drain_by_users_and_anonymous_is_refused_and_every_pod_keeps_serving(
 ):
     """Attacks availability (issue 15's opening report: one anonymous Drain took the service
     down until a restart): Drain as anonymous, bad tokens and each of the room's people, with
-    or without a guessed cluster key, on either pod. Runs last in this module."""
+    or without a guessed cluster key, on either pod or through Envoy. Runs last in this
+    module."""
 
     @fuzz(8, "cluster-Drain")
+    @example(role="anonymous", pod=ENVOY, data=b"", key=None)
     @example(role="anonymous", pod="pod-a", data=b"", key=None)
     @example(role="owner", pod="pod-b", data=b"", key=None)
     @given(
