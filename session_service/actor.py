@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from session_service import access, thread_index
+from session_service import access, footprint, thread_index
 from session_service.access import ANONYMOUS, Caller
 from session_service.answering import Answering, AnswerSource
 from session_service.attachment_store import valid_filename, valid_sha
@@ -33,6 +33,7 @@ from session_service.errors import (
     Moving,
     SessionClosed,
     SessionError,
+    StoreFull,
     StoreUnavailable,
     TooBusy,
 )
@@ -185,7 +186,13 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
                 version_increment=version_increment,
                 ended_answer=ended_answer,
                 index=thread_index.update_for(s, entries),
+                log_limit=footprint.log_limit(entries, self._limits),
+                claim=footprint.claim_of(s.owner, entries, self._limits),
             )
+        except StoreFull:
+            if ended_answer:  # the answer stays open in Redis; the next activation resumes it
+                self.close(SessionClosed("Redis is full; the answer resumes once it has room"))
+            raise
         except Fenced as exc:
             # Refused inside Redis, so nothing was stored: route again (retry-safe).
             self.close(SessionClosed(f"owner lost the session: {exc}"))

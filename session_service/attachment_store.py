@@ -8,11 +8,17 @@
   file is durable. An upload is acknowledged only when both are.
 - Limits: MAX_ATTACHMENT_BYTES per file; chunks of at most CHUNK_BYTES. Over the limit:
   INVALID_ARGUMENT and the temporary file is removed (nothing was kept).
+  MAX_ATTACHMENT_BYTES_PER_USER in all per uploader (footprint.py): once the whole file is in
+  its temporary file, its size is reserved in the user's total before it is placed; over the
+  limit: RESOURCE_EXHAUSTED, the temporary file removed, no metadata written. A file the user
+  uploaded before counts once. Callers without a name (AUTH_MODE=off, anonymous) are not
+  counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -23,6 +29,13 @@ from pathlib import Path
 
 from session_service.errors import InvalidArgument, StoreUnavailable
 from session_service.events import now_ms
+from session_service.footprint import (
+    RELEASE_ATTACHMENT,
+    RESERVE_ATTACHMENT,
+    attachment_bytes_key,
+    attachments_full,
+    attachments_key,
+)
 from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.sniff import SNIFF_BYTES, sniff
 
@@ -65,10 +78,35 @@ def valid_filename(name: str) -> str:
 
 
 class AttachmentStore:
-    def __init__(self, client: RedisClient, root: Path, max_bytes: int) -> None:
+    def __init__(
+        self, client: RedisClient, root: Path, max_bytes: int, max_user_bytes: int = 0
+    ) -> None:
         self._client = client
         self.root = root
         self.max_bytes = max_bytes
+        self.max_user_bytes = max_user_bytes
+        """Most bytes one user may have uploaded in all; 0: not bounded."""
+        self._reserve = client.register_script(RESERVE_ATTACHMENT)
+        self._release = client.register_script(RELEASE_ATTACHMENT)
+
+    async def _reserve_bytes(self, user: str, sha: str, size: int) -> bool:
+        """Counts the file in the user's total or refuses it (LimitReached); True when this
+        call added it (so a later failure gives it back)."""
+        if not (user and self.max_user_bytes):
+            return False
+        keys = [attachments_key(user), attachment_bytes_key(user)]
+        try:
+            done, used = await self._reserve(keys=keys, args=[sha, size, self.max_user_bytes])
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        if not done:
+            raise attachments_full(int(used), size, self.max_user_bytes)
+        return int(done) == 1
+
+    async def _release_bytes(self, user: str, sha: str) -> None:
+        keys = [attachments_key(user), attachment_bytes_key(user)]
+        with contextlib.suppress(*REDIS_ERRORS):
+            await self._release(keys=keys, args=[sha])
 
     def path(self, sha: str) -> Path:
         return self.root / sha[:2] / sha
@@ -98,8 +136,13 @@ class AttachmentStore:
                     out.write(chunk)
                 await asyncio.to_thread(_sync, out.fileno())
             sha = digest.hexdigest()
-            final = self.path(sha)
-            await asyncio.to_thread(_place, tmp, final)
+            reserved = await self._reserve_bytes(user, sha, size)  # refused: nothing placed
+            try:
+                await asyncio.to_thread(_place, tmp, self.path(sha))
+            except OSError:
+                if reserved:
+                    await self._release_bytes(user, sha)
+                raise
         finally:
             tmp.unlink(missing_ok=True)
         mime = sniff(head)
@@ -110,6 +153,8 @@ class AttachmentStore:
             pipe.sadd(uploaders_key(sha), user)
             await pipe.execute()
         except REDIS_ERRORS as exc:
+            if reserved:
+                await self._release_bytes(user, sha)
             raise StoreUnavailable(f"redis: {exc}") from exc
         return Attachment(sha, filename, mime, size)
 

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING
 
 from session_service.actor_parts import ActorParts
-from session_service.errors import InvalidArgument, SessionError
+from session_service.errors import InvalidArgument, LimitReached, SessionError, StoreFull
 from session_service.events import ThreadChanged, decode, encode_rename, now_ms
 from session_service.thread_ops import MAX_TITLE_CHARS, valid_title
 
@@ -73,7 +73,11 @@ class AutoTitle(ActorParts):
                 return
             self._check_writable()
             entry = encode_rename(title, AUTO_TITLE_BY, now_ms())
-            result = await self._write([entry])
+            try:
+                result = await self._write([entry])
+            except (LimitReached, StoreFull) as exc:  # a full log or Redis: no title, no harm
+                logger.info("no auto title: %s", exc, extra={"session_id": s.session_id})
+                return
             event = decode(result.first_seq, entry)
             s.apply(event)
             self._publish(event)

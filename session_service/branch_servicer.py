@@ -110,8 +110,8 @@ class BranchRpcs(RpcParts):
                 context,
             )
             text, token = text + page.jsonl, page.next_page_token
-            if not token:
-                break
+            if not token or len(text) > self._limits.max_import_bytes:
+                break  # (a copy too large is refused by ImportSession, naming the limit)
         try:  # the caller read these files' refs: they may attach them to the copy
             caller, _ = await self._identify(context)
             await self._attachment_store.grant(attachment_shas(text), caller.user)

@@ -63,6 +63,9 @@ class Config:
     """ATTACHMENTS_DIR: where attached files are kept; every pod must see the same directory."""
     max_attachment_bytes: int = 64 * 1024 * 1024
     """MAX_ATTACHMENT_BYTES: the largest file one upload may store."""
+    max_attachment_bytes_per_user: int = 1024 * 1024 * 1024
+    """MAX_ATTACHMENT_BYTES_PER_USER: most bytes of files one user may have uploaded in all
+    (a file counts once per uploader; footprint.py)."""
     limits: Limits = field(default_factory=Limits)
     auth: AuthConfig = field(default_factory=AuthConfig)
     """AUTH_MODE, AUTH_SECRET_FILE, AUTH_PUBLIC_KEY_FILE (common/auth.py)."""
@@ -102,6 +105,12 @@ class Config:
             max_attachment_bytes=env_int(
                 environ, "MAX_ATTACHMENT_BYTES", d.max_attachment_bytes, minimum=1
             ),
+            max_attachment_bytes_per_user=env_int(
+                environ,
+                "MAX_ATTACHMENT_BYTES_PER_USER",
+                d.max_attachment_bytes_per_user,
+                minimum=1,
+            ),
             auth=auth,
             quotas=QuotaConfig(
                 enabled=auth.mode == "jwt",
@@ -117,6 +126,14 @@ class Config:
                     environ, "MAX_CONTENT_BYTES", dl.max_content_bytes, minimum=1
                 ),
                 max_state_bytes=env_int(environ, "MAX_STATE_BYTES", dl.max_state_bytes, minimum=2),
+                max_log_bytes=env_int(environ, "MAX_LOG_BYTES", dl.max_log_bytes, minimum=1),
+                max_log_events=env_int(environ, "MAX_LOG_EVENTS", dl.max_log_events, minimum=2),
+                max_sessions_per_user=env_int(
+                    environ, "MAX_SESSIONS_PER_USER", dl.max_sessions_per_user, minimum=1
+                ),
+                max_import_bytes=env_int(
+                    environ, "MAX_IMPORT_BYTES", dl.max_import_bytes, minimum=1
+                ),
                 max_page_size=env_int(environ, "MAX_PAGE_SIZE", dl.max_page_size, minimum=1),
                 default_page_size=env_int(
                     environ, "DEFAULT_PAGE_SIZE", dl.default_page_size, minimum=1

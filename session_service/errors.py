@@ -85,6 +85,21 @@ class RateLimited(SessionError):
         self.retry_after_ms = retry_after_ms
 
 
+class LimitReached(SessionError):
+    """A user's storage footprint is at a limit (footprint.py): RESOURCE_EXHAUSTED, the message
+    naming the setting. Nothing was stored; the same request fails until the usage goes down
+    or the operator raises the setting."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class StoreFull(SessionError):
+    """Redis refused a write at its `maxmemory` (noeviction): RESOURCE_EXHAUSTED. Nothing was
+    stored; reads go on. A retry succeeds once the operator made room."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class NotOwner(SessionError):
     """Another pod owns the session and the call may not be forwarded again: UNAVAILABLE,
     retry-safe, with the owner's address in trailing metadata `dc-owner` when known."""

@@ -11,6 +11,15 @@ class Limits:
     """Largest message or prompt, in UTF-8 bytes."""
     max_state_bytes: int = 2 * 1024 * 1024
     """Largest state object, as compact JSON in UTF-8 bytes."""
+    max_log_bytes: int = 64 * 1024 * 1024
+    """MAX_LOG_BYTES: most bytes of stored entries in one session's log (footprint.py)."""
+    max_log_events: int = 100_000
+    """MAX_LOG_EVENTS: most entries in one session's log (footprint.py)."""
+    max_sessions_per_user: int = 1000
+    """MAX_SESSIONS_PER_USER: most sessions one user may own, deleted ones counted until
+    purged (footprint.py)."""
+    max_import_bytes: int = 16 * 1024 * 1024
+    """MAX_IMPORT_BYTES: largest import file (ImportSession, ForkSession), in UTF-8 bytes."""
     max_page_size: int = 1000
     """Most messages one ListMessages call returns."""
     default_page_size: int = 100

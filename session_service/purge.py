@@ -5,7 +5,9 @@ A thread is purged only if it is still deleted, its purge time (`pg` in its meta
 no pod holds its lease; otherwise it stays queued (held) or leaves the queue (restored). Its
 `meta` (all but its epoch, so the next owner's epoch is higher and any owner that still has it
 in memory stays fenced), `log` and `idem` keys are deleted together. Members' index entries
-were removed by the delete itself. The search indexer is then told (a hint on its feed, before
+were removed by the delete itself; the owner's count of sessions (footprint.py, another slot)
+is decremented right after, so a crash in between leaves the place taken (see footprint.py). The
+search indexer is then told (a hint on its feed, before
 the thread leaves the purge queue, so a crash in between repeats the hint rather than losing
 it) and drops the thread's rows (docs/search.md).
 """
@@ -17,6 +19,7 @@ import logging
 
 from session_service.errors import StoreUnavailable
 from session_service.events import now_ms
+from session_service.footprint import owned_key
 from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.store import idem_key, lease_key, log_key, meta_key
 from session_service.thread_index import FEED_KEY, FEED_MAXLEN, PURGE_KEY
@@ -24,15 +27,17 @@ from session_service.thread_index import FEED_KEY, FEED_MAXLEN, PURGE_KEY
 logger = logging.getLogger(__name__)
 BATCH = 100
 
-# KEYS: meta, log, idem, lease. ARGV: now (ms). 1 purged, 0 not deleted (any more), -1 not yet.
+# KEYS: meta, log, idem, lease. ARGV: now (ms). {1, owner} purged, {0} not deleted (any more),
+# {-1} not yet.
 _PURGE = """
 local due = redis.call('HGET', KEYS[1], 'pg')
-if not due then return 0 end
-if tonumber(due) > tonumber(ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 1 then return -1 end
+if not due then return {0} end
+if tonumber(due) > tonumber(ARGV[1]) or redis.call('EXISTS', KEYS[4]) == 1 then return {-1} end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
+local owner = redis.call('HGET', KEYS[1], 'own') or ''
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if epoch then redis.call('HSET', KEYS[1], 'epoch', epoch) end
-return 1
+return {1, owner}
 """
 
 
@@ -53,7 +58,8 @@ class Purger:
             for raw in due:
                 sid = raw.decode() if isinstance(raw, bytes) else str(raw)
                 keys = [meta_key(sid), log_key(sid), idem_key(sid), lease_key(sid)]
-                outcome = int(await self._purge(keys=keys, args=[now]))
+                reply = await self._purge(keys=keys, args=[now])
+                outcome = int(reply[0])
                 if outcome >= 0:
                     # Also when 0: it may be a retry of a purge whose hint was never sent.
                     await self._client.xadd(
@@ -61,6 +67,8 @@ class Purger:
                     )
                     await self._client.zrem(PURGE_KEY, sid)
                 if outcome == 1:
+                    if reply[1]:  # the owner's slot back (footprint.py; another Redis slot)
+                        await self._client.srem(owned_key(reply[1].decode()), sid)
                     purged += 1
                     logger.info("deleted thread purged", extra={"session_id": sid})
         except REDIS_ERRORS as exc:

@@ -9,13 +9,23 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
 
 RedisClient = aioredis.Redis | aioredis.RedisCluster
 
 REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
 """What a failed Redis call raises; RedisClusterException (all nodes down, a refused command)
 is not a RedisError."""
+
+__all__ = [
+    "REDIS_ERRORS",
+    "OutOfMemoryError",
+    "RedisClient",
+    "close",
+    "connect",
+    "is_cluster",
+    "node_of",
+]
 
 
 def is_cluster(client: RedisClient) -> bool:

@@ -62,7 +62,12 @@ class SessionServer:
         self.store = Store(
             self._redis,
             cfg.quotas,
-            AttachmentStore(self._redis, Path(cfg.attachments_dir), cfg.max_attachment_bytes),
+            AttachmentStore(
+                self._redis,
+                Path(cfg.attachments_dir),
+                cfg.max_attachment_bytes,
+                cfg.max_attachment_bytes_per_user,
+            ),
         )
         self.purger = Purger(self._redis, cfg.limits.purge_interval_s)
         self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms)

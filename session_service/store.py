@@ -7,7 +7,10 @@ Contract:
   and increments the epoch in the same script; a lease held by another pod is reported, not
   broken. Leases are renewed for many sessions in one pipelined round trip.
 - Every mutation is one Lua script (registered once, run by EVALSHA), checked against the owner
-  epoch inside Redis: a stale epoch gets `Fenced` and changes nothing.
+  epoch inside Redis: a stale epoch gets `Fenced` and changes nothing. A write past the log's
+  bounds or its claimant's session count (footprint.py) gets `LimitReached` the same way.
+- Redis at its maxmemory refuses writes before anything is stored: `StoreFull`. Activation,
+  release and lease renewal are flagged `allow-oom` (a few bytes each), so reads go on.
 - Log entries are opaque bytes; an entry's seq is its 1-based position in `dc:{S}:log`, assigned
   by RPUSH inside the script, so seqs start at 1 and have no gaps.
 - A write is acknowledged only when Redis has answered (AOF, `appendfsync always`).
@@ -19,14 +22,30 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from session_service.attachment_store import AttachmentStore
-from session_service.errors import Conflict, Fenced, StoreUnavailable
+from session_service.errors import Conflict, Fenced, LimitReached, StoreFull, StoreUnavailable
+from session_service.footprint import (
+    OWNER_FIELD,
+    RESERVE_SESSION,
+    Claim,
+    LogLimit,
+    log_full,
+    owned_key,
+    sessions_full,
+)
 from session_service.quotas import QuotaConfig, Quotas
-from session_service.redis_client import REDIS_ERRORS, RedisClient, is_cluster, node_of
+from session_service.redis_client import (
+    REDIS_ERRORS,
+    OutOfMemoryError,
+    RedisClient,
+    is_cluster,
+    node_of,
+)
 from session_service.thread_index import (
     FEED_KEY,
     FEED_MAXLEN,
@@ -38,7 +57,9 @@ from session_service.thread_index import (
 )
 from session_service.usage_store import UsageStore
 
-_ACTIVATE = """
+_ACTIVATE = """#!lua flags=allow-oom
+-- allow-oom: at Redis's maxmemory a session still activates (a lease, the epoch: a few bytes),
+-- so reads go on while writes are refused (footprint.py).
 local holder = redis.call('GET', KEYS[3])
 if holder and string.match(holder, '^(.*):%d+$') ~= ARGV[2] then return {'HELD', holder} end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
@@ -47,6 +68,11 @@ redis.call('HSETNX', KEYS[1], 'created', ARGV[1])
 redis.call('HSET', KEYS[1], 'accessed', ARGV[1])
 local meta = redis.call('HMGET', KEYS[1], 'created', 'version')
 local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+if #entries > 0 and not redis.call('HGET', KEYS[1], 'lb') then  -- written before the count
+  local bytes = 0
+  for _, e in ipairs(entries) do bytes = bytes + #e end
+  redis.call('HSET', KEYS[1], 'lb', bytes)
+end
 return {'OK', tostring(epoch), meta[1], meta[2] or '0', entries}
 """
 
@@ -56,9 +82,10 @@ _APPEND = (
     + """
 -- ARGV: epoch, now, client id, expected version, version increment, ended answer ('1'/'0'),
 -- entry count, summary field count, session id, activity score, message count, purge, user ops,
--- search feed ('1'/''); then the entries, then the summary's field/value pairs.
--- KEYS: meta, log, idem, ended answer (meta when none), 4 keys per user op, the search feed
--- (when fed), the purge queue (when purge is set).
+-- search feed ('1'/''), log bytes limit ('': not bounded), log events limit, claimant ('':
+-- none), their sessions limit; then the entries, then the summary's field/value pairs.
+-- KEYS: meta, log, idem, ended answer (meta when none), the claimant's owned set (meta when
+-- none), 4 keys per user op, the search feed (when fed), the purge queue (when purge is set).
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if epoch ~= ARGV[1] then return {'FENCED', epoch or '0'} end
 if ARGV[3] ~= '' then
@@ -70,26 +97,40 @@ if ARGV[4] ~= '' then
   if version ~= ARGV[4] then return {'CONFLICT', version} end
 end
 local n = tonumber(ARGV[7])
+local adding = 0
+for i = 19, 18 + n do adding = adding + #ARGV[i] end
+if ARGV[15] ~= '' then
+  local stored = redis.call('LLEN', KEYS[2])
+  if stored + n > tonumber(ARGV[16]) then return {'FULL', 'events', tostring(stored)} end
+  local bytes = tonumber(redis.call('HGET', KEYS[1], 'lb') or '0')
+  if bytes + adding > tonumber(ARGV[15]) then return {'FULL', 'bytes', tostring(bytes)} end
+end
+if ARGV[18] ~= '' and redis.call('SISMEMBER', KEYS[5], ARGV[9]) == 0 then
+  if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[18]) then return {'SESSIONS'} end
+  redis.call('SADD', KEYS[5], ARGV[9])
+end
+if ARGV[17] ~= '' then redis.call('HSET', KEYS[1], 'own', ARGV[17]) end
 local first = 0
 local last = 0
-for i = 15, 14 + n do
+for i = 19, 18 + n do
   last = redis.call('RPUSH', KEYS[2], ARGV[i])
   if first == 0 then first = last end
 end
+redis.call('HINCRBY', KEYS[1], 'lb', adding)
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], first) end
 if ARGV[6] == '1' then redis.call('DEL', KEYS[4]) end
 local version = redis.call('HINCRBY', KEYS[1], 'version', ARGV[5])
 redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
-for i = 15 + n, 14 + n + 2 * tonumber(ARGV[8]), 2 do
+for i = 19 + n, 18 + n + 2 * tonumber(ARGV[8]), 2 do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
   else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 local ops = ARGV[13]
 for j = 1, #ops do
-  index_user(1 + 4 * j, ARGV[9], ARGV[10], ARGV[11], string.sub(ops, j, j))
+  index_user(2 + 4 * j, ARGV[9], ARGV[10], ARGV[11], string.sub(ops, j, j))
 end
 if ARGV[14] == '1' then
-  redis.call('XADD', KEYS[5 + 4 * #ops], 'MAXLEN', '~', FEED_MAXLEN, '*', 's', ARGV[9])
+  redis.call('XADD', KEYS[6 + 4 * #ops], 'MAXLEN', '~', FEED_MAXLEN, '*', 's', ARGV[9])
 end
 if ARGV[12] == 'rem' then redis.call('ZREM', KEYS[#KEYS], ARGV[9])
 elseif ARGV[12] ~= '' then redis.call('ZADD', KEYS[#KEYS], ARGV[12], ARGV[9]) end
@@ -104,20 +145,31 @@ if stored ~= tonumber(ARGV[2]) then return stored end
 return redis.call('RPUSH', KEYS[2], ARGV[3])
 """
 
-_RELEASE = """
+_RELEASE = """#!lua flags=allow-oom
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'accessed', ARGV[3])
 return 1
 """
 
-_RENEW = """
+_RENEW = """#!lua flags=allow-oom
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
 logger = logging.getLogger(__name__)
+
+
+def _store_error(exc: Exception) -> StoreUnavailable | StoreFull:
+    """A failed Redis call as the session error it means; Redis at its maxmemory refused the
+    write before anything was stored (footprint.py)."""
+    if isinstance(exc, OutOfMemoryError):
+        return StoreFull(
+            "Redis is full (its maxmemory is reached); nothing was stored, reads go on. "
+            "The operator must raise maxmemory or make room (docs/footprint.md)"
+        )
+    return StoreUnavailable(f"redis: {exc}")
 
 
 def meta_key(session_id: str) -> str:
@@ -193,6 +245,7 @@ class Store:
         self._release = client.register_script(_RELEASE)
         self._batch = client.register_script(_BATCH)
         self._renew = client.register_script(_RENEW)
+        self._reserve = client.register_script(RESERVE_SESSION)
         self._cluster = is_cluster(client)
         self.usage = UsageStore(client)
         """Per-user token totals (usage_store.py)."""
@@ -268,18 +321,70 @@ class Store:
         version_increment: int = 0,
         ended_answer: int = 0,
         index: IndexUpdate | None = None,
+        log_limit: LogLimit | None = None,
+        claim: Claim | None = None,
     ) -> Appended:
         """Appends entries atomically; raises Fenced or Conflict, reports a repeated client id.
         `ended_answer` names an answer whose delta batches go with this write (its end);
         `index` is the write's thread-index change (thread_index.py): in the same script on a
-        single Redis; on a Redis Cluster the members' part follows the write (`follow_up`)."""
+        single Redis; on a Redis Cluster the members' part follows the write (`follow_up`).
+        `log_limit` bounds the log after the write, `claim` counts the session as its new
+        owner's (footprint.py): LimitReached when either is passed, nothing stored."""
         index = index or IndexUpdate(feed=False)
+        inline = not self._cluster
+        if claim is not None and not inline:
+            await self._reserve_session(session_id, claim)
+        try:
+            return await self._append_script(
+                session_id,
+                epoch,
+                now_ms,
+                entries,
+                client_id,
+                expected_version,
+                version_increment,
+                ended_answer,
+                index,
+                log_limit,
+                claim,
+            )
+        except (Conflict, Fenced, LimitReached):
+            if claim is not None and not inline:  # refused: nothing stored, give it back
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self._client.srem(owned_key(claim.user), session_id)
+            raise
+
+    async def _reserve_session(self, session_id: str, claim: Claim) -> None:
+        try:
+            reserved = await self._reserve(
+                keys=[owned_key(claim.user)], args=[session_id, claim.limit]
+            )
+        except REDIS_ERRORS as exc:
+            raise _store_error(exc) from exc
+        if not reserved:
+            raise sessions_full(claim.user, claim.limit)
+
+    async def _append_script(
+        self,
+        session_id: str,
+        epoch: int,
+        now_ms: int,
+        entries: list[bytes],
+        client_id: str,
+        expected_version: int | None,
+        version_increment: int,
+        ended_answer: int,
+        index: IndexUpdate,
+        log_limit: LogLimit | None,
+        claim: Claim | None,
+    ) -> Appended:
         inline = not self._cluster
         users = index.users if inline else ()
         purge = index.purge if inline else ""
         feed = index.feed and inline
         keys = [meta_key(session_id), log_key(session_id), idem_key(session_id)]
         keys.append(answer_key(session_id, ended_answer) if ended_answer else keys[0])
+        keys.append(owned_key(claim.user) if claim is not None and inline else keys[0])
         for user, _ in users:
             keys += user_keys(user)
         if feed:
@@ -301,6 +406,10 @@ class Store:
             purge,
             "".join(op for _, op in users),
             "1" if feed else "",
+            "" if log_limit is None else log_limit.bytes,
+            "" if log_limit is None else log_limit.events,
+            "" if claim is None else claim.user,
+            claim.limit if claim is not None and inline else "",
             *entries,
         ]
         for field, value in index.fields:
@@ -308,8 +417,16 @@ class Store:
         try:
             reply = await self._append(keys=keys, args=args)
         except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+            raise _store_error(exc) from exc
         status = reply[0].decode()
+        if status == "FULL":
+            assert log_limit is not None
+            which = reply[1].decode()
+            adding = len(entries) if which == "events" else sum(map(len, entries))
+            raise log_full(which, int(reply[2]), adding, log_limit)
+        if status == "SESSIONS":
+            assert claim is not None
+            raise sessions_full(claim.user, claim.limit)
         if status == "OK":
             if not inline and index.crosses_slots:
                 await self.follow_up(session_id, index)
@@ -330,6 +447,9 @@ class Store:
             pipe.eval(
                 INDEX_ONE, 4, *user_keys(user), session_id, index.score, index.message_count, op
             )
+        if index.owner:  # sessions claimed before the count existed (footprint.py)
+            pipe.sadd(owned_key(index.owner), session_id)
+            pipe.hsetnx(meta_key(session_id), OWNER_FIELD, index.owner)
         if index.feed:
             pipe.xadd(FEED_KEY, {"s": session_id}, maxlen=FEED_MAXLEN, approximate=True)
         if index.purge == "rem":

@@ -88,6 +88,8 @@ class IndexUpdate:
     """"" nothing, "rem" take off the purge queue, else the purge time (ms) to queue it at."""
     feed: bool = True
     """Hint the search indexer (FEED_KEY) that the session changed."""
+    owner: str = ""
+    """Count the session among its owner's (footprint.py); only on activation's repair."""
 
     @property
     def crosses_slots(self) -> bool:
@@ -168,4 +170,4 @@ def repair_for(session: Session) -> IndexUpdate | None:
     score = session.last_activity_ms or session.events[0].ts_ms
     users = tuple((user, op) for user in session.roles if user)
     purge = str(session.purge_ms) if session.deleted_ms else ""
-    return IndexUpdate((), score, len(session.messages), users, purge)
+    return IndexUpdate((), score, len(session.messages), users, purge, owner=session.owner)

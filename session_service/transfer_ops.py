@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from session_service import access, export_format
+from session_service import access, export_format, footprint
 from session_service.access import Caller
 from session_service.actor_parts import ActorParts
 from session_service.errors import FailedPrecondition, InvalidArgument
 from session_service.events import decode, now_ms
+from session_service.limits import Limits
 from session_service.merge_patch import dump_json
 from session_service.session import Session
 from session_service.store import Store
@@ -18,6 +19,7 @@ from session_service.store import Store
 
 class TransferOps(ActorParts):
     _store: Store
+    _limits: Limits
 
     def read(self, caller: Caller, need: str = access.READ) -> Session:
         raise NotImplementedError
@@ -63,9 +65,10 @@ class TransferOps(ActorParts):
                 access.require(s, caller, access.READ)  # NOT_FOUND unless they may know of it
                 raise FailedPrecondition("the session is not empty; import into a new one")
             await self._checked_attachments(caller, events)
-            await self._claim(caller)
-            first = s.last_seq + 1
+            first = s.last_seq + 1 + access.claims(s, caller)  # the claim's grant comes first
             entries = export_format.import_entries(events, first)
+            footprint.check_import(entries, self._limits)  # before the claim: nothing stored
+            await self._claim(caller)
             if entries:
                 states = sum(1 for e in events if e["type"] == "state")
                 await self._write(entries, version_increment=states)

@@ -8,7 +8,7 @@ import re
 import secrets
 
 from durablechat.v1 import export_pb2
-from session_service import convert, export_format
+from session_service import convert, export_format, footprint
 from session_service.access import OWNER, Caller
 from session_service.access_servicer import share_path
 from session_service.actor import SessionActor
@@ -69,6 +69,9 @@ class TransferRpcs(RpcParts):
         sid = getattr(request, "session_id", "")
 
         def prepare(caller: Caller) -> Local[export_pb2.ImportSessionResponse]:
+            size = len(request.jsonl.encode())
+            if size > self._limits.max_import_bytes:
+                raise footprint.import_too_large(size, self._limits.max_import_bytes)
             events = export_format.parse_import(request.jsonl, self._limits, now_ms())
 
             async def store(actor: SessionActor) -> export_pb2.ImportSessionResponse:

@@ -9,10 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from session_service.errors import Fenced, StoreUnavailable
+from session_service.errors import Fenced, LimitReached, StoreUnavailable
+from session_service.footprint import Claim, LogLimit, owned_key
 from session_service.members_store import MembersStore
 from session_service.redis_client import RedisClient, close, connect, node_of
-from session_service.store import Appended, Held, Loaded, Store, lease_key, lease_value
+from session_service.store import (
+    Appended,
+    Held,
+    Loaded,
+    Store,
+    lease_key,
+    lease_value,
+    log_key,
+    meta_key,
+)
 from tests.redis_cluster import RedisClusterNodes, start_cluster
 
 TIMEOUT_MS = 1000
@@ -85,6 +95,40 @@ async def test_lease_renewal_batches_per_master_and_reports_leases_not_ours(clie
     leases = [(sid, lease_value("pod-a", 1)) for sid in sessions]
     leases[0] = (sessions[0], lease_value("pod-z", 1))
     assert await store.renew(leases, LEASE_TTL_MS) == [False] + [True] * 29
+
+
+async def test_log_and_session_limits_hold_on_the_cluster(client):
+    """The log's bounds are in the write's script; a claim is reserved on the user's slot
+    first and given back when the write is refused (session_service/footprint.py)."""
+    store = Store(client)
+    await store.activate("full", "pod-a", LEASE_TTL_MS, NOW_MS)
+    bounds = LogLimit(bytes=10, events=3)
+    await store.append("full", 1, NOW_MS, [b"12345"], log_limit=bounds)
+    with pytest.raises(LimitReached, match="MAX_LOG_BYTES"):
+        await store.append("full", 1, NOW_MS, [b"123456"], log_limit=bounds)
+    assert await client.lrange(log_key("full"), 0, -1) == [b"12345"]
+    claim = Claim("ann", 2)
+    for sid in ("own-1", "own-2", "own-3"):
+        await store.activate(sid, "pod-a", LEASE_TTL_MS, NOW_MS)
+    await store.append("own-1", 1, NOW_MS, [b"g"], claim=claim)
+    await store.append("own-2", 1, NOW_MS, [b"g"], claim=claim)
+    with pytest.raises(LimitReached, match="MAX_SESSIONS_PER_USER"):
+        await store.append("own-3", 1, NOW_MS, [b"g"], claim=claim)
+    assert await client.llen(log_key("own-3")) == 0
+    assert await client.smembers(owned_key("ann")) == {b"own-1", b"own-2"}
+    with pytest.raises(Fenced):  # refused in the session's slot: the reservation comes back
+        await store.append("own-3", 7, NOW_MS, [b"g"], claim=Claim("bob", 1))
+    assert await client.smembers(owned_key("bob")) == set()
+
+
+async def test_a_log_written_before_its_byte_count_gets_one_on_activation(client):
+    store = Store(client)
+    await store.activate("old", "pod-a", LEASE_TTL_MS, NOW_MS)
+    await store.append("old", 1, NOW_MS, [b"12345", b"678"])
+    await client.hdel(meta_key("old"), "lb")  # as written before the count existed
+    await store.release("old", "pod-a", 1, NOW_MS)
+    await store.activate("old", "pod-a", LEASE_TTL_MS, NOW_MS)
+    assert await client.hget(meta_key("old"), "lb") == b"8"
 
 
 async def test_membership_keys_share_one_slot_and_work_on_the_cluster(client):

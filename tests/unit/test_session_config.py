@@ -37,3 +37,25 @@ def test_bad_values_fail_naming_the_variable(name, value):
 def test_access_control_is_on_by_default_and_needs_a_key() -> None:
     with pytest.raises(ConfigError, match="AUTH_MODE=jwt \\(the default\\) needs AUTH_SECRET_FILE"):
         Config.from_env({})
+
+
+def test_footprint_limits_have_finite_defaults_and_are_read():
+    d = Config.from_env(ANONYMOUS)
+    assert (d.limits.max_log_bytes, d.limits.max_log_events) == (64 * 2**20, 100_000)
+    assert (d.limits.max_sessions_per_user, d.limits.max_import_bytes) == (1000, 16 * 2**20)
+    assert d.max_attachment_bytes_per_user == 2**30
+    cfg = Config.from_env(
+        {
+            **ANONYMOUS,
+            "MAX_LOG_BYTES": "1",
+            "MAX_LOG_EVENTS": "2",
+            "MAX_SESSIONS_PER_USER": "3",
+            "MAX_IMPORT_BYTES": "4",
+            "MAX_ATTACHMENT_BYTES_PER_USER": "5",
+        }
+    )
+    limits = cfg.limits
+    assert (limits.max_log_bytes, limits.max_log_events, limits.max_sessions_per_user) == (1, 2, 3)
+    assert (limits.max_import_bytes, cfg.max_attachment_bytes_per_user) == (4, 5)
+    with pytest.raises(ConfigError, match="MAX_SESSIONS_PER_USER"):
+        Config.from_env({**ANONYMOUS, "MAX_SESSIONS_PER_USER": "0"})
