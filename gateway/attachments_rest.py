@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import grpc
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from durablechat.v1 import attachments_pb2
 from gateway.errors import GatewayError
@@ -90,6 +90,9 @@ class AttachmentRoutes:
                         }
                     )
                     await response.prepare(request)
+                    if request.method == hdrs.METH_HEAD:  # headers only (see threads_rest)
+                        call.cancel()
+                        return response
                 await response.write(reply.data)
         except grpc.aio.AioRpcError as exc:
             if response is None:

@@ -22,7 +22,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from google.protobuf import json_format
 
 from durablechat.v1 import session_pb2
@@ -114,6 +114,8 @@ class EventStreams:
         )
         try:
             await response.prepare(request)
+            if request.method == hdrs.METH_HEAD:  # headers only (see threads_rest)
+                return response
             await response.write(f"retry: {RETRY_MS}\n\n".encode())
             cursor = advance(cursor, first)
             await response.write(encode(first, cursor))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from durablechat.v1 import export_pb2, threads_pb2
 from gateway.errors import BadRequest
@@ -127,6 +127,10 @@ class ThreadRoutes:
             }
         )
         await response.prepare(request)
+        # HEAD: headers only. A StreamResponse sends whatever is written, even to a HEAD, and
+        # the next response on a keep-alive connection would start inside that body.
+        if request.method == hdrs.METH_HEAD:
+            return response
         while True:
             await response.write(reply.jsonl.encode())
             if not reply.next_page_token:

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from common.lenient import Undecodable
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc
 from session_service import validate
 from session_service.errors import InvalidArgument
@@ -19,6 +20,15 @@ from session_service.registry import Registry
 from session_service.rpc_support import abort
 
 MAX_LISTED_SESSIONS = 1000
+
+
+async def _decoded(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """INVALID_ARGUMENT for a request whose bytes did not decode (common/lenient.py)."""
+    if isinstance(request, Undecodable):
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"the request is not a valid protobuf message: {request.why}",
+        )
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
@@ -51,6 +61,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> cluster_pb2.GetPodStatusResponse:
         await self._admit(context)
+        await _decoded(request, context)
         if request.session_id:
             try:
                 validate.session_id(request.session_id)
@@ -72,6 +83,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.HandOffRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.HandOffResponse:
         await self._admit(context)
+        await _decoded(request, context)
         try:
             validate.session_id(request.session_id)
         except InvalidArgument as exc:
@@ -86,6 +98,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.DrainRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> cluster_pb2.DrainResponse:
         await self._admit(context)
+        await _decoded(request, context)
         if self._drain_task is None:  # one drain, however many callers; it outlives them
             self._drain_task = asyncio.ensure_future(self._drain())
         await asyncio.shield(self._drain_task)
@@ -100,6 +113,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> cluster_pb2.ListMembersResponse:
         await self._admit(context)
+        await _decoded(request, context)
         members = self._membership.members
         return cluster_pb2.ListMembersResponse(
             members=[cluster_pb2.Member(pod_id=p, address=a) for p, a in sorted(members.items())],

@@ -24,7 +24,7 @@ from common.lenient import add_service
 from common.metrics import GrpcMetrics, serve_metrics
 from common.revocation import Revocations
 from common.ring import HashRing
-from durablechat.v1 import attachments_pb2, cluster_pb2, cluster_pb2_grpc, session_pb2
+from durablechat.v1 import attachments_pb2, cluster_pb2, session_pb2
 from session_service.ai_client import AiClient
 from session_service.attachment_servicer import AttachmentServicer
 from session_service.attachment_store import AttachmentStore
@@ -137,7 +137,9 @@ class SessionServer:
             attachments_pb2.DESCRIPTOR.services_by_name["AttachmentService"],
             self.attachments,
         )
-        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
+        add_service(
+            self.server,
+            cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"],
             ClusterServicer(
                 self.membership,
                 self.registry,
@@ -145,7 +147,6 @@ class SessionServer:
                 self.drain,
                 Operators(cfg.cluster, verifier, revocations),
             ),
-            self.server,
         )
         self.health = add_health_and_reflection(
             self.server, [SERVICE_NAME, CLUSTER_SERVICE_NAME, ATTACHMENT_SERVICE_NAME]

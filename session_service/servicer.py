@@ -59,6 +59,8 @@ WRITE_METHODS = frozenset(
 NEEDS_EXISTING = frozenset(
     {"GetSession", "ListMessages", "GetAccess", "ListAudit", "ExportSession", "GetAttachment"}
     | {"CancelAnswer", "JoinRoom", "RevokeInvite", "SetMember", "CreateInvite", "Subscribe"}
+    | {"SetFeedback", "EditMessage", "RegenerateAnswer", "SelectBranch", "ForkSession"}
+    | {"DeleteThread", "RestoreThread", "SetThreadFlags", "MarkRead", "RenameThread"}
 )
 """Calls that cannot succeed on a session that never existed: with access control on they are
 NOT_FOUND without activating it, so probing ids stores nothing (activation keeps an epoch)."""

@@ -13,8 +13,9 @@ import grpc
 
 from common.auth import Verifier
 from common.grpc_server import SERVER_OPTIONS, SERVING, add_health_and_reflection
+from common.lenient import add_service
 from common.revocation import Revocations
-from durablechat.v1 import search_pb2, search_pb2_grpc
+from durablechat.v1 import search_pb2
 from session_service.redis_client import close, connect
 from session_service.search.config import SearchConfig
 from session_service.search.indexer import Indexer
@@ -35,8 +36,10 @@ async def serve(cfg: SearchConfig) -> None:
     jwt = cfg.auth.mode == "jwt"
     revocations = Revocations(redis if jwt else None)
     rate = SearchRate(redis, cfg.rate_per_min if jwt else 0)
-    search_pb2_grpc.add_SearchServiceServicer_to_server(
-        SearchServicer(workers, Verifier(cfg.auth), revocations, rate), server
+    add_service(  # undecodable requests: INVALID_ARGUMENT, not grpcio's UNKNOWN
+        server,
+        search_pb2.DESCRIPTOR.services_by_name["SearchService"],
+        SearchServicer(workers, Verifier(cfg.auth), revocations, rate),
     )
     health = add_health_and_reflection(server, [SERVICE_NAME])
     port = server.add_insecure_port(f"{cfg.bind_host}:{cfg.port}")

@@ -1,51 +1,108 @@
-"""The fuzz battery's stack: real redis-server, session pod and gateway, with the echo model."""
+"""The fuzz battery's stack: access control on (AUTH_MODE=jwt), two session pods (so calls get
+forwarded), the AI service on the echo model, the search indexer and the gateway; the people the
+fuzzers act as (cast.py) and what the stack stores (snapshot.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 
 from common.grpc_server import CHANNEL_OPTIONS
-from durablechat.v1 import session_pb2_grpc
 from tests.security import outcomes
+from tests.security.cast import Caller, Room, cast_of
 from tests.security.echo_model import EchoModel
-from tests.security.stored import WriteLedger
-from tests.stack import Stack
+from tests.security.secure_stack import SecureStack, secure_stack
+from tests.security.snapshot import Answers, Stored
+from tests.security.verdict import Witness
 
 SSE_HEARTBEAT_MS = 200
 """An event stream notices a client that left at its next heartbeat: the fuzzers drop many."""
+GENEROUS_PER_MIN = "1000000"
+"""Rate limits stay on (their code runs on every call) but far above what the fuzzers send in
+a minute as a handful of users, or most examples would test RESOURCE_EXHAUSTED and little else
+(tests/security/test_limits.py tests the limits themselves)."""
+MAX_ATTACHMENT_BYTES = 256 * 1024
+"""Small, so the fuzzers reach the per-file limit with little data."""
+POD_ENV = {
+    "MAX_ATTACHMENT_BYTES": str(MAX_ATTACHMENT_BYTES),
+    "RATE_USER_PER_MIN": GENEROUS_PER_MIN,
+    "TOKENS_PER_MIN": GENEROUS_PER_MIN,
+    "TOKENS_PER_DAY": GENEROUS_PER_MIN,
+}
+SEARCH_ENV = {"SEARCH_RATE_PER_MIN": GENEROUS_PER_MIN}
+GATEWAY_ENV = {
+    "MAX_ATTACHMENT_BYTES": str(MAX_ATTACHMENT_BYTES),
+    "RATE_IP_PER_MIN": GENEROUS_PER_MIN,
+    "SSE_HEARTBEAT_MS": str(SSE_HEARTBEAT_MS),
+    "AUTH_DEV_LOGIN": "true",  # so /api/login and /api/logout exist and are fuzzed too
+}
 
 
 @pytest.fixture(scope="module")
-def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     """One stack per fuzz module, so a crash one module provokes cannot hide in another's."""
     model = EchoModel()
-    running = Stack(tmp_path_factory.mktemp("fuzz"))
+    model.start()
     try:
-        model.start()
-        running.model_url = model.url
-        running.start_redis()
-        running.start_ai()
-        running.start_session()
-        running.start_gateway(SSE_HEARTBEAT_MS=str(SSE_HEARTBEAT_MS))
-        yield running
+        with secure_stack(
+            tmp_path_factory.mktemp("fuzz"),
+            pod_env=POD_ENV,
+            search=True,
+            search_env=SEARCH_ENV,
+            gateway_env=GATEWAY_ENV,
+            model_url=model.url,
+        ) as running:
+            yield running
     finally:
-        running.close()
         model.stop()
 
 
 @pytest.fixture(scope="module")
-def pod(fuzz_stack: Stack) -> Iterator[session_pb2_grpc.SessionServiceStub]:
-    """A blocking stub of the session pod (hypothesis drives plain functions)."""
-    with grpc.insecure_channel(fuzz_stack.session_addr, options=CHANNEL_OPTIONS) as channel:
-        yield session_pb2_grpc.SessionServiceStub(channel)
+def cast(fuzz_stack: SecureStack) -> dict[str, Caller]:
+    """Every caller by role: owner, member, viewer, outsider, anonymous, expired, forged..."""
+    return cast_of(fuzz_stack.secret)
 
 
 @pytest.fixture(scope="module")
-def ledger(pod: session_pb2_grpc.SessionServiceStub) -> WriteLedger:
-    return WriteLedger(pod)
+def room(fuzz_stack: SecureStack, cast: dict[str, Caller]) -> Iterator[Room]:
+    """The room the cast shares; checked intact after each module."""
+    made = Room(fuzz_stack.stack.pod_addrs["pod-a"], cast)
+    yield made
+    made.assert_intact()
+
+
+@pytest.fixture(scope="module")
+def channel(fuzz_stack: SecureStack) -> Iterator[grpc.Channel]:
+    """A channel to one pod (the other one gets forwarded calls)."""
+    address = fuzz_stack.stack.pod_addrs["pod-a"]
+    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def stored(fuzz_stack: SecureStack) -> Iterator[Stored]:
+    stack = fuzz_stack.stack
+    assert stack.redis is not None
+    reader = Stored(stack.redis.port, Path(stack.workdir) / "attachments")
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+@pytest.fixture(scope="module")
+def witness(fuzz_stack: SecureStack, stored: Stored, channel: grpc.Channel) -> Witness:
+    """Judges what each call stored; see verdict.py."""
+    stack = fuzz_stack.stack
+    processes = {**stack.pods, "gateway": stack.gateway, "search": stack.search, "ai": stack.ai}
+
+    def dead() -> list[str]:
+        return [name for name, proc in processes.items() if proc is not None and not proc.alive()]
+
+    return Witness(stored, Answers(channel), dead)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

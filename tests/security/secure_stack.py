@@ -53,9 +53,10 @@ def secure_stack(
     search: bool = False,
     gateway_env: dict[str, str] | None = None,
     search_env: dict[str, str] | None = None,
+    model_url: str = "",
 ) -> Iterator[SecureStack]:
     """With `search`, the search indexer runs too (with `search_env`) and the gateway serves
-    /api/search."""
+    /api/search. With `model_url`, the AI service uses that model instead of the dev model."""
     gateway_env = dict(gateway_env or {})
     stack = Stack(workdir)
     secret_file = workdir / "auth-secret"
@@ -63,7 +64,10 @@ def secure_stack(
     auth = {"AUTH_MODE": "jwt", "AUTH_SECRET_FILE": str(secret_file)}
     try:
         stack.start_redis()
-        stack.start_model(token_delay_ms=1)
+        if model_url:
+            stack.model_url = model_url
+        else:
+            stack.start_model(token_delay_ms=1)
         stack.start_ai()
         for pod in PODS:
             stack.start_pod(pod, **auth, **(pod_env or {}))

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 CONTROL_LOOKALIKES = (
     "[LOADING]",
@@ -36,12 +39,23 @@ INT_DIGITS_LIMIT = 4300
 """CPython's int() refuses longer digit strings (ValueError), the attack on number parsing."""
 
 
-def fuzz(max_examples: int) -> settings:
-    """Settings of one fuzz test: no deadline (real processes), no example database in the tree."""
-    return settings(
+EXAMPLES = DirectoryBasedExampleDatabase(Path(__file__).resolve().parent / "fuzz-examples")
+"""The saved examples (committed): every failing example is written here and replayed first on
+the next run, before any new input; see fuzz-examples/README.md."""
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fuzz(max_examples: int, key: str) -> Callable[[F], F]:
+    """Settings of one fuzz run, named `key` in the example database (one name per test and
+    parameter: the runs are inner functions, whose source hypothesis would otherwise share).
+    No deadline: every example is real calls to real processes, whose latency is the machine's
+    load, not the code's. Health checks off: too_slow and the data sizes because examples are
+    network calls and large inputs on purpose; function_scoped_fixture because each run is a
+    plain function inside the test, not a test with fixtures."""
+    chosen = settings(
         max_examples=max_examples,
         deadline=None,
-        database=None,
+        database=EXAMPLES,
         print_blob=True,
         suppress_health_check=[
             HealthCheck.function_scoped_fixture,
@@ -50,6 +64,15 @@ def fuzz(max_examples: int) -> settings:
             HealthCheck.large_base_example,
         ],
     )
+
+    def apply(run: F) -> F:
+        run = chosen(run)
+        # Hypothesis's own key is a digest of the function's source, alike for every
+        # parameter; find() sets this attribute the same way.
+        run._hypothesis_internal_database_key = key.encode()  # type: ignore[attr-defined]
+        return run
+
+    return apply
 
 
 def _repeat(pair: tuple[int, str]) -> str:
