@@ -23,6 +23,7 @@ from durablechat.v1 import (
     attachments_pb2,
     attachments_pb2_grpc,
     branches_pb2,
+    common_pb2,
     export_pb2,
     session_pb2,
     threads_pb2,
@@ -86,7 +87,10 @@ async def flood(user: User, method: str, make: Any, most: int) -> tuple[int, grp
 
 
 async def stored_log(redis: aioredis.Redis, sid: str) -> list[bytes]:
-    return list(await redis.lrange(f"dc:{{{sid}}}:log", 0, -1))
+    return [
+        e if isinstance(e, bytes) else e.encode()
+        for e in await redis.lrange(f"dc:{{{sid}}}:log", 0, -1)
+    ]
 
 
 async def test_state_put_flood_stops_at_log_bytes(
@@ -107,7 +111,7 @@ async def test_state_put_flood_stops_at_log_bytes(
         log = await stored_log(redis, sid)
         assert 0 < accepted < 100 and len(log) == accepted + 1  # + the owner's claim
         assert sum(map(len, log)) <= LOG_BYTES
-        assert int(await redis.hget(f"dc:{{{sid}}}:meta", "lb")) == sum(map(len, log))
+        assert int(await redis.hget(f"dc:{{{sid}}}:meta", "lb") or -1) == sum(map(len, log))
         # Over REST too: 429 with the JSON error naming the setting; still nothing stored.
         async with (
             aiohttp.ClientSession() as http,
@@ -126,7 +130,9 @@ async def test_state_put_flood_stops_at_log_bytes(
 
 
 def message(sid: str, i: int) -> session_pb2.AppendMessageRequest:
-    return session_pb2.AppendMessageRequest(session_id=sid, role=1, content=f"m{i}")
+    return session_pb2.AppendMessageRequest(
+        session_id=sid, role=common_pb2.ROLE_USER, content=f"m{i}"
+    )
 
 
 async def test_message_flood_stops_at_log_events(
@@ -158,7 +164,10 @@ async def test_message_flood_stops_at_log_events(
 
 
 async def owned(redis: aioredis.Redis, user: User) -> set[bytes]:
-    return set(await redis.smembers(f"dc:u:{{{user.name}}}:owned"))
+    return {
+        m if isinstance(m, bytes) else m.encode()
+        for m in await redis.smembers(f"dc:u:{{{user.name}}}:owned")
+    }
 
 
 async def test_session_creation_flood_stops_at_limit(
@@ -295,7 +304,7 @@ async def test_attachment_bytes_flood_stops_at_user_limit(
         assert attachment_files(root) == before  # no file, no temporary file
         sha = hashlib.sha256(extra).hexdigest()
         assert await redis.exists(f"dc:att:{{{sha}}}", f"dc:att:{{{sha}}}:by") == 0
-        used = int(await redis.get(f"dc:u:{{{user.name}}}:attb"))
+        used = int(await redis.get(f"dc:u:{{{user.name}}}:attb") or -1)
         assert used == len(uploaded) * FILE_BYTES <= USER_ATTACHMENT_BYTES
         again = await upload(secure, user, first)  # a file already counted costs nothing
         assert again.attachment.sha256 == uploaded[0].attachment.sha256
@@ -315,10 +324,14 @@ async def test_redis_maxmemory_refuses_clearly(secure: SecureStack, redis: aiore
         try:
             refused = await refusal(user, "AppendMessage", message(sid, 9))
             assert "maxmemory" in (refused.details() or "")
-            members = dict(await redis.zrange("{dc-cluster}:members", 0, -1, withscores=True))
+            members: dict[Any, float] = dict(
+                await redis.zrange("{dc-cluster}:members", 0, -1, withscores=True)  # type: ignore[arg-type]
+            )
 
             async def heartbeats_go_on() -> bool:
-                now = dict(await redis.zrange("{dc-cluster}:members", 0, -1, withscores=True))
+                now: dict[Any, float] = dict(
+                    await redis.zrange("{dc-cluster}:members", 0, -1, withscores=True)  # type: ignore[arg-type]
+                )
                 return all(now[pod] > score for pod, score in members.items())
 
             await async_eventually(heartbeats_go_on, within=15)

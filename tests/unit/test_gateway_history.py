@@ -15,7 +15,7 @@ class PagedLog:
     exercised by tests/security/test_bounded_reads.py)."""
 
     def __init__(self, contents: list[str], page_size: int = 3) -> None:
-        self.messages = [
+        self.messages: list[dict[str, Any]] = [
             {"seq": seq, "role": "user", "content": text, "user": "ann", "ts": 0}
             for seq, text in enumerate(contents, start=1)
         ]
@@ -30,7 +30,7 @@ class PagedLog:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return message["content"].encode()
+    return str(message["content"]).encode()
 
 
 async def fit(contents: list[str], max_bytes: int) -> Tail:
