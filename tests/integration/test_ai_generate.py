@@ -23,11 +23,12 @@ CALL_TIMEOUT_S = 20
 
 @pytest.fixture(scope="module")
 def ai_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The AI service in front of a dev model that streams as fast as it can."""
+    """The AI service in front of a dev model that streams as fast as it can; open (no cluster
+    key, AUTH_MODE=off): these tests call it as a pod would (the key: test_admin_plane.py)."""
     stack = Stack(tmp_path_factory.mktemp("ai"))
     try:
         stack.start_model(token_delay_ms=0)
-        stack.start_ai()
+        stack.start_ai(CLUSTER_SECRET_FILE="")
         yield stack
     finally:
         stack.close()
@@ -163,7 +164,7 @@ async def test_generate_with_the_model_stopped_is_unavailable_not_a_hang(
     own_stack: Stack,
 ) -> None:
     own_stack.start_model(token_delay_ms=0)
-    own_stack.start_ai()
+    own_stack.start_ai(CLUSTER_SECRET_FILE="")
     assert own_stack.model is not None
     own_stack.model.stop()
 
