@@ -127,7 +127,7 @@ class DevLogin:
     async def login(self, request: web.Request) -> web.Response:
         try:
             fields = json.loads(await request.read())
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
             raise BadRequest('body must be JSON: {"user": "name"}') from exc
         user = fields.get("user") if isinstance(fields, dict) else None
         if not isinstance(user, str) or not 0 < len(user) <= MAX_USER_CHARS:

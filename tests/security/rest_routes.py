@@ -156,6 +156,7 @@ async def _routes() -> set[tuple[str, str]]:
         environ = {
             "SESSION_SERVICE_ADDR": "127.0.0.1:1",
             "AUTH_SECRET_FILE": str(secret),
+            "CLUSTER_SECRET_FILE": str(secret),
             "AUTH_DEV_LOGIN": "true",
         }
         cfg = Config.from_env(environ)

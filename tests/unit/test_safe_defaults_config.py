@@ -76,8 +76,10 @@ def test_exposure_names_every_missing_setting_and_the_override() -> None:
 
 def test_each_service_config_applies_the_check(tmp_path: Path) -> None:
     beyond = {**ANONYMOUS, "BIND_HOST": "10.0.0.5"}
+    cluster = tmp_path / "cluster-secret"
+    cluster.write_text("c" * 64)
     with pytest.raises(ConfigError, match="REDIS_URL has no password"):
-        SessionConfig.from_env({**beyond, "CLUSTER_SECRET_FILE": "f"})
+        SessionConfig.from_env({**beyond, "CLUSTER_SECRET_FILE": str(cluster)})
     with pytest.raises(ConfigError, match="CLUSTER_SECRET_FILE"):
         SessionConfig.from_env({**beyond, "REDIS_URL": "redis://:p@r:6379/0"})
     with pytest.raises(ConfigError, match="REDIS_URL has no password"):
@@ -89,7 +91,7 @@ def test_each_service_config_applies_the_check(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("pw")
     cfg = SessionConfig.from_env(
-        {**beyond, "CLUSTER_SECRET_FILE": "f", "REDIS_PASSWORD_FILE": str(secret)}
+        {**beyond, "CLUSTER_SECRET_FILE": str(cluster), "REDIS_PASSWORD_FILE": str(secret)}
     )
     assert cfg.redis_url == "redis://:pw@127.0.0.1:6379/0"
     assert SearchConfig.from_env({**beyond, "ALLOW_INSECURE_NETWORK": "true"}).bind_host
@@ -99,7 +101,14 @@ def test_each_service_config_applies_the_check(tmp_path: Path) -> None:
 def test_dev_login_is_refused_beyond_loopback(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text("k" * 64)
-    env = {"AUTH_MODE": "jwt", "AUTH_SECRET_FILE": str(secret), "AUTH_DEV_LOGIN": "true"}
+    cluster = tmp_path / "cluster-secret"
+    cluster.write_text("c" * 64)
+    env = {
+        "AUTH_MODE": "jwt",
+        "AUTH_SECRET_FILE": str(secret),
+        "CLUSTER_SECRET_FILE": str(cluster),
+        "AUTH_DEV_LOGIN": "true",
+    }
     assert GatewayConfig.from_env(env).dev_login
     with pytest.raises(ConfigError, match=r"AUTH_DEV_LOGIN=true .* BIND_HOST=0\.0\.0\.0"):
         GatewayConfig.from_env({**env, "BIND_HOST": "0.0.0.0"})
