@@ -15,7 +15,7 @@ class Limits:
     """MAX_LOG_BYTES: most bytes of stored entries in one session's log (footprint.py)."""
     max_log_events: int = 100_000
     """MAX_LOG_EVENTS: most entries in one session's log (footprint.py)."""
-    max_sessions_per_user: int = 1000
+    max_sessions_per_user: int = 10_000
     """MAX_SESSIONS_PER_USER: most sessions one user may own, deleted ones counted until
     purged (footprint.py)."""
     max_import_bytes: int = 16 * 1024 * 1024

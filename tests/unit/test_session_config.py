@@ -42,7 +42,7 @@ def test_access_control_is_on_by_default_and_needs_a_key() -> None:
 def test_footprint_limits_have_finite_defaults_and_are_read():
     d = Config.from_env(ANONYMOUS)
     assert (d.limits.max_log_bytes, d.limits.max_log_events) == (64 * 2**20, 100_000)
-    assert (d.limits.max_sessions_per_user, d.limits.max_import_bytes) == (1000, 16 * 2**20)
+    assert (d.limits.max_sessions_per_user, d.limits.max_import_bytes) == (10_000, 16 * 2**20)
     assert d.max_attachment_bytes_per_user == 2**30
     cfg = Config.from_env(
         {
