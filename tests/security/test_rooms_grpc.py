@@ -20,6 +20,7 @@ from tests.security.secure_stack import (
     secure_stack,
     status_of,
 )
+from tests.security.verdict import MANAGE, WRITES
 
 OWNER = access_pb2.ACCESS_ROLE_OWNER
 MEMBER = access_pb2.ACCESS_ROLE_MEMBER
@@ -98,20 +99,6 @@ async def test_viewer_cannot_post_prompt_patch_or_cancel(users: dict[str, User])
     assert got.session.your_role == VIEWER
 
 
-WRITES = (
-    "UpdateState",
-    "AppendMessage",
-    "SendPrompt",
-    "CancelAnswer",
-    "RenameThread",
-    "SetFeedback",
-    "EditMessage",
-    "RegenerateAnswer",
-    "SelectBranch",
-)
-MANAGE = ("SetMember", "CreateInvite", "RevokeInvite", "ListAudit", "DeleteThread", "RestoreThread")
-
-
 async def test_member_can_write_but_not_manage(users: dict[str, User]) -> None:
     """Attack: a member tries the owner's operations (members, invites, audit)."""
     ann, bob = users["ann"], users["bob"]
@@ -119,7 +106,7 @@ async def test_member_can_write_but_not_manage(users: dict[str, User]) -> None:
     await ann.set_member(sid, "bob", MEMBER)
     posted = await bob.post(sid, "hello from bob")
     assert posted.message.user == "bob"
-    for method in MANAGE:
+    for method in sorted(MANAGE):
         request = every_request(sid)[method]
         assert await status_of(bob, method, request) == grpc.StatusCode.PERMISSION_DENIED, method
 

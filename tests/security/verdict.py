@@ -40,7 +40,8 @@ WRITES = frozenset(
         "SelectBranch",
     }
 )
-"""SessionService calls a viewer may not make on a room (docs/security.md, the roles table)."""
+"""SessionService calls a viewer may not make on a room (docs/security.md, the roles table;
+also test_rooms_grpc.py's battery)."""
 MANAGE = frozenset(
     {"SetMember", "CreateInvite", "RevokeInvite", "ListAudit", "DeleteThread", "RestoreThread"}
 )
