@@ -75,6 +75,9 @@ class ThreadRoutes:
         for name in ("pinned", "archived"):
             if name in fields and not isinstance(fields[name], bool):
                 raise BadRequest(f"{name} must be true or false")
+        if fields.get("pinned") and fields.get("archived"):
+            # Refused before the rename below, so a refused PATCH changes nothing.
+            raise BadRequest("a thread cannot be pinned and archived at once")
         if "title" in fields:
             if not isinstance(fields["title"], str):
                 raise BadRequest("title must be a string")

@@ -280,6 +280,7 @@ async def test_the_thread_routes_over_http(people: dict[str, User], secure: Secu
             ("PATCH", f"{base}/{one}", {"pinned": "yes"}),
             ("PATCH", f"{base}/{one}", {"title": ""}),
             ("PATCH", f"{base}/{one}", []),
+            ("PATCH", f"{base}/{one}", {"title": "Lost", "pinned": True, "archived": True}),
             ("GET", f"{base}?archived=maybe", None),
             ("GET", f"{base}?pageToken=forged", None),
             ("GET", f"{base}?limit=100000", None),
