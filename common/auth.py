@@ -3,7 +3,7 @@
 With `AUTH_MODE=jwt` a call must carry `authorization: Bearer <token>` (or, from a browser, the
 `dc_token` cookie); a missing, malformed, forged, expired or `alg=none` token is refused before
 anything is read or stored. The verified `sub` claim is the caller; what they may do is decided
-by each session's owner (session_service/access.py). `AUTH_MODE=off` accepts every call; it
+by each session's owner (session_service/actor/access.py). `AUTH_MODE=off` accepts every call; it
 must be set explicitly (the services refuse to start with neither a key nor `off`).
 
 Keys: `AUTH_SECRET_FILE` (HS256; `durablechat token` mints with it), `AUTH_PUBLIC_KEY_FILE`

@@ -25,25 +25,25 @@ from common.metrics import GrpcMetrics, serve_metrics
 from common.revocation import Revocations
 from common.ring import HashRing
 from durablechat.v1 import attachments_pb2, cluster_pb2, session_pb2
-from session_service.ai_client import AiClient
-from session_service.attachment_servicer import AttachmentServicer
-from session_service.attachment_store import AttachmentStore
-from session_service.cluster_servicer import ClusterServicer
+from session_service.actor.ai_client import AiClient
+from session_service.cluster.leases import LeaseKeeper
+from session_service.cluster.membership import Membership
+from session_service.cluster.peers import Peers
+from session_service.cluster.registry import Registry
+from session_service.cluster.routing import Router
 from session_service.config import Config
 from session_service.errors import SessionClosed, StoreUnavailable
-from session_service.members_store import MembersStore
-from session_service.membership import Membership
+from session_service.features.attachments.rpc import AttachmentServicer
+from session_service.features.threads.purge import Purger
 from session_service.metrics import SessionMetrics
-from session_service.operators import Operators
-from session_service.ownership import LeaseKeeper
-from session_service.peers import Peers
-from session_service.purge import Purger
-from session_service.redis_client import close, connect
-from session_service.registry import Registry
-from session_service.routing import Router
+from session_service.rpc.cluster import ClusterServicer
+from session_service.rpc.operators import Operators
 from session_service.servicer import SessionServicer
-from session_service.store import Store
-from session_service.thread_store import ThreadStore
+from session_service.store.attachments import AttachmentStore
+from session_service.store.members import MembersStore
+from session_service.store.redis_client import close, connect
+from session_service.store.sessions import Store
+from session_service.store.threads import ThreadStore
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,12 @@ from common.auth import AuthConfig, Verifier
 from common.planes import ClusterKey
 from common.revocation import Revocations
 from durablechat.v1 import session_pb2, session_pb2_grpc
-from session_service import access, convert
-from session_service.access import Caller
-from session_service.access_servicer import AccessRpcs
-from session_service.actor import SessionActor
-from session_service.attachment_servicer import AttachmentRpcs
-from session_service.attachment_store import AttachmentStore
-from session_service.branch_servicer import BranchRpcs
+from session_service.actor import access
+from session_service.actor.access import Caller
+from session_service.actor.session_actor import SessionActor
+from session_service.cluster.peers import Peers
+from session_service.cluster.registry import Registry
+from session_service.cluster.routing import HOPS_KEY, Forward, Router
 from session_service.errors import (
     Moving,
     NotFound,
@@ -30,20 +29,22 @@ from session_service.errors import (
     SessionClosed,
     SessionError,
 )
-from session_service.feedback_servicer import FeedbackRpcs
-from session_service.identify import AUTHORIZATION, identify
+from session_service.features.attachments.rpc import AttachmentRpcs
+from session_service.features.branches.rpc import BranchRpcs
+from session_service.features.feedback.rpc import FeedbackRpcs
+from session_service.features.rooms.rpc import AccessRpcs
+from session_service.features.threads.rpc import ThreadRpcs
+from session_service.features.transfer.rpc import TransferRpcs
 from session_service.limits import Limits
-from session_service.message_servicer import MessageRpcs
-from session_service.peers import Peers
-from session_service.quotas import Quotas
-from session_service.registry import Registry
-from session_service.routing import HOPS_KEY, Forward, Router
-from session_service.rpc_support import abort, checked, hop_count
-from session_service.stream_caps import StreamCaps
-from session_service.thread_servicer import ThreadRpcs
-from session_service.thread_store import ThreadStore
-from session_service.transfer_servicer import TransferRpcs
-from session_service.usage_store import UsageStore
+from session_service.rpc import convert
+from session_service.rpc.handling import abort, checked, hop_count
+from session_service.rpc.identify import AUTHORIZATION, identify
+from session_service.rpc.messages import MessageRpcs
+from session_service.rpc.quotas import Quotas
+from session_service.rpc.stream_caps import StreamCaps
+from session_service.store.attachments import AttachmentStore
+from session_service.store.threads import ThreadStore
+from session_service.store.usage import UsageStore
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from redis.exceptions import ResponseError
 
-from session_service.events import (
+from session_service.log.events import (
     AccessChanged,
     AnswerEnded,
     MessageAppended,
@@ -27,11 +27,11 @@ from session_service.events import (
     acted_by,
     decode,
 )
-from session_service.redis_client import REDIS_ERRORS, RedisClient
 from session_service.search.index import SearchIndex
 from session_service.search.workers import IndexWorkers
-from session_service.store import log_key, meta_key
-from session_service.thread_index import FEED_KEY
+from session_service.store.redis_client import REDIS_ERRORS, RedisClient
+from session_service.store.sessions import log_key, meta_key
+from session_service.store.thread_index import FEED_KEY
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import logging
 
 from common.ratelimit import Bucket, Limiter, RedisClient
 from session_service.errors import RateLimited
-from session_service.redis_client import REDIS_ERRORS
+from session_service.store.redis_client import REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from common.grpc_server import SERVER_OPTIONS, SERVING, add_health_and_reflectio
 from common.lenient import add_service
 from common.revocation import Revocations
 from durablechat.v1 import search_pb2
-from session_service.redis_client import close, connect
 from session_service.search.config import SearchConfig
 from session_service.search.indexer import Indexer
 from session_service.search.rate import SearchRate
 from session_service.search.servicer import SearchServicer
 from session_service.search.workers import IndexWorkers
+from session_service.store.redis_client import close, connect
 
 logger = logging.getLogger(__name__)
 SERVICE_NAME: str = search_pb2.DESCRIPTOR.services_by_name["SearchService"].full_name

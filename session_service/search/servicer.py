@@ -12,10 +12,10 @@ import grpc
 from common.auth import Verifier
 from common.revocation import Revocations
 from durablechat.v1 import common_pb2, search_pb2, search_pb2_grpc
-from session_service import convert, validate
 from session_service.errors import FailedPrecondition, InvalidArgument
-from session_service.identify import identify
-from session_service.rpc_support import abort, known
+from session_service.rpc import convert, validate
+from session_service.rpc.handling import abort, known
+from session_service.rpc.identify import identify
 from session_service.search.rate import SearchRate
 from session_service.search.workers import IndexWorkers
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from durablechat.v1 import common_pb2
-from session_service.answering import RETRY_FIRST_S
+from session_service.actor.answering import RETRY_FIRST_S
 from tests.fakes.openai_server import FakeOpenAI
 from tests.grpc_client import SessionClient, events_until
 from tests.helpers import eventually

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from session_service.errors import Fenced, LimitReached, StoreUnavailable
-from session_service.footprint import Claim, LogLimit, owned_key
-from session_service.members_store import MembersStore
-from session_service.redis_client import RedisClient, close, connect, node_of
-from session_service.store import (
+from session_service.store.footprint import Claim, LogLimit, owned_key
+from session_service.store.members import MembersStore
+from session_service.store.redis_client import RedisClient, close, connect, node_of
+from session_service.store.sessions import (
     Appended,
     Held,
     Loaded,
@@ -99,7 +99,7 @@ async def test_lease_renewal_batches_per_master_and_reports_leases_not_ours(clie
 
 async def test_log_and_session_limits_hold_on_the_cluster(client):
     """The log's bounds are in the write's script; a claim is reserved on the user's slot
-    first and given back when the write is refused (session_service/footprint.py)."""
+    first and given back when the write is refused (session_service/store/footprint.py)."""
     store = Store(client)
     await store.activate("full", "pod-a", LEASE_TTL_MS, NOW_MS)
     bounds = LogLimit(bytes=10, events=3)

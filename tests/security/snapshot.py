@@ -5,7 +5,7 @@ Volatile keys, which the services rewrite whatever a call's outcome, are left ou
 what a call could store in them. The list is short on purpose; each entry says why:
 - `dc:rl:*` (common/ratelimit.py): rate-limit buckets count every request, refused ones too:
   that is their job.
-- `dc:{S}:lease` (session_service/store.py): a pod's claim to serve a session, with a TTL,
+- `dc:{S}:lease` (session_service/store/sessions.py): a pod's claim to serve a session, with a TTL,
   renewed in the background and taken by reads as well as writes.
 - `{dc-cluster}:members` (members_store.py): pod heartbeats; its scores are expiry times, so
   only the set of pods is compared (a pod leaving shows).

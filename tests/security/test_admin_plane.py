@@ -1,7 +1,8 @@
-"""The cluster and admin planes (common/planes.py, session_service/operators.py) with AUTH_MODE=jwt
-on real processes: two session pods, the AI service, the gateway and a real Envoy in front, as
-`make run` starts them. Each test names the attack it stops: users, anonymous or not, never
-reach ClusterService, the AI service or another pod's trust, on the pod port or through Envoy."""
+"""The cluster and admin planes (common/planes.py, session_service/rpc/operators.py) with
+AUTH_MODE=jwt on real processes: two session pods, the AI service, the gateway and a real Envoy in
+front, as `make run` starts them. Each test names the attack it stops: users, anonymous or not,
+never reach ClusterService, the AI service or another pod's trust, on the pod port or
+through Envoy."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from durablechat.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
-from session_service.routing import HOPS_KEY
+from session_service.cluster.routing import HOPS_KEY
 from tests.edge import Edge, running_edge
 from tests.helpers import ROOT, eventually
 

@@ -1,4 +1,4 @@
-"""Every user's footprint is bounded (session_service/footprint.py, docs/footprint.md): floods
+"""Every user's footprint is bounded (session_service/store/footprint.py, docs/footprint.md): floods
 of state patches, messages, sessions, imports and uploads stop at their limits with
 RESOURCE_EXHAUSTED naming the setting, and Redis (read directly) holds nothing past the limit.
 Redis at its maxmemory refuses writes clearly while reads go on."""

@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 
-from session_service.actor import SessionActor
+from session_service.actor.session_actor import SessionActor
 from session_service.servicer import SessionServicer
 
 

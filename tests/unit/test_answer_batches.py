@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from session_service.answer_batches import batches
+from session_service.actor.answer_batches import batches
 
 
 async def source(items: list[tuple[str, int]]):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from session_service.context import MESSAGE_OVERHEAD_TOKENS, token_counter, trim
-from session_service.events import Message
+from session_service.actor.prompt_window import MESSAGE_OVERHEAD_TOKENS, token_counter, trim
+from session_service.log.events import Message
 
 
 def msg(seq: int, role: str, words: int) -> Message:

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from session_service import events
+from session_service.log import events
 
 
 def test_every_kind_round_trips():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from session_service.merge_patch import BadJson, apply_patch, parse_json
+from session_service.log.merge_patch import BadJson, apply_patch, parse_json
 
 RFC_7386_EXAMPLES = [
     ('{"a":"b"}', '{"a":"c"}', '{"a":"c"}'),

@@ -1,5 +1,5 @@
 """Search settings and query cost bounds (session_service/search), and the per-user stream
-counter (session_service/stream_caps.py): pure, no processes."""
+counter (session_service/rpc/stream_caps.py): pure, no processes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 from common.config import ConfigError
 from session_service.config import Config
 from session_service.errors import InvalidArgument
+from session_service.rpc.stream_caps import StreamCaps, TooManyStreams
 from session_service.search.config import SearchConfig
 from session_service.search.index import fts_query
-from session_service.stream_caps import StreamCaps, TooManyStreams
 
 ANONYMOUS = {"AUTH_MODE": "off"}
 

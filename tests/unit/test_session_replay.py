@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from session_service.events import (
+from session_service.log.events import (
     COMPLETED,
     AnswerDelta,
     AnswerEnded,
@@ -12,7 +12,7 @@ from session_service.events import (
     MessageAppended,
     StateChanged,
 )
-from session_service.session import Session
+from session_service.log.session import Session
 
 
 def user(seq: int) -> MessageAppended:
