@@ -18,6 +18,7 @@ import grpc
 from common.auth import Verifier
 from common.channels import Channels
 from common.revocation import Revocations
+from common.wire import AUTHORIZATION, COOKIE_HEADER
 from durablechat.v1 import attachments_pb2, attachments_pb2_grpc, session_pb2_grpc
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
@@ -152,5 +153,5 @@ class AttachmentServicer(attachments_pb2_grpc.AttachmentServiceServicer):
                 yield attachments_pb2.DownloadAttachmentResponse(attachment=meta.attachment)
 
 
-AUTH = ("authorization", "cookie")
+AUTH = (AUTHORIZATION, COOKIE_HEADER)
 """Metadata the download's access check carries on, as the caller's own call would."""
