@@ -40,8 +40,8 @@ from common import revocation
 from common.auth import mint
 from common.config import ConfigError
 from common.exposure import with_password
-from common.planes import CLUSTER_KEY
 from common.ring import HashRing
+from common.wire import AUTHORIZATION, CLUSTER_KEY
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, session_pb2, session_pb2_grpc
 
 T = TypeVar("T")
@@ -104,7 +104,7 @@ def ring_of(members: cluster_pb2.ListMembersResponse) -> HashRing:
 def main(ctx: click.Context, addr: str, admin_token: str, cluster_secret_file: str) -> None:
     metadata: list[tuple[str, str]] = []
     if admin_token:
-        metadata.append(("authorization", f"Bearer {admin_token}"))
+        metadata.append((AUTHORIZATION, f"Bearer {admin_token}"))
     if cluster_secret_file:
         try:
             key = Path(cluster_secret_file).read_text().strip()
@@ -290,7 +290,7 @@ def tail(pods: Pods, session_id: str, after: int | None, token: str) -> None:
             request.after_seq = after
         async with grpc.aio.insecure_channel(pods.addr) as channel:
             stub = session_pb2_grpc.SessionServiceStub(channel)
-            metadata = (("authorization", f"Bearer {token}"),) if token else ()
+            metadata = ((AUTHORIZATION, f"Bearer {token}"),) if token else ()
             async for reply in stub.Subscribe(request, metadata=metadata):
                 event: dict[str, Any] = json_format.MessageToDict(reply.event)
                 click.echo(json.dumps(event, separators=(",", ":")))

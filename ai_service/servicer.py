@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 
-from ai_service.batching import batches
 from ai_service.config import Config
 from ai_service.errors import InvalidRequest, status_for
 from ai_service.metrics import AiMetrics
 from ai_service.provider import Finish, OpenAIProvider, Role, Turn
 from ai_service.regenerated import Call, SentChunks
+from common.batching import batches
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
 
 logger = logging.getLogger(__name__)

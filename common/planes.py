@@ -30,9 +30,8 @@ from typing import Any, TypeAlias
 import grpc
 
 from common.config import ConfigError
+from common.wire import CLUSTER_KEY
 
-CLUSTER_KEY = "dc-cluster-key"
-"""gRPC metadata carrying the cluster secret (Envoy strips it from clients' requests)."""
 MIN_SECRET_CHARS = 32
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 """Health checks stay open: load balancers and compose probe them without credentials."""

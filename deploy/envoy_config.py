@@ -4,7 +4,9 @@ the tests run the same routes and filters in front of local processes.
 Only addresses change: the listener, the admin port, and the endpoints of the `session` and
 `gateway` clusters; and the CORS origins when given; tests may also shrink the per-IP gRPC limit
 and the request-head timeout to see them act. Everything else is the committed file, so what
-the tests prove about the local Envoy holds for compose's.
+the tests prove about the local Envoy holds for compose's. The request headers stripped from
+clients are the pods-only metadata keys of common/wire.py, written from there (the committed
+file lists the same, checked by tests/unit/test_wire.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from common.wire import FROM_PODS_ONLY
 
 TEMPLATE = Path(__file__).resolve().parent / "envoy" / "envoy.yaml"
 
@@ -46,6 +50,7 @@ def render(
     listener = resources["listeners"][0]
     listener["address"] = _socket(*listen)
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["route_config"]["request_headers_to_remove"] = list(FROM_PODS_ONLY)
     if grpc_calls_per_ip_min:
         [limit] = [f for f in manager["http_filters"] if f["name"] == LOCAL_RATELIMIT]
         for descriptor in limit["typed_config"]["descriptors"]:

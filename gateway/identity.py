@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from common.auth import COOKIE, AuthError, Verifier, mint
+from common.wire import AUTHORIZATION
 from gateway.abuse import Network, from_trusted_proxy
 from gateway.errors import BadRequest, GatewayError
 
@@ -84,7 +85,7 @@ def authenticate(verifier: Verifier) -> web.middleware:  # type: ignore[valid-ty
             user, _ = await verifier.identify_async(authorization)
         except AuthError as exc:
             raise Unauthenticated(str(exc)) from exc
-        meta = (("authorization", authorization),) if authorization else ()
+        meta = ((AUTHORIZATION, authorization),) if authorization else ()
         metadata_token, user_token = _metadata.set(meta), _user.set(user)
         try:
             return await handler(request)

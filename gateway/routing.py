@@ -16,7 +16,7 @@ import time
 
 import grpc
 
-from common import tracing
+from common.channels import Channels
 from common.grpc_server import CHANNEL_OPTIONS
 from common.ring import HashRing
 from durablechat.v1 import attachments_pb2_grpc, cluster_pb2, cluster_pb2_grpc, session_pb2_grpc
@@ -46,9 +46,8 @@ class PodRouter:
         self._cluster = cluster_pb2_grpc.ClusterServiceStub(shared)
         self.attachments = attachments_pb2_grpc.AttachmentServiceStub(shared)
         """Attachment uploads and downloads: any pod (they share the files)."""
-        self._options = [*CHANNEL_OPTIONS, *options]
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[str, session_pb2_grpc.SessionServiceStub] = {}
+        self._channels = Channels([*CHANNEL_OPTIONS, *options])
+        """One per pod, opened on first use; those of pods that left stay open (see refresh)."""
         self._ring: HashRing | None = None
         self._addresses: dict[str, str] = {}
         self._suspect: dict[str, float] = {}
@@ -67,14 +66,7 @@ class PodRouter:
         return self._shared, ""
 
     def _stub(self, address: str) -> session_pb2_grpc.SessionServiceStub:
-        stub = self._stubs.get(address)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(
-                address, options=self._options, interceptors=tracing.client_interceptors()
-            )
-            self._channels[address] = channel
-            stub = self._stubs[address] = session_pb2_grpc.SessionServiceStub(channel)
-        return stub
+        return self._channels.stub(address, session_pb2_grpc.SessionServiceStub)
 
     async def until_gone(self, address: str) -> None:
         """Returns once the pod at `address` has left the member set."""
@@ -113,7 +105,4 @@ class PodRouter:
             await asyncio.sleep(REFRESH_S)
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
-        self._stubs.clear()
+        await self._channels.close()

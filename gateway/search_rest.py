@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from common.channels import Channels
 from common.grpc_server import CHANNEL_OPTIONS
 from durablechat.v1 import search_pb2, search_pb2_grpc
 from gateway.errors import GatewayError
@@ -41,21 +42,19 @@ def hit_json(hit: search_pb2.SearchHit) -> dict[str, Any]:
 class SearchRoutes:
     def __init__(self, address: str) -> None:
         self._address = address
-        self._channel: grpc.aio.Channel | None = None
+        self._channels = Channels(CHANNEL_OPTIONS, traced=False)
+        """The one channel to the search service, opened on the first search."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/api/search", self.search)
         app.on_cleanup.append(self._close)
 
     async def _close(self, _: web.Application) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self._channels.close()
 
     async def search(self, request: web.Request) -> web.Response:
         if not self._address:
             raise SearchUnavailable("search is not configured on this gateway")
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._address, options=CHANNEL_OPTIONS)
         call = build_request(
             search_pb2.SearchMessagesRequest,
             query=request.query.get("q", ""),
@@ -63,7 +62,7 @@ class SearchRoutes:
             limit=parse_uint(request.query, "limit", 0, MAX_UINT32),
             page_token=request.query.get("pageToken", ""),
         )
-        stub = search_pb2_grpc.SearchServiceStub(self._channel)
+        stub = self._channels.stub(self._address, search_pb2_grpc.SearchServiceStub)
         try:
             reply = await stub.SearchMessages(
                 call, timeout=DEADLINE_S, metadata=upstream_metadata()

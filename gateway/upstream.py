@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from common.wire import RETRY_AFTER_KEY, RETRY_SAFE_KEY
 from durablechat.v1 import access_pb2, common_pb2, session_pb2
 from gateway.errors import BadRequest, UpstreamError
 from gateway.frames import (
@@ -57,8 +58,6 @@ FINAL_CODES = frozenset(
 HEALTH_DEADLINE_S = 1.0
 
 
-RETRY_SAFE_KEY = "dc-retry-safe"
-RETRY_AFTER_KEY = "dc-retry-after-ms"
 POD_DOWN_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )

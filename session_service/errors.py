@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import grpc
 
+from common.wire import OWNER_KEY, RETRY_AFTER_KEY, RETRY_SAFE_KEY
+
 
 class SessionError(Exception):
     """Base class. INTERNAL unless a subclass says otherwise.
@@ -168,8 +170,3 @@ def trailers_for(exc: BaseException) -> tuple[tuple[str, str], ...]:
     if isinstance(exc, RateLimited):
         out.append((RETRY_AFTER_KEY, str(exc.retry_after_ms)))
     return tuple(out)
-
-
-RETRY_SAFE_KEY = "dc-retry-safe"
-OWNER_KEY = "dc-owner"
-RETRY_AFTER_KEY = "dc-retry-after-ms"

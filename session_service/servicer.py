@@ -14,13 +14,14 @@ from google.protobuf import message as pb_message
 from common.auth import AuthConfig, Verifier
 from common.planes import ClusterKey
 from common.revocation import Revocations
+from common.wire import AUTHORIZATION, HOPS_KEY
 from durablechat.v1 import session_pb2, session_pb2_grpc
 from session_service.actor import access
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.cluster.peers import Peers
 from session_service.cluster.registry import Registry
-from session_service.cluster.routing import HOPS_KEY, Forward, Router
+from session_service.cluster.routing import Forward, Router
 from session_service.errors import (
     Moving,
     NotFound,
@@ -38,7 +39,7 @@ from session_service.features.transfer.rpc import TransferRpcs
 from session_service.limits import Limits
 from session_service.rpc import convert
 from session_service.rpc.handling import abort, checked, hop_count
-from session_service.rpc.identify import AUTHORIZATION, identify
+from session_service.rpc.identify import identify
 from session_service.rpc.messages import MessageRpcs
 from session_service.rpc.quotas import Quotas
 from session_service.rpc.stream_caps import StreamCaps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.planes import CLUSTER_KEY
+from common.wire import CLUSTER_KEY
 from deploy.make_secret import ensure as ensure_secret
 from tests.helpers import (
     Process,

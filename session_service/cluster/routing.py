@@ -17,7 +17,6 @@ from session_service.cluster.registry import Registry
 from session_service.errors import Moving, NotOwner
 
 MAX_HOPS = 2
-HOPS_KEY = "dc-hops"
 
 
 @dataclass(frozen=True)

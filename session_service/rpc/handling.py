@@ -13,7 +13,7 @@ from google.protobuf import unknown_fields
 
 from common.lenient import Undecodable
 from common.planes import ClusterKey
-from session_service.cluster.routing import HOPS_KEY
+from common.wire import HOPS_KEY
 from session_service.errors import InvalidArgument, Moving, status_for, trailers_for
 from session_service.rpc import validate
 

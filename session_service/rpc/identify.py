@@ -10,9 +10,8 @@ import grpc
 
 from common.auth import AuthError, Verifier, from_cookie
 from common.revocation import Revocations
+from common.wire import AUTHORIZATION, COOKIE_HEADER
 from session_service.errors import Unauthenticated
-
-AUTHORIZATION = "authorization"
 
 
 async def identify(
@@ -21,7 +20,7 @@ async def identify(
     """(user, the authorization value that carried the token); raises Unauthenticated."""
     metadata = context.invocation_metadata() or ()
     value = next((str(v) for k, v in metadata if k == AUTHORIZATION), "") or from_cookie(
-        next((str(v) for k, v in metadata if k == "cookie"), "")
+        next((str(v) for k, v in metadata if k == COOKIE_HEADER), "")
     )
     try:
         user, issued_at = await verifier.identify_async(value)

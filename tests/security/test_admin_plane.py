@@ -17,8 +17,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.auth import mint, new_secret
-from common.planes import CLUSTER_KEY
 from common.ring import HashRing
+from common.wire import CLUSTER_KEY, HOPS_KEY
 from durablechat.v1 import (
     ai_pb2,
     ai_pb2_grpc,
@@ -28,7 +28,6 @@ from durablechat.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
-from session_service.cluster.routing import HOPS_KEY
 from tests.edge import Edge, running_edge
 from tests.helpers import ROOT, eventually
 

@@ -10,7 +10,8 @@ import pytest
 from ai_service.config import Config as AiConfig
 from common.auth import is_admin, mint, new_secret
 from common.config import ConfigError
-from common.planes import CLUSTER_KEY, ClusterKey
+from common.planes import ClusterKey
+from common.wire import CLUSTER_KEY
 from gateway.config import Config as GatewayConfig
 from session_service.config import Config as SessionConfig
 

@@ -16,7 +16,9 @@ from typing import Any
 import grpc
 
 from common.auth import Verifier
+from common.channels import Channels
 from common.revocation import Revocations
+from common.wire import AUTHORIZATION, COOKIE_HEADER
 from durablechat.v1 import attachments_pb2, attachments_pb2_grpc, session_pb2_grpc
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
@@ -67,17 +69,14 @@ class AttachmentServicer(attachments_pb2_grpc.AttachmentServiceServicer):
         self._verifier = verifier
         self._revocations = revocations
         self._own_address = own_address
-        self._channel: grpc.aio.Channel | None = None
+        self._channels = Channels(options=(), traced=False)
 
     def _sessions(self) -> session_pb2_grpc.SessionServiceStub:
         """This pod's own SessionService (it routes to the session's owner)."""
-        if self._channel is None:
-            self._channel = grpc.aio.insecure_channel(self._own_address())
-        return session_pb2_grpc.SessionServiceStub(self._channel)
+        return self._channels.stub(self._own_address(), session_pb2_grpc.SessionServiceStub)
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        await self._channels.close()
 
     async def UploadAttachment(
         self,
@@ -154,5 +153,5 @@ class AttachmentServicer(attachments_pb2_grpc.AttachmentServiceServicer):
                 yield attachments_pb2.DownloadAttachmentResponse(attachment=meta.attachment)
 
 
-AUTH = ("authorization", "cookie")
+AUTH = (AUTHORIZATION, COOKIE_HEADER)
 """Metadata the download's access check carries on, as the caller's own call would."""
