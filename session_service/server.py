@@ -34,6 +34,7 @@ from session_service.cluster.routing import Router
 from session_service.config import Config
 from session_service.errors import SessionClosed, StoreUnavailable
 from session_service.features.attachments.rpc import AttachmentServicer
+from session_service.features.threads.auto_title import AutoTitle
 from session_service.features.threads.purge import Purger
 from session_service.metrics import SessionMetrics
 from session_service.rpc.cluster import ClusterServicer
@@ -92,6 +93,7 @@ class SessionServer:
             handoff_timeout_ms=cfg.handoff_timeout_ms,
             is_live=self.membership.is_live,
             metrics=self.metrics,
+            after_answer=AutoTitle(self.ai, cfg.limits),
         )
         self.leases = LeaseKeeper(
             self.store,

@@ -1,6 +1,7 @@
 """How a session's owner runs its AI answers: one at a time, in prompt order, each batch stored
 before it is sent, model failures retried by continuing from the stored text, cancel stored
-before it is acknowledged. A mixin of SessionActor (actor.py), split out to keep files small.
+before it is acknowledged. A component the actor owns (`SessionActor.answers`); it writes through
+the actor's lock and write path (`AnswerOwner`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 from session_service.actor import access
@@ -67,19 +68,15 @@ class AnswerSource(Protocol):
     ) -> AsyncIterator[tuple[str, int]]: ...
 
 
-class Answering:
-    """The answer half of SessionActor; the actor provides the state and the write path."""
+class AnswerOwner(Protocol):
+    """What answering uses of its actor (session_actor.py, the one implementation; named here
+    so that this module need not import the actor that owns it)."""
 
     session: Session
     closed: bool
-    _store: Store
-    _ai: AnswerSource
-    _limits: Limits
-    _lock: asyncio.Lock
-    _worker: asyncio.Task[None] | None
-    _metrics: SessionMetrics
+    lock: asyncio.Lock
 
-    async def _write(
+    async def write(
         self,
         entries: list[bytes],
         *,
@@ -87,31 +84,68 @@ class Answering:
         expected_version: int | None = None,
         version_increment: int = 0,
         ended_answer: int = 0,
-    ) -> Appended:
-        raise NotImplementedError
+    ) -> Appended: ...
 
-    def close(self, reason: SessionError) -> None:
-        raise NotImplementedError
+    def publish(self, event: Event) -> None: ...
 
-    def _check_open(self) -> None:
-        raise NotImplementedError
+    def close(self, reason: SessionError) -> None: ...
 
-    def _check_writable(self) -> None:
-        raise NotImplementedError
+    def check_open(self) -> None: ...
 
-    def _publish(self, event: Event) -> None:
-        raise NotImplementedError
+    def check_writable(self) -> None: ...
 
-    async def end_orphaned_answers(self) -> None:
+
+class Answering:
+    """The answers of one session's actor: its worker task runs the open answers in order;
+    `completed` (the actor's after-answer hook) runs after each completed one."""
+
+    def __init__(
+        self,
+        owner: AnswerOwner,
+        store: Store,
+        ai: AnswerSource,
+        limits: Limits,
+        metrics: SessionMetrics,
+        completed: Callable[[OpenAnswer], Awaitable[None]] | None = None,
+    ) -> None:
+        self._owner = owner
+        self._store = store
+        self._ai = ai
+        self._limits = limits
+        self._metrics = metrics
+        self._completed = completed
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def session(self) -> Session:
+        return self._owner.session
+
+    @property
+    def running(self) -> bool:
+        """True while the worker runs answers."""
+        return self._worker is not None and not self._worker.done()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Waits up to timeout_s for the running worker to finish its answers."""
+        worker = self._worker
+        if worker is not None and not worker.done():
+            await asyncio.wait({worker}, timeout=timeout_s)
+
+    def stop(self) -> None:
+        """Cancels the worker (the actor closed); unless that is the worker itself closing it."""
+        if self._worker is not None and self._worker is not asyncio.current_task():
+            self._worker.cancel()
+
+    async def end_orphaned(self) -> None:
         """Ends answers a previous owner left open (it died mid-answer) as INTERRUPTED, keeping
         the text it had stored."""
-        async with self._lock:
+        async with self._owner.lock:
             s = self.session
             error = "the owner stopped before the answer finished"
             for answer in list(s.open_answers):
                 ts = now_ms()
                 content = "".join(answer.batches)
-                result = await self._write(
+                result = await self._owner.write(
                     [encode_answer_end(answer.seq, content, INTERRUPTED, error, ts)],
                     ended_answer=answer.seq,
                 )
@@ -119,12 +153,13 @@ class Answering:
                 message = Message(seq, "assistant", content, "", ts, "", answer.seq, INTERRUPTED)
                 s.apply(AnswerEnded(seq, ts, message, error))
 
-    def resume_answers(self) -> None:
+    def resume(self) -> None:
         """Continues answers a previous owner left open, from the batches it had stored."""
         if self.session.open_answers:
-            self._start_worker()
+            self.start()
 
-    def _start_worker(self) -> None:
+    def start(self) -> None:
+        """Runs the open answers unless the worker already does (after an AnswerStarted)."""
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run_answers())
             self._worker.add_done_callback(self._worker_done)
@@ -139,7 +174,7 @@ class Answering:
 
     async def _run_answers(self) -> None:
         try:
-            while self.session.open_answers and not self.closed:
+            while self.session.open_answers and not self._owner.closed:
                 await self._run_answer(self.session.open_answers[0])
         except SessionError as exc:
             # The answer stays open in Redis; the next owner continues it from its batches.
@@ -150,7 +185,7 @@ class Answering:
             # Never leave an answer open with nobody generating it: drop the owner, so the
             # next call activates the session again and resumes the answer.
             logger.exception("answer worker failed", extra={"session_id": self.session.session_id})
-            self.close(SessionClosed("owner failed; resubscribe"))
+            self._owner.close(SessionClosed("owner failed; resubscribe"))
 
     async def _run_answer(self, answer: OpenAnswer) -> None:
         s = self.session
@@ -180,10 +215,10 @@ class Answering:
                     break
         if answer.cancel.is_set():
             status, error = CANCELLED, ""
-        async with self._lock:
-            if self.closed or answer.ended.is_set():
+        async with self._owner.lock:
+            if self._owner.closed or answer.ended.is_set():
                 return
-            self._check_open()
+            self._owner.check_open()
             await self._end_answer(answer, status, error)
         logger.info(
             "answer finished",
@@ -203,11 +238,8 @@ class Answering:
         )
         self._observe(answer, status)
         await self._add_user_usage(answer)
-        if status == COMPLETED:
-            await self._auto_title(answer)
-
-    async def _auto_title(self, answer: OpenAnswer) -> None:
-        raise NotImplementedError  # auto_title.py
+        if status == COMPLETED and self._completed is not None:
+            await self._completed(answer)
 
     def _observe(self, answer: OpenAnswer, status: str) -> None:
         m = self._metrics
@@ -251,7 +283,7 @@ class Answering:
                 text = await self._next_or_cancelled(stream, answer)
                 if text is None:
                     return False
-                if self.closed:
+                if self._owner.closed:
                     return True
                 if text:
                     await self._store_batch(answer, text)
@@ -279,10 +311,10 @@ class Answering:
             return None
         return following.result()
 
-    async def cancel_answer(self, answer_seq: int, caller: Caller = ANONYMOUS) -> tuple[int, bool]:
+    async def cancel(self, answer_seq: int, caller: Caller = ANONYMOUS) -> tuple[int, bool]:
         """Cancels an open answer (0: the streaming one); returns once its end is stored.
         The caller is stored with the end, for the audit log."""
-        self._check_writable()
+        self._owner.check_writable()
         access.require(self.session, caller, access.WRITE)
         if access.claims(self.session, caller):  # nothing to cancel in a session nobody owns
             raise NotFound(access.NOT_FOUND)
@@ -302,7 +334,7 @@ class Answering:
             answer.cancelled_by = by
         answer.cancel.set()
         if answer is not s.open_answers[0]:  # queued: nobody streams it, end it here
-            async with self._lock:
+            async with self._owner.lock:
                 if not answer.ended.is_set():
                     await self._end_answer(answer, CANCELLED, "")
         await answer.ended.wait()
@@ -316,7 +348,7 @@ class Answering:
         content = "".join(answer.batches)
         usage = (answer.usage[0], answer.usage[1], answer.usage[2])
         by = answer.cancelled_by if status == CANCELLED else ""
-        result = await self._write(
+        result = await self._owner.write(
             [encode_answer_end(answer.seq, content, status, error, ts, usage, by)],
             ended_answer=answer.seq,
         )
@@ -325,7 +357,7 @@ class Answering:
         )
         event = AnswerEnded(result.first_seq, ts, message, error, by)
         s.apply(event)
-        self._publish(event)
+        self._owner.publish(event)
 
     async def _add_user_usage(self, answer: OpenAnswer) -> None:
         """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""
@@ -353,7 +385,7 @@ class Answering:
                 s.session_id, s.epoch, answer.seq, len(answer.batches), text
             )
         except (StoreUnavailable, Fenced) as exc:
-            self.close(SessionClosed(f"owner lost the session: {exc}"))
+            self._owner.close(SessionClosed(f"owner lost the session: {exc}"))
             raise
-        if not self.closed:
-            self._publish(s.add_delta(text))
+        if not self._owner.closed:
+            self._owner.publish(s.add_delta(text))

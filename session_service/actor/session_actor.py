@@ -1,14 +1,20 @@
 """The live owner of one session on this pod: serialises writes, persists, then broadcasts.
 
 Contract:
-- Writes to one session run one at a time (`_lock`); different sessions run concurrently.
+- Writes to one session run one at a time (`lock`); different sessions run concurrently.
 - An event reaches memory and subscribers only after Redis acknowledged it, in seq order.
-- Answers run one at a time in prompt order (answering.py): each delta batch is stored, then
-  sent (one Redis call per batch, never per token); the assistant message is stored before
-  AnswerEnded is sent.
+- Answers run one at a time in prompt order (`answers`, answering.py): each delta batch is
+  stored, then sent (one Redis call per batch, never per token); the assistant message is stored
+  before AnswerEnded is sent.
 - When a write's outcome is unknown (Redis error) or the owner was fenced, the actor closes:
   subscribers get UNAVAILABLE and resume from their cursor on a fresh activation, which reloads
   the truth from Redis.
+
+What a write needs is public here, and each operation is a class that takes the actor
+(actor/messages.py, features/<name>/ops.py): hold `lock`, `check_writable()`, check access
+(`read`, `authorize_write`, `claim_unowned`), then `store(...)` (or `write` + `publish`). The
+actor knows no feature: `after_answer` (wired by the registry's creator) runs after an answer
+completed, which is how threads get their auto title.
 """
 
 from __future__ import annotations
@@ -17,62 +23,45 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from session_service.actor import access
 from session_service.actor.access import ANONYMOUS, Caller
 from session_service.actor.answering import Answering, AnswerSource
 from session_service.errors import (
-    Conflict,
     Fenced,
-    InvalidArgument,
     Moving,
+    NotFound,
     SessionClosed,
     SessionError,
     StoreFull,
     StoreUnavailable,
     TooBusy,
 )
-from session_service.features.branches.ops import BranchOps
-from session_service.features.feedback.ops import FeedbackOps
-from session_service.features.rooms.ops import RoomOps
-from session_service.features.threads.auto_title import AutoTitle
-from session_service.features.threads.ops import ThreadOps
-from session_service.features.transfer.ops import TransferOps
 from session_service.limits import Limits
 from session_service.log.events import (
-    AnswerStarted,
+    AccessChanged,
     CaughtUp,
     Event,
-    Message,
-    MessageAppended,
+    LogEvent,
     PresenceChanged,
-    StateChanged,
-    encode_answer_start,
+    decode,
     encode_grant,
-    encode_message,
-    encode_state,
     now_ms,
 )
-from session_service.log.merge_patch import apply_patch, dump_json
-from session_service.log.session import Session
+from session_service.log.session import OpenAnswer, Session
 from session_service.log.subscriber import Subscriber
 from session_service.metrics import SessionMetrics
 from session_service.store import footprint, thread_index
-from session_service.store.attachments import valid_filename, valid_sha
 from session_service.store.sessions import Appended, Store
 
 logger = logging.getLogger(__name__)
-MAX_ATTACHMENTS = 10
-Refs = tuple[tuple[str, str], ...]
-"""Files to attach: (sha256, filename)."""
-AttachedRefs = tuple[tuple[str, str, str, int], ...]
+
+AnswerHook = Callable[["SessionActor", OpenAnswer], Awaitable[None]]
+"""Runs after an answer completed, outside the lock (features/threads/auto_title.py)."""
 
 
-class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, TransferOps, BranchOps):
-    # Each half declares what it uses from the others as stubs; a half that implements a
-    # method must come before the halves that only declare it (AutoTitle before Answering).
+class SessionActor:
     """Owns `session` while open. Only this object writes the session's keys on this pod."""
 
     def __init__(
@@ -84,14 +73,14 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         on_close: Callable[[SessionActor], None],
         pod_id: str = "",
         metrics: SessionMetrics | None = None,
+        after_answer: AnswerHook | None = None,
     ) -> None:
         self.session = session
+        self.limits = limits
         self._store = store
-        self._ai = ai
-        self._limits = limits
         self._on_close = on_close
-        self._lock = asyncio.Lock()
-        self._worker: asyncio.Task[None] | None = None
+        self.lock = asyncio.Lock()
+        """Held by every write, from its checks until it is applied and published."""
         self._pod_id = pod_id
         self._metrics = metrics or SessionMetrics()
         self.closed = False
@@ -101,6 +90,14 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         """Monotonic time after which this pod must consider its lease gone."""
         self.last_used = time.monotonic()
         self._online: tuple[str, ...] = ()
+        completed = None if after_answer is None else self._completed_hook(after_answer)
+        self.answers = Answering(self, store, ai, limits, self._metrics, completed)
+
+    def _completed_hook(self, hook: AnswerHook) -> Callable[[OpenAnswer], Awaitable[None]]:
+        async def completed(answer: OpenAnswer) -> None:
+            await hook(self, answer)
+
+        return completed
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -108,7 +105,7 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
     def busy(self) -> bool:
         """True while anything is attached: subscribers, answers, a write in flight."""
         s = self.session
-        return bool(s.subscribers or s.open_answers or self._lock.locked())
+        return bool(s.subscribers or s.open_answers or self.lock.locked())
 
     def close(self, reason: SessionError) -> None:
         """Drops the in-memory owner; subscribers get `reason` after what they already have."""
@@ -118,8 +115,7 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         for subscriber in list(self.session.subscribers):
             subscriber.close(reason)
         self.session.subscribers.clear()
-        if self._worker is not None and self._worker is not asyncio.current_task():
-            self._worker.cancel()
+        self.answers.stop()
         self._on_close(self)
 
     async def passivate(self, reason: SessionError | None = None) -> None:
@@ -136,14 +132,11 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         self.moving = True
         deadline = time.monotonic() + timeout_s
         while True:
-            worker = self._worker
-            if worker is not None and not worker.done():
-                await asyncio.wait({worker}, timeout=max(0.0, deadline - time.monotonic()))
-            async with self._lock:
+            await self.answers.wait(max(0.0, deadline - time.monotonic()))
+            async with self.lock:
                 # A prompt whose write was in flight when the move began may have just started
                 # an answer: let it finish too, unless time is up.
-                answering = self._worker is not None and not self._worker.done()
-                if not answering or time.monotonic() >= deadline:
+                if not self.answers.running or time.monotonic() >= deadline:
                     await self.passivate(Moving("session moved to another pod; resubscribe"))
                     break
         logger.info(
@@ -151,7 +144,10 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
             extra={"session_id": self.session.session_id, "pod_id": self._pod_id},
         )
 
-    def _check_open(self) -> None:
+    # -- checks ----------------------------------------------------------------------------
+
+    def check_open(self) -> None:
+        """Raises SessionClosed once closed (or once the lease may have run out)."""
         if not self.closed and time.monotonic() > self.lease_deadline:
             self.close(Moving("this pod's lease on the session may have expired; retry"))
         if self.closed:
@@ -159,12 +155,42 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         self.last_used = time.monotonic()
         self.session.accessed_ms = now_ms()
 
-    def _check_writable(self) -> None:
-        self._check_open()
+    def check_writable(self) -> None:
+        """`check_open`, and Moving while the session is handed off."""
+        self.check_open()
         if self.moving:
             raise Moving("session is moving to another pod; retry")
 
-    async def _write(
+    def check_queue(self) -> None:
+        """TooBusy when too many answers wait in this session for another prompt."""
+        waiting = len(self.session.open_answers)
+        if waiting > self.limits.max_queued_prompts:
+            raise TooBusy(f"{waiting} answers are waiting in this session; retry later")
+
+    def read(self, caller: Caller = ANONYMOUS, need: str = access.READ) -> Session:
+        """The session for a read; reads need no lock (they see acknowledged events only)."""
+        self.check_open()
+        access.require(self.session, caller, need)
+        return self.session
+
+    def authorize_write(self, caller: Caller) -> str:
+        """Checks a write by `caller` (the lock is held); returns the user to store with it."""
+        access.require(self.session, caller, access.WRITE)
+        return caller.user if caller.enforced else ""
+
+    async def claim_unowned(self, caller: Caller) -> None:
+        """Makes `caller` the owner of an unowned session; called once a write has passed
+        every check, right before it is stored, so a refused write claims nothing."""
+        if access.claims(self.session, caller):
+            await self.store_access(encode_grant(caller.user, access.OWNER, caller.user, now_ms()))
+
+    async def known_attachment(self, sha: str, caller: Caller) -> tuple[int, str] | None:
+        """(size, media type) of a file the caller uploaded (anyone's with AUTH_MODE=off)."""
+        return await self._store.attachments.known(sha, caller.user if caller.enforced else None)
+
+    # -- the write path ----------------------------------------------------------------------
+
+    async def write(
         self,
         entries: list[bytes],
         *,
@@ -173,7 +199,8 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         version_increment: int = 0,
         ended_answer: int = 0,
     ) -> Appended:
-        """One script call. The caller holds the lock; the predicted seqs must come back."""
+        """Stores entries with one fenced script call; the caller holds the lock and applies
+        and publishes them after. `version_increment`: the state changes among them."""
         s = self.session
         predicted = s.last_seq + 1
         try:
@@ -187,8 +214,8 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
                 version_increment=version_increment,
                 ended_answer=ended_answer,
                 index=thread_index.update_for(s, entries),
-                log_limit=footprint.log_limit(entries, self._limits),
-                claim=footprint.claim_of(s.owner, entries, self._limits),
+                log_limit=footprint.log_limit(entries, self.limits),
+                claim=footprint.claim_of(s.owner, entries, self.limits),
             )
         except StoreFull:
             if ended_answer:  # the answer stays open in Redis; the next activation resumes it
@@ -209,186 +236,44 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
             raise StoreUnavailable("session reloading; retry")
         return result
 
-    def _publish(self, event: Event) -> None:
+    def publish(self, event: Event) -> None:
+        """Sends an event to every subscriber (after it was applied)."""
         dropped = self.session.broadcast(event)
         if dropped:
             self._metrics.dropped_subscribers.inc(dropped)
 
-    # -- operations ----------------------------------------------------------------------------
+    async def store(self, entries: list[bytes], *, version_increment: int = 0) -> list[LogEvent]:
+        """Stores entries with one write (the lock is held), then applies and publishes each
+        in order; returns their events."""
+        result = await self.write(entries, version_increment=version_increment)
+        stored = []
+        for index, raw in enumerate(entries):
+            event = decode(result.first_seq + index, raw)
+            self.session.apply(event)
+            self.publish(event)
+            stored.append(event)
+        return stored
 
-    def read(self, caller: Caller = ANONYMOUS, need: str = access.READ) -> Session:
-        """The session for a read; reads need no lock (they see acknowledged events only)."""
-        self._check_open()
-        access.require(self.session, caller, need)
-        return self.session
+    async def store_access(self, entry: bytes) -> AccessChanged:
+        """Stores one access event (the lock is held); a user who lost their role has their
+        streams closed (NOT_FOUND) at once."""
+        [event] = await self.store([entry])
+        assert isinstance(event, AccessChanged)
+        if event.user and not event.role:
+            for subscriber in [x for x in self.session.subscribers if x.user == event.user]:
+                subscriber.close(NotFound(access.NOT_FOUND))
+                self.session.subscribers.discard(subscriber)
+            self._presence_changed()
+        return event
 
-    def _authorize_write(self, caller: Caller) -> str:
-        """Checks a write by `caller` (the lock is held); returns the user to store with it."""
-        access.require(self.session, caller, access.WRITE)
-        return caller.user if caller.enforced else ""
-
-    async def _claim(self, caller: Caller) -> None:
-        """Makes `caller` the owner of an unowned session; called once a write has passed
-        every check, right before it is stored, so a refused write claims nothing."""
-        if access.claims(self.session, caller):
-            await self._store_access(encode_grant(caller.user, access.OWNER, caller.user, now_ms()))
-
-    async def _attachments(self, wanted: Refs, caller: Caller) -> AttachedRefs:
-        """The refs of files the caller uploaded (any uploader's with AUTH_MODE=off), with
-        their stored size and media type; INVALID_ARGUMENT for anything else."""
-        if len(wanted) > MAX_ATTACHMENTS:
-            raise InvalidArgument(f"a message can carry at most {MAX_ATTACHMENTS} files")
-        refs = []
-        for sha, name in wanted:
-            valid_sha(sha)
-            known = await self._store.attachments.known(
-                sha, caller.user if caller.enforced else None
-            )
-            if known is None:
-                raise InvalidArgument(f"attachment {sha} was not uploaded by you")
-            refs.append((sha, valid_filename(name or sha[:12]), known[1], known[0]))
-        return tuple(refs)
-
-    def _check_reply(self, reply_to: int) -> None:
-        """A reply names an earlier message of this session."""
-        if reply_to:
-            self.session.message_for(reply_to, "reply_to")
-
-    async def append_message(
-        self,
-        role: str,
-        content: str,
-        user: str,
-        client_id: str,
-        caller: Caller = ANONYMOUS,
-        reply_to: int = 0,
-        attachments: Refs = (),
-    ) -> tuple[Message, bool]:
-        async with self._lock:
-            self._check_writable()
-            s = self.session
-            user = self._authorize_write(caller) or user
-            access.require_message_role(s, caller, role)
-            if client_id in s.client_ids:
-                return s.message_at(s.client_ids[client_id]), True
-            self._check_reply(reply_to)
-            refs = await self._attachments(attachments, caller)
-            await self._claim(caller)
-            ts = now_ms()
-            entry = encode_message(role, content, user, ts, client_id, reply_to, refs)
-            result = await self._write([entry], client_id=client_id)
-            if result.duplicate:
-                return s.message_at(result.first_seq), True
-            message = Message(
-                result.first_seq,
-                role,
-                content,
-                user,
-                ts,
-                client_id,
-                reply_to=reply_to,
-                attachments=refs,
-            )
-            event = MessageAppended(result.first_seq, ts, message)
-            s.apply(event)
-            self._publish(event)
-            return event.message, False
-
-    async def update_state(
-        self,
-        patch: dict[str, Any],
-        patch_json: str,
-        expected_version: int | None,
-        caller: Caller = ANONYMOUS,
-    ) -> tuple[int, int]:
-        """Applies a merge patch; returns (version, seq)."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
-            user = self._authorize_write(caller)
-            if expected_version is not None and expected_version != s.version:
-                raise Conflict(f"expected version {expected_version}, session is at {s.version}")
-            new_state = apply_patch(s.state, patch)
-            size = s.state_size + len(patch_json.encode())
-            if size > self._limits.max_state_bytes:
-                size = len(dump_json(new_state).encode())
-                if size > self._limits.max_state_bytes:
-                    raise InvalidArgument(
-                        f"state would be {size} bytes; the limit is {self._limits.max_state_bytes}"
-                    )
-            await self._claim(caller)
-            ts = now_ms()
-            version = s.version + 1
-            result = await self._write(
-                [encode_state(patch_json, version, ts, user)],
-                expected_version=expected_version,
-                version_increment=1,
-            )
-            event = StateChanged(result.first_seq, ts, patch_json, version, user)
-            s.apply(event, new_state)
-            s.state_size = size
-            self._publish(event)
-            return version, event.seq
-
-    async def send_prompt(
-        self,
-        content: str,
-        user: str,
-        client_id: str,
-        caller: Caller = ANONYMOUS,
-        reply_to: int = 0,
-        attachments: Refs = (),
-    ) -> tuple[Message, int, bool]:
-        """Stores the user message and the answer's start in one script; returns
-        (user message, answer seq, duplicate)."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
-            user = self._authorize_write(caller) or user
-            if client_id in s.client_ids:
-                seq = s.client_ids[client_id]
-                return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
-            self._check_reply(reply_to)
-            refs = await self._attachments(attachments, caller)
-            if len(s.open_answers) > self._limits.max_queued_prompts:
-                raise TooBusy(
-                    f"{len(s.open_answers)} answers are waiting in this session; retry later"
-                )
-            await self._claim(caller)
-            ts = now_ms()
-            prompt_seq = s.last_seq + 1
-            entries = [
-                encode_message("user", content, user, ts, client_id, reply_to, refs),
-                encode_answer_start(prompt_seq, ts),
-            ]
-            result = await self._write(entries, client_id=client_id)
-            if result.duplicate:
-                seq = result.first_seq
-                return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
-            message = Message(
-                prompt_seq,
-                "user",
-                content,
-                user,
-                ts,
-                client_id,
-                reply_to=reply_to,
-                attachments=refs,
-            )
-            appended = MessageAppended(prompt_seq, ts, message)
-            started = AnswerStarted(prompt_seq + 1, ts, prompt_seq)
-            for event in (appended, started):
-                s.apply(event)
-                self._publish(event)
-            self._start_worker()
-            return message, started.seq, False
+    # -- subscribers -------------------------------------------------------------------------
 
     def subscribe(
         self, after_seq: int | None, after_offset: int, caller: Caller = ANONYMOUS
     ) -> tuple[Subscriber, list[Event]]:
         """Registers a subscriber and returns what it missed; nothing can fall in between."""
         self.read(caller)
-        subscriber = Subscriber(self._limits.subscriber_queue, caller.user)
+        subscriber = Subscriber(self.limits.subscriber_queue, caller.user)
         replay = self.session.replay(after_seq, after_offset)
         self.session.subscribers.add(subscriber)
         if subscriber.user:
@@ -405,3 +290,13 @@ class SessionActor(AutoTitle, Answering, RoomOps, ThreadOps, FeedbackOps, Transf
         self.last_used = time.monotonic()
         if subscriber.user:
             self._presence_changed()
+
+    def _presence_changed(self) -> None:
+        """Tells subscribers who is connected now, when that changed."""
+        s = self.session
+        online = s.online()
+        if online == self._online:
+            return
+        self._online = online
+        offset = len(s.open_answers[0].batches) if s.open_answers else 0
+        self.publish(PresenceChanged(s.last_seq, offset, online))

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from common.ring import EmptyRing, HashRing
 from session_service.actor.answering import AnswerSource
-from session_service.actor.session_actor import SessionActor
+from session_service.actor.session_actor import AnswerHook, SessionActor
 from session_service.errors import Moving, NotOwner, SessionError
 from session_service.limits import Limits
 from session_service.log.events import now_ms
@@ -56,6 +56,7 @@ class Registry:
         handoff_timeout_ms: int,
         is_live: Callable[[str], bool],
         metrics: SessionMetrics | None = None,
+        after_answer: AnswerHook | None = None,
     ) -> None:
         self._store = store
         self.quotas = store.quotas
@@ -71,6 +72,8 @@ class Registry:
         self._activating: dict[str, asyncio.Task[SessionActor]] = {}
         self._handoffs: set[asyncio.Task[None]] = set()
         self._metrics = metrics or SessionMetrics()
+        self._after_answer = after_answer
+        """Given to every actor: runs after each completed answer (auto title)."""
         self._metrics.watch(lambda: len(self._actors), self._subscribers, self._deepest_queue)
         self._ring: HashRing | None = None
         """The ring as of the last membership change; None until the first one."""
@@ -139,7 +142,14 @@ class Registry:
             session_id, loaded.epoch, loaded.created_ms, now_ms(), loaded.entries
         )
         actor = SessionActor(
-            session, self._store, self._ai, self._limits, self._forget, self.pod_id, self._metrics
+            session,
+            self._store,
+            self._ai,
+            self._limits,
+            self._forget,
+            self.pod_id,
+            self._metrics,
+            self._after_answer,
         )
         actor.lease_deadline = sent + self._lease_valid_s
         repair = thread_index.repair_for(session)
@@ -148,9 +158,9 @@ class Registry:
         for answer in session.open_answers:  # a previous owner died mid-answer
             answer.batches = await self._store.load_batches(session_id, answer.seq)
         if self._limits.continue_answers:
-            actor.resume_answers()
+            actor.answers.resume()
         else:
-            await actor.end_orphaned_answers()
+            await actor.answers.end_orphaned()
         self._actors[session_id] = actor
         self.activations += 1
         self._metrics.activations.inc()

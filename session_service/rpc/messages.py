@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from durablechat.v1 import common_pb2, session_pb2
 from session_service.actor import access
 from session_service.actor.access import Caller
+from session_service.actor.messages import MessageOps
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.limits import Limits
@@ -61,7 +62,9 @@ class MessageRpcs(RpcParts):
             patch_json = dump_json(patch)
 
             async def update(actor: SessionActor) -> session_pb2.UpdateStateResponse:
-                version, seq = await actor.update_state(patch, patch_json, expected, caller)
+                version, seq = await MessageOps(actor).update_state(
+                    patch, patch_json, expected, caller
+                )
                 state = actor.session.state_json() if request.return_state else ""
                 return session_pb2.UpdateStateResponse(
                     version=version, seq=seq, state_json=state, epoch=actor.session.epoch
@@ -86,7 +89,7 @@ class MessageRpcs(RpcParts):
             attached = tuple((a.sha256, a.filename) for a in request.attachments)
 
             async def append(actor: SessionActor) -> session_pb2.AppendMessageResponse:
-                message, duplicate = await actor.append_message(
+                message, duplicate = await MessageOps(actor).append_message(
                     role, content, user, client_id, caller, request.reply_to, attached
                 )
                 return session_pb2.AppendMessageResponse(
@@ -145,7 +148,7 @@ class MessageRpcs(RpcParts):
             attached = tuple((a.sha256, a.filename) for a in request.attachments)
 
             async def prompt(actor: SessionActor) -> session_pb2.SendPromptResponse:
-                message, answer_seq, duplicate = await actor.send_prompt(
+                message, answer_seq, duplicate = await MessageOps(actor).send_prompt(
                     content, user, client_id, caller, request.reply_to, attached
                 )
                 return session_pb2.SendPromptResponse(
@@ -168,7 +171,7 @@ class MessageRpcs(RpcParts):
             caller: Caller,
         ) -> Callable[[SessionActor], Awaitable[session_pb2.CancelAnswerResponse]]:
             async def cancel(actor: SessionActor) -> session_pb2.CancelAnswerResponse:
-                seq, cancelled = await actor.cancel_answer(request.answer_seq, caller)
+                seq, cancelled = await actor.answers.cancel(request.answer_seq, caller)
                 return session_pb2.CancelAnswerResponse(
                     answer_seq=seq, cancelled=cancelled, epoch=actor.session.epoch
                 )

@@ -1,71 +1,53 @@
-"""Edit, regenerate and select branches (docs/branches.md): log writes of the owner actor (a
-mixin of SessionActor, actor.py). Each operation is one write: the head move and what follows
-it are stored together or not at all."""
+"""Edit, regenerate and select branches (docs/branches.md): log writes of the owner actor they
+take (actor/session_actor.py). Each operation is one write: the head move and what follows it
+are stored together or not at all."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from session_service.actor import access
 from session_service.actor.access import Caller
-from session_service.actor.actor_parts import ActorParts
-from session_service.errors import InvalidArgument, TooBusy
+from session_service.actor.session_actor import SessionActor
+from session_service.errors import InvalidArgument
 from session_service.log.events import (
     AnswerStarted,
     LogEvent,
     Message,
-    decode,
     encode_answer_start,
     encode_branch,
     encode_message,
     now_ms,
 )
 
-if TYPE_CHECKING:
-    from session_service.limits import Limits
 
+class BranchOps:
+    """The branch operations of one actor."""
 
-class BranchOps(ActorParts):
-    _limits: Limits
-
-    def _authorize_write(self, caller: Caller) -> str:
-        raise NotImplementedError
-
-    def _start_worker(self) -> None:
-        raise NotImplementedError
-
-    def _check_queue(self) -> None:
-        waiting = len(self.session.open_answers)
-        if waiting > self._limits.max_queued_prompts:
-            raise TooBusy(f"{waiting} answers are waiting in this session; retry later")
+    def __init__(self, actor: SessionActor) -> None:
+        self._actor = actor
 
     async def _store_all(self, entries: list[bytes]) -> list[LogEvent]:
-        """Stores entries with one write, then applies and publishes them in order."""
-        result = await self._write(entries)
-        stored = []
-        for index, raw in enumerate(entries):
-            event = decode(result.first_seq + index, raw)
-            self.session.apply(event)
-            self._publish(event)
-            stored.append(event)
+        """Stores entries with one write, then applies and publishes them in order; an answer
+        among them starts."""
+        stored = await self._actor.store(entries)
         if any(isinstance(e, AnswerStarted) for e in stored):
-            self._start_worker()
+            self._actor.answers.start()
         return stored
 
     async def edit_message(self, caller: Caller, seq: int, content: str) -> tuple[Message, int]:
         """A sibling of a user or system message with new text, on a new active branch; an
         edited user message gets an answer. Returns (the new message, answer seq or 0)."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
-            user = self._authorize_write(caller)
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
+            user = actor.authorize_write(caller)
             original = s.message_for(seq, "message_seq")
             user = user or original.user
             if original.role == "assistant":
                 raise InvalidArgument("answers cannot be edited; regenerate them instead")
             access.require_message_role(s, caller, original.role)
             if original.role == "user":
-                self._check_queue()
+                actor.check_queue()
             ts = now_ms()
             message_seq = s.last_seq + 2
             entries = [
@@ -82,14 +64,15 @@ class BranchOps(ActorParts):
     async def regenerate(self, caller: Caller, seq: int) -> int:
         """A new answer to the prompt of the answer at `seq`, on a new active branch; returns
         the new answer's seq."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
-            self._authorize_write(caller)
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
+            actor.authorize_write(caller)
             answer = s.message_for(seq, "message_seq")
             if answer.role != "assistant" or not answer.answer_seq:
                 raise InvalidArgument("only answers can be regenerated; edit a prompt instead")
-            self._check_queue()
+            actor.check_queue()
             started = s.events[answer.answer_seq - 1]
             assert isinstance(started, AnswerStarted)
             ts = now_ms()
@@ -103,9 +86,10 @@ class BranchOps(ActorParts):
 
     async def select_branch(self, caller: Caller, seq: int) -> tuple[int, int]:
         """Makes the branch through `seq` active; returns (new head, event seq or 0)."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
             access.require(s, caller, access.WRITE)
             s.message_for(seq, "message_seq")
             leaf = s.tree.leaf_of(seq)

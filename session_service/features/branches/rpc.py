@@ -12,6 +12,7 @@ from durablechat.v1 import branches_pb2, export_pb2
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
+from session_service.features.branches.ops import BranchOps
 from session_service.limits import Limits
 from session_service.rpc import convert, validate
 from session_service.rpc.handling import abort, known
@@ -52,7 +53,9 @@ class BranchRpcs(RpcParts):
             content = validate.content(request.content, self._limits.max_content_bytes)
 
             async def edit(actor: SessionActor) -> branches_pb2.EditMessageResponse:
-                message, answer_seq = await actor.edit_message(caller, request.message_seq, content)
+                message, answer_seq = await BranchOps(actor).edit_message(
+                    caller, request.message_seq, content
+                )
                 parent = actor.session.tree.parent[message.seq]
                 return branches_pb2.EditMessageResponse(
                     message=convert.message(message, parent=parent),
@@ -69,7 +72,7 @@ class BranchRpcs(RpcParts):
     ) -> branches_pb2.RegenerateAnswerResponse:
         def prepare(caller: Caller) -> Local[branches_pb2.RegenerateAnswerResponse]:
             async def regenerate(actor: SessionActor) -> branches_pb2.RegenerateAnswerResponse:
-                answer_seq = await actor.regenerate(caller, request.message_seq)
+                answer_seq = await BranchOps(actor).regenerate(caller, request.message_seq)
                 return branches_pb2.RegenerateAnswerResponse(
                     answer_seq=answer_seq, epoch=actor.session.epoch
                 )
@@ -83,7 +86,7 @@ class BranchRpcs(RpcParts):
     ) -> branches_pb2.SelectBranchResponse:
         def prepare(caller: Caller) -> Local[branches_pb2.SelectBranchResponse]:
             async def select(actor: SessionActor) -> branches_pb2.SelectBranchResponse:
-                head, seq = await actor.select_branch(caller, request.message_seq)
+                head, seq = await BranchOps(actor).select_branch(caller, request.message_seq)
                 return branches_pb2.SelectBranchResponse(
                     head_seq=head, seq=seq, epoch=actor.session.epoch
                 )

@@ -7,6 +7,7 @@ from durablechat.v1 import session_pb2
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
+from session_service.features.feedback.ops import FeedbackOps
 from session_service.rpc import convert, validate
 from session_service.rpc.rpc_parts import Context, Local, RpcParts
 
@@ -24,7 +25,7 @@ class FeedbackRpcs(RpcParts):
             user = validate.name(request.user, "user")
 
             async def rate(actor: SessionActor) -> session_pb2.SetFeedbackResponse:
-                seq = await actor.set_feedback(
+                seq = await FeedbackOps(actor).set_feedback(
                     caller, request.message_seq, rating, request.comment, user
                 )
                 return session_pb2.SetFeedbackResponse(seq=seq, epoch=actor.session.epoch)

@@ -1,10 +1,12 @@
-"""Rooms: claiming a session, members and roles, invites, presence and the audit view. A mixin
-of SessionActor (actor.py); the policy itself is access.py.
+"""Rooms: claiming a session, members and roles, invites and the audit view, as operations on
+the owner actor they take (actor/session_actor.py, which also keeps presence); the policy
+itself is actor/access.py.
 
 Every change is an access event in the session's log, stored by the same fenced script as any
-write, so it is durable when acknowledged, replayed on activation, streamed to subscribers and
-read back by the audit view. Invites store only the SHA-256 of their code; a code is shown once.
-A user who loses access has their open streams closed (NOT_FOUND) at once.
+write (`SessionActor.store_access`), so it is durable when acknowledged, replayed on activation,
+streamed to subscribers and read back by the audit view. Invites store only the SHA-256 of their
+code; a code is shown once. A user who loses access has their open streams closed (NOT_FOUND)
+at once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from session_service.actor import access
 from session_service.actor.access import MEMBER, OWNER, VIEWER, Caller
-from session_service.actor.actor_parts import ActorParts
+from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument, NotFound, PermissionDenied
 from session_service.log.events import (
     AccessChanged,
@@ -23,10 +25,8 @@ from session_service.log.events import (
     Event,
     FeedbackChanged,
     MessageAppended,
-    PresenceChanged,
     StateChanged,
     ThreadChanged,
-    decode,
     encode_grant,
     encode_invite,
     encode_revoke,
@@ -49,49 +49,24 @@ def invite_id_of(code: str) -> tuple[str, str]:
     return digest[:16], digest
 
 
-class RoomOps(ActorParts):
-    """The access half of SessionActor; the actor provides the state and the write path."""
+class RoomOps:
+    """The access operations of one actor."""
 
-    _online: tuple[str, ...]
-
-    def read(self, caller: Caller, need: str) -> Session:
-        raise NotImplementedError
-
-    async def _store_access(self, entry: bytes) -> AccessChanged:
-        """Stores one access event (the lock is held) and applies its consequences."""
-        result = await self._write([entry])
-        event = decode(result.first_seq, entry)
-        assert isinstance(event, AccessChanged)
-        self.session.apply(event)
-        self._publish(event)
-        if event.user and not event.role:
-            for subscriber in [x for x in self.session.subscribers if x.user == event.user]:
-                subscriber.close(NotFound(access.NOT_FOUND))
-                self.session.subscribers.discard(subscriber)
-            self._presence_changed()
-        return event
-
-    def _presence_changed(self) -> None:
-        """Tells subscribers who is connected now, when that changed."""
-        s = self.session
-        online = s.online()
-        if online == self._online:
-            return
-        self._online = online
-        offset = len(s.open_answers[0].batches) if s.open_answers else 0
-        self._publish(PresenceChanged(s.last_seq, offset, online))
+    def __init__(self, actor: SessionActor) -> None:
+        self._actor = actor
 
     async def claim(self, caller: Caller) -> str:
         """CreateRoom: makes the caller the owner of an unowned session; returns their role."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
             if s.deleted_ms:  # nobody may know more of a deleted thread (docs/threads.md)
                 raise NotFound(access.NOT_FOUND)
             if not caller.enforced:
                 return ""
             if access.claimable(s):
-                await self._store_access(encode_grant(caller.user, OWNER, caller.user, now_ms()))
+                await actor.store_access(encode_grant(caller.user, OWNER, caller.user, now_ms()))
             role = s.roles.get(caller.user, "")
             if not role:
                 raise NotFound(access.NOT_FOUND)
@@ -100,11 +75,12 @@ class RoomOps(ActorParts):
     async def set_member(self, caller: Caller, user: str, role: str) -> int:
         """Grants `role` to `user` ("" removes; a member may remove themselves). Returns the
         event's seq, 0 when nothing changed."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
             leaving = user == caller.user and not role
-            self.read(caller, access.READ if leaving else access.MANAGE)
+            actor.read(caller, access.READ if leaving else access.MANAGE)
             if user == s.owner and s.owner:
                 raise PermissionDenied(
                     "the owner's role cannot be changed and the owner cannot leave"
@@ -113,7 +89,7 @@ class RoomOps(ActorParts):
                 raise InvalidArgument("role must be MEMBER, VIEWER or UNSPECIFIED (remove)")
             if s.roles.get(user, "") == role:
                 return 0
-            event = await self._store_access(encode_grant(user, role, caller.user, now_ms()))
+            event = await actor.store_access(encode_grant(user, role, caller.user, now_ms()))
             return event.seq
 
     async def create_invite(self, caller: Caller, role: str, ttl_s: int) -> tuple[str, Invite]:
@@ -122,28 +98,30 @@ class RoomOps(ActorParts):
             raise InvalidArgument("an invite's role must be MEMBER or VIEWER")
         if ttl_s > INVITE_TTL_MAX_S:
             raise InvalidArgument(f"ttl_seconds must be at most {INVITE_TTL_MAX_S}")
-        async with self._lock:
-            self._check_writable()
-            self.read(caller, access.MANAGE)
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            actor.read(caller, access.MANAGE)
             code = secrets.token_urlsafe(32)
             invite_id, digest = invite_id_of(code)
             ts = now_ms()
             expires = ts + 1000 * (ttl_s or INVITE_TTL_DEFAULT_S)
             entry = encode_invite(invite_id, digest, role, expires, caller.user, ts)
-            await self._store_access(entry)
-            return code, self.session.invites[invite_id]
+            await actor.store_access(entry)
+            return code, actor.session.invites[invite_id]
 
     async def revoke_invite(self, caller: Caller, invite_id: str) -> bool:
-        async with self._lock:
-            self._check_writable()
-            s = self.session
-            self.read(caller, access.MANAGE)
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
+            actor.read(caller, access.MANAGE)
             invite = s.invites.get(invite_id)
             if invite is None:
                 raise NotFound(f"no invite {invite_id!r} in this session")
             if invite.revoked:
                 return False
-            await self._store_access(encode_revoke(invite_id, caller.user, now_ms()))
+            await actor.store_access(encode_revoke(invite_id, caller.user, now_ms()))
             return True
 
     async def join(self, caller: Caller, code: str) -> str:
@@ -151,9 +129,10 @@ class RoomOps(ActorParts):
         if not caller.enforced:
             raise InvalidArgument("invites need authentication (AUTH_MODE=jwt)")
         invite_id, digest = invite_id_of(code)
-        async with self._lock:
-            self._check_writable()
-            s = self.session
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
             invite = s.invites.get(invite_id)
             usable = (
                 not s.deleted_ms
@@ -170,12 +149,12 @@ class RoomOps(ActorParts):
             if caller.user in s.removed:  # the owner removed them: an old invite won't do
                 raise NotFound(INVITE_NOT_FOUND)
             entry = encode_grant(caller.user, invite.role, caller.user, now_ms(), invite_id)
-            await self._store_access(entry)
+            await actor.store_access(entry)
             return invite.role
 
     def audit(self, caller: Caller, after_seq: int, limit: int) -> tuple[list[AuditRow], bool]:
         """Who did what, from the log, oldest first (owner only)."""
-        s = self.read(caller, access.MANAGE)
+        s = self._actor.read(caller, access.MANAGE)
         rows: list[AuditRow] = []
         for event in s.events[after_seq:]:
             row = audit_row(s, event)

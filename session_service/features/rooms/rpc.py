@@ -11,6 +11,7 @@ from session_service.actor import access
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
+from session_service.features.rooms.ops import RoomOps
 from session_service.rpc import convert, validate
 from session_service.rpc.rpc_parts import Context, Local, RpcParts
 
@@ -43,7 +44,7 @@ class AccessRpcs(RpcParts):
 
         def prepare(caller: Caller) -> Local[access_pb2.CreateRoomResponse]:
             async def create(actor: SessionActor) -> access_pb2.CreateRoomResponse:
-                role = await actor.claim(caller)
+                role = await RoomOps(actor).claim(caller)
                 return access_pb2.CreateRoomResponse(
                     session_id=sid,
                     role=convert.ACCESS_ROLE_TO_PROTO[role],
@@ -65,7 +66,7 @@ class AccessRpcs(RpcParts):
             role = _role(request.role, "role")
 
             async def set_member(actor: SessionActor) -> access_pb2.SetMemberResponse:
-                seq = await actor.set_member(caller, user, role)
+                seq = await RoomOps(actor).set_member(caller, user, role)
                 return access_pb2.SetMemberResponse(seq=seq, epoch=actor.session.epoch)
 
             return set_member
@@ -79,7 +80,7 @@ class AccessRpcs(RpcParts):
             role = _role(request.role, "role")
 
             async def create(actor: SessionActor) -> access_pb2.CreateInviteResponse:
-                code, invite = await actor.create_invite(caller, role, request.ttl_seconds)
+                code, invite = await RoomOps(actor).create_invite(caller, role, request.ttl_seconds)
                 return access_pb2.CreateInviteResponse(
                     code=code,
                     invite_id=invite.invite_id,
@@ -100,7 +101,7 @@ class AccessRpcs(RpcParts):
                 raise InvalidArgument("invite_id must be the 16 hex digits CreateInvite returned")
 
             async def revoke(actor: SessionActor) -> access_pb2.RevokeInviteResponse:
-                revoked = await actor.revoke_invite(caller, invite_id)
+                revoked = await RoomOps(actor).revoke_invite(caller, invite_id)
                 return access_pb2.RevokeInviteResponse(revoked=revoked)
 
             return revoke
@@ -115,7 +116,7 @@ class AccessRpcs(RpcParts):
                 raise InvalidArgument("code must be the invite code (1 to 128 characters)")
 
             async def join(actor: SessionActor) -> access_pb2.JoinRoomResponse:
-                role = await actor.join(caller, request.code)
+                role = await RoomOps(actor).join(caller, request.code)
                 return access_pb2.JoinRoomResponse(
                     role=convert.ACCESS_ROLE_TO_PROTO[role], epoch=actor.session.epoch
                 )
@@ -165,7 +166,7 @@ class AccessRpcs(RpcParts):
                 raise InvalidArgument(f"limit must be at most {AUDIT_PAGE_MAX}")
 
             async def audit(actor: SessionActor) -> access_pb2.ListAuditResponse:
-                rows, has_more = actor.audit(caller, request.after_seq, limit)
+                rows, has_more = RoomOps(actor).audit(caller, request.after_seq, limit)
                 out = access_pb2.ListAuditResponse(has_more=has_more)
                 for seq, ts_ms, user, action, detail in rows:
                     out.entries.add(

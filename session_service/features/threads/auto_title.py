@@ -1,4 +1,5 @@
-"""Auto-titles a thread from its first exchange (docs/threads.md): a mixin of SessionActor.
+"""Auto-titles a thread from its first exchange (docs/threads.md): the actor's after-answer hook
+(`SessionActor(after_answer=AutoTitle(ai, limits))`, wired by server.py through the registry).
 
 Contract: after an answer completes in a thread that has no title yet (never renamed), the owner
 asks the AI service for a title of the prompt and the answer (at most `auto_title_tokens` model
@@ -12,17 +13,14 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
 
-from session_service.actor.actor_parts import ActorParts
+from session_service.actor.answering import AnswerSource
+from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument, LimitReached, SessionError, StoreFull
 from session_service.features.threads.ops import MAX_TITLE_CHARS, valid_title
-from session_service.log.events import ThreadChanged, decode, encode_rename, now_ms
-
-if TYPE_CHECKING:
-    from session_service.actor.answering import AnswerSource
-    from session_service.limits import Limits
-    from session_service.log.session import OpenAnswer
+from session_service.limits import Limits
+from session_service.log.events import ThreadChanged, encode_rename, now_ms
+from session_service.log.session import OpenAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +39,23 @@ def clean(text: str) -> str:
     return line[:MAX_TITLE_CHARS].strip()
 
 
-class AutoTitle(ActorParts):
-    _ai: AnswerSource
-    _limits: Limits
-    closed: bool
+def needs_title(actor: SessionActor) -> bool:
+    s = actor.session
+    renamed = any(isinstance(e, ThreadChanged) and e.title for e in s.events)
+    return not renamed and not s.deleted_ms and not actor.closed
 
-    def _needs_title(self) -> bool:
-        s = self.session
-        renamed = any(isinstance(e, ThreadChanged) and e.title for e in s.events)
-        return not renamed and not s.deleted_ms and not self.closed
 
-    async def _auto_title(self, answer: OpenAnswer) -> None:
-        if not self._limits.auto_title_tokens or not self._needs_title():
+class AutoTitle:
+    """Titles the thread of `actor` after `answer` completed, if it has none yet."""
+
+    def __init__(self, ai: AnswerSource, limits: Limits) -> None:
+        self._ai = ai
+        self._limits = limits
+
+    async def __call__(self, actor: SessionActor, answer: OpenAnswer) -> None:
+        if not self._limits.auto_title_tokens or not needs_title(actor):
             return
-        s = self.session
+        s = actor.session
         prompt = s.message_at(answer.prompt_seq).content[:EXCERPT_CHARS]
         reply = "".join(answer.batches)[:EXCERPT_CHARS]
         turns = [("system", INSTRUCTION), ("user", f"{prompt}\n\n---\n\n{reply}")]
@@ -68,16 +69,12 @@ class AutoTitle(ActorParts):
         except (SessionError, InvalidArgument) as exc:
             logger.info("no auto title: %s", exc, extra={"session_id": s.session_id})
             return
-        async with self._lock:
-            if not self._needs_title():
+        async with actor.lock:
+            if not needs_title(actor):
                 return
-            self._check_writable()
+            actor.check_writable()
             entry = encode_rename(title, AUTO_TITLE_BY, now_ms())
             try:
-                result = await self._write([entry])
+                await actor.store([entry])
             except (LimitReached, StoreFull) as exc:  # a full log or Redis: no title, no harm
                 logger.info("no auto title: %s", exc, extra={"session_id": s.session_id})
-                return
-            event = decode(result.first_seq, entry)
-            s.apply(event)
-            self._publish(event)

@@ -1,33 +1,22 @@
-"""Renaming, deleting and restoring a thread: log writes of the owner actor (a mixin of
-SessionActor, actor.py). The contract is docs/threads.md; the index changes ride on the write
-(thread_index.py)."""
+"""Renaming, deleting and restoring a thread: log writes of the owner actor they take
+(actor/session_actor.py). The contract is docs/threads.md; the index changes ride on the write
+(store/thread_index.py)."""
 
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING
 
 from session_service.actor import access
 from session_service.actor.access import Caller
-from session_service.actor.actor_parts import ActorParts
-from session_service.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    SessionError,
-    TooBusy,
-)
+from session_service.actor.session_actor import SessionActor
+from session_service.errors import FailedPrecondition, InvalidArgument, NotFound, TooBusy
 from session_service.log.events import (
     ThreadChanged,
-    decode,
     encode_delete,
     encode_rename,
     encode_restore,
     now_ms,
 )
-
-if TYPE_CHECKING:
-    from session_service.limits import Limits
 
 MAX_TITLE_CHARS = 200
 
@@ -41,32 +30,25 @@ def valid_title(title: str) -> str:
     return title
 
 
-class ThreadOps(ActorParts):
-    """The thread half of SessionActor; the actor provides the state and the write path."""
+class ThreadOps:
+    """The thread operations of one actor."""
 
-    _limits: Limits
-
-    async def cancel_answer(self, answer_seq: int, caller: Caller) -> tuple[int, bool]:
-        raise NotImplementedError
-
-    async def passivate(self, reason: SessionError | None = None) -> None:
-        raise NotImplementedError
+    def __init__(self, actor: SessionActor) -> None:
+        self._actor = actor
 
     async def _store_thread(self, entry: bytes) -> ThreadChanged:
-        result = await self._write([entry])
-        event = decode(result.first_seq, entry)
+        [event] = await self._actor.store([entry])
         assert isinstance(event, ThreadChanged)
-        self.session.apply(event)
-        self._publish(event)
         return event
 
     async def rename(self, caller: Caller, title: str) -> int:
         """Owners and members rename; returns the event's seq."""
         title = valid_title(title)
-        async with self._lock:
-            self._check_writable()
-            access.require(self.session, caller, access.WRITE)
-            if access.claims(self.session, caller):  # nothing to rename nobody owns
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            access.require(actor.session, caller, access.WRITE)
+            if access.claims(actor.session, caller):  # nothing to rename nobody owns
                 raise NotFound(access.NOT_FOUND)
             event = await self._store_thread(encode_rename(title, caller.user, now_ms()))
             return event.seq
@@ -74,29 +56,31 @@ class ThreadOps(ActorParts):
     async def delete(self, caller: Caller) -> tuple[int, int]:
         """Owner only: cancels open answers, then stores the delete; returns (seq, purge ms).
         Everyone's open streams end NOT_FOUND."""
-        s = self.session
+        actor = self._actor
+        s = actor.session
         access.require(s, caller, access.MANAGE)
         if access.claims(s, caller):
             raise NotFound(access.NOT_FOUND)
         while s.open_answers:
-            await self.cancel_answer(s.open_answers[0].seq, caller)
-        async with self._lock:
-            self._check_writable()
+            await actor.answers.cancel(s.open_answers[0].seq, caller)
+        async with actor.lock:
+            actor.check_writable()
             access.require(s, caller, access.MANAGE)
             if s.open_answers:
                 raise TooBusy("a prompt started an answer meanwhile; retry the delete")
             ts = now_ms()
-            purge_ms = ts + self._limits.deleted_retention_s * 1000
+            purge_ms = ts + actor.limits.deleted_retention_s * 1000
             event = await self._store_thread(encode_delete(caller.user, ts, purge_ms))
         # Nobody can use it now: leave memory and let the lease go (the purge waits for that).
-        await self.passivate(NotFound(access.NOT_FOUND))
+        await actor.passivate(NotFound(access.NOT_FOUND))
         return event.seq, purge_ms
 
     async def restore(self, caller: Caller) -> int:
         """Owner only, while deleted (a purged thread is gone: NOT_FOUND)."""
-        async with self._lock:
-            self._check_writable()
-            s = self.session
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
             if not s.deleted_ms:
                 access.require(s, caller, access.MANAGE)  # (NOT_FOUND without a role)
                 raise FailedPrecondition("the thread is not deleted")

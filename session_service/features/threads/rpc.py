@@ -14,7 +14,7 @@ from durablechat.v1 import common_pb2, session_pb2, threads_pb2
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from session_service.features.threads.ops import valid_title
+from session_service.features.threads.ops import ThreadOps, valid_title
 from session_service.rpc import convert, validate
 from session_service.rpc.handling import abort, checked, known
 from session_service.rpc.quotas import Quotas
@@ -104,7 +104,7 @@ class ThreadRpcs(RpcParts):
             title = valid_title(request.title)
 
             async def rename(actor: SessionActor) -> threads_pb2.RenameThreadResponse:
-                seq = await actor.rename(caller, title)
+                seq = await ThreadOps(actor).rename(caller, title)
                 return threads_pb2.RenameThreadResponse(seq=seq, epoch=actor.session.epoch)
 
             return rename
@@ -116,7 +116,7 @@ class ThreadRpcs(RpcParts):
     ) -> threads_pb2.DeleteThreadResponse:
         def prepare(caller: Caller) -> Local[threads_pb2.DeleteThreadResponse]:
             async def delete(actor: SessionActor) -> threads_pb2.DeleteThreadResponse:
-                seq, purge_ms = await actor.delete(caller)
+                seq, purge_ms = await ThreadOps(actor).delete(caller)
                 return threads_pb2.DeleteThreadResponse(
                     seq=seq, purge_at=convert.timestamp(purge_ms), epoch=actor.session.epoch
                 )
@@ -130,7 +130,7 @@ class ThreadRpcs(RpcParts):
     ) -> threads_pb2.RestoreThreadResponse:
         def prepare(caller: Caller) -> Local[threads_pb2.RestoreThreadResponse]:
             async def restore(actor: SessionActor) -> threads_pb2.RestoreThreadResponse:
-                seq = await actor.restore(caller)
+                seq = await ThreadOps(actor).restore(caller)
                 return threads_pb2.RestoreThreadResponse(seq=seq, epoch=actor.session.epoch)
 
             return restore

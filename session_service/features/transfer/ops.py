@@ -1,6 +1,7 @@
-"""Export and import of a session (docs/export.md): a mixin of SessionActor (actor.py). The
-format is export_format.py; here is only what needs the owner: a consistent read of the log,
-and an import stored with one fenced write after the importer's claim."""
+"""Export and import of a session (docs/export.md): operations on the owner actor they take
+(actor/session_actor.py). The format is export_format.py; here is only what needs the owner: a
+consistent read of the log, and an import stored with one fenced write after the importer's
+claim."""
 
 from __future__ import annotations
 
@@ -8,35 +9,27 @@ from typing import Any
 
 from session_service.actor import access
 from session_service.actor.access import Caller
-from session_service.actor.actor_parts import ActorParts
+from session_service.actor.session_actor import SessionActor
 from session_service.errors import FailedPrecondition, InvalidArgument
 from session_service.features.transfer import export_format
-from session_service.limits import Limits
-from session_service.log.events import decode, now_ms
+from session_service.log.events import now_ms
 from session_service.log.merge_patch import dump_json
-from session_service.log.session import Session
 from session_service.store import footprint
-from session_service.store.sessions import Store
 
 
-class TransferOps(ActorParts):
-    _store: Store
-    _limits: Limits
+class TransferOps:
+    """The export and import of one actor's session."""
 
-    def read(self, caller: Caller, need: str = access.READ) -> Session:
-        raise NotImplementedError
-
-    async def _claim(self, caller: Caller) -> None:
-        raise NotImplementedError
+    def __init__(self, actor: SessionActor) -> None:
+        self._actor = actor
 
     async def _checked_attachments(self, caller: Caller, events: list[dict[str, Any]]) -> None:
         """An import may refer only to files the caller could attach to a new message (their
         uploads; ForkSession grants a reader the files of the branch it copies), and their type
         and size are the stored ones, not the file's. Refs are rewritten in place."""
-        user = caller.user if caller.enforced else None
         for event in events:
             for ref in event.get("attachments", []):
-                known = await self._store.attachments.known(ref["sha256"], user)
+                known = await self._actor.known_attachment(ref["sha256"], caller)
                 if known is None:
                     raise InvalidArgument(
                         f"event {event['n']}: attachment {ref['sha256']} was not uploaded by you"
@@ -49,7 +42,7 @@ class TransferOps(ActorParts):
         """The export of the log up to `upto_seq` (None: all of it now), or of the branch
         through message `at_seq` up to it; returns (lines, the seq the export stops at), so
         later pages can read the same prefix."""
-        s = self.read(caller)
+        s = self._actor.read(caller)
         upto = s.last_seq if upto_seq is None else min(upto_seq, s.last_seq)
         events = s.events[:upto]
         if at_seq:
@@ -62,23 +55,20 @@ class TransferOps(ActorParts):
         the caller claims first; returns how many were stored. Every stored entry records the
         caller as its importer: the authors the file names are shown and audited as imported."""
         export_format.set_importer(events, caller.user if caller.enforced else "")
-        async with self._lock:
-            self._check_writable()
-            s = self.session
+        actor = self._actor
+        async with actor.lock:
+            actor.check_writable()
+            s = actor.session
             if s.last_seq:
                 access.require(s, caller, access.READ)  # NOT_FOUND unless they may know of it
                 raise FailedPrecondition("the session is not empty; import into a new one")
             await self._checked_attachments(caller, events)
             first = s.last_seq + 1 + access.claims(s, caller)  # the claim's grant comes first
             entries = export_format.import_entries(events, first)
-            footprint.check_import(entries, self._limits)  # before the claim: nothing stored
-            await self._claim(caller)
+            footprint.check_import(entries, actor.limits)  # before the claim: nothing stored
+            await actor.claim_unowned(caller)
             if entries:
                 states = sum(1 for e in events if e["type"] == "state")
-                await self._write(entries, version_increment=states)
-            for index, raw in enumerate(entries):
-                event = decode(first + index, raw)
-                s.apply(event)
-                self._publish(event)
+                await actor.store(entries, version_increment=states)
             s.state_size = len(dump_json(s.state).encode())
             return len(entries)

@@ -13,6 +13,7 @@ from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.features.rooms.rpc import share_path
 from session_service.features.transfer import export_format
+from session_service.features.transfer.ops import TransferOps
 from session_service.limits import Limits
 from session_service.log.events import now_ms
 from session_service.rpc import convert
@@ -43,7 +44,7 @@ class TransferRpcs(RpcParts):
             pinned, start = _page_token(request.page_token)
 
             async def export(actor: SessionActor) -> export_pb2.ExportSessionResponse:
-                lines, upto = actor.export_lines(caller, pinned, request.at_seq)
+                lines, upto = TransferOps(actor).export_lines(caller, pinned, request.at_seq)
                 page: list[str] = []
                 size = 0
                 for line in lines[start:]:
@@ -77,7 +78,7 @@ class TransferRpcs(RpcParts):
             events = export_format.parse_import(request.jsonl, self._limits, now_ms())
 
             async def store(actor: SessionActor) -> export_pb2.ImportSessionResponse:
-                count = await actor.import_events(caller, events)
+                count = await TransferOps(actor).import_events(caller, events)
                 role = OWNER if caller.enforced else ""
                 return export_pb2.ImportSessionResponse(
                     session_id=sid,
