@@ -49,7 +49,7 @@ def append_call(
     log_limit: LogLimit | None,
     claim: Claim | None,
     inline: bool,
-) -> tuple[list[str], list[str | bytes]]:
+) -> tuple[list[str], list[bytes]]:
     """(KEYS, ARGV) of the append script for this write; `inline`: a single Redis, where every
     side effect runs in the write's own script."""
     call = AppendCall()

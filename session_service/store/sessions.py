@@ -142,7 +142,7 @@ class Store:
     ) -> None:
         self._client = client
         self.attachments = attachments or AttachmentStore(client, Path("attachments"), 0)
-        """Attached files (attachment_store.py)."""
+        """Attached files (attachments.py)."""
         self._activate = register(client, "activate")
         self._append = register(client, "append")
         self._release = register(client, "release")
@@ -150,9 +150,9 @@ class Store:
         self._reserve = register(client, "reserve_session")
         self._cluster = is_cluster(client)
         self.usage = UsageStore(client)
-        """Per-user token totals (usage_store.py)."""
+        """Per-user token totals (usage.py)."""
         self.quotas = Quotas(client, quotas or QuotaConfig())
-        """Per-user request rates and model-token budgets (quotas.py)."""
+        """Per-user request rates and model-token budgets (rpc/quotas.py)."""
 
     async def ping(self) -> None:
         try:
