@@ -15,24 +15,10 @@ Contract:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from session_service.store import keys
 from session_service.store.footprint import Claim, LogLimit
 from session_service.store.thread_index import IndexUpdate
-
-
-@dataclass
-class AppendCall:
-    """KEYS and ARGV of one run of the append script."""
-
-    keys: list[str] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    """The name of each key, in order: the request's `keys`."""
-
-    def add(self, name: str, key: str) -> None:
-        self.names.append(name)
-        self.keys.append(key)
 
 
 def append_call(
@@ -52,10 +38,11 @@ def append_call(
 ) -> tuple[list[str], list[bytes]]:
     """(KEYS, ARGV) of the append script for this write; `inline`: a single Redis, where every
     side effect runs in the write's own script."""
-    call = AppendCall()
-    call.add("meta", keys.meta_key(session_id))
-    call.add("log", keys.log_key(session_id))
-    call.add("idem", keys.idem_key(session_id))
+    named = {
+        "meta": keys.meta_key(session_id),
+        "log": keys.log_key(session_id),
+        "idem": keys.idem_key(session_id),
+    }
     request: dict[str, object] = {
         "session": session_id,
         "epoch": str(epoch),
@@ -67,13 +54,13 @@ def append_call(
     if expected_version is not None:
         request["expected_version"] = str(expected_version)
     if ended_answer:
-        call.add("answer", keys.answer_key(session_id, ended_answer))
+        named["answer"] = keys.answer_key(session_id, ended_answer)
     if log_limit is not None:
         request["log_limit"] = {"bytes": str(log_limit.bytes), "events": str(log_limit.events)}
     if claim is not None:
         request["claim"] = {"owner": claim.user, "limit": str(claim.limit)}
         if inline:
-            call.add("owned", keys.owned_key(claim.user))
+            named["owned"] = keys.owned_key(claim.user)
     if index.fields:
         request["summary"] = [list(pair) for pair in index.fields]
     if inline and index.users:
@@ -84,13 +71,13 @@ def append_call(
         }
         for user, _ in index.users:
             for kind, key in zip(keys.THREAD_KINDS, keys.thread_keys(user), strict=True):
-                call.add(f"{kind}:{user}", key)
+                named[f"{kind}:{user}"] = key
     if inline and index.feed:
-        call.add("feed", keys.FEED_KEY)
+        named["feed"] = keys.FEED_KEY
         request["feed_maxlen"] = str(keys.FEED_MAXLEN)
     if inline and index.purge:
-        call.add("purge", keys.PURGE_KEY)
+        named["purge"] = keys.PURGE_KEY
         request["purge"] = index.purge
-    request["keys"] = call.names
+    request["keys"] = list(named)
     body = json.dumps(request, ensure_ascii=False, separators=(",", ":"))
-    return call.keys, [body.encode(), *entries]
+    return list(named.values()), [body.encode(), *entries]
