@@ -1,10 +1,11 @@
 """Every Redis key the session service and its search indexer use: the one place key names are
 built. Each entry names the key's type, what it holds, how long it lives and its hash tag.
 
-Hash tags: every key of one script shares one tag (the `{…}` part), so the script touches one
-Redis Cluster slot. Session keys carry `{S}` (the session id), a user's keys `{U}`, an
+Hash tags: on a Redis Cluster every key of one script run shares one tag (the `{…}` part), so
+the script touches one slot. Session keys carry `{S}` (the session id), a user's keys `{U}`, an
 attachment's `{SHA}`; membership keys share `{dc-cluster}`. The purge queue and the search feed
-have no tag: they are only ever touched on their own (a follow-up write on a Redis Cluster).
+have no tag: on a single Redis the append script writes them with the session's keys, on a Redis
+Cluster separate calls do (sessions.py `follow_up`, purge_queue.py).
 
 Two prefix styles are in use and stay, because stored data is read by them:
 - `dc:{ID}:<what>` and `dc:u:{U}:<what>`: the id first (session keys, a user's sets);
@@ -12,10 +13,12 @@ Two prefix styles are in use and stay, because stored data is read by them:
   revocation keys). Renaming a style would need a migration of every deployment's data.
 Session ids carry no braces (rpc/validate.py), so `{S}` is always the whole tag.
 
-Not built here, because the gateway shares them (common/ may import no service):
+Not built here, because other programs share them (common/ may import no service):
 - `dc:rl:{<subject>}:<bucket>`: a token bucket (hash `tokens`, `ts_ms`; expires once refilled),
-  common/ratelimit.py `bucket_key`; the pods' quotas (rpc/quotas.py) and search's rate use it.
-- `dc:auth:revoked:{U}`: a user's revocation time (string, seconds; kept), common/revocation.py.
+  common/ratelimit.py `bucket_key`: the gateway's per-IP limits, the pods' quotas
+  (rpc/quotas.py) and search's rate (search/rate.py).
+- `dc:auth:revoked:{U}`: a user's revocation time (string, seconds; kept), common/revocation.py:
+  written by the admin CLI, read by the pods and search.
 """
 
 from __future__ import annotations
