@@ -1,6 +1,6 @@
 """Feeds the search database from Redis (docs/search.md): hints from the `dc:search:feed`
 stream name sessions; each session's log is read from the last seq indexed. Rebuilds from every
-session log when the database is new.
+session log when the database is new. Its Redis reads: store/search_source.py.
 
 A hint is acknowledged only after its session's rows are committed: a crash repeats work, never
 loses it. Reading a log is idempotent (rows go in once: by seq, from the indexed position).
@@ -15,9 +15,6 @@ import asyncio
 import logging
 import sqlite3
 from functools import partial
-from typing import Any, cast
-
-from redis.exceptions import ResponseError
 
 from session_service.log.events import (
     AccessChanged,
@@ -30,8 +27,7 @@ from session_service.log.events import (
 from session_service.search.index import SearchIndex
 from session_service.search.workers import IndexWorkers
 from session_service.store.redis_client import REDIS_ERRORS, RedisClient
-from session_service.store.sessions import log_key, meta_key
-from session_service.store.thread_index import FEED_KEY
+from session_service.store.search_source import SearchSource
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +35,11 @@ READ_CHUNK = 1000
 """Log entries read per round trip."""
 HINTS_PER_READ = 100
 BLOCK_MS = 1000
-LOG_KEYS = "dc:{*}:log"
 
 
 class Indexer:
     def __init__(self, client: RedisClient, workers: IndexWorkers, group: str) -> None:
-        self._client = client
+        self._source = SearchSource(client)
         self._workers = workers
         self._group = group
         self.ready = asyncio.Event()
@@ -52,13 +47,8 @@ class Indexer:
 
     async def index_session(self, session_id: str) -> int:
         """Indexes what is new in one session's log; returns how many entries were read."""
-        key = log_key(session_id)
         start, indexed_created = await self._workers.read(lambda i: i.position(session_id))
-        pipe = self._client.pipeline(transaction=False)
-        pipe.llen(key)
-        pipe.hget(meta_key(session_id), "created")
-        length, raw_created = await pipe.execute()
-        length, created = int(length), int(raw_created or 0)
+        length, created = await self._source.log_state(session_id)
         if start and (length < start or created != indexed_created):
             # Purged (the id may name a new session now): nothing of the old one may remain.
             await self._workers.write(lambda i: i.forget(session_id))
@@ -66,7 +56,7 @@ class Indexer:
         read = 0
         while start + read < length:
             first = start + read
-            raw = cast(list[bytes], await self._client.lrange(key, first, first + READ_CHUNK - 1))
+            raw = await self._source.read_log(session_id, first, READ_CHUNK)
             if not raw:
                 break
             await self._workers.write(
@@ -78,25 +68,17 @@ class Indexer:
     async def rebuild(self) -> int:
         """Indexes every session log in Redis; returns how many sessions were read."""
         sessions = 0
-        async for key in self._client.scan_iter(match=LOG_KEYS, count=1000):
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            await self.index_session(name[len("dc:{") : -len("}:log")])
+        async for session_id in self._source.session_ids():
+            await self.index_session(session_id)
             sessions += 1
         return sessions
-
-    async def _ensure_group(self) -> None:
-        try:
-            await self._client.xgroup_create(FEED_KEY, self._group, id="$", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
 
     async def run_forever(self, rebuild: bool) -> None:
         """Catches up (rebuilding first when asked), then follows the feed until cancelled.
         Redis errors are logged and retried."""
         while True:
             try:
-                await self._ensure_group()
+                await self._source.ensure_group(self._group)
                 if rebuild:
                     count = await self.rebuild()
                     logger.info("search index rebuilt", extra={"sessions": count})
@@ -112,14 +94,13 @@ class Indexer:
     async def _follow(self) -> None:
         cursor = "0"  # first what this consumer was given but did not acknowledge
         while True:
-            reply: Any = await self._client.xreadgroup(
+            hints = await self._source.read_hints(
                 self._group,
                 "indexer",
-                {FEED_KEY: cursor},
-                count=HINTS_PER_READ,
-                block=BLOCK_MS if cursor == ">" else None,
+                cursor,
+                HINTS_PER_READ,
+                BLOCK_MS if cursor == ">" else None,
             )
-            hints: list[tuple[bytes, dict[bytes, bytes] | None]] = reply[0][1] if reply else []
             if not hints:
                 self.ready.set()
                 cursor = ">"
@@ -127,7 +108,7 @@ class Indexer:
             sessions = {f[b"s"].decode() for _, f in hints if f and b"s" in f}
             for session_id in sorted(sessions):
                 await self.index_session(session_id)
-            await self._client.xack(FEED_KEY, self._group, *[hint_id for hint_id, _ in hints])
+            await self._source.ack(self._group, [hint_id for hint_id, _ in hints])
 
 
 def _store(

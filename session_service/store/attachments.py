@@ -30,14 +30,15 @@ from pathlib import Path
 from session_service.errors import InvalidArgument, StoreUnavailable
 from session_service.features.attachments.sniff import SNIFF_BYTES, sniff
 from session_service.log.events import now_ms
-from session_service.store.footprint import (
-    RELEASE_ATTACHMENT,
-    RESERVE_ATTACHMENT,
+from session_service.store.footprint import attachments_full
+from session_service.store.keys import (
     attachment_bytes_key,
-    attachments_full,
+    attachment_meta_key,
     attachments_key,
+    uploaders_key,
 )
 from session_service.store.redis_client import REDIS_ERRORS, RedisClient
+from session_service.store.scripts import register
 
 CHUNK_BYTES = 1024 * 1024
 SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -50,14 +51,6 @@ class Attachment:
     filename: str
     mime_type: str
     size: int
-
-
-def meta_key(sha: str) -> str:
-    return f"dc:att:{{{sha}}}"
-
-
-def uploaders_key(sha: str) -> str:
-    return f"dc:att:{{{sha}}}:by"
 
 
 def valid_sha(value: str) -> str:
@@ -86,8 +79,8 @@ class AttachmentStore:
         self.max_bytes = max_bytes
         self.max_user_bytes = max_user_bytes
         """Most bytes one user may have uploaded in all; 0: not bounded."""
-        self._reserve = client.register_script(RESERVE_ATTACHMENT)
-        self._release = client.register_script(RELEASE_ATTACHMENT)
+        self._reserve = register(client, "reserve_attachment")
+        self._release = register(client, "release_attachment")
 
     async def _reserve_bytes(self, user: str, sha: str, size: int) -> bool:
         """Counts the file in the user's total or refuses it (LimitReached); True when this
@@ -148,8 +141,8 @@ class AttachmentStore:
         mime = sniff(head)
         try:
             pipe = self._client.pipeline(transaction=True)
-            pipe.hsetnx(meta_key(sha), "created", now_ms())
-            pipe.hset(meta_key(sha), mapping={"size": size, "mime": mime})
+            pipe.hsetnx(attachment_meta_key(sha), "created", now_ms())
+            pipe.hset(attachment_meta_key(sha), mapping={"size": size, "mime": mime})
             pipe.sadd(uploaders_key(sha), user)
             await pipe.execute()
         except REDIS_ERRORS as exc:
@@ -175,7 +168,7 @@ class AttachmentStore:
         there is no such file."""
         try:
             pipe = self._client.pipeline(transaction=False)
-            pipe.hmget(meta_key(sha), ["size", "mime"])
+            pipe.hmget(attachment_meta_key(sha), ["size", "mime"])
             pipe.sismember(uploaders_key(sha), user or "")
             (size, mime), uploaded = await pipe.execute()
         except REDIS_ERRORS as exc:

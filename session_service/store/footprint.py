@@ -3,27 +3,29 @@ keys, and the one message a refusal carries.
 
 Contract:
 - A session's log: at most MAX_LOG_EVENTS entries and MAX_LOG_BYTES bytes of entries, checked
-  inside the owner's write script (store.py), atomic with the write: a write that would pass a
-  limit stores nothing and is refused with LimitReached (RESOURCE_EXHAUSTED) naming the setting.
+  inside the owner's write script (lua/append.lua), atomic with the write: a write that would
+  pass a limit stores nothing and is refused with LimitReached (RESOURCE_EXHAUSTED) naming the
+  setting.
   The byte count is the meta field `lb`, kept by the same script; a session written before the
   count existed gets it on its next activation (the activation script sums its entries).
 - Bounded overshoot: what ends something already accepted is not refused: an answer's end
   (its prompt passed the check), thread deletes and restores. At most MAX_QUEUED_PROMPTS + 1
   answers are open in a session, so a full log grows by at most that many answer ends.
-- Sessions per user: a user owns at most MAX_SESSIONS_PER_USER sessions (the set `dc:u:{U}:owned`);
-  claims of new ones (first write, CreateRoom, ImportSession, ForkSession) beyond it are refused. A
-  deleted thread counts until it is purged; the purge gives the place back right after it (another
-  slot), so a purger crashing in between keeps it taken. On one Redis the check is in the claiming
-  write's script. On a Redis Cluster the user's set lives in another slot: the claim is reserved
-  there first and given back when the write is refused; a write whose outcome is unknown (Redis
-  failed mid-call, the pod died) keeps its reservation, so the bound never overshoots but a user may
-  lose one slot per such failure (repaired when the session is next activated, if it exists, or
-  never: the operator can SREM it). Sessions claimed before this change are counted on their next
-  activation, without refusal.
+- Sessions per user: a user owns at most MAX_SESSIONS_PER_USER sessions (the set
+  `dc:u:{U}:owned`, keys.owned_key); claims of new ones (first write, CreateRoom,
+  ImportSession, ForkSession) beyond it are refused. A deleted thread counts until it is purged;
+  the purge gives the place back right after it (another slot), so a purger crashing in between
+  keeps it taken. On one Redis the check is in the claiming write's script. On a Redis Cluster
+  the user's set lives in another slot: the claim is reserved there first and given back when
+  the write is refused; a write whose outcome is unknown (Redis failed mid-call, the pod died)
+  keeps its reservation, so the bound never overshoots but a user may lose one slot per such
+  failure (repaired when the session is next activated, if it exists, or never: the operator
+  can SREM it). Sessions claimed before this change are counted on their next activation,
+  without refusal.
 - Attachments: at most MAX_ATTACHMENT_BYTES_PER_USER bytes of files per uploader (a file
-  counts once per user who uploaded it), reserved in `dc:u:{U}:att` before the file is placed:
-  an upload that would pass the limit keeps no file and no metadata. Nothing gives bytes back
-  (files are shared by content and never deleted today).
+  counts once per user who uploaded it), reserved in `dc:u:{U}:att` (keys.attachments_key)
+  before the file is placed: an upload that would pass the limit keeps no file and no
+  metadata. Nothing gives bytes back (files are shared by content and never deleted today).
 - Redis at `maxmemory` (noeviction): a write is refused with StoreFull (RESOURCE_EXHAUSTED),
   nothing stored; activation, lease renewal and heartbeats may still write (flag allow-oom) so
   reads and ownership go on.
@@ -48,21 +50,6 @@ OWNER_FIELD = "own"
 """The owner's name in a session's meta hash, so a purge can give the owner's slot back."""
 LOG_BYTES_FIELD = "lb"
 """Bytes of the session's log entries, in its meta hash."""
-
-
-def owned_key(user: str) -> str:
-    """The sessions `user` owns (a set), on the user's slot."""
-    return f"dc:u:{{{user}}}:owned"
-
-
-def attachments_key(user: str) -> str:
-    """Files `user` uploaded: sha256 → size (a hash), on the user's slot."""
-    return f"dc:u:{{{user}}}:att"
-
-
-def attachment_bytes_key(user: str) -> str:
-    """The sum of the sizes in `attachments_key(user)`."""
-    return f"dc:u:{{{user}}}:attb"
 
 
 @dataclass(frozen=True)
@@ -161,32 +148,3 @@ def attachments_full(used: int, adding: int, limit: int) -> LimitReached:
         f"your uploads take {used} bytes, this file at least {adding} more, and "
         f"{ATTACHMENT_BYTES} is {limit}; nothing was stored"
     )
-
-
-RESERVE_SESSION = """
--- KEYS: the user's owned set. ARGV: session id, limit. 1 reserved (or already counted), 0 full.
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
-if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('SADD', KEYS[1], ARGV[1])
-return 1
-"""
-"""A claim's reservation on a Redis Cluster (on one Redis the append script does this)."""
-
-RESERVE_ATTACHMENT = """
--- KEYS: the user's files hash, their byte total. ARGV: sha256, size, limit.
--- Returns {1, used} reserved, {2, used} already counted, {0, used} full.
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {2, used} end
-if used + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {0, used} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return {1, redis.call('INCRBY', KEYS[2], ARGV[2])}
-"""
-
-RELEASE_ATTACHMENT = """
--- KEYS: the user's files hash, their byte total. ARGV: sha256.
-local size = redis.call('HGET', KEYS[1], ARGV[1])
-if not size then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('DECRBY', KEYS[2], size)
-return 1
-"""

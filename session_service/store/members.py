@@ -9,49 +9,18 @@ when its TTL passes; reads filter expired entries, heartbeats delete them.
 from __future__ import annotations
 
 from session_service.errors import StoreUnavailable
+from session_service.store.keys import ADDRS_KEY, MEMBERS_KEY
 from session_service.store.redis_client import REDIS_ERRORS, RedisClient
-
-MEMBERS_KEY = "{dc-cluster}:members"
-ADDRS_KEY = "{dc-cluster}:addrs"
-
-_HEARTBEAT = """#!lua flags=allow-oom
--- allow-oom: at Redis's maxmemory pods stay members, so reads go on (footprint.py).
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _, pod in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
-  redis.call('HDEL', KEYS[2], pod)
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-"""
-
-_MEMBERS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local out = {}
-for _, pod in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  out[#out + 1] = pod
-  out[#out + 1] = redis.call('HGET', KEYS[2], pod) or ''
-end
-return out
-"""
-
-_LEAVE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 1
-"""
+from session_service.store.scripts import register
 
 
 class MembersStore:
     """Heartbeats and member reads; one script call each."""
 
     def __init__(self, client: RedisClient) -> None:
-        self._heartbeat = client.register_script(_HEARTBEAT)
-        self._members = client.register_script(_MEMBERS)
-        self._leave = client.register_script(_LEAVE)
+        self._heartbeat = register(client, "cluster_heartbeat")
+        self._members = register(client, "cluster_members")
+        self._leave = register(client, "cluster_leave")
 
     async def heartbeat(self, pod_id: str, address: str, ttl_ms: int) -> None:
         try:

@@ -1,4 +1,5 @@
-"""Every Redis call of the session service; the only module that imports redis.
+"""A session's persistence in Redis: activation, the owner's writes, answer batches, release.
+Keys: keys.py; scripts: lua/*.lua (scripts.py).
 
 Contract:
 - Keys of one session share the hash tag `{session_id}` (`dc:{S}:meta`, `dc:{S}:log`,
@@ -29,15 +30,19 @@ from pathlib import Path
 
 from session_service.errors import Conflict, Fenced, LimitReached, StoreFull, StoreUnavailable
 from session_service.rpc.quotas import QuotaConfig, Quotas
+from session_service.store.append_call import append_call
 from session_service.store.attachments import AttachmentStore
-from session_service.store.footprint import (
-    OWNER_FIELD,
-    RESERVE_SESSION,
-    Claim,
-    LogLimit,
-    log_full,
+from session_service.store.footprint import OWNER_FIELD, Claim, LogLimit, log_full, sessions_full
+from session_service.store.keys import (
+    FEED_KEY,
+    FEED_MAXLEN,
+    PURGE_KEY,
+    answer_key,
+    lease_key,
+    log_key,
+    meta_key,
     owned_key,
-    sessions_full,
+    thread_keys,
 )
 from session_service.store.redis_client import (
     REDIS_ERRORS,
@@ -46,117 +51,9 @@ from session_service.store.redis_client import (
     is_cluster,
     node_of,
 )
-from session_service.store.thread_index import (
-    FEED_KEY,
-    FEED_MAXLEN,
-    INDEX_LUA,
-    INDEX_ONE,
-    PURGE_KEY,
-    IndexUpdate,
-    user_keys,
-)
+from session_service.store.scripts import register, source
+from session_service.store.thread_index import IndexUpdate
 from session_service.store.usage import UsageStore
-
-_ACTIVATE = """#!lua flags=allow-oom
--- allow-oom: at Redis's maxmemory a session still activates (a lease, the epoch: a few bytes),
--- so reads go on while writes are refused (footprint.py).
-local holder = redis.call('GET', KEYS[3])
-if holder and string.match(holder, '^(.*):%d+$') ~= ARGV[2] then return {'HELD', holder} end
-local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
-redis.call('SET', KEYS[3], ARGV[2] .. ':' .. epoch, 'PX', ARGV[3])
-redis.call('HSETNX', KEYS[1], 'created', ARGV[1])
-redis.call('HSET', KEYS[1], 'accessed', ARGV[1])
-local meta = redis.call('HMGET', KEYS[1], 'created', 'version')
-local entries = redis.call('LRANGE', KEYS[2], 0, -1)
-if #entries > 0 and not redis.call('HGET', KEYS[1], 'lb') then  -- written before the count
-  local bytes = 0
-  for _, e in ipairs(entries) do bytes = bytes + #e end
-  redis.call('HSET', KEYS[1], 'lb', bytes)
-end
-return {'OK', tostring(epoch), meta[1], meta[2] or '0', entries}
-"""
-
-_APPEND = (
-    INDEX_LUA
-    + f"local FEED_MAXLEN = '{FEED_MAXLEN}'"
-    + """
--- ARGV: epoch, now, client id, expected version, version increment, ended answer ('1'/'0'),
--- entry count, summary field count, session id, activity score, message count, purge, user ops,
--- search feed ('1'/''), log bytes limit ('': not bounded), log events limit, claimant ('':
--- none), their sessions limit; then the entries, then the summary's field/value pairs.
--- KEYS: meta, log, idem, ended answer (meta when none), the claimant's owned set (meta when
--- none), 4 keys per user op, the search feed (when fed), the purge queue (when purge is set).
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if epoch ~= ARGV[1] then return {'FENCED', epoch or '0'} end
-if ARGV[3] ~= '' then
-  local seen = redis.call('HGET', KEYS[3], ARGV[3])
-  if seen then return {'DUPLICATE', seen} end
-end
-if ARGV[4] ~= '' then
-  local version = redis.call('HGET', KEYS[1], 'version') or '0'
-  if version ~= ARGV[4] then return {'CONFLICT', version} end
-end
-local n = tonumber(ARGV[7])
-local adding = 0
-for i = 19, 18 + n do adding = adding + #ARGV[i] end
-if ARGV[15] ~= '' then
-  local stored = redis.call('LLEN', KEYS[2])
-  if stored + n > tonumber(ARGV[16]) then return {'FULL', 'events', tostring(stored)} end
-  local bytes = tonumber(redis.call('HGET', KEYS[1], 'lb') or '0')
-  if bytes + adding > tonumber(ARGV[15]) then return {'FULL', 'bytes', tostring(bytes)} end
-end
-if ARGV[18] ~= '' and redis.call('SISMEMBER', KEYS[5], ARGV[9]) == 0 then
-  if redis.call('SCARD', KEYS[5]) >= tonumber(ARGV[18]) then return {'SESSIONS'} end
-  redis.call('SADD', KEYS[5], ARGV[9])
-end
-if ARGV[17] ~= '' then redis.call('HSET', KEYS[1], 'own', ARGV[17]) end
-local first = 0
-local last = 0
-for i = 19, 18 + n do
-  last = redis.call('RPUSH', KEYS[2], ARGV[i])
-  if first == 0 then first = last end
-end
-redis.call('HINCRBY', KEYS[1], 'lb', adding)
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[3], ARGV[3], first) end
-if ARGV[6] == '1' then redis.call('DEL', KEYS[4]) end
-local version = redis.call('HINCRBY', KEYS[1], 'version', ARGV[5])
-redis.call('HSET', KEYS[1], 'accessed', ARGV[2])
-for i = 19 + n, 18 + n + 2 * tonumber(ARGV[8]), 2 do
-  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[1], ARGV[i])
-  else redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-end
-local ops = ARGV[13]
-for j = 1, #ops do
-  index_user(2 + 4 * j, ARGV[9], ARGV[10], ARGV[11], string.sub(ops, j, j))
-end
-if ARGV[14] == '1' then
-  redis.call('XADD', KEYS[6 + 4 * #ops], 'MAXLEN', '~', FEED_MAXLEN, '*', 's', ARGV[9])
-end
-if ARGV[12] == 'rem' then redis.call('ZREM', KEYS[#KEYS], ARGV[9])
-elseif ARGV[12] ~= '' then redis.call('ZADD', KEYS[#KEYS], ARGV[12], ARGV[9]) end
-return {'OK', tostring(first), tostring(version)}
-"""
-)
-
-_BATCH = """
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
-local stored = redis.call('LLEN', KEYS[2])
-if stored ~= tonumber(ARGV[2]) then return stored end
-return redis.call('RPUSH', KEYS[2], ARGV[3])
-"""
-
-_RELEASE = """#!lua flags=allow-oom
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'accessed', ARGV[3])
-return 1
-"""
-
-_RENEW = """#!lua flags=allow-oom
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
 
 logger = logging.getLogger(__name__)
 
@@ -170,27 +67,6 @@ def _store_error(exc: Exception) -> StoreUnavailable | StoreFull:
             "The operator must raise maxmemory or make room (docs/footprint.md)"
         )
     return StoreUnavailable(f"redis: {exc}")
-
-
-def meta_key(session_id: str) -> str:
-    return f"dc:{{{session_id}}}:meta"
-
-
-def log_key(session_id: str) -> str:
-    return f"dc:{{{session_id}}}:log"
-
-
-def idem_key(session_id: str) -> str:
-    return f"dc:{{{session_id}}}:idem"
-
-
-def answer_key(session_id: str, answer_seq: int) -> str:
-    """The stored delta batches of one answer, in order; deleted when the answer ends."""
-    return f"dc:{{{session_id}}}:ans:{answer_seq}"
-
-
-def lease_key(session_id: str) -> str:
-    return f"dc:{{{session_id}}}:lease"
 
 
 def lease_value(pod_id: str, epoch: int) -> str:
@@ -228,6 +104,33 @@ class Appended:
     duplicate: bool = False
 
 
+def _appended(
+    reply: list[bytes],
+    epoch: int,
+    entries: list[bytes],
+    expected_version: int | None,
+    log_limit: LogLimit | None,
+    claim: Claim | None,
+) -> Appended:
+    """The append script's reply (lua/append.lua) as the write's outcome or its refusal."""
+    status = reply[0].decode()
+    if status == "OK":
+        return Appended(int(reply[1]), int(reply[2]))
+    if status == "DUPLICATE":
+        return Appended(int(reply[1]), 0, duplicate=True)
+    if status == "FULL":
+        assert log_limit is not None
+        which = reply[1].decode()
+        adding = len(entries) if which == "events" else sum(map(len, entries))
+        raise log_full(which, int(reply[2]), adding, log_limit)
+    if status == "SESSIONS":
+        assert claim is not None
+        raise sessions_full(claim.user, claim.limit)
+    if status == "CONFLICT":
+        raise Conflict(f"expected version {expected_version}, session is at {int(reply[1])}")
+    raise Fenced(f"owner epoch {epoch} is stale; session is at epoch {int(reply[1])}")
+
+
 class Store:
     """Session persistence in Redis. Holds one connection pool for the process."""
 
@@ -239,18 +142,17 @@ class Store:
     ) -> None:
         self._client = client
         self.attachments = attachments or AttachmentStore(client, Path("attachments"), 0)
-        """Attached files (attachment_store.py)."""
-        self._activate = client.register_script(_ACTIVATE)
-        self._append = client.register_script(_APPEND)
-        self._release = client.register_script(_RELEASE)
-        self._batch = client.register_script(_BATCH)
-        self._renew = client.register_script(_RENEW)
-        self._reserve = client.register_script(RESERVE_SESSION)
+        """Attached files (attachments.py)."""
+        self._activate = register(client, "activate")
+        self._append = register(client, "append")
+        self._release = register(client, "release")
+        self._batch = register(client, "answer_batch")
+        self._reserve = register(client, "reserve_session")
         self._cluster = is_cluster(client)
         self.usage = UsageStore(client)
-        """Per-user token totals (usage_store.py)."""
+        """Per-user token totals (usage.py)."""
         self.quotas = Quotas(client, quotas or QuotaConfig())
-        """Per-user request rates and model-token budgets (quotas.py)."""
+        """Per-user request rates and model-token budgets (rpc/quotas.py)."""
 
     async def ping(self) -> None:
         try:
@@ -296,7 +198,7 @@ class Store:
             for i in indexes:
                 session_id, value = leases[i]
                 # EVAL, not EVALSHA: cluster pipelines refuse EVALSHA; the script is tiny.
-                pipe.eval(_RENEW, 1, lease_key(session_id), value, lease_ttl_ms)
+                pipe.eval(source("renew"), 1, lease_key(session_id), value, lease_ttl_ms)
             replies = await pipe.execute()
             for i, reply in zip(indexes, replies, strict=True):
                 results[i] = bool(reply)
@@ -332,27 +234,36 @@ class Store:
         owner's (footprint.py): LimitReached when either is passed, nothing stored."""
         index = index or IndexUpdate(feed=False)
         inline = not self._cluster
+        keys, args = append_call(
+            session_id=session_id,
+            epoch=epoch,
+            now_ms=now_ms,
+            entries=entries,
+            client_id=client_id,
+            expected_version=expected_version,
+            version_increment=version_increment,
+            ended_answer=ended_answer,
+            index=index,
+            log_limit=log_limit,
+            claim=claim,
+            inline=inline,
+        )
         if claim is not None and not inline:
             await self._reserve_session(session_id, claim)
         try:
-            return await self._append_script(
-                session_id,
-                epoch,
-                now_ms,
-                entries,
-                client_id,
-                expected_version,
-                version_increment,
-                ended_answer,
-                index,
-                log_limit,
-                claim,
-            )
+            try:
+                reply = await self._append(keys=keys, args=args)
+            except REDIS_ERRORS as exc:
+                raise _store_error(exc) from exc
+            appended = _appended(reply, epoch, entries, expected_version, log_limit, claim)
         except (Conflict, Fenced, LimitReached):
             if claim is not None and not inline:  # refused: nothing stored, give it back
                 with contextlib.suppress(*REDIS_ERRORS):
                     await self._client.srem(owned_key(claim.user), session_id)
             raise
+        if not inline and not appended.duplicate and index.crosses_slots:
+            await self.follow_up(session_id, index)
+        return appended
 
     async def _reserve_session(self, session_id: str, claim: Claim) -> None:
         try:
@@ -364,79 +275,6 @@ class Store:
         if not reserved:
             raise sessions_full(claim.user, claim.limit)
 
-    async def _append_script(
-        self,
-        session_id: str,
-        epoch: int,
-        now_ms: int,
-        entries: list[bytes],
-        client_id: str,
-        expected_version: int | None,
-        version_increment: int,
-        ended_answer: int,
-        index: IndexUpdate,
-        log_limit: LogLimit | None,
-        claim: Claim | None,
-    ) -> Appended:
-        inline = not self._cluster
-        users = index.users if inline else ()
-        purge = index.purge if inline else ""
-        feed = index.feed and inline
-        keys = [meta_key(session_id), log_key(session_id), idem_key(session_id)]
-        keys.append(answer_key(session_id, ended_answer) if ended_answer else keys[0])
-        keys.append(owned_key(claim.user) if claim is not None and inline else keys[0])
-        for user, _ in users:
-            keys += user_keys(user)
-        if feed:
-            keys.append(FEED_KEY)
-        if purge:
-            keys.append(PURGE_KEY)
-        args: list[str | bytes | int] = [
-            epoch,
-            now_ms,
-            client_id,
-            "" if expected_version is None else expected_version,
-            version_increment,
-            "1" if ended_answer else "0",
-            len(entries),
-            len(index.fields),
-            session_id,
-            index.score,
-            index.message_count,
-            purge,
-            "".join(op for _, op in users),
-            "1" if feed else "",
-            "" if log_limit is None else log_limit.bytes,
-            "" if log_limit is None else log_limit.events,
-            "" if claim is None else claim.user,
-            claim.limit if claim is not None and inline else "",
-            *entries,
-        ]
-        for field, value in index.fields:
-            args += [field, value]
-        try:
-            reply = await self._append(keys=keys, args=args)
-        except REDIS_ERRORS as exc:
-            raise _store_error(exc) from exc
-        status = reply[0].decode()
-        if status == "FULL":
-            assert log_limit is not None
-            which = reply[1].decode()
-            adding = len(entries) if which == "events" else sum(map(len, entries))
-            raise log_full(which, int(reply[2]), adding, log_limit)
-        if status == "SESSIONS":
-            assert claim is not None
-            raise sessions_full(claim.user, claim.limit)
-        if status == "OK":
-            if not inline and index.crosses_slots:
-                await self.follow_up(session_id, index)
-            return Appended(int(reply[1]), int(reply[2]))
-        if status == "DUPLICATE":
-            return Appended(int(reply[1]), 0, duplicate=True)
-        if status == "CONFLICT":
-            raise Conflict(f"expected version {expected_version}, session is at {int(reply[1])}")
-        raise Fenced(f"owner epoch {epoch} is stale; session is at epoch {int(reply[1])}")
-
     async def follow_up(self, session_id: str, index: IndexUpdate) -> None:
         """Writes the members' part of an index change (and the purge queue) outside the
         session's script: one pipelined round trip. A failure is logged, not raised: the write
@@ -444,9 +282,8 @@ class Store:
         pipe = self._client.pipeline(transaction=False)
         for user, op in index.users:
             # EVAL, not EVALSHA: cluster pipelines refuse EVALSHA.
-            pipe.eval(
-                INDEX_ONE, 4, *user_keys(user), session_id, index.score, index.message_count, op
-            )
+            args = (session_id, index.score, index.message_count, op)
+            pipe.eval(source("index_one"), 4, *thread_keys(user), *args)
         if index.owner:  # sessions claimed before the count existed (footprint.py)
             pipe.sadd(owned_key(index.owner), session_id)
             pipe.hsetnx(meta_key(session_id), OWNER_FIELD, index.owner)

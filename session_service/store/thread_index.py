@@ -1,8 +1,10 @@
 """What a log write changes in the thread index (docs/threads.md): the thread's summary in its
-`meta` hash and each member's thread sets. Pure: the store runs the result.
+`meta` hash and each member's thread sets. Pure: the store runs the result (lua/append.lua, in
+the write's script on one Redis; lua/index_one.lua after it on a Redis Cluster).
 
-Per member the index keeps four keys on the user's slot (`dc:u:{U}:…`): the `active`, `pinned`
-and `archived` sets (thread id → last activity) and the `read` hash (thread id → messages read).
+Per member the index keeps four keys on the user's slot (keys.thread_keys): the `active`,
+`pinned` and `archived` sets (thread id → last activity) and the `read` hash (thread id →
+messages read).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from dataclasses import dataclass
 from session_service.log.session import Session
 
 PREVIEW_CHARS = 200
-USER_KEY_KINDS = ("active", "pinned", "archived", "read")
 
 TOUCH = "t"
 """Put the thread in the user's sets (active unless pinned or archived), score = activity."""
@@ -21,56 +22,6 @@ READ = "r"
 """TOUCH, and the user has read every message so far (their own post)."""
 REMOVE = "x"
 """Take the thread out of the user's sets and forget their read mark."""
-
-INDEX_LUA = """
-local function index_user(k, sid, score, mc, op)
-  if op == 'x' then
-    redis.call('ZREM', KEYS[k], sid)
-    redis.call('ZREM', KEYS[k + 1], sid)
-    redis.call('ZREM', KEYS[k + 2], sid)
-    redis.call('HDEL', KEYS[k + 3], sid)
-    return
-  end
-  local placed = false
-  for j = 1, 2 do
-    if redis.call('ZSCORE', KEYS[k + j], sid) then
-      redis.call('ZADD', KEYS[k + j], 'GT', score, sid)
-      placed = true
-    end
-  end
-  if not placed then redis.call('ZADD', KEYS[k], 'GT', score, sid) end
-  if op == 'r' then
-    local read = tonumber(redis.call('HGET', KEYS[k + 3], sid) or '0')
-    if tonumber(mc) > read then redis.call('HSET', KEYS[k + 3], sid, mc) end
-  end
-end
-"""
-"""Shared by the append script (single Redis: the same script as the write) and the
-standalone INDEX_ONE script (Redis Cluster: right after the write, one user per call)."""
-
-INDEX_ONE = (
-    INDEX_LUA
-    + """
-index_user(1, ARGV[1], ARGV[2], ARGV[3], ARGV[4])
-return 1
-"""
-)
-
-
-def user_key(user: str, kind: str) -> str:
-    return f"dc:u:{{{user}}}:{kind}"
-
-
-def user_keys(user: str) -> list[str]:
-    return [user_key(user, kind) for kind in USER_KEY_KINDS]
-
-
-PURGE_KEY = "dc:purge"
-"""Deleted threads → when they may be purged (purge.py)."""
-FEED_KEY = "dc:search:feed"
-"""A stream of hints "session S has new messages or access changes" for the search indexer
-(search/indexer.py), which then reads the session's log itself."""
-FEED_MAXLEN = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -87,7 +38,7 @@ class IndexUpdate:
     purge: str = ""
     """"" nothing, "rem" take off the purge queue, else the purge time (ms) to queue it at."""
     feed: bool = True
-    """Hint the search indexer (FEED_KEY) that the session changed."""
+    """Hint the search indexer (keys.FEED_KEY) that the session changed."""
     owner: str = ""
     """Count the session among its owner's (footprint.py); only on activation's repair."""
 

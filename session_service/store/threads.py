@@ -1,6 +1,6 @@
 """The thread list read and changed by the user alone (docs/threads.md): listing, pinning,
 archiving and read marks. Reads the user's keys and the threads' `meta` hashes only, so no
-session owner is activated. Keys and their writers: thread_index.py.
+session owner is activated. Keys: keys.py; their writers: thread_index.py.
 
 Pages are keyset-paged: a token names the section (p pinned, a active, r archived), the score
 and the id of the page's last thread; the next page starts right after it in the same order.
@@ -13,48 +13,14 @@ from dataclasses import dataclass
 from typing import cast
 
 from session_service.errors import InvalidArgument, NotFound, StoreUnavailable
+from session_service.store.keys import meta_key, thread_key, thread_keys
 from session_service.store.redis_client import REDIS_ERRORS, RedisClient
-from session_service.store.sessions import meta_key
-from session_service.store.thread_index import user_key, user_keys
+from session_service.store.scripts import register
 
 NOT_FOUND = "session not found"
 """The same answer as for any session the caller has no role in (access.py)."""
 META_FIELDS = ("title", "pv", "la", "mc")
 _TOKEN = re.compile(r"([par])\.([0-9]{1,16})\.([A-Za-z0-9_-]{1,128})")
-
-# KEYS: active, pinned, archived, read. ARGV: thread id, pinned ('1','0',''), archived.
-# Returns the thread's section after the change ('a', 'p', 'r') or '' when not the user's.
-_FLAGS = """
-local sid = ARGV[1]
-local where, score = nil, nil
-for k = 1, 3 do
-  local s = redis.call('ZSCORE', KEYS[k], sid)
-  if s then where, score = k, s end
-end
-if not where then return '' end
-local to = where
-if ARGV[2] == '1' then to = 2
-elseif ARGV[3] == '1' then to = 3
-elseif (ARGV[2] == '0' and where == 2) or (ARGV[3] == '0' and where == 3) then to = 1 end
-if to ~= where then
-  redis.call('ZREM', KEYS[where], sid)
-  redis.call('ZADD', KEYS[to], score, sid)
-end
-return ({'a', 'p', 'r'})[to]
-"""
-
-# KEYS: active, pinned, archived, read. ARGV: thread id, message count.
-_MARK_READ = """
-local sid = ARGV[1]
-for k = 1, 3 do
-  if redis.call('ZSCORE', KEYS[k], sid) then
-    local read = tonumber(redis.call('HGET', KEYS[4], sid) or '0')
-    if tonumber(ARGV[2]) > read then redis.call('HSET', KEYS[4], sid, ARGV[2]) end
-    return ({'a', 'p', 'r'})[k]
-  end
-end
-return ''
-"""
 
 
 @dataclass(frozen=True)
@@ -87,8 +53,8 @@ def parse_token(token: str, archived: bool) -> tuple[str, int, str] | None:
 class ThreadStore:
     def __init__(self, client: RedisClient) -> None:
         self._client = client
-        self._flags = client.register_script(_FLAGS)
-        self._mark_read = client.register_script(_MARK_READ)
+        self._flags = register(client, "thread_flags")
+        self._mark_read = register(client, "mark_read")
 
     async def page(self, user: str, archived: bool, limit: int, token: str) -> ThreadPage:
         cursor = parse_token(token, archived)
@@ -102,7 +68,9 @@ class ThreadStore:
                 want = limit + 1 - len(found)
                 found += [
                     (section, sid, score)
-                    for sid, score in await self._after(user_key(user, _KIND[section]), after, want)
+                    for sid, score in await self._after(
+                        thread_key(user, _KIND[section]), after, want
+                    )
                 ]
                 if len(found) > limit:
                     break
@@ -157,7 +125,7 @@ class ThreadStore:
         for _, sid, _ in page:
             pipe.hmget(meta_key(sid), list(META_FIELDS))
         metas = await pipe.execute()
-        reads = await self._client.hmget(user_key(user, "read"), [sid for _, sid, _ in page])
+        reads = await self._client.hmget(thread_key(user, "read"), [sid for _, sid, _ in page])
         return [
             _thread(sid, section, score, meta, read)
             for (section, sid, score), meta, read in zip(page, metas, reads, strict=True)
@@ -170,7 +138,7 @@ class ThreadStore:
             raise InvalidArgument("a thread cannot be pinned and archived at once")
         args = [session_id, _flag(pinned), _flag(archived)]
         try:
-            section = _text(await self._flags(keys=user_keys(user), args=args))
+            section = _text(await self._flags(keys=thread_keys(user), args=args))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return await self._one(user, session_id, section)
@@ -178,7 +146,7 @@ class ThreadStore:
     async def mark_read(self, user: str, session_id: str) -> Thread:
         try:
             count = int(await self._client.hget(meta_key(session_id), "mc") or 0)
-            reply = await self._mark_read(keys=user_keys(user), args=[session_id, count])
+            reply = await self._mark_read(keys=thread_keys(user), args=[session_id, count])
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return await self._one(user, session_id, _text(reply))
@@ -187,7 +155,7 @@ class ThreadStore:
         if not section:
             raise NotFound(NOT_FOUND)
         try:
-            score = await self._client.zscore(user_key(user, _KIND[section]), session_id)
+            score = await self._client.zscore(thread_key(user, _KIND[section]), session_id)
             threads = await self._summaries(user, [(section, session_id, int(score or 0))])
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc

@@ -13,13 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from session_service.errors import StoreUnavailable
+from session_service.store.keys import usage_key
 from session_service.store.redis_client import REDIS_ERRORS, RedisClient
 
 FIELDS = ("prompt", "completion", "regenerated", "answers")
-
-
-def usage_key(user: str) -> str:
-    return f"dc:usage:{{{user}}}"
 
 
 @dataclass(frozen=True)

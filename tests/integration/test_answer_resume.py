@@ -12,7 +12,7 @@ import pytest
 
 from common.ring import HashRing
 from durablechat.v1 import common_pb2
-from session_service.store.sessions import answer_key
+from session_service.store.keys import answer_key
 from tests.grpc_client import SessionClient, retrying
 from tests.helpers import eventually
 from tests.stack import Stack

@@ -10,19 +10,11 @@ from pathlib import Path
 import pytest
 
 from session_service.errors import Fenced, LimitReached, StoreUnavailable
-from session_service.store.footprint import Claim, LogLimit, owned_key
+from session_service.store.footprint import Claim, LogLimit
+from session_service.store.keys import lease_key, log_key, meta_key, owned_key
 from session_service.store.members import MembersStore
 from session_service.store.redis_client import RedisClient, close, connect, node_of
-from session_service.store.sessions import (
-    Appended,
-    Held,
-    Loaded,
-    Store,
-    lease_key,
-    lease_value,
-    log_key,
-    meta_key,
-)
+from session_service.store.sessions import Appended, Held, Loaded, Store, lease_value
 from tests.redis_cluster import RedisClusterNodes, start_cluster
 
 TIMEOUT_MS = 1000

@@ -14,8 +14,8 @@ import pytest
 
 from durablechat.v1 import access_pb2, session_pb2, threads_pb2
 from session_service.features.threads.purge import Purger
+from session_service.store.keys import lease_key, log_key, meta_key
 from session_service.store.redis_client import close, connect
-from session_service.store.sessions import lease_key, log_key, meta_key
 from tests.helpers import eventually
 from tests.security.secure_stack import SecureStack, User, room_id, secure_stack, status_of
 

@@ -1,0 +1,4 @@
+-- A pod leaves the cluster on shutdown. KEYS: members, addrs. ARGV: pod id. Returns 1.
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
