@@ -1,6 +1,6 @@
 """ExportSession and ImportSession of `durablechat.v1.SessionService` (export.proto,
-docs/export.md): a mixin of SessionServicer (servicer.py), routed to the owner like every call.
-An import file is checked here, before the call is routed; the owner stores it."""
+docs/export.md), routed to the owner like every call (session_service/rpc/dispatch.py). An
+import file is checked here, before the call is routed; the owner stores it."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from session_service.features.rooms.rpc import share_path
 from session_service.features.transfer import export_format
 from session_service.limits import Limits
 from session_service.log.events import now_ms
-from session_service.rpc import convert
-from session_service.rpc.rpc_parts import Context, Local, RpcParts
+from session_service.rpc import convert, methods
+from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.store import footprint
 
 PAGE_BYTES = 1024 * 1024
@@ -33,8 +33,10 @@ def _page_token(token: str) -> tuple[int | None, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-class TransferRpcs(RpcParts):
-    _limits: Limits
+class TransferRpcs:
+    def __init__(self, dispatch: Dispatcher, limits: Limits) -> None:
+        self._dispatch = dispatch
+        self._limits = limits
 
     async def ExportSession(
         self, request: export_pb2.ExportSessionRequest, context: Context
@@ -59,7 +61,7 @@ class TransferRpcs(RpcParts):
 
             return export
 
-        return await self._unary("ExportSession", request, context, prepare)
+        return await self._dispatch.unary(methods.EXPORT_SESSION, request, context, prepare)
 
     async def ImportSession(
         self, request: export_pb2.ImportSessionRequest, context: Context
@@ -89,4 +91,4 @@ class TransferRpcs(RpcParts):
 
             return store
 
-        return await self._unary("ImportSession", request, context, prepare)
+        return await self._dispatch.unary(methods.IMPORT_SESSION, request, context, prepare)

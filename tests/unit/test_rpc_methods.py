@@ -1,0 +1,50 @@
+"""The SessionService method table (session_service/rpc/methods.py) and the servicer agree with
+the proto: one descriptor per method, each forwarding through its own peer method, and one
+handler per method on SessionServicer itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durablechat.v1 import session_pb2, session_pb2_grpc
+from session_service.rpc import methods
+from session_service.rpc.methods import Routed
+from session_service.servicer import SessionServicer
+
+SERVICE = session_pb2.DESCRIPTOR.services_by_name["SessionService"]
+
+
+class NamesItsAttributes:
+    """A stand-in stub: every attribute is its own name."""
+
+    def __getattr__(self, name: str) -> str:
+        return name
+
+
+def test_every_method_of_the_service_has_one_descriptor() -> None:
+    names = [rpc.name for rpc in methods.EVERY]
+    assert sorted(names) == sorted(m.name for m in SERVICE.methods)
+    assert len(set(names)) == len(names)
+
+
+def test_a_routed_call_is_forwarded_to_the_method_it_names() -> None:
+    stub: Any = NamesItsAttributes()
+    routed = [rpc for rpc in methods.EVERY if isinstance(rpc, Routed)]
+    assert routed
+    assert {rpc.name: rpc.peer(stub) for rpc in routed} == {rpc.name: rpc.name for rpc in routed}
+
+
+def test_streams_and_calls_served_here_are_not_forwarded_by_the_unary_path() -> None:
+    served_here = {"Subscribe", "GetUserUsage", "ListThreads", "SetThreadFlags", "MarkRead"}
+    local = {rpc.name for rpc in methods.EVERY if not isinstance(rpc, Routed)}
+    assert local == served_here | {"ForkSession"}
+
+
+def test_every_prompt_is_a_write() -> None:
+    assert all(rpc.write for rpc in methods.EVERY if rpc.prompts)
+
+
+def test_the_servicer_itself_defines_one_handler_per_method() -> None:
+    own = vars(SessionServicer)
+    assert [m.name for m in SERVICE.methods if m.name not in own] == []
+    assert SessionServicer.__bases__ == (session_pb2_grpc.SessionServiceServicer,)  # no mixins
