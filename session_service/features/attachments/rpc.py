@@ -33,6 +33,8 @@ NOT_FOUND = "attachment not found"
 
 
 class AttachmentRpcs:
+    """GetAttachment of SessionService, routed through the shared dispatcher."""
+
     def __init__(self, dispatch: Dispatcher) -> None:
         self._dispatch = dispatch
 

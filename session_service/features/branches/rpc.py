@@ -30,6 +30,9 @@ def attachment_shas(jsonl: str) -> set[str]:
 
 
 class BranchRpcs:
+    """Edits, regenerations and selections routed through the shared dispatcher; forks
+    through the transfer RPCs, as the caller."""
+
     def __init__(
         self,
         dispatch: Dispatcher,

@@ -12,6 +12,8 @@ from session_service.rpc.dispatch import Context, Dispatcher, Local
 
 
 class FeedbackRpcs:
+    """SetFeedback, routed through the shared dispatcher."""
+
     def __init__(self, dispatch: Dispatcher) -> None:
         self._dispatch = dispatch
 

@@ -32,6 +32,8 @@ def _role(value: int, field: str) -> str:
 
 
 class RoomRpcs:
+    """Rooms, members, invites, access and audit, routed through the shared dispatcher."""
+
     def __init__(self, dispatch: Dispatcher) -> None:
         self._dispatch = dispatch
 

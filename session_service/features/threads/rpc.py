@@ -27,6 +27,9 @@ NO_USERS = "threads are listed per signed-in user; this deployment runs AUTH_MOD
 
 
 class ThreadRpcs:
+    """The caller's thread index served here; thread writes routed through the shared
+    dispatcher."""
+
     def __init__(self, dispatch: Dispatcher, threads: ThreadStore, usage: UsageStore) -> None:
         self._dispatch = dispatch
         self._threads = threads

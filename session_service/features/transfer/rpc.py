@@ -34,6 +34,9 @@ def _page_token(token: str) -> tuple[int | None, int]:
 
 
 class TransferRpcs:
+    """ExportSession and ImportSession, routed through the shared dispatcher; BranchRpcs
+    calls them too (ForkSession)."""
+
     def __init__(self, dispatch: Dispatcher, limits: Limits) -> None:
         self._dispatch = dispatch
         self._limits = limits
