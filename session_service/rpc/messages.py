@@ -13,8 +13,16 @@ from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.limits import Limits
 from session_service.log.merge_patch import BadJson, dump_json, parse_json
-from session_service.rpc import convert, methods, validate
+from session_service.rpc import convert, validate
 from session_service.rpc.dispatch import Context, Dispatcher
+from session_service.rpc.methods import (
+    APPEND_MESSAGE,
+    CANCEL_ANSWER,
+    GET_SESSION,
+    LIST_MESSAGES,
+    SEND_PROMPT,
+    UPDATE_STATE,
+)
 
 PAGE_BYTES = 4 * 1024 * 1024
 """A ListMessages page holds fewer than `limit` messages when they would pass this size
@@ -43,7 +51,7 @@ class MessageRpcs:
 
             return read
 
-        return await self._dispatch.unary(methods.GET_SESSION, request, context, prepare)
+        return await self._dispatch.unary(GET_SESSION, request, context, prepare)
 
     async def UpdateState(
         self, request: session_pb2.UpdateStateRequest, context: Context
@@ -73,7 +81,7 @@ class MessageRpcs:
 
             return update
 
-        return await self._dispatch.unary(methods.UPDATE_STATE, request, context, prepare)
+        return await self._dispatch.unary(UPDATE_STATE, request, context, prepare)
 
     async def AppendMessage(
         self, request: session_pb2.AppendMessageRequest, context: Context
@@ -101,7 +109,7 @@ class MessageRpcs:
 
             return append
 
-        return await self._dispatch.unary(methods.APPEND_MESSAGE, request, context, prepare)
+        return await self._dispatch.unary(APPEND_MESSAGE, request, context, prepare)
 
     async def ListMessages(
         self, request: session_pb2.ListMessagesRequest, context: Context
@@ -135,7 +143,7 @@ class MessageRpcs:
 
             return page
 
-        return await self._dispatch.unary(methods.LIST_MESSAGES, request, context, prepare)
+        return await self._dispatch.unary(LIST_MESSAGES, request, context, prepare)
 
     async def SendPrompt(
         self, request: session_pb2.SendPromptRequest, context: Context
@@ -163,7 +171,7 @@ class MessageRpcs:
 
             return prompt
 
-        return await self._dispatch.unary(methods.SEND_PROMPT, request, context, prepare)
+        return await self._dispatch.unary(SEND_PROMPT, request, context, prepare)
 
     async def CancelAnswer(
         self, request: session_pb2.CancelAnswerRequest, context: Context
@@ -179,4 +187,4 @@ class MessageRpcs:
 
             return cancel
 
-        return await self._dispatch.unary(methods.CANCEL_ANSWER, request, context, prepare)
+        return await self._dispatch.unary(CANCEL_ANSWER, request, context, prepare)

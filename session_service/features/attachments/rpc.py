@@ -22,10 +22,10 @@ from durablechat.v1 import attachments_pb2, attachments_pb2_grpc, session_pb2_gr
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument, NotFound, StoreUnavailable
-from session_service.rpc import methods
 from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.handling import abort, known
 from session_service.rpc.identify import identify
+from session_service.rpc.methods import GET_ATTACHMENT
 from session_service.rpc.quotas import Quotas
 from session_service.store.attachments import CHUNK_BYTES, AttachmentStore, valid_sha
 
@@ -57,7 +57,7 @@ class AttachmentRpcs:
 
             return get
 
-        return await self._dispatch.unary(methods.GET_ATTACHMENT, request, context, prepare)
+        return await self._dispatch.unary(GET_ATTACHMENT, request, context, prepare)
 
 
 class AttachmentServicer(attachments_pb2_grpc.AttachmentServiceServicer):

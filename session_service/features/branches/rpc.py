@@ -14,9 +14,10 @@ from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.features.transfer.rpc import TransferRpcs
 from session_service.limits import Limits
-from session_service.rpc import convert, methods, validate
+from session_service.rpc import convert, validate
 from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.handling import abort, known
+from session_service.rpc.methods import EDIT_MESSAGE, REGENERATE_ANSWER, SELECT_BRANCH
 from session_service.store.attachments import AttachmentStore
 
 
@@ -62,7 +63,7 @@ class BranchRpcs:
 
             return edit
 
-        return await self._dispatch.unary(methods.EDIT_MESSAGE, request, context, prepare)
+        return await self._dispatch.unary(EDIT_MESSAGE, request, context, prepare)
 
     async def RegenerateAnswer(
         self, request: branches_pb2.RegenerateAnswerRequest, context: Context
@@ -76,7 +77,7 @@ class BranchRpcs:
 
             return regenerate
 
-        return await self._dispatch.unary(methods.REGENERATE_ANSWER, request, context, prepare)
+        return await self._dispatch.unary(REGENERATE_ANSWER, request, context, prepare)
 
     async def SelectBranch(
         self, request: branches_pb2.SelectBranchRequest, context: Context
@@ -90,7 +91,7 @@ class BranchRpcs:
 
             return select
 
-        return await self._dispatch.unary(methods.SELECT_BRANCH, request, context, prepare)
+        return await self._dispatch.unary(SELECT_BRANCH, request, context, prepare)
 
     async def ForkSession(
         self, request: branches_pb2.ForkSessionRequest, context: Context

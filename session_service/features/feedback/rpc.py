@@ -7,8 +7,9 @@ from durablechat.v1 import session_pb2
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
-from session_service.rpc import convert, methods, validate
+from session_service.rpc import convert, validate
 from session_service.rpc.dispatch import Context, Dispatcher, Local
+from session_service.rpc.methods import SET_FEEDBACK
 
 
 class FeedbackRpcs:
@@ -34,4 +35,4 @@ class FeedbackRpcs:
 
             return rate
 
-        return await self._dispatch.unary(methods.SET_FEEDBACK, request, context, prepare)
+        return await self._dispatch.unary(SET_FEEDBACK, request, context, prepare)

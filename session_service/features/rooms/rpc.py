@@ -11,8 +11,17 @@ from session_service.actor import access
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
-from session_service.rpc import convert, methods, validate
+from session_service.rpc import convert, validate
 from session_service.rpc.dispatch import Context, Dispatcher, Local
+from session_service.rpc.methods import (
+    CREATE_INVITE,
+    CREATE_ROOM,
+    GET_ACCESS,
+    JOIN_ROOM,
+    LIST_AUDIT,
+    REVOKE_INVITE,
+    SET_MEMBER,
+)
 
 AUDIT_PAGE_DEFAULT = 100
 AUDIT_PAGE_MAX = 1000
@@ -56,7 +65,7 @@ class RoomRpcs:
 
             return create
 
-        return await self._dispatch.unary(methods.CREATE_ROOM, request, context, prepare)
+        return await self._dispatch.unary(CREATE_ROOM, request, context, prepare)
 
     async def SetMember(
         self, request: access_pb2.SetMemberRequest, context: Context
@@ -73,7 +82,7 @@ class RoomRpcs:
 
             return set_member
 
-        return await self._dispatch.unary(methods.SET_MEMBER, request, context, prepare)
+        return await self._dispatch.unary(SET_MEMBER, request, context, prepare)
 
     async def CreateInvite(
         self, request: access_pb2.CreateInviteRequest, context: Context
@@ -92,7 +101,7 @@ class RoomRpcs:
 
             return create
 
-        return await self._dispatch.unary(methods.CREATE_INVITE, request, context, prepare)
+        return await self._dispatch.unary(CREATE_INVITE, request, context, prepare)
 
     async def RevokeInvite(
         self, request: access_pb2.RevokeInviteRequest, context: Context
@@ -108,7 +117,7 @@ class RoomRpcs:
 
             return revoke
 
-        return await self._dispatch.unary(methods.REVOKE_INVITE, request, context, prepare)
+        return await self._dispatch.unary(REVOKE_INVITE, request, context, prepare)
 
     async def JoinRoom(
         self, request: access_pb2.JoinRoomRequest, context: Context
@@ -125,7 +134,7 @@ class RoomRpcs:
 
             return join
 
-        return await self._dispatch.unary(methods.JOIN_ROOM, request, context, prepare)
+        return await self._dispatch.unary(JOIN_ROOM, request, context, prepare)
 
     async def GetAccess(
         self, request: access_pb2.GetAccessRequest, context: Context
@@ -157,7 +166,7 @@ class RoomRpcs:
 
             return get
 
-        return await self._dispatch.unary(methods.GET_ACCESS, request, context, prepare)
+        return await self._dispatch.unary(GET_ACCESS, request, context, prepare)
 
     async def ListAudit(
         self, request: access_pb2.ListAuditRequest, context: Context
@@ -182,4 +191,4 @@ class RoomRpcs:
 
             return audit
 
-        return await self._dispatch.unary(methods.LIST_AUDIT, request, context, prepare)
+        return await self._dispatch.unary(LIST_AUDIT, request, context, prepare)

@@ -15,9 +15,10 @@ from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from session_service.features.threads.ops import valid_title
-from session_service.rpc import convert, methods, validate
+from session_service.rpc import convert, validate
 from session_service.rpc.dispatch import Context, Dispatcher, Local, T
 from session_service.rpc.handling import abort, checked, known
+from session_service.rpc.methods import DELETE_THREAD, RENAME_THREAD, RESTORE_THREAD
 from session_service.store.threads import ThreadStore
 from session_service.store.usage import UsageStore
 
@@ -104,7 +105,7 @@ class ThreadRpcs:
 
             return rename
 
-        return await self._dispatch.unary(methods.RENAME_THREAD, request, context, prepare)
+        return await self._dispatch.unary(RENAME_THREAD, request, context, prepare)
 
     async def DeleteThread(
         self, request: threads_pb2.DeleteThreadRequest, context: Context
@@ -118,7 +119,7 @@ class ThreadRpcs:
 
             return delete
 
-        return await self._dispatch.unary(methods.DELETE_THREAD, request, context, prepare)
+        return await self._dispatch.unary(DELETE_THREAD, request, context, prepare)
 
     async def RestoreThread(
         self, request: threads_pb2.RestoreThreadRequest, context: Context
@@ -130,7 +131,7 @@ class ThreadRpcs:
 
             return restore
 
-        return await self._dispatch.unary(methods.RESTORE_THREAD, request, context, prepare)
+        return await self._dispatch.unary(RESTORE_THREAD, request, context, prepare)
 
     async def GetUserUsage(
         self, request: session_pb2.GetUserUsageRequest, context: Context

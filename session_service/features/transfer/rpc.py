@@ -15,8 +15,9 @@ from session_service.features.rooms.rpc import share_path
 from session_service.features.transfer import export_format
 from session_service.limits import Limits
 from session_service.log.events import now_ms
-from session_service.rpc import convert, methods
+from session_service.rpc import convert
 from session_service.rpc.dispatch import Context, Dispatcher, Local
+from session_service.rpc.methods import EXPORT_SESSION, IMPORT_SESSION
 from session_service.store import footprint
 
 PAGE_BYTES = 1024 * 1024
@@ -64,7 +65,7 @@ class TransferRpcs:
 
             return export
 
-        return await self._dispatch.unary(methods.EXPORT_SESSION, request, context, prepare)
+        return await self._dispatch.unary(EXPORT_SESSION, request, context, prepare)
 
     async def ImportSession(
         self, request: export_pb2.ImportSessionRequest, context: Context
@@ -94,4 +95,4 @@ class TransferRpcs:
 
             return store
 
-        return await self._dispatch.unary(methods.IMPORT_SESSION, request, context, prepare)
+        return await self._dispatch.unary(IMPORT_SESSION, request, context, prepare)
