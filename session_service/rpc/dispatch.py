@@ -32,7 +32,7 @@ from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.cluster.peers import Peers
 from session_service.cluster.registry import Registry
-from session_service.cluster.routing import HOPS_KEY, Forward, Router
+from session_service.cluster.routing import Forward, Router
 from session_service.errors import (
     Moving,
     NotFound,
@@ -42,8 +42,8 @@ from session_service.errors import (
     SessionError,
 )
 from session_service.rpc import convert
-from session_service.rpc.handling import abort, checked, hop_count
-from session_service.rpc.identify import AUTHORIZATION, identify
+from session_service.rpc.handling import abort, checked, forwarded, hop_count
+from session_service.rpc.identify import carried_on, identify
 from session_service.rpc.methods import SUBSCRIBE, Routed, Rpc
 from session_service.rpc.quotas import Quotas
 from session_service.rpc.stream_caps import StreamCaps
@@ -102,7 +102,7 @@ class Dispatcher:
         Unauthenticated."""
         user, value = await identify(context, self._verifier, self._revocations)
         caller = Caller(user, enforced=self._verifier.required)
-        return caller, ((AUTHORIZATION, value),) if value else ()
+        return caller, carried_on(value)
 
     async def unary(
         self,
@@ -162,9 +162,6 @@ class Dispatcher:
         # Peers' channels are grpc.aio channels: their stubs' calls are awaitable.
         return cast("SessionServiceAsyncStub", self._peers.stub(target.address))
 
-    def _metadata(self, hops: int, auth: Auth) -> Auth:
-        return ((HOPS_KEY, str(hops + 1)), *self._cluster.metadata(), *auth)
-
     async def _forward(
         self,
         rpc: Routed[Req, Resp],
@@ -177,7 +174,7 @@ class Dispatcher:
         remaining = context.time_remaining()
         call = rpc.peer(self._peer(target))(
             request,
-            metadata=self._metadata(hops, auth),
+            metadata=forwarded(hops, self._cluster, auth),
             timeout=remaining if remaining is not None else FORWARD_TIMEOUT_S,
         )
         return await self._unless_gone(call, target, write=rpc.write)
@@ -238,7 +235,9 @@ class Dispatcher:
                         counted = False
             if target is not None:
                 self._router.check_hops(hops, target)
-                call = self._peer(target).Subscribe(request, metadata=self._metadata(hops, auth))
+                call = self._peer(target).Subscribe(
+                    request, metadata=forwarded(hops, self._cluster, auth)
+                )
                 try:
                     while (
                         reply := await self._unless_gone(call.read(), target, relay=True)
