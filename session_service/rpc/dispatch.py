@@ -128,10 +128,8 @@ class Dispatcher:
                     await self._refuse_unknown(caller, rpc, sid)
                     try:
                         result = await self._registry.call(sid, local)
-                        if getattr(result, "duplicate", False) or not getattr(
-                            result, "answer_seq", 1
-                        ):  # no new answer: give it back
-                            await self.quotas.charge(user, -reserved)
+                        if rpc.answered is not None and not rpc.answered(result):
+                            await self.quotas.charge(user, -reserved)  # no new answer: give it back
                         return result
                     except NotOwner as exc:
                         target = self._router.forward_to(exc.owner_pod)

@@ -9,7 +9,8 @@ every method of the service once and that each `peer` is the method its descript
   NOT_FOUND without activating it, so probing ids stores nothing (activation keeps an epoch). The
   dispatcher checks it for routed calls and Subscribe; ForkSession (through ExportSession) and
   the thread-index calls (no index entry) refuse such ids by themselves.
-- `prompts`: starts an answer, so it reserves model tokens (quotas.py).
+- `prompts`: starts an answer, so it reserves model tokens (quotas.py); `answered` tells from
+  its reply whether it did.
 - `write`: a forwarded call whose target leaves the cluster before answering may or may not be
   stored: OutcomeUnknown rather than Moving.
 """
@@ -44,6 +45,9 @@ class Routed(Rpc, Generic[Req, Resp]):
     """A unary method served by the session's owner: here, or forwarded to it via `peer`."""
 
     peer: Callable[[SessionServiceAsyncStub], aio.UnaryUnaryMultiCallable[Req, Resp]]
+    answered: Callable[[Resp], bool] | None = None
+    """For a method that `prompts`: whether its reply started an answer. A reply that did not
+    (a duplicate, nothing to answer) gives the prompt's token reservation back."""
 
 
 # Messages and answers (session.proto)
@@ -51,7 +55,13 @@ GET_SESSION = Routed(name="GetSession", needs_existing=True, peer=lambda s: s.Ge
 UPDATE_STATE = Routed(name="UpdateState", write=True, peer=lambda s: s.UpdateState)
 APPEND_MESSAGE = Routed(name="AppendMessage", write=True, peer=lambda s: s.AppendMessage)
 LIST_MESSAGES = Routed(name="ListMessages", needs_existing=True, peer=lambda s: s.ListMessages)
-SEND_PROMPT = Routed(name="SendPrompt", prompts=True, write=True, peer=lambda s: s.SendPrompt)
+SEND_PROMPT = Routed(
+    name="SendPrompt",
+    prompts=True,
+    answered=lambda reply: not reply.duplicate and reply.answer_seq != 0,
+    write=True,
+    peer=lambda s: s.SendPrompt,
+)
 CANCEL_ANSWER = Routed(
     name="CancelAnswer", needs_existing=True, write=True, peer=lambda s: s.CancelAnswer
 )
@@ -77,12 +87,18 @@ GET_ATTACHMENT = Routed(name="GetAttachment", needs_existing=True, peer=lambda s
 
 # Branches (branches.proto)
 EDIT_MESSAGE = Routed(
-    name="EditMessage", needs_existing=True, prompts=True, write=True, peer=lambda s: s.EditMessage
+    name="EditMessage",
+    needs_existing=True,
+    prompts=True,
+    answered=lambda reply: reply.answer_seq != 0,
+    write=True,
+    peer=lambda s: s.EditMessage,
 )
 REGENERATE_ANSWER = Routed(
     name="RegenerateAnswer",
     needs_existing=True,
     prompts=True,
+    answered=lambda reply: reply.answer_seq != 0,
     write=True,
     peer=lambda s: s.RegenerateAnswer,
 )

@@ -41,8 +41,20 @@ def test_streams_and_calls_served_here_are_not_forwarded_by_the_unary_path() -> 
     assert local == served_here | {"ForkSession"}
 
 
-def test_every_prompt_is_a_write() -> None:
-    assert all(rpc.write for rpc in methods.EVERY if rpc.prompts)
+def test_every_prompt_is_a_routed_write_that_tells_whether_it_answered() -> None:
+    prompts = [rpc for rpc in methods.EVERY if rpc.prompts]
+    assert {rpc.name for rpc in prompts} == {"SendPrompt", "EditMessage", "RegenerateAnswer"}
+    assert all(isinstance(rpc, Routed) and rpc.write and rpc.answered for rpc in prompts)
+    others = [rpc for rpc in methods.EVERY if isinstance(rpc, Routed) and not rpc.prompts]
+    assert [rpc.name for rpc in others if rpc.answered is not None] == []
+
+
+def test_a_duplicate_prompt_or_one_without_an_answer_did_not_answer() -> None:
+    answered = methods.SEND_PROMPT.answered
+    assert answered is not None
+    assert answered(session_pb2.SendPromptResponse(answer_seq=3))
+    assert not answered(session_pb2.SendPromptResponse(answer_seq=3, duplicate=True))
+    assert not answered(session_pb2.SendPromptResponse(answer_seq=0))
 
 
 def test_the_servicer_itself_defines_one_handler_per_method() -> None:
