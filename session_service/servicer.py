@@ -1,90 +1,51 @@
-"""`durablechat.v1.SessionService`: validate → route → call the owner (here or forwarded) →
-convert. Errors via `status_for`, with retry hints in trailing metadata."""
+"""`durablechat.v1.SessionService`: one method per RPC, each handing its call to the class that
+serves it. Routing (serve here or forward to the owner, quotas, NOT_FOUND for unknown sessions,
+retry hints on errors) is the dispatcher's (rpc/dispatch.py), shared by every RPC class; the
+RPCs' own validation and replies are in rpc/messages.py and features/<name>/rpc.py."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
 import grpc
-from google.protobuf import message as pb_message
 
 from common.auth import AuthConfig, Verifier
 from common.planes import ClusterKey
 from common.revocation import Revocations
-from common.wire import AUTHORIZATION, HOPS_KEY
-from durablechat.v1 import session_pb2, session_pb2_grpc
-from session_service.actor import access
-from session_service.actor.access import Caller
-from session_service.actor.session_actor import SessionActor
+from durablechat.v1 import (
+    access_pb2,
+    attachments_pb2,
+    branches_pb2,
+    export_pb2,
+    session_pb2,
+    session_pb2_grpc,
+    threads_pb2,
+)
 from session_service.cluster.peers import Peers
 from session_service.cluster.registry import Registry
-from session_service.cluster.routing import Forward, Router
-from session_service.errors import (
-    Moving,
-    NotFound,
-    NotOwner,
-    OutcomeUnknown,
-    SessionClosed,
-    SessionError,
-)
+from session_service.cluster.routing import Router
 from session_service.features.attachments.rpc import AttachmentRpcs
 from session_service.features.branches.rpc import BranchRpcs
 from session_service.features.feedback.rpc import FeedbackRpcs
-from session_service.features.rooms.rpc import AccessRpcs
+from session_service.features.rooms.rpc import RoomRpcs
 from session_service.features.threads.rpc import ThreadRpcs
 from session_service.features.transfer.rpc import TransferRpcs
 from session_service.limits import Limits
-from session_service.rpc import convert
-from session_service.rpc.handling import abort, checked, hop_count
-from session_service.rpc.identify import identify
+from session_service.rpc.dispatch import Dispatcher
 from session_service.rpc.messages import MessageRpcs
-from session_service.rpc.quotas import Quotas
 from session_service.rpc.stream_caps import StreamCaps
 from session_service.store.attachments import AttachmentStore
 from session_service.store.threads import ThreadStore
 from session_service.store.usage import UsageStore
 
-logger = logging.getLogger(__name__)
-
-
-T = TypeVar("T")
-EOF = grpc.aio.EOF
 Context = grpc.aio.ServicerContext[Any, Any]
-WRITE_METHODS = frozenset(
-    {"UpdateState", "AppendMessage", "SendPrompt", "CancelAnswer", "RenameThread", "DeleteThread"}
-    | {"RestoreThread", "SetFeedback", "ImportSession", "EditMessage", "RegenerateAnswer"}
-    | {"SelectBranch"}
-)
-NEEDS_EXISTING = frozenset(
-    {"GetSession", "ListMessages", "GetAccess", "ListAudit", "ExportSession", "GetAttachment"}
-    | {"CancelAnswer", "JoinRoom", "RevokeInvite", "SetMember", "CreateInvite", "Subscribe"}
-    | {"SetFeedback", "EditMessage", "RegenerateAnswer", "SelectBranch", "ForkSession"}
-    | {"DeleteThread", "RestoreThread", "SetThreadFlags", "MarkRead", "RenameThread"}
-)
-"""Calls that cannot succeed on a session that never existed: with access control on they are
-NOT_FOUND without activating it, so probing ids stores nothing (activation keeps an epoch)."""
-PROMPTING = frozenset({"SendPrompt", "EditMessage", "RegenerateAnswer"})
-"""Calls that start an answer: they reserve model tokens (quotas.py)."""
-ROUTE_ATTEMPTS = 3
-"""How often one call is routed again when the session's owner here closes under it."""
-FORWARD_TIMEOUT_S = 30.0
-"""Deadline of a forwarded unary call when the caller set none."""
 
 
-class SessionServicer(
-    MessageRpcs,
-    AttachmentRpcs,
-    AccessRpcs,
-    ThreadRpcs,
-    FeedbackRpcs,
-    TransferRpcs,
-    BranchRpcs,
-    session_pb2_grpc.SessionServiceServicer,
-):
-    """Thin transport layer over this pod's owners and its peers."""
+class SessionServicer(session_pb2_grpc.SessionServiceServicer):
+    """Thin transport layer over this pod's owners and its peers: every RPC class shares one
+    Dispatcher (and so one count of the Subscribe streams served here)."""
 
     def __init__(
         self,
@@ -100,188 +61,166 @@ class SessionServicer(
         attachments: AttachmentStore,
         cluster: ClusterKey | None = None,
     ) -> None:
-        self._registry = registry
-        self._router = router
-        self._peers = peers
-        self._limits = limits
-        self._usage = usage
-        self._verifier = verifier or Verifier(AuthConfig())
-        self._revocations = revocations or Revocations(None)
-        self._threads = threads
-        self._attachment_store = attachments
-        self._streams = StreamCaps(limits.max_streams_per_user)
-        """Subscribe streams served here, per user (counted where the owner serves them)."""
-        self._cluster = cluster or ClusterKey()
-        """Forwarded calls carry it; a caller's `dc-hops` counts only with it (a client cannot
-        pose as a forwarding pod)."""
-
-    @property
-    def _quotas(self) -> Quotas:
-        return self._registry.quotas
-
-    async def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
-        """Checks the caller's token (common/auth.py) and that it was not revoked
-        (common/revocation.py); returns the caller and the metadata that carries the token on
-        to a peer when the call is forwarded. Raises Unauthenticated."""
-        user, value = await identify(context, self._verifier, self._revocations)
-        caller = Caller(user, enforced=self._verifier.required)
-        return caller, ((AUTHORIZATION, value),) if value else ()
-
-    async def _unary(
-        self,
-        method: str,
-        request: pb_message.Message,
-        context: Context,
-        prepare: Callable[[Caller], Callable[[SessionActor], Awaitable[T]]],
-    ) -> T:
-        """Validates (`prepare` raises on bad input), then serves here or forwards."""
-        reserved, user = 0, ""
-        try:
-            caller, auth = await self._identify(context)
-            sid = checked(request)
-            local = prepare(caller)
-            hops = hop_count(context, self._cluster)
-            counted, user = False, caller.user
-            for _ in range(ROUTE_ATTEMPTS):
-                target = self._router.target(sid)
-                if target is None:
-                    if not counted:  # where the call is served: a client's dc-hops cannot skip it
-                        reserved = await self._count(caller, method)
-                        counted = True
-                    await self._unknown_is_not_found(caller, method, sid)
-                    try:
-                        result = await self._registry.call(sid, local)
-                        if getattr(result, "duplicate", False) or not getattr(
-                            result, "answer_seq", 1
-                        ):  # no new answer: give it back
-                            await self._registry.quotas.charge(user, -reserved)
-                        return result
-                    except NotOwner as exc:
-                        target = self._router.forward_to(exc.owner_pod)
-                    except SessionClosed:
-                        continue  # passivated or handed off meanwhile: route again
-                self._router.check_hops(hops, target)
-                await self._registry.quotas.charge(user, -reserved)  # the owner counts it
-                reserved = 0
-                return cast(T, await self._forward(method, request, context, target, hops, auth))
-            raise Moving("the session is moving between pods; retry")
-        except Exception as exc:
-            await self._registry.quotas.charge(user, -reserved)  # refused: nothing to answer
-            await abort(context, exc)
-            raise  # unreachable: abort raises
-
-    async def _unknown_is_not_found(self, caller: Caller, method: str, sid: str) -> None:
-        if caller.enforced and method in NEEDS_EXISTING and not await self._registry.known(sid):
-            raise NotFound(access.NOT_FOUND)
-
-    async def _count(self, caller: Caller, method: str) -> int:
-        """Request rate and, for a prompt, a token reservation (quotas.py; returns it), counted
-        where the call is served: the hop count is metadata any client can send."""
-        await self._registry.quotas.check_request(caller.user)
-        if method in PROMPTING:
-            return await self._registry.quotas.reserve(caller.user)
-        return 0
-
-    async def _forward(
-        self,
-        method: str,
-        request: Any,
-        context: Context,
-        target: Forward,
-        hops: int,
-        auth: tuple[tuple[str, str], ...],
-    ) -> Any:
-        remaining = context.time_remaining()
-        call = getattr(self._peers.stub(target.address), method)(
-            request,
-            metadata=((HOPS_KEY, str(hops + 1)), *self._cluster.metadata(), *auth),
-            timeout=remaining if remaining is not None else FORWARD_TIMEOUT_S,
+        self._dispatch = Dispatcher(
+            registry,
+            router,
+            peers,
+            verifier or Verifier(AuthConfig()),
+            revocations or Revocations(None),
+            cluster or ClusterKey(),
+            StreamCaps(limits.max_streams_per_user),
         )
-        return await self._unless_gone(call, target, write=method in WRITE_METHODS)
+        self._messages = MessageRpcs(self._dispatch, limits)
+        self._rooms = RoomRpcs(self._dispatch)
+        self._threads = ThreadRpcs(self._dispatch, threads, usage)
+        self._feedback = FeedbackRpcs(self._dispatch)
+        self._attachments = AttachmentRpcs(self._dispatch)
+        self._transfer = TransferRpcs(self._dispatch, limits)
+        self._branches = BranchRpcs(self._dispatch, limits, attachments, self._transfer)
 
-    async def _unless_gone(
-        self, call: Awaitable[T], target: Forward, relay: bool = False, write: bool = False
-    ) -> T:
-        """Awaits a forwarded call, but gives up (retry-safe for idempotent clients) when the
-        target leaves the member set meanwhile: a paused or partitioned pod must not hold calls
-        until their deadline. A relayed stream also ends when this pod starts draining."""
-        task = asyncio.ensure_future(call)
-        gone = asyncio.ensure_future(self._router.until_gone(target.pod_id))
-        waits: set[asyncio.Future[Any]] = {task, gone}
-        if relay:
-            waits.add(asyncio.ensure_future(self._router.draining.wait()))
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waits - {task}:
-                waiter.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        if write:
-            raise OutcomeUnknown(
-                f"pod {target.pod_id} left the cluster before answering; the write may or may "
-                "not be stored (retry with the same client_message_id)"
-            )
-        if self._router.draining.is_set():
-            raise Moving("this pod is draining; resubscribe")
-        raise Moving(f"pod {target.pod_id} left the cluster while serving the call; retry")
+    async def GetSession(
+        self, request: session_pb2.GetSessionRequest, context: Context
+    ) -> session_pb2.GetSessionResponse:
+        return await self._messages.GetSession(request, context)
+
+    async def UpdateState(
+        self, request: session_pb2.UpdateStateRequest, context: Context
+    ) -> session_pb2.UpdateStateResponse:
+        return await self._messages.UpdateState(request, context)
+
+    async def AppendMessage(
+        self, request: session_pb2.AppendMessageRequest, context: Context
+    ) -> session_pb2.AppendMessageResponse:
+        return await self._messages.AppendMessage(request, context)
+
+    async def ListMessages(
+        self, request: session_pb2.ListMessagesRequest, context: Context
+    ) -> session_pb2.ListMessagesResponse:
+        return await self._messages.ListMessages(request, context)
+
+    async def SendPrompt(
+        self, request: session_pb2.SendPromptRequest, context: Context
+    ) -> session_pb2.SendPromptResponse:
+        return await self._messages.SendPrompt(request, context)
 
     async def Subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context
     ) -> AsyncIterator[session_pb2.SubscribeResponse]:
-        counted = streaming = False
-        try:
-            caller, auth = await self._identify(context)
-            sid = checked(request)
-            hops = hop_count(context, self._cluster)
-            target = self._router.target(sid)
-            if target is None:
-                await self._count(caller, "Subscribe")
-                await self._unknown_is_not_found(caller, "Subscribe", sid)
-                counted = self._streams.acquire(caller.user if caller.enforced else "")
-                try:
-                    actor = await self._registry.get(sid)
-                    subscriber, replay = actor.subscribe(
-                        request.after_seq if request.HasField("after_seq") else None,
-                        request.after_offset,
-                        caller,
-                    )
-                except NotOwner as exc:
-                    target = self._router.forward_to(exc.owner_pod)
-                    if counted:  # the owner counts it
-                        self._streams.release(caller.user)
-                        counted = False
-            if target is not None:
-                self._router.check_hops(hops, target)
-                call: Any = self._peers.stub(target.address).Subscribe(
-                    request,
-                    metadata=((HOPS_KEY, str(hops + 1)), *self._cluster.metadata(), *auth),
-                )
-                try:
-                    while (
-                        reply := await self._unless_gone(call.read(), target, relay=True)
-                    ) is not EOF:
-                        yield reply
-                finally:
-                    call.cancel()
-                return
-            streaming = True  # from here the stream's own `finally` releases the count
-        except Exception as exc:
-            await abort(context, exc)
-            return
-        finally:
-            if counted and not streaming:  # refused, failed or cancelled before streaming
-                self._streams.release(caller.user)
-        epoch = actor.session.epoch
-        try:
-            for event in replay:
-                yield convert.event(event, epoch, actor.session.tree.parent)
-            while True:
-                yield convert.event(await subscriber.next(), epoch, actor.session.tree.parent)
-        except SessionError as exc:
-            await abort(context, exc)
-        finally:
-            actor.unsubscribe(subscriber)
-            if counted:
-                self._streams.release(caller.user)
+        async with aclosing(self._dispatch.subscribe(request, context)) as replies:
+            async for reply in replies:
+                yield reply
+
+    async def CancelAnswer(
+        self, request: session_pb2.CancelAnswerRequest, context: Context
+    ) -> session_pb2.CancelAnswerResponse:
+        return await self._messages.CancelAnswer(request, context)
+
+    async def GetUserUsage(
+        self, request: session_pb2.GetUserUsageRequest, context: Context
+    ) -> session_pb2.GetUserUsageResponse:
+        return await self._threads.GetUserUsage(request, context)
+
+    async def CreateRoom(
+        self, request: access_pb2.CreateRoomRequest, context: Context
+    ) -> access_pb2.CreateRoomResponse:
+        return await self._rooms.CreateRoom(request, context)
+
+    async def SetMember(
+        self, request: access_pb2.SetMemberRequest, context: Context
+    ) -> access_pb2.SetMemberResponse:
+        return await self._rooms.SetMember(request, context)
+
+    async def CreateInvite(
+        self, request: access_pb2.CreateInviteRequest, context: Context
+    ) -> access_pb2.CreateInviteResponse:
+        return await self._rooms.CreateInvite(request, context)
+
+    async def RevokeInvite(
+        self, request: access_pb2.RevokeInviteRequest, context: Context
+    ) -> access_pb2.RevokeInviteResponse:
+        return await self._rooms.RevokeInvite(request, context)
+
+    async def JoinRoom(
+        self, request: access_pb2.JoinRoomRequest, context: Context
+    ) -> access_pb2.JoinRoomResponse:
+        return await self._rooms.JoinRoom(request, context)
+
+    async def GetAccess(
+        self, request: access_pb2.GetAccessRequest, context: Context
+    ) -> access_pb2.GetAccessResponse:
+        return await self._rooms.GetAccess(request, context)
+
+    async def ListAudit(
+        self, request: access_pb2.ListAuditRequest, context: Context
+    ) -> access_pb2.ListAuditResponse:
+        return await self._rooms.ListAudit(request, context)
+
+    async def SetFeedback(
+        self, request: session_pb2.SetFeedbackRequest, context: Context
+    ) -> session_pb2.SetFeedbackResponse:
+        return await self._feedback.SetFeedback(request, context)
+
+    async def GetAttachment(
+        self, request: attachments_pb2.GetAttachmentRequest, context: Context
+    ) -> attachments_pb2.GetAttachmentResponse:
+        return await self._attachments.GetAttachment(request, context)
+
+    async def EditMessage(
+        self, request: branches_pb2.EditMessageRequest, context: Context
+    ) -> branches_pb2.EditMessageResponse:
+        return await self._branches.EditMessage(request, context)
+
+    async def RegenerateAnswer(
+        self, request: branches_pb2.RegenerateAnswerRequest, context: Context
+    ) -> branches_pb2.RegenerateAnswerResponse:
+        return await self._branches.RegenerateAnswer(request, context)
+
+    async def SelectBranch(
+        self, request: branches_pb2.SelectBranchRequest, context: Context
+    ) -> branches_pb2.SelectBranchResponse:
+        return await self._branches.SelectBranch(request, context)
+
+    async def ForkSession(
+        self, request: branches_pb2.ForkSessionRequest, context: Context
+    ) -> branches_pb2.ForkSessionResponse:
+        return await self._branches.ForkSession(request, context)
+
+    async def ExportSession(
+        self, request: export_pb2.ExportSessionRequest, context: Context
+    ) -> export_pb2.ExportSessionResponse:
+        return await self._transfer.ExportSession(request, context)
+
+    async def ImportSession(
+        self, request: export_pb2.ImportSessionRequest, context: Context
+    ) -> export_pb2.ImportSessionResponse:
+        return await self._transfer.ImportSession(request, context)
+
+    async def ListThreads(
+        self, request: threads_pb2.ListThreadsRequest, context: Context
+    ) -> threads_pb2.ListThreadsResponse:
+        return await self._threads.ListThreads(request, context)
+
+    async def SetThreadFlags(
+        self, request: threads_pb2.SetThreadFlagsRequest, context: Context
+    ) -> threads_pb2.SetThreadFlagsResponse:
+        return await self._threads.SetThreadFlags(request, context)
+
+    async def MarkRead(
+        self, request: threads_pb2.MarkReadRequest, context: Context
+    ) -> threads_pb2.MarkReadResponse:
+        return await self._threads.MarkRead(request, context)
+
+    async def RenameThread(
+        self, request: threads_pb2.RenameThreadRequest, context: Context
+    ) -> threads_pb2.RenameThreadResponse:
+        return await self._threads.RenameThread(request, context)
+
+    async def DeleteThread(
+        self, request: threads_pb2.DeleteThreadRequest, context: Context
+    ) -> threads_pb2.DeleteThreadResponse:
+        return await self._threads.DeleteThread(request, context)
+
+    async def RestoreThread(
+        self, request: threads_pb2.RestoreThreadRequest, context: Context
+    ) -> threads_pb2.RestoreThreadResponse:
+        return await self._threads.RestoreThread(request, context)

@@ -54,6 +54,14 @@ def hop_count(context: Context, cluster: ClusterKey) -> int:
     return 0
 
 
+def forwarded(
+    hops: int, cluster: ClusterKey, auth: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
+    """The metadata of a call forwarded to a peer: one more hop, the cluster key (so the peer
+    believes the hop count) and the caller's token (`auth`)."""
+    return ((HOPS_KEY, str(hops + 1)), *cluster.metadata(), *auth)
+
+
 async def abort(context: Context, exc: BaseException) -> None:
     if isinstance(exc, grpc.aio.AioRpcError) and never_reached(exc):
         exc = Moving("the session's owner pod is unreachable; it is being taken over, retry")

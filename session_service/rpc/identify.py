@@ -29,3 +29,8 @@ async def identify(
     if await revocations.revoked(user, issued_at):
         raise Unauthenticated("the token was revoked; get a new one")
     return user, value
+
+
+def carried_on(value: str) -> tuple[tuple[str, str], ...]:
+    """The metadata that carries the caller's token (`identify`'s value) on to a peer."""
+    return ((AUTHORIZATION, value),) if value else ()

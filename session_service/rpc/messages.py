@@ -1,6 +1,6 @@
 """The seed RPCs of `durablechat.v1.SessionService` (session.proto): a session's state and
-messages, prompts and cancels. A mixin of SessionServicer (servicer.py), which validates,
-authenticates and routes each call to the session's owner."""
+messages, prompts and cancels. Each validates its request, then hands the dispatcher
+(dispatch.py) what to do with the owner actor; the dispatcher authenticates and routes it."""
 
 from __future__ import annotations
 
@@ -15,15 +15,27 @@ from session_service.errors import InvalidArgument
 from session_service.limits import Limits
 from session_service.log.merge_patch import BadJson, dump_json, parse_json
 from session_service.rpc import convert, validate
-from session_service.rpc.rpc_parts import Context, RpcParts
+from session_service.rpc.dispatch import Context, Dispatcher
+from session_service.rpc.methods import (
+    APPEND_MESSAGE,
+    CANCEL_ANSWER,
+    GET_SESSION,
+    LIST_MESSAGES,
+    SEND_PROMPT,
+    UPDATE_STATE,
+)
 
 PAGE_BYTES = 4 * 1024 * 1024
 """A ListMessages page holds fewer than `limit` messages when they would pass this size
 (`has_more` says so), so every page fits in one gRPC message whatever the messages hold."""
 
 
-class MessageRpcs(RpcParts):
-    _limits: Limits
+class MessageRpcs:
+    """A session's state and messages; routed to the owner through the dispatcher."""
+
+    def __init__(self, dispatch: Dispatcher, limits: Limits) -> None:
+        self._dispatch = dispatch
+        self._limits = limits
 
     async def GetSession(
         self, request: session_pb2.GetSessionRequest, context: Context
@@ -40,7 +52,7 @@ class MessageRpcs(RpcParts):
 
             return read
 
-        return await self._unary("GetSession", request, context, prepare)
+        return await self._dispatch.unary(GET_SESSION, request, context, prepare)
 
     async def UpdateState(
         self, request: session_pb2.UpdateStateRequest, context: Context
@@ -72,7 +84,7 @@ class MessageRpcs(RpcParts):
 
             return update
 
-        return await self._unary("UpdateState", request, context, prepare)
+        return await self._dispatch.unary(UPDATE_STATE, request, context, prepare)
 
     async def AppendMessage(
         self, request: session_pb2.AppendMessageRequest, context: Context
@@ -100,7 +112,7 @@ class MessageRpcs(RpcParts):
 
             return append
 
-        return await self._unary("AppendMessage", request, context, prepare)
+        return await self._dispatch.unary(APPEND_MESSAGE, request, context, prepare)
 
     async def ListMessages(
         self, request: session_pb2.ListMessagesRequest, context: Context
@@ -134,7 +146,7 @@ class MessageRpcs(RpcParts):
 
             return page
 
-        return await self._unary("ListMessages", request, context, prepare)
+        return await self._dispatch.unary(LIST_MESSAGES, request, context, prepare)
 
     async def SendPrompt(
         self, request: session_pb2.SendPromptRequest, context: Context
@@ -162,7 +174,7 @@ class MessageRpcs(RpcParts):
 
             return prompt
 
-        return await self._unary("SendPrompt", request, context, prepare)
+        return await self._dispatch.unary(SEND_PROMPT, request, context, prepare)
 
     async def CancelAnswer(
         self, request: session_pb2.CancelAnswerRequest, context: Context
@@ -178,4 +190,4 @@ class MessageRpcs(RpcParts):
 
             return cancel
 
-        return await self._unary("CancelAnswer", request, context, prepare)
+        return await self._dispatch.unary(CANCEL_ANSWER, request, context, prepare)

@@ -10,7 +10,7 @@ import grpc
 import pytest
 import redis
 
-from session_service.servicer import NEEDS_EXISTING
+from session_service.rpc.methods import NEEDS_EXISTING
 from tests.security.secure_stack import SecureStack, every_request, room_id, secure_stack
 
 

@@ -1,6 +1,7 @@
 """Attachments over gRPC (attachments.proto, docs/attachments.md).
 
-- `AttachmentRpcs.GetAttachment` (SessionService, routed to the owner like every call): a file
+- `AttachmentRpcs.GetAttachment` (SessionService, routed to the owner like every call, through
+  the dispatcher, session_service/rpc/dispatch.py): a file
   a message of the session refers to, for a reader of the session; NOT_FOUND otherwise.
 - `AttachmentServicer` (AttachmentService, any pod): uploads are stored here
   (attachment_store.py); a download first asks GetAttachment as the caller (through this pod,
@@ -23,16 +24,22 @@ from durablechat.v1 import attachments_pb2, attachments_pb2_grpc, session_pb2_gr
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument, NotFound, StoreUnavailable
+from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.handling import abort, known
 from session_service.rpc.identify import identify
+from session_service.rpc.methods import GET_ATTACHMENT
 from session_service.rpc.quotas import Quotas
-from session_service.rpc.rpc_parts import Context, Local, RpcParts
 from session_service.store.attachments import CHUNK_BYTES, AttachmentStore, valid_sha
 
 NOT_FOUND = "attachment not found"
 
 
-class AttachmentRpcs(RpcParts):
+class AttachmentRpcs:
+    """GetAttachment of SessionService, routed through the shared dispatcher."""
+
+    def __init__(self, dispatch: Dispatcher) -> None:
+        self._dispatch = dispatch
+
     async def GetAttachment(
         self, request: attachments_pb2.GetAttachmentRequest, context: Context
     ) -> attachments_pb2.GetAttachmentResponse:
@@ -52,7 +59,7 @@ class AttachmentRpcs(RpcParts):
 
             return get
 
-        return await self._unary("GetAttachment", request, context, prepare)
+        return await self._dispatch.unary(GET_ATTACHMENT, request, context, prepare)
 
 
 class AttachmentServicer(attachments_pb2_grpc.AttachmentServiceServicer):

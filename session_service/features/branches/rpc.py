@@ -1,7 +1,7 @@
-"""The branch RPCs of `durablechat.v1.SessionService` (branches.proto, docs/branches.md): a mixin
-of SessionServicer (servicer.py). Edits, regenerations and selections are routed to the owner;
+"""The branch RPCs of `durablechat.v1.SessionService` (branches.proto, docs/branches.md). Edits,
+regenerations and selections are routed to the owner (session_service/rpc/dispatch.py);
 ForkSession is an export of one branch (from its owner) imported into a new session (by that
-session's owner), both as the caller."""
+session's owner), both as the caller, through the transfer RPCs (features/transfer/rpc.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.features.branches.ops import BranchOps
+from session_service.features.transfer.rpc import TransferRpcs
 from session_service.limits import Limits
 from session_service.rpc import convert, validate
+from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.handling import abort, known
-from session_service.rpc.rpc_parts import Context, Local, RpcParts
+from session_service.rpc.methods import EDIT_MESSAGE, REGENERATE_ANSWER, SELECT_BRANCH
 from session_service.store.attachments import AttachmentStore
 
 
@@ -29,22 +31,21 @@ def attachment_shas(jsonl: str) -> set[str]:
     return shas
 
 
-class BranchRpcs(RpcParts):
-    _limits: Limits
-    _attachment_store: AttachmentStore
+class BranchRpcs:
+    """Edits, regenerations and selections routed through the shared dispatcher; forks
+    through the transfer RPCs, as the caller."""
 
-    async def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
-        raise NotImplementedError
-
-    async def ExportSession(
-        self, request: export_pb2.ExportSessionRequest, context: Context
-    ) -> export_pb2.ExportSessionResponse:
-        raise NotImplementedError
-
-    async def ImportSession(
-        self, request: export_pb2.ImportSessionRequest, context: Context
-    ) -> export_pb2.ImportSessionResponse:
-        raise NotImplementedError
+    def __init__(
+        self,
+        dispatch: Dispatcher,
+        limits: Limits,
+        attachments: AttachmentStore,
+        transfer: TransferRpcs,
+    ) -> None:
+        self._dispatch = dispatch
+        self._limits = limits
+        self._attachment_store = attachments
+        self._transfer = transfer
 
     async def EditMessage(
         self, request: branches_pb2.EditMessageRequest, context: Context
@@ -65,7 +66,7 @@ class BranchRpcs(RpcParts):
 
             return edit
 
-        return await self._unary("EditMessage", request, context, prepare)
+        return await self._dispatch.unary(EDIT_MESSAGE, request, context, prepare)
 
     async def RegenerateAnswer(
         self, request: branches_pb2.RegenerateAnswerRequest, context: Context
@@ -79,7 +80,7 @@ class BranchRpcs(RpcParts):
 
             return regenerate
 
-        return await self._unary("RegenerateAnswer", request, context, prepare)
+        return await self._dispatch.unary(REGENERATE_ANSWER, request, context, prepare)
 
     async def SelectBranch(
         self, request: branches_pb2.SelectBranchRequest, context: Context
@@ -93,7 +94,7 @@ class BranchRpcs(RpcParts):
 
             return select
 
-        return await self._unary("SelectBranch", request, context, prepare)
+        return await self._dispatch.unary(SELECT_BRANCH, request, context, prepare)
 
     async def ForkSession(
         self, request: branches_pb2.ForkSessionRequest, context: Context
@@ -106,7 +107,7 @@ class BranchRpcs(RpcParts):
             await abort(context, exc)
         text, token = "", ""
         while True:  # each call aborts this one with its own status when it fails
-            page = await self.ExportSession(
+            page = await self._transfer.ExportSession(
                 export_pb2.ExportSessionRequest(
                     session_id=request.session_id, page_token=token, at_seq=request.at_seq
                 ),
@@ -116,11 +117,11 @@ class BranchRpcs(RpcParts):
             if not token or len(text) > self._limits.max_import_bytes:
                 break  # (a copy too large is refused by ImportSession, naming the limit)
         try:  # the caller read these files' refs: they may attach them to the copy
-            caller, _ = await self._identify(context)
+            caller, _ = await self._dispatch.identify(context)
             await self._attachment_store.grant(attachment_shas(text), caller.user)
         except Exception as exc:
             await abort(context, exc)
-        imported = await self.ImportSession(
+        imported = await self._transfer.ImportSession(
             export_pb2.ImportSessionRequest(
                 session_id=request.new_session_id or secrets.token_hex(32), jsonl=text
             ),

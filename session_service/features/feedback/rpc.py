@@ -1,5 +1,5 @@
-"""SetFeedback of `durablechat.v1.SessionService`: a mixin of SessionServicer (servicer.py),
-routed to the session's owner like every write. The contract is feedback_ops.py."""
+"""SetFeedback of `durablechat.v1.SessionService`, routed to the session's owner like every write
+(session_service/rpc/dispatch.py). The contract is features/feedback/ops.py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.features.feedback.ops import FeedbackOps
 from session_service.rpc import convert, validate
-from session_service.rpc.rpc_parts import Context, Local, RpcParts
+from session_service.rpc.dispatch import Context, Dispatcher, Local
+from session_service.rpc.methods import SET_FEEDBACK
 
 
-class FeedbackRpcs(RpcParts):
-    """Needs `_unary` from SessionServicer."""
+class FeedbackRpcs:
+    """SetFeedback, routed through the shared dispatcher."""
+
+    def __init__(self, dispatch: Dispatcher) -> None:
+        self._dispatch = dispatch
 
     async def SetFeedback(
         self, request: session_pb2.SetFeedbackRequest, context: Context
@@ -32,4 +36,4 @@ class FeedbackRpcs(RpcParts):
 
             return rate
 
-        return await self._unary("SetFeedback", request, context, prepare)
+        return await self._dispatch.unary(SET_FEEDBACK, request, context, prepare)

@@ -1,6 +1,6 @@
 """The access RPCs of `durablechat.v1.SessionService` (access.proto): rooms, members, invites,
-presence and audit. A mixin of SessionServicer (servicer.py), which validates, authenticates and
-routes each call to the session's owner exactly as for the other RPCs."""
+presence and audit. Each validates its request; the dispatcher (session_service/rpc/dispatch.py)
+authenticates and routes it to the session's owner exactly as for the other RPCs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,16 @@ from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.features.rooms.ops import RoomOps
 from session_service.rpc import convert, validate
-from session_service.rpc.rpc_parts import Context, Local, RpcParts
+from session_service.rpc.dispatch import Context, Dispatcher, Local
+from session_service.rpc.methods import (
+    CREATE_INVITE,
+    CREATE_ROOM,
+    GET_ACCESS,
+    JOIN_ROOM,
+    LIST_AUDIT,
+    REVOKE_INVITE,
+    SET_MEMBER,
+)
 
 AUDIT_PAGE_DEFAULT = 100
 AUDIT_PAGE_MAX = 1000
@@ -32,8 +41,11 @@ def _role(value: int, field: str) -> str:
     return role
 
 
-class AccessRpcs(RpcParts):
-    """Needs `_unary` from SessionServicer."""
+class RoomRpcs:
+    """Rooms, members, invites, access and audit, routed through the shared dispatcher."""
+
+    def __init__(self, dispatch: Dispatcher) -> None:
+        self._dispatch = dispatch
 
     async def CreateRoom(
         self, request: access_pb2.CreateRoomRequest, context: Context
@@ -54,7 +66,7 @@ class AccessRpcs(RpcParts):
 
             return create
 
-        return await self._unary("CreateRoom", request, context, prepare)
+        return await self._dispatch.unary(CREATE_ROOM, request, context, prepare)
 
     async def SetMember(
         self, request: access_pb2.SetMemberRequest, context: Context
@@ -71,7 +83,7 @@ class AccessRpcs(RpcParts):
 
             return set_member
 
-        return await self._unary("SetMember", request, context, prepare)
+        return await self._dispatch.unary(SET_MEMBER, request, context, prepare)
 
     async def CreateInvite(
         self, request: access_pb2.CreateInviteRequest, context: Context
@@ -90,7 +102,7 @@ class AccessRpcs(RpcParts):
 
             return create
 
-        return await self._unary("CreateInvite", request, context, prepare)
+        return await self._dispatch.unary(CREATE_INVITE, request, context, prepare)
 
     async def RevokeInvite(
         self, request: access_pb2.RevokeInviteRequest, context: Context
@@ -106,7 +118,7 @@ class AccessRpcs(RpcParts):
 
             return revoke
 
-        return await self._unary("RevokeInvite", request, context, prepare)
+        return await self._dispatch.unary(REVOKE_INVITE, request, context, prepare)
 
     async def JoinRoom(
         self, request: access_pb2.JoinRoomRequest, context: Context
@@ -123,7 +135,7 @@ class AccessRpcs(RpcParts):
 
             return join
 
-        return await self._unary("JoinRoom", request, context, prepare)
+        return await self._dispatch.unary(JOIN_ROOM, request, context, prepare)
 
     async def GetAccess(
         self, request: access_pb2.GetAccessRequest, context: Context
@@ -155,7 +167,7 @@ class AccessRpcs(RpcParts):
 
             return get
 
-        return await self._unary("GetAccess", request, context, prepare)
+        return await self._dispatch.unary(GET_ACCESS, request, context, prepare)
 
     async def ListAudit(
         self, request: access_pb2.ListAuditRequest, context: Context
@@ -180,4 +192,4 @@ class AccessRpcs(RpcParts):
 
             return audit
 
-        return await self._unary("ListAudit", request, context, prepare)
+        return await self._dispatch.unary(LIST_AUDIT, request, context, prepare)

@@ -1,8 +1,8 @@
 """The per-user RPCs of `durablechat.v1.SessionService`: GetUserUsage and the thread RPCs of
-threads.proto (docs/threads.md). A mixin of SessionServicer (servicer.py). ListThreads,
-SetThreadFlags and MarkRead are served by this pod from the caller's index (thread_store.py)
-and wake no owner; RenameThread, DeleteThread and RestoreThread are routed to the owner like
-every other write."""
+threads.proto (docs/threads.md). ListThreads, SetThreadFlags and MarkRead are served by this
+pod from the caller's index (store/threads.py) and wake no owner; RenameThread, DeleteThread and
+RestoreThread are routed to the owner like every other write (session_service/rpc/dispatch.py).
+"""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from session_service.actor.session_actor import SessionActor
 from session_service.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from session_service.features.threads.ops import ThreadOps, valid_title
 from session_service.rpc import convert, validate
+from session_service.rpc.dispatch import Context, Dispatcher, Local, T
 from session_service.rpc.handling import abort, checked, known
-from session_service.rpc.quotas import Quotas
-from session_service.rpc.rpc_parts import Context, Local, RpcParts, T
+from session_service.rpc.methods import DELETE_THREAD, RENAME_THREAD, RESTORE_THREAD
 from session_service.store.threads import ThreadStore
 from session_service.store.usage import UsageStore
 
@@ -27,18 +27,14 @@ PAGE_MAX = 500
 NO_USERS = "threads are listed per signed-in user; this deployment runs AUTH_MODE=off"
 
 
-class ThreadRpcs(RpcParts):
-    """Needs `_unary`, `_identify` and `_quotas` from SessionServicer, and `_threads`."""
+class ThreadRpcs:
+    """The caller's thread index served here; thread writes routed through the shared
+    dispatcher."""
 
-    _threads: ThreadStore
-    _usage: UsageStore
-
-    @property
-    def _quotas(self) -> Quotas:
-        raise NotImplementedError
-
-    async def _identify(self, context: Context) -> tuple[Caller, tuple[tuple[str, str], ...]]:
-        raise NotImplementedError
+    def __init__(self, dispatch: Dispatcher, threads: ThreadStore, usage: UsageStore) -> None:
+        self._dispatch = dispatch
+        self._threads = threads
+        self._usage = usage
 
     async def _own(
         self,
@@ -49,14 +45,14 @@ class ThreadRpcs(RpcParts):
     ) -> T:
         """A call on the caller's own index, served here."""
         try:
-            caller, _ = await self._identify(context)
+            caller, _ = await self._dispatch.identify(context)
             if with_session:
                 checked(request)
             else:
                 known(request)
             if not caller.user:
                 raise FailedPrecondition(NO_USERS)
-            await self._quotas.check_request(caller.user)
+            await self._dispatch.quotas.check_request(caller.user)
             return await serve(caller.user)
         except Exception as exc:
             await abort(context, exc)
@@ -109,7 +105,7 @@ class ThreadRpcs(RpcParts):
 
             return rename
 
-        return await self._unary("RenameThread", request, context, prepare)
+        return await self._dispatch.unary(RENAME_THREAD, request, context, prepare)
 
     async def DeleteThread(
         self, request: threads_pb2.DeleteThreadRequest, context: Context
@@ -123,7 +119,7 @@ class ThreadRpcs(RpcParts):
 
             return delete
 
-        return await self._unary("DeleteThread", request, context, prepare)
+        return await self._dispatch.unary(DELETE_THREAD, request, context, prepare)
 
     async def RestoreThread(
         self, request: threads_pb2.RestoreThreadRequest, context: Context
@@ -135,13 +131,13 @@ class ThreadRpcs(RpcParts):
 
             return restore
 
-        return await self._unary("RestoreThread", request, context, prepare)
+        return await self._dispatch.unary(RESTORE_THREAD, request, context, prepare)
 
     async def GetUserUsage(
         self, request: session_pb2.GetUserUsageRequest, context: Context
     ) -> session_pb2.GetUserUsageResponse:
         try:
-            caller, _ = await self._identify(context)
+            caller, _ = await self._dispatch.identify(context)
             known(request)
             user = validate.name(request.user, "user") or caller.user
             if not user:

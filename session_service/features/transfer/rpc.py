@@ -1,6 +1,6 @@
 """ExportSession and ImportSession of `durablechat.v1.SessionService` (export.proto,
-docs/export.md): a mixin of SessionServicer (servicer.py), routed to the owner like every call.
-An import file is checked here, before the call is routed; the owner stores it."""
+docs/export.md), routed to the owner like every call (session_service/rpc/dispatch.py). An
+import file is checked here, before the call is routed; the owner stores it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from session_service.features.transfer.ops import TransferOps
 from session_service.limits import Limits
 from session_service.log.events import now_ms
 from session_service.rpc import convert
-from session_service.rpc.rpc_parts import Context, Local, RpcParts
+from session_service.rpc.dispatch import Context, Dispatcher, Local
+from session_service.rpc.methods import EXPORT_SESSION, IMPORT_SESSION
 from session_service.store import footprint
 
 PAGE_BYTES = 1024 * 1024
@@ -34,8 +35,13 @@ def _page_token(token: str) -> tuple[int | None, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-class TransferRpcs(RpcParts):
-    _limits: Limits
+class TransferRpcs:
+    """ExportSession and ImportSession, routed through the shared dispatcher; BranchRpcs
+    calls them too (ForkSession)."""
+
+    def __init__(self, dispatch: Dispatcher, limits: Limits) -> None:
+        self._dispatch = dispatch
+        self._limits = limits
 
     async def ExportSession(
         self, request: export_pb2.ExportSessionRequest, context: Context
@@ -60,7 +66,7 @@ class TransferRpcs(RpcParts):
 
             return export
 
-        return await self._unary("ExportSession", request, context, prepare)
+        return await self._dispatch.unary(EXPORT_SESSION, request, context, prepare)
 
     async def ImportSession(
         self, request: export_pb2.ImportSessionRequest, context: Context
@@ -90,4 +96,4 @@ class TransferRpcs(RpcParts):
 
             return store
 
-        return await self._unary("ImportSession", request, context, prepare)
+        return await self._dispatch.unary(IMPORT_SESSION, request, context, prepare)

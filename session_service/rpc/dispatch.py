@@ -1,0 +1,265 @@
+"""Routes a SessionService call to its session's owner: serves it here or forwards it to a peer.
+
+Contract (the order is the security contract, tests/security/):
+- `identify` first: the caller's token (common/auth.py), not revoked (common/revocation.py).
+- A call is counted (request rate; a prompt's token reservation, quotas.py) by the pod that
+  serves it, never by one that forwards it: the hop count is metadata any client can send.
+- With access control on, a method that `needs_existing` (methods.py) is NOT_FOUND on a session
+  that was never used, before anything activates it, so probing ids stores nothing.
+- A call whose owner here closes under it is routed again, at most ROUTE_ATTEMPTS times; a call
+  is forwarded at most MAX_HOPS times (cluster/routing.py).
+- A forwarded call gives up when its target leaves the member set: retry-safe Moving, or
+  OutcomeUnknown for a write (its outcome is not known). A relayed stream also ends when this
+  pod starts draining.
+- Every failure becomes its gRPC status with retry hints (handling.py `abort`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import grpc
+from google.protobuf import message as pb_message
+
+from common.auth import Verifier
+from common.planes import ClusterKey
+from common.revocation import Revocations
+from durablechat.v1 import session_pb2
+from session_service.actor import access
+from session_service.actor.access import Caller
+from session_service.actor.session_actor import SessionActor
+from session_service.cluster.peers import Peers
+from session_service.cluster.registry import Registry
+from session_service.cluster.routing import Forward, Router
+from session_service.errors import (
+    Moving,
+    NotFound,
+    NotOwner,
+    OutcomeUnknown,
+    SessionClosed,
+    SessionError,
+)
+from session_service.rpc import convert
+from session_service.rpc.handling import abort, checked, forwarded, hop_count
+from session_service.rpc.identify import carried_on, identify
+from session_service.rpc.methods import SUBSCRIBE, Routed, Rpc
+from session_service.rpc.quotas import Quotas
+from session_service.rpc.stream_caps import StreamCaps
+
+if TYPE_CHECKING:  # the generated async stub exists only in the .pyi
+    from durablechat.v1.session_pb2_grpc import SessionServiceAsyncStub
+
+T = TypeVar("T")
+Req = TypeVar("Req", bound=pb_message.Message)
+Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+Local = Callable[[SessionActor], Awaitable[T]]
+"""What a routed call does with the owner actor, when this pod holds it."""
+Auth = tuple[tuple[str, str], ...]
+"""Metadata that carries the caller's token on to a peer."""
+
+EOF = grpc.aio.EOF
+ROUTE_ATTEMPTS = 3
+"""How often one call is routed again when the session's owner here closes under it."""
+FORWARD_TIMEOUT_S = 30.0
+"""Deadline of a forwarded unary call when the caller set none."""
+
+
+class Dispatcher:
+    """Shared by SessionServicer and the feature RPC classes (features/*/rpc.py); holds no
+    state of its own but the Subscribe streams counted here (StreamCaps)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        router: Router,
+        peers: Peers,
+        verifier: Verifier,
+        revocations: Revocations,
+        cluster: ClusterKey,
+        streams: StreamCaps,
+    ) -> None:
+        self._registry = registry
+        self._router = router
+        self._peers = peers
+        self._verifier = verifier
+        self._revocations = revocations
+        self._cluster = cluster
+        """Forwarded calls carry it; a caller's `dc-hops` counts only with it (a client cannot
+        pose as a forwarding pod)."""
+        self._streams = streams
+        """Subscribe streams served here, per user (counted where the owner serves them)."""
+
+    @property
+    def quotas(self) -> Quotas:
+        return self._registry.quotas
+
+    async def identify(self, context: Context) -> tuple[Caller, Auth]:
+        """Checks the caller's token and that it was not revoked; returns the caller and the
+        metadata that carries the token on to a peer when the call is forwarded. Raises
+        Unauthenticated."""
+        user, value = await identify(context, self._verifier, self._revocations)
+        caller = Caller(user, enforced=self._verifier.required)
+        return caller, carried_on(value)
+
+    async def unary(
+        self,
+        rpc: Routed[Req, Resp],
+        request: Req,
+        context: Context,
+        prepare: Callable[[Caller], Local[Resp]],
+    ) -> Resp:
+        """Validates (`prepare` raises on bad input), then serves here or forwards."""
+        reserved, user = 0, ""
+        try:
+            caller, auth = await self.identify(context)
+            sid = checked(request)
+            local = prepare(caller)
+            hops = hop_count(context, self._cluster)
+            counted, user = False, caller.user
+            for _ in range(ROUTE_ATTEMPTS):
+                target = self._router.target(sid)
+                if target is None:
+                    if not counted:  # where the call is served: a client's dc-hops cannot skip it
+                        reserved = await self._count(caller, rpc)
+                        counted = True
+                    await self._refuse_unknown(caller, rpc, sid)
+                    try:
+                        result = await self._registry.call(sid, local)
+                        if rpc.answered is not None and not rpc.answered(result):
+                            await self.quotas.charge(user, -reserved)  # no new answer: give it back
+                        return result
+                    except NotOwner as exc:
+                        target = self._router.forward_to(exc.owner_pod)
+                    except SessionClosed:
+                        continue  # passivated or handed off meanwhile: route again
+                self._router.check_hops(hops, target)
+                await self.quotas.charge(user, -reserved)  # the owner counts it
+                reserved = 0
+                return await self._forward(rpc, request, context, target, hops, auth)
+            raise Moving("the session is moving between pods; retry")
+        except Exception as exc:
+            await self.quotas.charge(user, -reserved)  # refused: nothing to answer
+            await abort(context, exc)
+            raise  # unreachable: abort raises
+
+    async def _refuse_unknown(self, caller: Caller, rpc: Rpc, sid: str) -> None:
+        if caller.enforced and rpc.needs_existing and not await self._registry.known(sid):
+            raise NotFound(access.NOT_FOUND)
+
+    async def _count(self, caller: Caller, rpc: Rpc) -> int:
+        """Request rate and, for a prompt, a token reservation (returned)."""
+        await self.quotas.check_request(caller.user)
+        if rpc.prompts:
+            return await self.quotas.reserve(caller.user)
+        return 0
+
+    def _peer(self, target: Forward) -> SessionServiceAsyncStub:
+        # Peers' channels are grpc.aio channels: their stubs' calls are awaitable.
+        return cast("SessionServiceAsyncStub", self._peers.stub(target.address))
+
+    async def _forward(
+        self,
+        rpc: Routed[Req, Resp],
+        request: Req,
+        context: Context,
+        target: Forward,
+        hops: int,
+        auth: Auth,
+    ) -> Resp:
+        remaining = context.time_remaining()
+        call = rpc.peer(self._peer(target))(
+            request,
+            metadata=forwarded(hops, self._cluster, auth),
+            timeout=remaining if remaining is not None else FORWARD_TIMEOUT_S,
+        )
+        return await self._unless_gone(call, target, write=rpc.write)
+
+    async def _unless_gone(
+        self, call: Awaitable[T], target: Forward, relay: bool = False, write: bool = False
+    ) -> T:
+        """Awaits a forwarded call, but gives up (retry-safe for idempotent clients) when the
+        target leaves the member set meanwhile: a paused or partitioned pod must not hold calls
+        until their deadline. A relayed stream also ends when this pod starts draining."""
+        task = asyncio.ensure_future(call)
+        gone = asyncio.ensure_future(self._router.until_gone(target.pod_id))
+        waits: set[asyncio.Future[Any]] = {task, gone}
+        if relay:
+            waits.add(asyncio.ensure_future(self._router.draining.wait()))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits - {task}:
+                waiter.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        if write:
+            raise OutcomeUnknown(
+                f"pod {target.pod_id} left the cluster before answering; the write may or may "
+                "not be stored (retry with the same client_message_id)"
+            )
+        if self._router.draining.is_set():
+            raise Moving("this pod is draining; resubscribe")
+        raise Moving(f"pod {target.pod_id} left the cluster while serving the call; retry")
+
+    async def subscribe(
+        self, request: session_pb2.SubscribeRequest, context: Context
+    ) -> AsyncGenerator[session_pb2.SubscribeResponse, None]:
+        """Subscribe: the owner's events served here, or relayed from the owner pod."""
+        counted = streaming = False
+        try:
+            caller, auth = await self.identify(context)
+            sid = checked(request)
+            hops = hop_count(context, self._cluster)
+            target = self._router.target(sid)
+            if target is None:
+                await self._count(caller, SUBSCRIBE)
+                await self._refuse_unknown(caller, SUBSCRIBE, sid)
+                counted = self._streams.acquire(caller.user if caller.enforced else "")
+                try:
+                    actor = await self._registry.get(sid)
+                    subscriber, replay = actor.subscribe(
+                        request.after_seq if request.HasField("after_seq") else None,
+                        request.after_offset,
+                        caller,
+                    )
+                except NotOwner as exc:
+                    target = self._router.forward_to(exc.owner_pod)
+                    if counted:  # the owner counts it
+                        self._streams.release(caller.user)
+                        counted = False
+            if target is not None:
+                self._router.check_hops(hops, target)
+                call = self._peer(target).Subscribe(
+                    request, metadata=forwarded(hops, self._cluster, auth)
+                )
+                try:
+                    while (
+                        reply := await self._unless_gone(call.read(), target, relay=True)
+                    ) is not EOF:
+                        yield cast(session_pb2.SubscribeResponse, reply)
+                finally:
+                    call.cancel()
+                return
+            streaming = True  # from here the stream's own `finally` releases the count
+        except Exception as exc:
+            await abort(context, exc)
+            return
+        finally:
+            if counted and not streaming:  # refused, failed or cancelled before streaming
+                self._streams.release(caller.user)
+        epoch = actor.session.epoch
+        try:
+            for event in replay:
+                yield convert.event(event, epoch, actor.session.tree.parent)
+            while True:
+                yield convert.event(await subscriber.next(), epoch, actor.session.tree.parent)
+        except SessionError as exc:
+            await abort(context, exc)
+        finally:
+            actor.unsubscribe(subscriber)
+            if counted:
+                self._streams.release(caller.user)
