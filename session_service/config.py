@@ -11,7 +11,7 @@ from common.config import ConfigError, env_bool, env_int, env_str
 from common.exposure import allow_insecure, check_exposure, with_password
 from common.planes import ClusterKey
 from session_service.limits import Limits
-from session_service.rpc.quotas import QuotaConfig
+from session_service.store.quotas import QuotaConfig
 
 
 def _auth(environ: Mapping[str, str]) -> AuthConfig:

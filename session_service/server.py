@@ -20,7 +20,6 @@ from common import tracing
 from common.auth import Verifier
 from common.exposure import redacted
 from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
-from common.lenient import add_service
 from common.metrics import GrpcMetrics, serve_metrics
 from common.revocation import Revocations
 from common.ring import HashRing
@@ -39,6 +38,7 @@ from session_service.features.threads.purge import Purger
 from session_service.metrics import SessionMetrics
 from session_service.rpc.cluster import ClusterServicer
 from session_service.rpc.operators import Operators
+from session_service.rpc.undecodable import add_service
 from session_service.servicer import SessionServicer
 from session_service.store.attachments import AttachmentStore
 from session_service.store.members import MembersStore

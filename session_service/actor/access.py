@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from session_service.errors import NotFound, PermissionDenied
+from session_service.log.events import MEMBER as MEMBER
+from session_service.log.events import OWNER as OWNER
+from session_service.log.events import VIEWER as VIEWER
 from session_service.log.session import Session
 
-OWNER = "owner"
-MEMBER = "member"
-VIEWER = "viewer"
 ROLES = (OWNER, MEMBER, VIEWER)
 
 READ = "read"

@@ -17,6 +17,11 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 ANSWER_STATUSES = frozenset({COMPLETED, INTERRUPTED, FAILED, CANCELLED})
 
+OWNER = "owner"
+MEMBER = "member"
+VIEWER = "viewer"
+"""Access roles as grant entries store them (what each may do: actor/access.py)."""
+
 
 def now_ms() -> int:
     """Wall-clock milliseconds: the timestamps stored with events."""

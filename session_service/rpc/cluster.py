@@ -10,20 +10,20 @@ from typing import Any
 
 import grpc
 
-from common.lenient import Undecodable
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc
 from session_service.cluster.membership import Membership
 from session_service.cluster.registry import Registry
 from session_service.errors import InvalidArgument
-from session_service.rpc import validate
+from session_service.log import validate
 from session_service.rpc.handling import abort
 from session_service.rpc.operators import Operators
+from session_service.rpc.undecodable import Undecodable
 
 MAX_LISTED_SESSIONS = 1000
 
 
 async def _decoded(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    """INVALID_ARGUMENT for a request whose bytes did not decode (common/lenient.py)."""
+    """INVALID_ARGUMENT for a request whose bytes did not decode (rpc/undecodable.py)."""
     if isinstance(request, Undecodable):
         await context.abort(
             grpc.StatusCode.INVALID_ARGUMENT,

@@ -204,3 +204,8 @@ def thread(t: Thread) -> threads_pb2.ThreadSummary:
         pinned=t.pinned,
         archived=t.archived,
     )
+
+
+def share_path(session_id: str, code: str = "") -> str:
+    """The web page's path for a room (and an invite code, in the fragment)."""
+    return f"/#t={session_id}" + (f"&invite={code}" if code else "")

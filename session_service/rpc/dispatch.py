@@ -45,8 +45,8 @@ from session_service.rpc import convert
 from session_service.rpc.handling import abort, checked, forwarded, hop_count
 from session_service.rpc.identify import carried_on, identify
 from session_service.rpc.methods import SUBSCRIBE, Routed, Rpc
-from session_service.rpc.quotas import Quotas
 from session_service.rpc.stream_caps import StreamCaps
+from session_service.store.quotas import Quotas
 
 if TYPE_CHECKING:  # the generated async stub exists only in the .pyi
     from durablechat.v1.session_pb2_grpc import SessionServiceAsyncStub

@@ -11,11 +11,11 @@ import grpc
 from google.protobuf import message as pb_message
 from google.protobuf import unknown_fields
 
-from common.lenient import Undecodable
 from common.planes import ClusterKey
 from common.wire import HOPS_KEY
 from session_service.errors import InvalidArgument, Moving, status_for, trailers_for
-from session_service.rpc import validate
+from session_service.log import validate
+from session_service.rpc.undecodable import Undecodable
 
 logger = logging.getLogger("session_service.servicer")
 
@@ -23,7 +23,7 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def decoded(request: object) -> None:
-    """Refuses a request whose bytes did not decode (common/lenient.py)."""
+    """Refuses a request whose bytes did not decode (session_service/rpc/undecodable.py)."""
     if isinstance(request, Undecodable):
         raise InvalidArgument(f"the request is not a valid protobuf message: {request.why}")
 

@@ -13,8 +13,9 @@ from session_service.actor.messages import MessageOps
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.limits import Limits
+from session_service.log import validate
 from session_service.log.merge_patch import BadJson, dump_json, parse_json
-from session_service.rpc import convert, validate
+from session_service.rpc import convert
 from session_service.rpc.dispatch import Context, Dispatcher
 from session_service.rpc.methods import (
     APPEND_MESSAGE,

@@ -13,9 +13,9 @@ import grpc
 
 from common.auth import Verifier
 from common.grpc_server import SERVER_OPTIONS, SERVING, add_health_and_reflection
-from common.lenient import add_service
 from common.revocation import Revocations
 from durablechat.v1 import search_pb2
+from session_service.rpc.undecodable import add_service
 from session_service.search.config import SearchConfig
 from session_service.search.indexer import Indexer
 from session_service.search.rate import SearchRate

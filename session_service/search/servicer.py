@@ -13,7 +13,8 @@ from common.auth import Verifier
 from common.revocation import Revocations
 from durablechat.v1 import common_pb2, search_pb2, search_pb2_grpc
 from session_service.errors import FailedPrecondition, InvalidArgument
-from session_service.rpc import convert, validate
+from session_service.log import validate
+from session_service.rpc import convert
 from session_service.rpc.handling import abort, known
 from session_service.rpc.identify import identify
 from session_service.search.rate import SearchRate

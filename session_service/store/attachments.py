@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from session_service.errors import InvalidArgument, StoreUnavailable
-from session_service.features.attachments.sniff import SNIFF_BYTES, sniff
 from session_service.log.events import now_ms
 from session_service.store.footprint import attachments_full
 from session_service.store.keys import (
@@ -39,6 +38,7 @@ from session_service.store.keys import (
 )
 from session_service.store.redis_client import REDIS_ERRORS, RedisClient
 from session_service.store.scripts import register
+from session_service.store.sniff import SNIFF_BYTES, sniff
 
 CHUNK_BYTES = 1024 * 1024
 SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -36,9 +36,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from session_service.actor.access import OWNER
 from session_service.errors import LimitReached
 from session_service.limits import Limits
+from session_service.log.events import OWNER
 
 LOG_BYTES = "MAX_LOG_BYTES"
 LOG_EVENTS = "MAX_LOG_EVENTS"

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from session_service.errors import Conflict, Fenced, LimitReached, StoreFull, StoreUnavailable
-from session_service.rpc.quotas import QuotaConfig, Quotas
 from session_service.store.append_call import append_call
 from session_service.store.attachments import AttachmentStore
 from session_service.store.footprint import OWNER_FIELD, Claim, LogLimit, log_full, sessions_full
@@ -44,6 +43,7 @@ from session_service.store.keys import (
     owned_key,
     thread_keys,
 )
+from session_service.store.quotas import QuotaConfig, Quotas
 from session_service.store.redis_client import (
     REDIS_ERRORS,
     OutOfMemoryError,

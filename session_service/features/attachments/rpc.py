@@ -28,8 +28,8 @@ from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.handling import abort, known
 from session_service.rpc.identify import identify
 from session_service.rpc.methods import GET_ATTACHMENT
-from session_service.rpc.quotas import Quotas
 from session_service.store.attachments import CHUNK_BYTES, AttachmentStore, valid_sha
+from session_service.store.quotas import Quotas
 
 NOT_FOUND = "attachment not found"
 

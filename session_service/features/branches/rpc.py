@@ -15,7 +15,8 @@ from session_service.errors import InvalidArgument
 from session_service.features.branches.ops import BranchOps
 from session_service.features.transfer.rpc import TransferRpcs
 from session_service.limits import Limits
-from session_service.rpc import convert, validate
+from session_service.log import validate
+from session_service.rpc import convert
 from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.handling import abort, known
 from session_service.rpc.methods import EDIT_MESSAGE, REGENERATE_ANSWER, SELECT_BRANCH

@@ -13,9 +13,8 @@ from session_service.actor import access
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument, NotFound
+from session_service.log import validate
 from session_service.log.events import FeedbackChanged, encode_feedback, now_ms
-
-MAX_COMMENT_CHARS = 2000
 
 
 class FeedbackOps:
@@ -28,8 +27,10 @@ class FeedbackOps:
         self, caller: Caller, message_seq: int, rating: str, comment: str, user: str = ""
     ) -> int:
         """Stores `caller`'s feedback on an assistant message; returns the event's seq."""
-        if len(comment) > MAX_COMMENT_CHARS:
-            raise InvalidArgument(f"comment must be at most {MAX_COMMENT_CHARS} characters")
+        if len(comment) > validate.MAX_COMMENT_CHARS:
+            raise InvalidArgument(
+                f"comment must be at most {validate.MAX_COMMENT_CHARS} characters"
+            )
         actor = self._actor
         async with actor.lock:
             actor.check_writable()

@@ -8,7 +8,8 @@ from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.features.feedback.ops import FeedbackOps
-from session_service.rpc import convert, validate
+from session_service.log import validate
+from session_service.rpc import convert
 from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.methods import SET_FEEDBACK
 

@@ -12,7 +12,8 @@ from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
 from session_service.features.rooms.ops import RoomOps
-from session_service.rpc import convert, validate
+from session_service.log import validate
+from session_service.rpc import convert
 from session_service.rpc.dispatch import Context, Dispatcher, Local
 from session_service.rpc.methods import (
     CREATE_INVITE,
@@ -27,11 +28,6 @@ from session_service.rpc.methods import (
 AUDIT_PAGE_DEFAULT = 100
 AUDIT_PAGE_MAX = 1000
 INVITE_ID_LENGTH = 16
-
-
-def share_path(session_id: str, code: str = "") -> str:
-    """The web page's path for a room (and an invite code, in the fragment)."""
-    return f"/#t={session_id}" + (f"&invite={code}" if code else "")
 
 
 def _role(value: int, field: str) -> str:
@@ -60,7 +56,7 @@ class RoomRpcs:
                 return access_pb2.CreateRoomResponse(
                     session_id=sid,
                     role=convert.ACCESS_ROLE_TO_PROTO[role],
-                    share_path=share_path(sid),
+                    share_path=convert.share_path(sid),
                     epoch=actor.session.epoch,
                 )
 
@@ -97,7 +93,7 @@ class RoomRpcs:
                     code=code,
                     invite_id=invite.invite_id,
                     expires_at=convert.timestamp(invite.expires_ms),
-                    share_path=share_path(request.session_id, code),
+                    share_path=convert.share_path(request.session_id, code),
                 )
 
             return create

@@ -17,8 +17,8 @@ import re
 from session_service.actor.answering import AnswerSource
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument, LimitReached, SessionError, StoreFull
-from session_service.features.threads.ops import MAX_TITLE_CHARS, valid_title
 from session_service.limits import Limits
+from session_service.log import validate
 from session_service.log.events import ThreadChanged, encode_rename, now_ms
 from session_service.log.session import OpenAnswer
 
@@ -36,7 +36,7 @@ def clean(text: str) -> str:
     """The model's answer as a title: one line, no wrapping quotes, at most MAX_TITLE_CHARS."""
     line = " ".join(text.split())
     line = re.sub(r'^(title:\s*)?["\'“”«]+|["\'“”»]+$', "", line, flags=re.I).strip(" .")
-    return line[:MAX_TITLE_CHARS].strip()
+    return line[: validate.MAX_TITLE_CHARS].strip()
 
 
 def needs_title(actor: SessionActor) -> bool:
@@ -65,7 +65,7 @@ class AutoTitle:
                 turns, f"{s.session_id}-title", [0, 0, 0], self._limits.auto_title_tokens
             ):
                 text += chunk
-            title = valid_title(clean(text))
+            title = validate.title(clean(text))
         except (SessionError, InvalidArgument) as exc:
             logger.info("no auto title: %s", exc, extra={"session_id": s.session_id})
             return

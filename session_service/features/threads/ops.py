@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from session_service.actor import access
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
-from session_service.errors import FailedPrecondition, InvalidArgument, NotFound, TooBusy
+from session_service.errors import FailedPrecondition, NotFound, TooBusy
+from session_service.log import validate
 from session_service.log.events import (
     ThreadChanged,
     encode_delete,
@@ -17,17 +16,6 @@ from session_service.log.events import (
     encode_restore,
     now_ms,
 )
-
-MAX_TITLE_CHARS = 200
-
-
-def valid_title(title: str) -> str:
-    title = title.strip()
-    if not title or len(title) > MAX_TITLE_CHARS:
-        raise InvalidArgument(f"title must be 1 to {MAX_TITLE_CHARS} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in title):
-        raise InvalidArgument("title must not contain control characters")
-    return title
 
 
 class ThreadOps:
@@ -43,7 +31,7 @@ class ThreadOps:
 
     async def rename(self, caller: Caller, title: str) -> int:
         """Owners and members rename; returns the event's seq."""
-        title = valid_title(title)
+        title = validate.title(title)
         actor = self._actor
         async with actor.lock:
             actor.check_writable()

@@ -14,8 +14,9 @@ from durablechat.v1 import common_pb2, session_pb2, threads_pb2
 from session_service.actor.access import Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from session_service.features.threads.ops import ThreadOps, valid_title
-from session_service.rpc import convert, validate
+from session_service.features.threads.ops import ThreadOps
+from session_service.log import validate
+from session_service.rpc import convert
 from session_service.rpc.dispatch import Context, Dispatcher, Local, T
 from session_service.rpc.handling import abort, checked, known
 from session_service.rpc.methods import DELETE_THREAD, RENAME_THREAD, RESTORE_THREAD
@@ -97,7 +98,7 @@ class ThreadRpcs:
         self, request: threads_pb2.RenameThreadRequest, context: Context
     ) -> threads_pb2.RenameThreadResponse:
         def prepare(caller: Caller) -> Local[threads_pb2.RenameThreadResponse]:
-            title = valid_title(request.title)
+            title = validate.title(request.title)
 
             async def rename(actor: SessionActor) -> threads_pb2.RenameThreadResponse:
                 seq = await ThreadOps(actor).rename(caller, title)

@@ -12,9 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from session_service.errors import InvalidArgument
-from session_service.features.feedback.ops import MAX_COMMENT_CHARS
-from session_service.features.threads.ops import valid_title
 from session_service.limits import Limits
+from session_service.log import validate
 from session_service.log.events import (
     ANSWER_STATUSES,
     RATINGS,
@@ -37,7 +36,6 @@ from session_service.log.events import (
     mark_imported,
 )
 from session_service.log.merge_patch import BadJson, apply_patch, dump_json, parse_json
-from session_service.rpc import validate
 from session_service.store.attachments import valid_filename, valid_sha
 
 FORMAT = "durablechat.session"
@@ -290,7 +288,7 @@ def _answer_ended(
 
 def _renamed(line: _Line, _: dict[int, str], __: Limits, state: Any, *___: Any) -> Any:
     try:
-        valid_title(line.get("title", str))
+        validate.title(line.get("title", str))
     except InvalidArgument as exc:
         raise line.fail(str(exc)) from exc
     _name(line, "by")
@@ -302,8 +300,8 @@ def _feedback(line: _Line, types: dict[int, str], _: Limits, state: Any, *__: An
     _name(line, "user")
     if line.get("rating", str) not in RATINGS:
         raise line.fail('\'rating\' must be "up", "down" or ""')
-    if len(line.get("comment", str)) > MAX_COMMENT_CHARS:
-        raise line.fail(f"'comment' is longer than {MAX_COMMENT_CHARS} characters")
+    if len(line.get("comment", str)) > validate.MAX_COMMENT_CHARS:
+        raise line.fail(f"'comment' is longer than {validate.MAX_COMMENT_CHARS} characters")
     return state
 
 
@@ -383,7 +381,7 @@ def _entries(events: list[dict[str, Any]], first_seq: int) -> list[bytes]:
         elif kind == "branch":
             out.append(encode_branch(seq(e["head"]) if e["head"] else 0, e["by"], ts))
         elif kind == "renamed":
-            out.append(encode_rename(valid_title(e["title"]), e["by"], ts))
+            out.append(encode_rename(validate.title(e["title"]), e["by"], ts))
         else:
             message = seq(e["message"])
             out.append(encode_feedback(message, e["user"], e["rating"], e["comment"], ts))

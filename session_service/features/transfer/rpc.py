@@ -11,7 +11,6 @@ from durablechat.v1 import export_pb2
 from session_service.actor.access import OWNER, Caller
 from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument
-from session_service.features.rooms.rpc import share_path
 from session_service.features.transfer import export_format
 from session_service.features.transfer.ops import TransferOps
 from session_service.limits import Limits
@@ -90,7 +89,7 @@ class TransferRpcs:
                     session_id=sid,
                     events=count,
                     role=convert.ACCESS_ROLE_TO_PROTO[role],
-                    share_path=share_path(sid),
+                    share_path=convert.share_path(sid),
                     epoch=actor.session.epoch,
                 )
 

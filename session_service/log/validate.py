@@ -8,6 +8,7 @@ that names the field; nothing is stored when a rule fails.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from session_service.errors import InvalidArgument
 
@@ -16,6 +17,10 @@ MAX_NAME_CHARS = 128
 """Longest user name and client message id."""
 
 ROLES = frozenset({"user", "assistant", "system"})
+MAX_TITLE_CHARS = 200
+"""Longest thread title."""
+MAX_COMMENT_CHARS = 2000
+"""Longest feedback comment."""
 
 
 def session_id(value: str) -> str:
@@ -42,4 +47,14 @@ def name(value: str, field: str) -> str:
 def role(value: str) -> str:
     if value not in ROLES:
         raise InvalidArgument("role must be user, assistant or system")
+    return value
+
+
+def title(value: str) -> str:
+    """A thread title, stripped: 1 to MAX_TITLE_CHARS characters, no control characters."""
+    value = value.strip()
+    if not value or len(value) > MAX_TITLE_CHARS:
+        raise InvalidArgument(f"title must be 1 to {MAX_TITLE_CHARS} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise InvalidArgument("title must not contain control characters")
     return value
