@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge import running_edge
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
+from tests.support.edge import running_edge
 
 ESBUILD = str(ROOT / "node_modules" / ".bin" / "esbuild")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from deploy.stack.running import Stack
 from durablechat.v1 import common_pb2, session_pb2
-from tests.grpc_client import SessionClient, events_until
-from tests.stack import Stack
+from tests.support.grpc_client import SessionClient, events_until
 
 
 async def cancel(client: SessionClient, sid: str, answer_seq: int = 0):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
 
 pytestmark = pytest.mark.timeout(400)
 

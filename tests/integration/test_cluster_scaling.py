@@ -10,9 +10,9 @@ import signal
 import aiohttp
 
 from common.ring import HashRing
-from tests.helpers import eventually
-from tests.integration.test_gateway_ws import frames_through_done, history
-from tests.stack import Stack
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
+from tests.support.ws_frames import frames_through_done, history
 
 SESSIONS = 12
 PODS = ["pod-1", "pod-2", "pod-3"]

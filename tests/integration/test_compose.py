@@ -15,7 +15,9 @@ import pytest
 import redis as redis_client
 import yaml
 
-from tests.helpers import ROOT, eventually, free_port
+from deploy.stack.ports import free_port
+from deploy.stack.processes import ROOT
+from deploy.stack.waits import eventually
 
 COMPOSE = ROOT / "docker-compose.yml"
 CHECK = str(Path(sys.executable).parent / "check-jsonschema")

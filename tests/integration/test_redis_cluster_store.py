@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.stack.redis_cluster import RedisClusterNodes, start_cluster
 from session_service.errors import Fenced, LimitReached, StoreUnavailable
 from session_service.store.footprint import Claim, LogLimit, owned_key
 from session_service.store.members import MembersStore
@@ -23,7 +24,6 @@ from session_service.store.sessions import (
     log_key,
     meta_key,
 )
-from tests.redis_cluster import RedisClusterNodes, start_cluster
 
 TIMEOUT_MS = 1000
 LEASE_TTL_MS = 30_000

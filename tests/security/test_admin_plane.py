@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from common.auth import mint, new_secret
 from common.planes import CLUSTER_KEY
 from common.ring import HashRing
+from deploy.stack.processes import ROOT
+from deploy.stack.waits import eventually
 from durablechat.v1 import (
     ai_pb2,
     ai_pb2_grpc,
@@ -29,8 +31,7 @@ from durablechat.v1 import (
     session_pb2_grpc,
 )
 from session_service.cluster.routing import HOPS_KEY
-from tests.edge import Edge, running_edge
-from tests.helpers import ROOT, eventually
+from tests.support.edge import Edge, running_edge
 
 PODS = ["session-1", "session-2"]
 GRPCURL = str(ROOT / ".venv" / "bin" / "grpcurl")
