@@ -14,7 +14,7 @@ from deploy.stack.processes import ROOT
 from tests.support.edge import Edge, running_edge
 from tests.support.page import answer, send, shot
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,7 @@ async def test_cancel_ends_the_answer_with_exactly_the_text_sent_and_nothing_aft
     assert not again.cancelled
 
 
+@pytest.mark.chaos
 async def test_cancelled_answer_is_never_resumed_after_kill9(slow, session_id):
     stack, client = slow
     stream = client.subscribe(session_id)

@@ -17,6 +17,8 @@ from durablechat.v1 import common_pb2
 from session_service.store.sessions import answer_key
 from tests.support.grpc_client import SessionClient, retrying
 
+pytestmark = pytest.mark.chaos
+
 PODS = ["pod-a", "pod-b"]
 TOKENS = 1000
 FULL = " ".join(f"tok{i}" for i in range(TOKENS))

@@ -20,6 +20,8 @@ from deploy.stack.spec import StackSpec, start
 from deploy.stack.waits import eventually
 from tests.support.grpc_client import SessionClient, append_retrying
 
+pytestmark = pytest.mark.chaos
+
 PODS = ["pod-a", "pod-b", "pod-c"]
 
 

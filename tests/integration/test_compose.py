@@ -19,6 +19,8 @@ from deploy.stack.ports import free_port
 from deploy.stack.processes import ROOT
 from deploy.stack.waits import eventually
 
+pytestmark = pytest.mark.slow
+
 COMPOSE = ROOT / "docker-compose.yml"
 CHECK = str(Path(sys.executable).parent / "check-jsonschema")
 

@@ -15,6 +15,8 @@ from deploy.stack.waits import async_eventually, eventually
 from durablechat.v1 import common_pb2
 from tests.support.grpc_client import SessionClient, events_until
 
+pytestmark = pytest.mark.chaos
+
 N = 200
 
 

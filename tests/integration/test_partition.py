@@ -16,7 +16,11 @@ from deploy.stack.spec import StackSpec, start
 from deploy.stack.waits import eventually
 from tests.support.grpc_client import SessionClient, append_retrying
 
-pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.chaos,
+    pytest.mark.skipif(not netns.available(), reason="needs root and iproute2"),
+]
 
 PODS = ["pod-a", "pod-b", "pod-p"]
 

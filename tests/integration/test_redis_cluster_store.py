@@ -140,6 +140,7 @@ async def test_membership_keys_share_one_slot_and_work_on_the_cluster(client):
     assert await members.members() == {"pod-b": "127.0.0.1:2"}
 
 
+@pytest.mark.chaos
 async def test_dead_master_is_store_unavailable_and_its_aof_keeps_acknowledged_writes(
     own_cluster,
 ):

@@ -23,6 +23,8 @@ from deploy.stack.ports import free_port
 from deploy.stack.processes import ROOT
 from deploy.stack.waits import eventually, http_get
 
+pytestmark = pytest.mark.slow
+
 BASE_NAMES = ["redis", "model", "ai", "gateway", "envoy"]
 
 

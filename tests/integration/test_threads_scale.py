@@ -15,6 +15,8 @@ from deploy.stack.waits import eventually
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc
 from tests.support.secure import PODS, SecureStack, room_id, secure_stack
 
+pytestmark = pytest.mark.slow
+
 THREADS = 10_000
 PAGE = 500
 

@@ -27,6 +27,8 @@ from tests.support.fuzz.strategies import fuzz, hostile_text
 from tests.support.fuzz.verdict import ACCEPTABLE, Witness
 from tests.support.fuzz.wire import decodable_fields, mostly
 
+pytestmark = pytest.mark.slow
+
 SERVICE = "/durablechat.v1.AttachmentService/"
 CHUNK_BYTES = 1024 * 1024
 TIMEOUT_S = 20.0

@@ -30,6 +30,8 @@ from tests.support.fuzz.verdict import Witness
 from tests.support.fuzz.wire import OTHER_SERVICES, decodable_fields, mostly
 from tests.support.secure import SecureStack
 
+pytestmark = pytest.mark.slow
+
 SERVICE = "durablechat.v1.ClusterService"
 TIMEOUT_S = 20.0
 ROLES = ("owner", "member", "viewer", "outsider", "anonymous", "expired", "forged", "alg-none")

@@ -44,6 +44,8 @@ from tests.support.fuzz.wire import (
 )
 from tests.support.secure import SecureStack
 
+pytestmark = pytest.mark.slow
+
 METHODS = list(REQUEST_TYPES)
 TIMEOUT_S = 10.0
 ROLES = (

@@ -33,6 +33,8 @@ from tests.support.fuzz.verdict import Witness
 from tests.support.fuzz.wire import mostly
 from tests.support.secure import SecureStack
 
+pytestmark = pytest.mark.slow
+
 API = "/api/chat/session/"
 MAX_CONTENT_BYTES = 65_536
 """The session service's default MAX_CONTENT_BYTES."""

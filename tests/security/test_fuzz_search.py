@@ -26,6 +26,8 @@ from tests.support.fuzz.verdict import ACCEPTABLE
 from tests.support.fuzz.wire import decodable_fields, mostly
 from tests.support.secure import SecureStack
 
+pytestmark = pytest.mark.slow
+
 SERVICE = "/durablechat.v1.SearchService/"
 TIMEOUT_S = 10.0
 ROLES = ("owner", "member", "viewer", "outsider") * 2 + ("anonymous", "expired", "alg-none")

@@ -31,6 +31,8 @@ from tests.support.fuzz.verdict import Witness
 from tests.support.fuzz.wire import mostly
 from tests.support.secure import SecureStack
 
+pytestmark = pytest.mark.slow
+
 LOADING, DONE, ERROR_PREFIX, ESCAPE = "[LOADING]", "[DONE]", "[ERROR] ", "\\"
 GET_HISTORY, CANCEL = "(GET_HISTORY)", "(CANCEL)"
 MAX_FRAME_BYTES = 1024 * 1024
