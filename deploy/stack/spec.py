@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from common.auth import new_secret
-from deploy.stack.running import TEST_ORIGINS, Stack
+from deploy.stack.envoy import TEST_ORIGINS
+from deploy.stack.running import Stack
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import aiohttp
 import pytest
 
 from deploy import envoy_config
+from deploy.stack.envoy import ENVOY
 from deploy.stack.processes import ROOT
-from deploy.stack.running import ENVOY
 from tests.support.edge import Edge, running_edge
 
 BUF = str(ROOT / "node_modules" / ".bin" / "buf")
