@@ -18,9 +18,7 @@ def rsa_key() -> rsa.RSAPrivateKey:
 
 ISSUER = "https://id.example.test/"
 
-
 AUDIENCE = "durablechat"
-
 
 JWKS_ENV = {"AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
 """AUTH_JWKS_URL needs both (a provider signs tokens for other applications too)."""
