@@ -6,7 +6,7 @@ export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
 PYDIRS := admin common session_service ai_service gateway deploy bench tests clients/python/durablechat_client
 
-.PHONY: install system-deps protos web clients fmt lint test run clean bench bench-cluster
+.PHONY: install system-deps protos web clients fmt lint check test run clean bench bench-cluster
 
 install: system-deps $(VENV)/.installed node_modules/.installed
 
@@ -69,6 +69,19 @@ lint: system-deps protos node_modules/.installed web clients
 	mypy $(PYDIRS)
 	buf lint
 	tsc -p tsconfig.json
+
+# The edit-test loop (under 3 minutes on 2 cores): lint, the unit tests and a fast integration
+# slice that starts each stack variant once (shared stack, slow-model stack, access control on
+# with two pods, Redis Cluster, Envoy), without the slow, browser and chaos markers
+# (pyproject.toml). `make test` is the full suite, as CI runs it.
+CHECK_SLICE := tests/integration/test_session_grpc.py tests/integration/test_gateway_ws.py \
+	tests/integration/test_gateway_rest.py tests/integration/test_gateway_sse.py \
+	tests/integration/test_ratelimit.py tests/integration/test_auth.py \
+	tests/integration/test_threads.py tests/integration/test_redis_cluster_store.py \
+	tests/integration/test_envoy.py tests/security/test_rooms_grpc.py \
+	tests/security/test_write_ledger.py
+check: lint
+	$(PY) -m pytest -m "not slow and not browser and not chaos" tests/unit $(CHECK_SLICE)
 
 test: lint web clients
 	$(PY) -m pytest

@@ -19,7 +19,8 @@ from typing import Any
 import grpc
 
 from bench.stats import latency_ms
-from tests.helpers import Process, RedisServer, free_port
+from deploy.stack.ports import free_port
+from deploy.stack.processes import Process, RedisServer
 
 ECHO_METHOD = "/bench.Echo/Echo"
 

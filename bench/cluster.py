@@ -21,22 +21,54 @@ from pathlib import Path
 import grpc
 
 from common.ring import HashRing
-from tests.grpc_client import SessionClient
-from tests.stack import Stack
+from deploy.stack.running import Stack
+from deploy.stack.spec import StackSpec, started
+from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PODS = ["pod-a", "pod-b", "pod-c"]
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-async def append(client: SessionClient, sid: str, k: int) -> int:
-    while True:
-        try:
-            reply = await client.append(sid, f"m{k}", client_id=f"{sid}-{k}")
-            return int(reply.message.seq)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise
-            await asyncio.sleep(0.02)
+class Pod:
+    """Appends and reads through one pod (plain stubs: the bench does not import tests)."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = session_pb2_grpc.SessionServiceStub(self.channel)
+
+    async def append(self, sid: str, k: int) -> int:
+        """Appends message k with an idempotency key, retrying while the session moves."""
+        request = session_pb2.AppendMessageRequest(
+            session_id=sid,
+            role=common_pb2.ROLE_USER,
+            content=f"m{k}",
+            client_message_id=f"{sid}-{k}",
+        )
+        while True:
+            try:
+                reply = await self.stub.AppendMessage(request, timeout=10)
+                return int(reply.message.seq)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in RETRYABLE:
+                    raise
+                await asyncio.sleep(0.02)
+
+    async def stored_seqs(self, sid: str) -> set[int]:
+        seqs: set[int] = set()
+        after = 0
+        while True:
+            page = await self.stub.ListMessages(
+                session_pb2.ListMessagesRequest(session_id=sid, after_seq=after, limit=1000),
+                timeout=10,
+            )
+            seqs.update(m.seq for m in page.messages)
+            if not page.has_more:
+                return seqs
+            after = page.messages[-1].seq
+
+    async def close(self) -> None:
+        await self.channel.close()
 
 
 async def one_kill(stack: Stack, run: int) -> tuple[float, int, int]:
@@ -44,16 +76,16 @@ async def one_kill(stack: Stack, run: int) -> tuple[float, int, int]:
     sid = f"bench-takeover-{run}-{time.time_ns()}"
     owner = HashRing(PODS).owner(sid)
     other = next(p for p in PODS if p != owner)
-    client = SessionClient(stack.pod_addrs[other])
+    client = Pod(stack.pod_addrs[other])
     acked: list[tuple[int, float]] = []
     try:
         for k in range(20):
-            acked.append((await append(client, sid, k), time.monotonic()))
+            acked.append((await client.append(sid, k), time.monotonic()))
         stack.pods[owner].kill9()
         killed = time.monotonic()
         for k in range(20, 40):
-            acked.append((await append(client, sid, k), time.monotonic()))
-        stored = {m.seq for m in await client.list_all(sid)}
+            acked.append((await client.append(sid, k), time.monotonic()))
+        stored = await client.stored_seqs(sid)
     finally:
         await client.close()
     await asyncio.to_thread(stack.start_pod, owner)
@@ -70,14 +102,9 @@ def moved_share(members: list[str], changed: list[str], keys: int = 20_000) -> f
 
 async def main(kills: int) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as workdir:
-        stack = Stack(Path(workdir))
-        try:
-            stack.start_redis()
-            for pod in PODS:
-                stack.start_pod(pod)
+        spec = StackSpec(pods=tuple(PODS), model=False, ai=False, gateway=False)
+        with started(Path(workdir), spec) as stack:
             results = [await one_kill(stack, run) for run in range(kills)]
-        finally:
-            stack.close()
     takeovers = sorted(t * 1000 for t, _, _ in results)
     return {
         "kills": kills,

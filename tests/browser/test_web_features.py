@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.test_web_page import answer, send, shot
-from tests.browser.test_web_rooms import signed_in
-from tests.edge import Edge, running_edge
-from tests.helpers import ROOT, async_eventually
+from deploy.stack.processes import ROOT
+from deploy.stack.waits import async_eventually
+from tests.support.edge import Edge, running_edge
+from tests.support.page import answer, send, shot, signed_in
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,11 @@ from collections.abc import Iterator
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
-from tests.edge import Edge, running_edge
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
+from tests.support.edge import Edge, running_edge
+from tests.support.page import answer, send, shot
 
-ARTIFACTS = ROOT / "test-artifacts"
-
-pytestmark = pytest.mark.timeout(180)
-
-
-def answer(tokens: int) -> str:
-    return " ".join(f"tok{i}" for i in range(tokens))
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
@@ -35,22 +30,12 @@ def site(served: Edge) -> str:
     return served.url
 
 
-async def shot(page: Page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
 async def open_tab(context: BrowserContext, url: str) -> Page:
     """A new tab on `url`, once its stream is connected."""
     page = await context.new_page()
     await page.goto(url)
     await expect(page.locator("#status")).to_have_text("connected")
     return page
-
-
-async def send(page: Page, text: str) -> None:
-    await page.fill("#prompt", text)
-    await page.click("#send")
 
 
 async def test_chat_streams_and_stays_identical_across_tabs_reloads_and_links(

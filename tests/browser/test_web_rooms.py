@@ -8,13 +8,13 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
-from tests.browser.test_web_page import answer, send, shot
-from tests.edge import Edge, running_edge
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
+from tests.support.edge import Edge, running_edge
+from tests.support.page import answer, send, shot, signed_in
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +23,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         pytest.fail("the page is not built: run `make web` (make test does)")
     with running_edge(tmp_path_factory.mktemp("rooms"), token_delay_ms=5, secure=True) as edge:
         yield edge
-
-
-async def signed_in(browser: Browser, url: str, name: str) -> Page:
-    """A new person's page on `url`, signed in by typing their name (the dev login)."""
-    page = await (await browser.new_context(viewport={"width": 1100, "height": 720})).new_page()
-    await page.goto(url)
-    await expect(page.locator("#notice")).to_contain_text("Sign in")
-    await page.fill("#user", name)
-    await page.press("#user", "Enter")
-    return page
 
 
 async def test_a_private_room_shared_by_invite_with_presence(

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
 
 sys.path.insert(0, str(ROOT / "clients" / "python"))

@@ -8,8 +8,8 @@ import asyncio
 import grpc
 import pytest
 
+from deploy.stack.running import Stack
 from durablechat_client import ChatSessionClient
-from tests.stack import Stack
 
 
 def tokens(n: int) -> str:

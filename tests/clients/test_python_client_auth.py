@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from durablechat_client import ChatSessionClient
-from tests.security.secure_stack import SecureStack, room_id, secure_stack
+from tests.support.secure import SecureStack, room_id, secure_stack
 
 
 @pytest.fixture(scope="module")

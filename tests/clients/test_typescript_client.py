@@ -9,17 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge import running_edge
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
+from tests.support.build_cache import cached
+from tests.support.edge import running_edge
+
+pytestmark = pytest.mark.slow
 
 ESBUILD = str(ROOT / "node_modules" / ".bin" / "esbuild")
 
 
-def test_typescript_client_passes_its_node_tests(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed")
-    bundle = tmp_path / "client.test.mjs"
+BUNDLE_INPUTS = [
+    "clients/typescript/src",
+    "clients/typescript/test",
+    "package.json",
+    "node_modules/esbuild/package.json",
+]
+"""What the test bundle is built from: sources (with the generated stubs in src/gen), the
+versions asked for and the esbuild that builds it."""
+
+
+def build_bundle(into: Path) -> None:
+    """esbuild's node bundle of the client's tests (cached: tests/support/build_cache.py)."""
     subprocess.run(
         [
             ESBUILD,
@@ -28,13 +38,20 @@ def test_typescript_client_passes_its_node_tests(tmp_path: Path) -> None:
             "--platform=node",
             "--format=esm",
             "--target=node20",
-            f"--outfile={bundle}",
+            f"--outfile={into / 'client.test.mjs'}",
         ],
         cwd=ROOT,
         check=True,
         capture_output=True,
         timeout=60,
     )
+
+
+def test_typescript_client_passes_its_node_tests(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not installed")
+    bundle = cached("ts-client-test", BUNDLE_INPUTS, build_bundle) / "client.test.mjs"
     with running_edge(tmp_path) as edge:
         done = subprocess.run(
             [node, "--test", str(bundle)],

@@ -1,13 +1,17 @@
-"""Shared by the feature tests that run on a module's `secure` stack (a SecureStack fixture)."""
+"""Shared by integration tests: `people` for the feature tests that run on a module's `secure`
+stack (a SecureStack fixture); `slow_stack`, a whole stack whose answers stream slowly."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from tests.security.secure_stack import SecureStack, User
+from deploy.stack.running import Stack
+from deploy.stack.spec import started
+from tests.support.secure import SecureStack, User
+from tests.support.stacks import SLOW
 
 
 @pytest.fixture
@@ -25,3 +29,10 @@ async def people(secure: SecureStack) -> AsyncIterator[dict[str, User]]:
     finally:
         for user in made.values():
             await user.close()
+
+
+@pytest.fixture(scope="module")
+def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A whole stack whose model waits before each token (tests/support/stacks.py SLOW)."""
+    with started(tmp_path_factory.mktemp("slow-stack"), SLOW) as running:
+        yield running

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from common.ring import HashRing
-from tests.grpc_client import SessionClient
-from tests.helpers import ROOT, eventually
-from tests.stack import Stack
+from deploy.stack.processes import ROOT
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
+from tests.support.grpc_client import SessionClient
 
 PODS = ["pod-a", "pod-b"]
 

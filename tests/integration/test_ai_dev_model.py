@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from ai_service.dev_model import MODEL_ID
-from tests.stack import Stack
+from deploy.stack.running import Stack
 
 pytestmark = pytest.mark.timeout(60)
 

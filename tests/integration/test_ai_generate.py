@@ -12,9 +12,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
-from tests.helpers import eventually
-from tests.stack import Stack
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT
-from tests.stack import Stack
+from deploy.stack.processes import ROOT
+from deploy.stack.running import Stack
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from deploy.stack.ports import free_port
+from deploy.stack.processes import python_module, wait_grpc_serving
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
-from tests.fakes.openai_server import MODEL_ID, FakeOpenAI
-from tests.helpers import free_port, python_module, wait_grpc_serving
+from tests.support.fakes.openai_server import MODEL_ID, FakeOpenAI
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from deploy.stack.running import Stack
 from durablechat.v1 import common_pb2, session_pb2
-from tests.grpc_client import SessionClient, events_until
-from tests.stack import Stack
+from tests.support.grpc_client import SessionClient, events_until
 
 
 async def cancel(client: SessionClient, sid: str, answer_seq: int = 0):
@@ -58,6 +58,7 @@ async def test_cancel_ends_the_answer_with_exactly_the_text_sent_and_nothing_aft
     assert not again.cancelled
 
 
+@pytest.mark.chaos
 async def test_cancelled_answer_is_never_resumed_after_kill9(slow, session_id):
     stack, client = slow
     stream = client.subscribe(session_id)

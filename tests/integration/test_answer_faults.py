@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 from durablechat.v1 import common_pb2
 from session_service.actor.answering import RETRY_FIRST_S
-from tests.fakes.openai_server import FakeOpenAI
-from tests.grpc_client import SessionClient, events_until
-from tests.helpers import eventually
-from tests.stack import Stack
+from tests.support.fakes.openai_server import FakeOpenAI
+from tests.support.grpc_client import SessionClient, events_until
 
 FULL = " ".join(f"tok{i}" for i in range(20))
 

@@ -11,11 +11,13 @@ import grpc
 import pytest
 
 from common.ring import HashRing
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 from durablechat.v1 import common_pb2
 from session_service.store.keys import answer_key
-from tests.grpc_client import SessionClient, retrying
-from tests.helpers import eventually
-from tests.stack import Stack
+from tests.support.grpc_client import SessionClient, retrying
+
+pytestmark = pytest.mark.chaos
 
 PODS = ["pod-a", "pod-b"]
 TOKENS = 1000

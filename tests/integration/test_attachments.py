@@ -25,8 +25,8 @@ from durablechat.v1 import (
     export_pb2,
     session_pb2,
 )
-from tests.integration.test_export_import import export
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack, status_of
+from tests.support.secure import SecureStack, User, room_id, secure_stack, status_of
+from tests.support.user_calls import export
 
 LIMIT = 52 * 1024 * 1024
 BIG = 50 * 1000 * 1000

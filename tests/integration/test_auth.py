@@ -13,10 +13,10 @@ import pytest
 
 from common.auth import mint, new_secret
 from common.ring import HashRing
+from deploy.stack.processes import ROOT
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
-from tests.helpers import ROOT, eventually
-from tests.integration.test_cluster import views
-from tests.stack import Stack
 
 PODS = ["pod-a", "pod-b"]
 
@@ -28,7 +28,7 @@ def secured(own_stack: Stack, tmp_path: Path) -> tuple[Stack, bytes, Path]:
     own_stack.start_redis()
     for pod in PODS:
         own_stack.start_pod(pod, AUTH_MODE="jwt", AUTH_SECRET_FILE=str(secret_file))
-    eventually(lambda: all(views(own_stack).get(p) == PODS for p in PODS), timeout=30)
+    eventually(lambda: all(own_stack.member_views().get(p) == PODS for p in PODS), timeout=30)
     return own_stack, secret_file.read_bytes().strip(), secret_file
 
 

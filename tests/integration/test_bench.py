@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 SCENARIOS = {
     "a_prompt_round_trip_ws": "ops_per_s",

@@ -12,6 +12,7 @@ import aiohttp
 import grpc
 import pytest
 
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import (
     access_pb2,
     branches_pb2,
@@ -20,9 +21,8 @@ from durablechat.v1 import (
     export_pb2,
     session_pb2,
 )
-from tests.helpers import async_eventually
-from tests.integration.test_export_import import export, imported_by
-from tests.security.secure_stack import PODS, SecureStack, User, room_id, secure_stack, status_of
+from tests.support.secure import PODS, SecureStack, User, room_id, secure_stack, status_of
+from tests.support.user_calls import ended, export, imported_by, prompt
 
 LONG = " ".join(["word"] * 200)
 
@@ -31,26 +31,6 @@ LONG = " ".join(["word"] * 200)
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     with secure_stack(tmp_path_factory.mktemp("branches")) as running:
         yield running
-
-
-async def ended(user: User, sid: str, answer_seq: int) -> Any:
-    """Waits for the end of the answer started at `answer_seq`; returns its message."""
-    stream = user.subscribe(sid, after_seq=answer_seq)
-    try:
-        while True:
-            event = (await stream.read()).event
-            done = event.HasField("answer_ended")
-            if done and event.answer_ended.message.answer_seq == answer_seq:
-                return event.answer_ended.message
-    finally:
-        stream.cancel()
-
-
-async def prompt(user: User, sid: str, text: str) -> tuple[Any, Any]:
-    sent = await user.call(
-        "SendPrompt", session_pb2.SendPromptRequest(session_id=sid, content=text)
-    )
-    return sent.user_message, await ended(user, sid, sent.answer_seq)
 
 
 async def branch(user: User, sid: str, through: int = 0, **kwargs: Any) -> list[tuple[Any, ...]]:

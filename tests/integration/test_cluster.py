@@ -9,17 +9,18 @@ import random
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.ring import HashRing
-from tests.grpc_client import SessionClient, append_retrying
-from tests.helpers import eventually
-from tests.redis_cluster import start_cluster
-from tests.stack import Stack
+from deploy.stack.running import Stack
+from deploy.stack.spec import StackSpec, start
+from deploy.stack.waits import eventually
+from tests.support.grpc_client import SessionClient, append_retrying
+
+pytestmark = pytest.mark.chaos
 
 PODS = ["pod-a", "pod-b", "pod-c"]
 
@@ -35,44 +36,27 @@ def activations(stack: Stack) -> list[tuple[str, int, str]]:
     return out
 
 
-def views(stack: Stack) -> dict[str, list[str]]:
-    """Each pod's latest view of the member set, from its logs."""
-    out: dict[str, list[str]] = {}
-    for name, pod in stack.pods.items():
-        for line in pod.log_path.read_text().splitlines():
-            if '"members changed"' in line:
-                out[name] = json.loads(line)["members"]
-    return out
-
-
-def start_pods(stack: Stack, redis_url: str = "") -> Stack:
-    for pod in PODS:
-        stack.start_pod(pod, redis_url)
-    eventually(lambda: all(views(stack).get(p) == PODS for p in PODS), timeout=30)
-    return stack
+def pods_only(redis_cluster: int = 0) -> StackSpec:
+    """Three pods (no model, AI or gateway) on one Redis or on a Redis Cluster's masters."""
+    return StackSpec(
+        pods=tuple(PODS),
+        wait_members=True,
+        redis_cluster=redis_cluster,
+        model=False,
+        ai=False,
+        gateway=False,
+    )
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])
-def cluster(request, own_stack: Stack, tmp_path) -> Iterator[Stack]:
+def cluster(request, own_stack: Stack) -> Stack:
     """Three pods on one Redis, or on a 3-master Redis Cluster."""
-    if request.param == "redis":
-        own_stack.start_redis()
-        yield start_pods(own_stack)
-        return
-    nodes = start_cluster(tmp_path / "redis-cluster")
-    try:
-        own_stack.redis_env = {"REDIS_CLUSTER": "true"}
-        yield start_pods(own_stack, nodes.url)
-    finally:
-        for pod in own_stack.pods.values():
-            pod.stop()
-        nodes.stop()
+    return start(own_stack, pods_only(3 if request.param == "redis-cluster" else 0))
 
 
 @pytest.fixture
 def single_redis_cluster(own_stack: Stack) -> Stack:
-    own_stack.start_redis()
-    return start_pods(own_stack)
+    return start(own_stack, pods_only())
 
 
 async def test_every_session_has_one_owner_per_epoch_under_writes_through_all_pods(cluster):
@@ -215,4 +199,4 @@ async def test_draining_pod_reports_not_serving_before_it_stops(single_redis_clu
         second = await watch.read()
         assert second.status == health_pb2.HealthCheckResponse.NOT_SERVING
     eventually(lambda: not pod.alive())
-    eventually(lambda: views(single_redis_cluster)["pod-b"] == ["pod-b", "pod-c"])
+    eventually(lambda: single_redis_cluster.member_views()["pod-b"] == ["pod-b", "pod-c"])

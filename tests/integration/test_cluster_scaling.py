@@ -8,11 +8,14 @@ import os
 import signal
 
 import aiohttp
+import pytest
 
 from common.ring import HashRing
-from tests.helpers import eventually
-from tests.integration.test_gateway_ws import frames_through_done, history
-from tests.stack import Stack
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
+from tests.support.ws_frames import frames_through_done, history
+
+pytestmark = pytest.mark.slow
 
 SESSIONS = 12
 PODS = ["pod-1", "pod-2", "pod-3"]

@@ -15,7 +15,11 @@ import pytest
 import redis as redis_client
 import yaml
 
-from tests.helpers import ROOT, eventually, free_port
+from deploy.stack.ports import free_port
+from deploy.stack.processes import ROOT
+from deploy.stack.waits import eventually
+
+pytestmark = pytest.mark.slow
 
 COMPOSE = ROOT / "docker-compose.yml"
 CHECK = str(Path(sys.executable).parent / "check-jsonschema")

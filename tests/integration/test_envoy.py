@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from deploy import envoy_config
-from tests.edge import ENVOY, Edge, running_edge
-from tests.helpers import ROOT
+from deploy.stack.envoy import ENVOY
+from deploy.stack.processes import ROOT
+from tests.support.edge import Edge, running_edge
 
 BUF = str(ROOT / "node_modules" / ".bin" / "buf")
 

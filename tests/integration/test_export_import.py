@@ -13,28 +13,14 @@ import grpc
 import pytest
 
 from durablechat.v1 import access_pb2, common_pb2, export_pb2, session_pb2, threads_pb2
-from tests.integration.test_replies_feedback import answered, rate
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack, status_of
+from tests.support.secure import SecureStack, User, room_id, secure_stack, status_of
+from tests.support.user_calls import answered, export, imported_by, rate
 
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
     with secure_stack(tmp_path_factory.mktemp("export")) as running:
         yield running
-
-
-async def export(user: User, sid: str) -> tuple[list[str], int]:
-    """Every page concatenated, as lines; and how many pages there were."""
-    text, token, pages = "", "", 0
-    while True:
-        reply = await user.call(
-            "ExportSession", export_pb2.ExportSessionRequest(session_id=sid, page_token=token)
-        )
-        text += reply.jsonl
-        pages += 1
-        token = reply.next_page_token
-        if not token:
-            return text.removesuffix("\n").split("\n"), pages  # (not splitlines: U+2028)
 
 
 async def rich_session(ann: User, bob: User) -> str:
@@ -148,17 +134,6 @@ async def test_a_large_export_comes_in_pages_that_fit_together(people: dict[str,
     assert imported.events == 24
     bad = export_pb2.ExportSessionRequest(session_id=sid, page_token="forged")
     assert await status_of(ann, "ExportSession", bad) == grpc.StatusCode.INVALID_ARGUMENT
-
-
-def imported_by(lines: list[str], importer: str) -> list[str]:
-    """Export lines of an imported copy as they were before the import: every event line must
-    carry `importedBy` = the importer (docs/export.md, "Authorship"), dropped here."""
-    out = []
-    for line in lines:
-        fields = json.loads(line)
-        assert fields.pop("importedBy") == importer, line
-        out.append(json.dumps(fields, separators=(",", ":"), ensure_ascii=False))
-    return out
 
 
 def recorded(item: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.stack import Stack
+from deploy.stack.running import Stack
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import eventually
-from tests.integration.test_gateway_streaming import expected_answer, slow_stack  # noqa: F401
-from tests.stack import Stack
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
+from tests.support.ws_frames import expected_answer
 
 
 async def sse_events(reply: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
@@ -35,7 +35,7 @@ def events_url(stack: Stack, sid: str, after: int | None = None) -> str:
 
 
 async def test_resume_with_last_event_id_mid_answer_has_no_gap_and_no_duplicate(
-    slow_stack: Stack,  # noqa: F811
+    slow_stack: Stack,
     session_id: str,
 ) -> None:
     seen: list[dict[str, Any]] = []
@@ -77,7 +77,7 @@ async def test_resume_with_last_event_id_mid_answer_has_no_gap_and_no_duplicate(
     ("headers", "query"), [({"Last-Event-ID": "nonsense"}, ""), ({}, "?after=-1")]
 )
 async def test_a_malformed_cursor_is_a_400(
-    slow_stack: Stack,  # noqa: F811
+    slow_stack: Stack,
     session_id: str,
     headers: dict[str, str],
     query: str,
@@ -89,7 +89,7 @@ async def test_a_malformed_cursor_is_a_400(
 
 
 async def test_a_bad_session_id_is_a_400_before_the_stream_starts(
-    slow_stack: Stack,  # noqa: F811
+    slow_stack: Stack,
 ) -> None:
     url = f"{slow_stack.gateway_url}/api/chat/session/bad%20id/events"
     async with aiohttp.ClientSession() as http, http.get(url) as reply:

@@ -2,45 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import aiohttp
 import pytest
 
-from tests.helpers import async_eventually
-from tests.integration.test_gateway_ws import (
+from deploy.stack.running import Stack
+from deploy.stack.spec import start
+from deploy.stack.waits import async_eventually
+from tests.support.stacks import SLOW
+from tests.support.ws_frames import (
     answer_text,
+    expected_answer,
     frames_through_done,
     history,
     next_frame,
     ws_url,
 )
-from tests.stack import Stack
-
-TOKEN_DELAY_MS = 20
-
-
-def expected_answer(tokens: int) -> str:
-    return " ".join(f"tok{i}" for i in range(tokens))
-
-
-def start_slow_stack(stack: Stack) -> Stack:
-    stack.start_redis()
-    stack.start_model(token_delay_ms=TOKEN_DELAY_MS)
-    stack.start_ai()
-    stack.start_session()
-    stack.start_gateway()
-    return stack
-
-
-@pytest.fixture(scope="module")
-def slow_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A whole stack whose model waits TOKEN_DELAY_MS before each token."""
-    running = Stack(tmp_path_factory.mktemp("slow-stack"))
-    try:
-        yield start_slow_stack(running)
-    finally:
-        running.close()
 
 
 @pytest.fixture
@@ -85,7 +61,7 @@ async def test_prompt_sent_while_an_answer_streams_shows_loading_after_its_done(
 async def test_sockets_stay_connected_through_a_session_service_restart(
     http, own_stack, session_id
 ):
-    stack = start_slow_stack(own_stack)
+    stack = start(own_stack, SLOW)
     async with http.ws_connect(ws_url(stack, session_id, "ann")) as ws:
         await ws.send_str("before tokens=3")
         assert answer_text(await frames_through_done(ws)) == expected_answer(3)
@@ -106,7 +82,7 @@ async def test_sockets_stay_connected_through_a_session_service_restart(
 
 
 async def test_answer_in_progress_finishes_through_a_graceful_restart(http, own_stack, session_id):
-    stack = start_slow_stack(own_stack)
+    stack = start(own_stack, SLOW)
     async with http.ws_connect(ws_url(stack, session_id, "ann")) as ws:
         await ws.send_str("long tokens=100")
         frames = [await next_frame(ws), await next_frame(ws)]
@@ -121,7 +97,7 @@ async def test_answer_in_progress_finishes_through_a_graceful_restart(http, own_
 async def test_answer_cut_by_a_session_service_crash_is_continued_whole_on_the_socket(
     http, own_stack, session_id
 ):
-    stack = start_slow_stack(own_stack)
+    stack = start(own_stack, SLOW)
     async with http.ws_connect(ws_url(stack, session_id, "ann")) as ws:
         await ws.send_str("long tokens=200")
         assert await next_frame(ws) == "[LOADING]"

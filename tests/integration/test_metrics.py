@@ -10,10 +10,11 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.stack.ports import free_port
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 from durablechat.v1 import session_pb2
-from tests.grpc_client import SessionClient, events_until
-from tests.helpers import eventually, free_port
-from tests.stack import Stack
+from tests.support.grpc_client import SessionClient, events_until
 
 SEND_PROMPT = "/durablechat.v1.SessionService/SendPrompt"
 GET_SESSION = "/durablechat.v1.SessionService/GetSession"

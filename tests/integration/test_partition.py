@@ -4,68 +4,53 @@ loses its sessions to another pod and can never store a write for them afterward
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from common.ring import HashRing
-from tests import netns
-from tests.grpc_client import SessionClient, append_retrying
-from tests.helpers import Process, RedisServer, eventually, free_port, wait_grpc_serving
+from deploy.stack import netns
+from deploy.stack.processes import Process
+from deploy.stack.running import Stack
+from deploy.stack.spec import StackSpec, start
+from deploy.stack.waits import eventually
+from tests.support.grpc_client import SessionClient, append_retrying
 
-pytestmark = pytest.mark.skipif(not netns.available(), reason="needs root and iproute2")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.chaos,
+    pytest.mark.skipif(not netns.available(), reason="needs root and iproute2"),
+]
 
 PODS = ["pod-a", "pod-b", "pod-p"]
 
 
 @pytest.fixture
 def partitioned_cluster(
-    tmp_path: Path,
+    own_stack: Stack,
 ) -> Iterator[tuple[netns.Netns, dict[str, Process], dict[str, str]]]:
-    ns = netns.Netns().create()
-    procs: dict[str, Process] = {}
-    redis: RedisServer | None = None
+    """Three pods on one Redis; pod-p in a network namespace of its own."""
+    spec = StackSpec(
+        pods=tuple(PODS),
+        partitioned=("pod-p",),
+        model=False,
+        ai=False,
+        gateway=False,
+        pod_env={"REDIS_TIMEOUT_MS": "500"},
+    )
+    start(own_stack, spec)
+    procs = own_stack.pods
     try:
-        redis = RedisServer(tmp_path / "redis", None, ns.host_ip)
-        redis.start()
-        addrs: dict[str, str] = {}
-        for pod in PODS:
-            host = ns.ns_ip if pod == "pod-p" else ns.host_ip
-            port = free_port()
-            addrs[pod] = f"{host}:{port}"
-            env = {
-                **os.environ,
-                "PYTHONUNBUFFERED": "1",
-                "AUTH_MODE": "off",
-                "BIND_HOST": host,
-                "ALLOW_INSECURE_NETWORK": "true",  # a private test namespace, no Redis password
-                "SESSION_PORT": str(port),
-                "POD_ID": pod,
-                "AI_SERVICE_ADDR": "127.0.0.1:1",
-                "REDIS_URL": f"redis://{ns.host_ip}:{redis.port}/0",
-                "REDIS_TIMEOUT_MS": "500",
-            }
-            argv = [sys.executable, "-m", "session_service"]
-            if pod == "pod-p":
-                argv = ns.argv(*argv)
-            procs[pod] = Process(pod, argv, env, tmp_path / f"{pod}.log")
-            procs[pod].start()
-            wait_grpc_serving(procs[pod], addrs[pod])
         eventually(
             lambda: all(
                 f'"members": {json.dumps(PODS)}' in p.log_path.read_text() for p in procs.values()
             )
         )
-        yield ns, procs, addrs
+        assert own_stack.netns is not None
+        yield own_stack.netns, procs, own_stack.pod_addrs
     finally:
         for proc in procs.values():
             proc.kill9()
-        if redis is not None:
-            redis.stop()
-        ns.delete()
 
 
 async def test_partitioned_owner_loses_its_sessions_and_cannot_store_after_healing(

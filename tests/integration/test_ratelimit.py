@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from common.ratelimit import Bucket, Limiter, bucket_key
-from tests.helpers import RedisServer, async_eventually
+from deploy.stack.processes import RedisServer
+from deploy.stack.waits import async_eventually
 
 SLOW = 0.001
 """Refill per second too slow to matter within a test."""

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge import Edge, running_edge
-from tests.helpers import ROOT
+from deploy.stack.processes import ROOT
+from tests.support.edge import Edge, running_edge
 
 RUN_AS_WRITTEN = ("grpcurl ", "node_modules/.bin/buf curl ", "durablechat chat ", "curl ")
 NOT_RUN = ("curl -sN ",)

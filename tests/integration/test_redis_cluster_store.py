@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from deploy.stack.redis_cluster import RedisClusterNodes, start_cluster
 from session_service.errors import Fenced, LimitReached, StoreUnavailable
 from session_service.store.footprint import Claim, LogLimit
 from session_service.store.keys import lease_key, log_key, meta_key, owned_key
 from session_service.store.members import MembersStore
 from session_service.store.redis_client import RedisClient, close, connect, node_of
 from session_service.store.sessions import Appended, Held, Loaded, Store, lease_value
-from tests.redis_cluster import RedisClusterNodes, start_cluster
 
 TIMEOUT_MS = 1000
 LEASE_TTL_MS = 30_000
@@ -132,6 +132,7 @@ async def test_membership_keys_share_one_slot_and_work_on_the_cluster(client):
     assert await members.members() == {"pod-b": "127.0.0.1:2"}
 
 
+@pytest.mark.chaos
 async def test_dead_master_is_store_unavailable_and_its_aof_keeps_acknowledged_writes(
     own_cluster,
 ):

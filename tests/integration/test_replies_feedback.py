@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from durablechat.v1 import access_pb2, common_pb2, session_pb2
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack, status_of
+from tests.support.secure import SecureStack, User, room_id, secure_stack, status_of
+from tests.support.user_calls import answered, rate
 
 UP, DOWN, NONE = common_pb2.RATING_UP, common_pb2.RATING_DOWN, common_pb2.RATING_UNSPECIFIED
 
@@ -25,29 +26,6 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureStack]:
 async def messages(user: User, sid: str) -> list[Any]:
     reply = await user.call("ListMessages", session_pb2.ListMessagesRequest(session_id=sid))
     return list(reply.messages)
-
-
-async def answered(user: User, sid: str, prompt: str, reply_to: int = 0) -> tuple[int, Any]:
-    """Sends a prompt and waits for its answer; returns (prompt seq, assistant message)."""
-    sent = await user.call(
-        "SendPrompt",
-        session_pb2.SendPromptRequest(session_id=sid, content=prompt, reply_to=reply_to),
-    )
-    stream = user.subscribe(sid, after_seq=sent.answer_seq)
-    try:
-        while True:
-            event = (await stream.read()).event
-            if event.HasField("answer_ended"):
-                return sent.user_message.seq, event.answer_ended.message
-    finally:
-        stream.cancel()
-
-
-async def rate(user: User, sid: str, seq: int, rating: Any, comment: str = "") -> Any:
-    request = session_pb2.SetFeedbackRequest(
-        session_id=sid, message_seq=seq, rating=rating, comment=comment
-    )
-    return await user.call("SetFeedback", request)
 
 
 async def test_replies_are_stored_listed_and_must_name_a_message(

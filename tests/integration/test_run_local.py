@@ -19,7 +19,11 @@ import redis
 from common.auth import mint
 from common.ring import HashRing
 from deploy.run_local import POD_PORT_STEP
-from tests.helpers import ROOT, eventually, free_port, http_get
+from deploy.stack.ports import free_port
+from deploy.stack.processes import ROOT
+from deploy.stack.waits import eventually, http_get
+
+pytestmark = pytest.mark.slow
 
 BASE_NAMES = ["redis", "model", "ai", "gateway", "envoy"]
 

@@ -13,10 +13,10 @@ import aiohttp
 import grpc
 import pytest
 
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import access_pb2, search_pb2, search_pb2_grpc, threads_pb2
-from tests.helpers import async_eventually
-from tests.integration.test_branches import prompt
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
+from tests.support.secure import SecureStack, User, room_id, secure_stack
+from tests.support.user_calls import prompt
 
 LAG_S = 5.0
 """The tests' patience; docs/search.md says about a second."""

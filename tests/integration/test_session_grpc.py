@@ -8,10 +8,10 @@ import json
 import grpc
 import pytest
 
+from deploy.stack.running import Stack
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import common_pb2, session_pb2
-from tests.grpc_client import SessionClient, events_until
-from tests.helpers import async_eventually
-from tests.stack import Stack
+from tests.support.grpc_client import SessionClient, events_until
 
 
 @pytest.fixture

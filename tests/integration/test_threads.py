@@ -12,12 +12,12 @@ import aiohttp
 import grpc
 import pytest
 
+from deploy.stack.waits import eventually
 from durablechat.v1 import access_pb2, session_pb2, threads_pb2
 from session_service.features.threads.purge import Purger
 from session_service.store.keys import lease_key, log_key, meta_key
 from session_service.store.redis_client import close, connect
-from tests.helpers import eventually
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack, status_of
+from tests.support.secure import SecureStack, User, room_id, secure_stack, status_of
 
 MEMBER = access_pb2.ACCESS_ROLE_MEMBER
 VIEWER = access_pb2.ACCESS_ROLE_VIEWER

@@ -10,10 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from deploy.stack.ports import free_port
+from deploy.stack.waits import eventually
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc
-from tests.helpers import eventually, free_port
-from tests.integration.test_cluster import views
-from tests.security.secure_stack import PODS, SecureStack, room_id, secure_stack
+from tests.support.secure import PODS, SecureStack, room_id, secure_stack
+
+pytestmark = pytest.mark.slow
 
 THREADS = 10_000
 PAGE = 500
@@ -68,7 +70,9 @@ async def test_ten_thousand_threads_are_listed_without_waking_an_owner(tmp_path:
             secure.stack.pods[pod].kill9()
         for pod in PODS:
             secure.stack.start_pod(pod, METRICS_PORT=str(metrics[pod]), **pod_env, **auth)
-        eventually(lambda: all(views(secure.stack).get(p) == PODS for p in PODS), timeout=30)
+        eventually(
+            lambda: all(secure.stack.member_views().get(p) == PODS for p in PODS), timeout=30
+        )
         urls = {pod: f"http://127.0.0.1:{port}/metrics" for pod, port in metrics.items()}
         before = {pod: activations(url) for pod, url in urls.items()}
 

@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.helpers import eventually
-from tests.stack import Stack
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 
 
 def lines(log: Path) -> list[dict[str, Any]]:

@@ -11,34 +11,17 @@ import grpc
 import pytest
 
 from common.grpc_server import CHANNEL_OPTIONS
-from tests.security import outcomes
-from tests.security.cast import Caller, Room, cast_of
-from tests.security.echo_model import EchoModel
-from tests.security.secure_stack import SecureStack, secure_stack
-from tests.security.snapshot import Answers, Stored
-from tests.security.verdict import Witness
-
-SSE_HEARTBEAT_MS = 200
-"""An event stream notices a client that left at its next heartbeat: the fuzzers drop many."""
-GENEROUS_PER_MIN = "1000000"
-"""Rate limits stay on (their code runs on every call) but far above what the fuzzers send in
-a minute as a handful of users, or most examples would test RESOURCE_EXHAUSTED and little else
-(tests/security/test_limits.py tests the limits themselves)."""
-MAX_ATTACHMENT_BYTES = 256 * 1024
-"""Small, so the fuzzers reach the per-file limit with little data."""
-POD_ENV = {
-    "MAX_ATTACHMENT_BYTES": str(MAX_ATTACHMENT_BYTES),
-    "RATE_USER_PER_MIN": GENEROUS_PER_MIN,
-    "TOKENS_PER_MIN": GENEROUS_PER_MIN,
-    "TOKENS_PER_DAY": GENEROUS_PER_MIN,
-}
-SEARCH_ENV = {"SEARCH_RATE_PER_MIN": GENEROUS_PER_MIN}
-GATEWAY_ENV = {
-    "MAX_ATTACHMENT_BYTES": str(MAX_ATTACHMENT_BYTES),
-    "RATE_IP_PER_MIN": GENEROUS_PER_MIN,
-    "SSE_HEARTBEAT_MS": str(SSE_HEARTBEAT_MS),
-    "AUTH_DEV_LOGIN": "true",  # so /api/login and /api/logout exist and are fuzzed too
-}
+from tests.support.fakes.echo_model import EchoModel
+from tests.support.fuzz import outcomes
+from tests.support.fuzz.cast import Caller, Room, cast_of
+from tests.support.fuzz.settings import (
+    GATEWAY_ENV,
+    POD_ENV,
+    SEARCH_ENV,
+)
+from tests.support.fuzz.snapshot import Answers, Stored
+from tests.support.fuzz.verdict import Witness
+from tests.support.secure import SecureStack, secure_stack
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from common.auth import mint, new_secret
 from common.ring import HashRing
 from common.wire import CLUSTER_KEY, HOPS_KEY
+from deploy.stack.processes import ROOT
+from deploy.stack.waits import eventually
 from durablechat.v1 import (
     ai_pb2,
     ai_pb2_grpc,
@@ -28,8 +30,7 @@ from durablechat.v1 import (
     session_pb2,
     session_pb2_grpc,
 )
-from tests.edge import Edge, running_edge
-from tests.helpers import ROOT, eventually
+from tests.support.edge import Edge, running_edge
 
 PODS = ["session-1", "session-2"]
 GRPCURL = str(ROOT / ".venv" / "bin" / "grpcurl")

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from durablechat.v1 import access_pb2, branches_pb2, common_pb2, export_pb2, session_pb2
-from tests.integration.test_replies_feedback import answered
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
+from tests.support.secure import SecureStack, User, room_id, secure_stack
+from tests.support.user_calls import answered
 
 MEMBER = access_pb2.ACCESS_ROLE_MEMBER
 HEADER = '{"format":"durablechat.session","version":1,"sessionId":"x","exportedAt":1,"events":0}'

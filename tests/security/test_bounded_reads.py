@@ -19,10 +19,10 @@ import aiohttp
 import grpc
 import pytest
 
+from deploy.stack.waits import async_eventually, eventually
 from durablechat.v1 import access_pb2, common_pb2, session_pb2, session_pb2_grpc
 from gateway.config import HISTORY_FRAME_SLACK_BYTES
-from tests.helpers import async_eventually, eventually
-from tests.security.secure_stack import SecureStack, room_id, secure_stack
+from tests.support.secure import SecureStack, room_id, secure_stack
 
 HISTORY_BYTES = 256 * 1024
 SEND_QUEUE_BYTES = 512 * 1024

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from durablechat.v1 import session_pb2, session_pb2_grpc
-from tests.edge import Edge, running_edge
+from tests.support.edge import Edge, running_edge
 
 LIMIT = 8
 """gRPC calls per client IP per minute, as rendered for this module."""

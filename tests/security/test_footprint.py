@@ -18,6 +18,7 @@ import grpc
 import pytest
 import redis.asyncio as aioredis
 
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import (
     access_pb2,
     attachments_pb2,
@@ -28,8 +29,7 @@ from durablechat.v1 import (
     session_pb2,
     threads_pb2,
 )
-from tests.helpers import async_eventually
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
+from tests.support.secure import SecureStack, User, room_id, secure_stack
 
 LOG_BYTES = 64 * 1024
 LOG_EVENTS = 40

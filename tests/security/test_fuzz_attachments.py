@@ -20,12 +20,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from durablechat.v1 import attachments_pb2, common_pb2, session_pb2, session_pb2_grpc
-from tests.security.cast import Caller, Room
-from tests.security.conftest import MAX_ATTACHMENT_BYTES
-from tests.security.outcomes import record
-from tests.security.strategies import fuzz, hostile_text
-from tests.security.verdict import ACCEPTABLE, Witness
-from tests.security.wire import decodable_fields, mostly
+from tests.support.fuzz.cast import Caller, Room
+from tests.support.fuzz.outcomes import record
+from tests.support.fuzz.settings import MAX_ATTACHMENT_BYTES
+from tests.support.fuzz.strategies import fuzz, hostile_text
+from tests.support.fuzz.verdict import ACCEPTABLE, Witness
+from tests.support.fuzz.wire import decodable_fields, mostly
+
+pytestmark = pytest.mark.slow
 
 SERVICE = "/durablechat.v1.AttachmentService/"
 CHUNK_BYTES = 1024 * 1024

@@ -23,13 +23,14 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from durablechat.v1 import cluster_pb2
-from tests.edge import start_envoy
-from tests.security.cast import Caller, Room, admin_token
-from tests.security.outcomes import record
-from tests.security.secure_stack import SecureStack
-from tests.security.strategies import fuzz
-from tests.security.verdict import Witness
-from tests.security.wire import OTHER_SERVICES, decodable_fields, mostly
+from tests.support.fuzz.cast import Caller, Room, admin_token
+from tests.support.fuzz.outcomes import record
+from tests.support.fuzz.strategies import fuzz
+from tests.support.fuzz.verdict import Witness
+from tests.support.fuzz.wire import OTHER_SERVICES, decodable_fields, mostly
+from tests.support.secure import SecureStack
+
+pytestmark = pytest.mark.slow
 
 SERVICE = "durablechat.v1.ClusterService"
 TIMEOUT_S = 20.0
@@ -55,18 +56,16 @@ ENVOY_CALLS_PER_IP_MIN = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def pods(
-    fuzz_stack: SecureStack, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, grpc.Channel]]:
+def pods(fuzz_stack: SecureStack) -> Iterator[dict[str, grpc.Channel]]:
     """A channel to each pod and one through Envoy (in front of pod-a): every port a user may
     reach."""
     stack = fuzz_stack.stack
-    stack.session_addr = stack.pod_addrs["pod-a"]  # what start_envoy routes gRPC to
-    envoy, url = start_envoy(
-        stack, tmp_path_factory.mktemp("envoy"), grpc_calls_per_ip_min=ENVOY_CALLS_PER_IP_MIN
+    envoy = stack.start_envoy(
+        sessions=[stack.pod_addrs["pod-a"]],
+        overrides={"grpc_calls_per_ip_min": ENVOY_CALLS_PER_IP_MIN},
     )
     channels = {p: grpc.insecure_channel(a) for p, a in stack.pod_addrs.items()}
-    channels[ENVOY] = grpc.insecure_channel(url.removeprefix("http://"))
+    channels[ENVOY] = grpc.insecure_channel(stack.envoy_url.removeprefix("http://"))
     try:
         yield channels
     finally:

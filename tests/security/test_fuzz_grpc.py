@@ -28,12 +28,11 @@ from hypothesis import strategies as st
 
 import durablechat.v1
 from durablechat.v1 import branches_pb2, cluster_pb2, cluster_pb2_grpc, common_pb2, session_pb2
-from tests.security.cast import Caller, Room, admin_token
-from tests.security.outcomes import record
-from tests.security.secure_stack import SecureStack
-from tests.security.strategies import digit_runs, fuzz, hostile_text, json_text
-from tests.security.verdict import ACCEPTABLE, CLAIMING, Witness, forbidden
-from tests.security.wire import (
+from tests.support.fuzz.cast import Caller, Room, admin_token
+from tests.support.fuzz.outcomes import record
+from tests.support.fuzz.strategies import digit_runs, fuzz, hostile_text, json_text
+from tests.support.fuzz.verdict import ACCEPTABLE, CLAIMING, Witness, forbidden
+from tests.support.fuzz.wire import (
     NOT_FUZZED,
     OTHER_SERVICES,
     REQUEST_TYPES,
@@ -43,6 +42,9 @@ from tests.security.wire import (
     parsed,
     typed_requests,
 )
+from tests.support.secure import SecureStack
+
+pytestmark = pytest.mark.slow
 
 METHODS = list(REQUEST_TYPES)
 TIMEOUT_S = 10.0

@@ -24,14 +24,16 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from tests.security.cast import Caller, Room
-from tests.security.outcomes import record
-from tests.security.raw_http import RawHttp, Reply
-from tests.security.rest_routes import ROLES, ROUTES, Route, bodies, gateway_routes
-from tests.security.secure_stack import SecureStack
-from tests.security.strategies import digit_runs, fuzz, hostile_text
-from tests.security.verdict import Witness
-from tests.security.wire import mostly
+from tests.support.fuzz.cast import Caller, Room
+from tests.support.fuzz.outcomes import record
+from tests.support.fuzz.raw_http import RawHttp, Reply
+from tests.support.fuzz.rest_routes import ROLES, ROUTES, Route, bodies, gateway_routes
+from tests.support.fuzz.strategies import digit_runs, fuzz, hostile_text
+from tests.support.fuzz.verdict import Witness
+from tests.support.fuzz.wire import mostly
+from tests.support.secure import SecureStack
+
+pytestmark = pytest.mark.slow
 
 API = "/api/chat/session/"
 MAX_CONTENT_BYTES = 65_536

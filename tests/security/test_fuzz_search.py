@@ -17,14 +17,16 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from deploy.stack.waits import eventually
 from durablechat.v1 import search_pb2
-from tests.helpers import eventually
-from tests.security.cast import Caller, Room
-from tests.security.outcomes import record
-from tests.security.secure_stack import SecureStack
-from tests.security.strategies import fuzz, hostile_text, uint
-from tests.security.verdict import ACCEPTABLE
-from tests.security.wire import decodable_fields, mostly
+from tests.support.fuzz.cast import Caller, Room
+from tests.support.fuzz.outcomes import record
+from tests.support.fuzz.strategies import fuzz, hostile_text, uint
+from tests.support.fuzz.verdict import ACCEPTABLE
+from tests.support.fuzz.wire import decodable_fields, mostly
+from tests.support.secure import SecureStack
+
+pytestmark = pytest.mark.slow
 
 SERVICE = "/durablechat.v1.SearchService/"
 TIMEOUT_S = 10.0

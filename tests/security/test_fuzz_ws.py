@@ -24,12 +24,14 @@ from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
-from tests.security.cast import Caller, Room
-from tests.security.outcomes import record
-from tests.security.secure_stack import SecureStack
-from tests.security.strategies import CONTROL_LOOKALIKES, fuzz, hostile_text
-from tests.security.verdict import Witness
-from tests.security.wire import mostly
+from tests.support.fuzz.cast import Caller, Room
+from tests.support.fuzz.outcomes import record
+from tests.support.fuzz.strategies import CONTROL_LOOKALIKES, fuzz, hostile_text
+from tests.support.fuzz.verdict import Witness
+from tests.support.fuzz.wire import mostly
+from tests.support.secure import SecureStack
+
+pytestmark = pytest.mark.slow
 
 LOADING, DONE, ERROR_PREFIX, ESCAPE = "[LOADING]", "[DONE]", "[ERROR] ", "\\"
 GET_HISTORY, CANCEL = "(GET_HISTORY)", "(CANCEL)"

@@ -10,9 +10,9 @@ import aiohttp
 import grpc
 import pytest
 
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import session_pb2
-from tests.helpers import async_eventually
-from tests.security.secure_stack import SecureStack, room_id, secure_stack
+from tests.support.secure import SecureStack, room_id, secure_stack
 
 RATE = 30
 IP_RATE = 40

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from session_service.rpc.methods import NEEDS_EXISTING
-from tests.security.secure_stack import SecureStack, every_request, room_id, secure_stack
+from tests.support.secure import SecureStack, every_request, room_id, secure_stack
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from common.auth import mint
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import access_pb2, cluster_pb2, cluster_pb2_grpc
-from tests.helpers import async_eventually
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
+from tests.support.secure import SecureStack, User, room_id, secure_stack
 
 ALLOWED = "http://allowed.test"
 

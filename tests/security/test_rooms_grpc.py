@@ -12,15 +12,8 @@ import grpc
 import pytest
 
 from durablechat.v1 import access_pb2, session_pb2
-from tests.security.secure_stack import (
-    SecureStack,
-    User,
-    every_request,
-    room_id,
-    secure_stack,
-    status_of,
-)
-from tests.security.verdict import MANAGE, WRITES
+from tests.support.fuzz.verdict import MANAGE, WRITES
+from tests.support.secure import SecureStack, User, every_request, room_id, secure_stack, status_of
 
 OWNER = access_pb2.ACCESS_ROLE_OWNER
 MEMBER = access_pb2.ACCESS_ROLE_MEMBER

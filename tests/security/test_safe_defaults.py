@@ -23,11 +23,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.auth import mint, new_secret
 from common.jwks import JwksError, JwksKeys
+from deploy.stack.ports import free_port
+from deploy.stack.processes import ROOT, RedisServer, python_module
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 from durablechat.v1 import session_pb2, session_pb2_grpc
-from tests.helpers import ROOT, RedisServer, eventually, free_port, python_module
-from tests.security.secure_stack import room_id
-from tests.security.test_tokens import JWKS_ENV, rs256, rsa_key, status
-from tests.stack import Stack
+from tests.support.secure import room_id
+from tests.support.tokens import JWKS_ENV, rs256, rsa_key, status
 
 RELEASE_TIMEOUT_S = 60.0
 """A held JWKS reply is sent after this long even if the test never releases it."""

@@ -16,12 +16,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from deploy.stack.waits import async_eventually, eventually
 from durablechat.v1 import search_pb2, search_pb2_grpc, threads_pb2
 from session_service.features.threads.purge import Purger
 from session_service.store.keys import lease_key
 from session_service.store.redis_client import close, connect
-from tests.helpers import async_eventually, eventually
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
+from tests.support.secure import SecureStack, User, room_id, secure_stack
 
 RATE = 20
 QUERY_MS = 1500

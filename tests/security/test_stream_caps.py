@@ -10,9 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import access_pb2, session_pb2
-from tests.helpers import async_eventually
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
+from tests.support.secure import SecureStack, User, room_id, secure_stack
 
 CAP = 3
 

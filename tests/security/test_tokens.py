@@ -23,14 +23,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from common.auth import mint
+from deploy.stack.processes import ROOT
+from deploy.stack.running import Stack
+from deploy.stack.waits import async_eventually
 from durablechat.v1 import session_pb2
-from tests.helpers import ROOT, async_eventually
-from tests.security.secure_stack import SecureStack, User, room_id, secure_stack
-from tests.stack import Stack
-
-
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+from tests.support.secure import SecureStack, User, secure_stack
+from tests.support.tokens import AUDIENCE, ISSUER, JWKS_ENV, rs256, rsa_key, status
 
 
 class Jwks:
@@ -60,20 +58,6 @@ class Jwks:
         self.server.server_close()
 
 
-ISSUER = "https://id.example.test/"
-AUDIENCE = "durablechat"
-JWKS_ENV = {"AUTH_ISSUER": ISSUER, "AUTH_AUDIENCE": AUDIENCE}
-"""AUTH_JWKS_URL needs both (a provider signs tokens for other applications too)."""
-
-
-def rs256(
-    key: rsa.RSAPrivateKey, user: str, kid: str = "k1", iss: str = ISSUER, aud: str = AUDIENCE
-) -> str:
-    now = int(time.time())
-    claims = {"sub": user, "iat": now, "exp": now + 300, "iss": iss, "aud": aud}
-    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
-
-
 def hs256_by_hand(secret: bytes, user: str) -> str:
     """An HS256 token keyed with `secret` (PyJWT refuses to sign with a PEM key, an attacker
     does not)."""
@@ -87,17 +71,6 @@ def hs256_by_hand(secret: bytes, user: str) -> str:
     claims = part(json.dumps(body).encode())
     signature = hmac.new(secret, f"{header}.{claims}".encode(), hashlib.sha256).digest()
     return f"{header}.{claims}.{part(signature)}"
-
-
-async def status(address: str, token: str) -> grpc.StatusCode:
-    user = User("x", token, address)
-    try:
-        await user.post(room_id(), "hello")
-    except grpc.aio.AioRpcError as exc:
-        return exc.code()
-    finally:
-        await user.close()
-    return grpc.StatusCode.OK
 
 
 async def test_rs256_keys_from_a_jwks_endpoint(own_stack: Stack) -> None:

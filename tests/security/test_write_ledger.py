@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import grpc
 
+from deploy.stack.running import Stack
+from deploy.stack.waits import eventually
 from durablechat.v1 import branches_pb2, common_pb2, session_pb2, session_pb2_grpc
-from tests.helpers import eventually
-from tests.security.stored import WriteLedger
-from tests.stack import Stack
+from tests.support.fuzz.stored import WriteLedger
 
 TIMEOUT_S = 10
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import async_eventually, eventually, http_get
+from deploy.stack.waits import async_eventually, eventually, http_get
 
 
 class Unready(http.server.BaseHTTPRequestHandler):

@@ -39,7 +39,9 @@ INT_DIGITS_LIMIT = 4300
 """CPython's int() refuses longer digit strings (ValueError), the attack on number parsing."""
 
 
-EXAMPLES = DirectoryBasedExampleDatabase(Path(__file__).resolve().parent / "fuzz-examples")
+EXAMPLES = DirectoryBasedExampleDatabase(
+    Path(__file__).resolve().parents[2] / "security" / "fuzz-examples"
+)
 """The saved examples (committed): every failing example is written here and replayed first on
 the next run, before any new input; see fuzz-examples/README.md."""
 F = TypeVar("F", bound=Callable[..., Any])

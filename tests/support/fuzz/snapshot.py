@@ -27,8 +27,8 @@ from typing import Any
 import grpc
 import redis
 
+from deploy.stack.waits import eventually
 from durablechat.v1 import session_pb2
-from tests.helpers import eventually
 
 Snapshot = dict[str, Any]
 SCAN_COUNT = 1000

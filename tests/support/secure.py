@@ -1,5 +1,6 @@
-"""A whole system with AUTH_MODE=jwt (two pods, so calls get forwarded; AI; gateway) and the
-users the security tests act as. One per test module: tests use their own session ids."""
+"""A whole system with AUTH_MODE=jwt (two pods, so calls get forwarded; AI; gateway; the
+builder's StackSpec(auth=True, pods=PODS)) and the users the security tests act as. One per
+test module: tests use their own session ids."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from typing import Any
 
 import grpc
 
-from common.auth import mint, new_secret
+from common.auth import mint
+from deploy.stack.running import Stack
+from deploy.stack.spec import StackSpec, started
 from durablechat.v1 import (
     access_pb2,
     attachments_pb2,
@@ -22,9 +25,6 @@ from durablechat.v1 import (
     session_pb2_grpc,
     threads_pb2,
 )
-from tests.helpers import eventually
-from tests.integration.test_cluster import views
-from tests.stack import Stack
 
 PODS = ["pod-a", "pod-b"]
 
@@ -57,30 +57,22 @@ def secure_stack(
 ) -> Iterator[SecureStack]:
     """With `search`, the search indexer runs too (with `search_env`) and the gateway serves
     /api/search. With `model_url`, the AI service uses that model instead of the dev model."""
-    gateway_env = dict(gateway_env or {})
-    stack = Stack(workdir)
-    secret_file = workdir / "auth-secret"
-    secret_file.write_bytes(new_secret())
-    auth = {"AUTH_MODE": "jwt", "AUTH_SECRET_FILE": str(secret_file)}
-    try:
-        stack.start_redis()
-        if model_url:
-            stack.model_url = model_url
-        else:
-            stack.start_model(token_delay_ms=1)
-        stack.start_ai()
-        for pod in PODS:
-            stack.start_pod(pod, **auth, **(pod_env or {}))
-        eventually(lambda: all(views(stack).get(p) == PODS for p in PODS), timeout=30)
-        assert stack.redis is not None
-        limits = {"RATE_LIMIT_REDIS_URL": stack.redis.url}
-        if search:
-            stack.start_search(**auth, **(search_env or {}))
-            gateway_env = {**gateway_env, "SEARCH_SERVICE_ADDR": stack.search_addr}
-        stack.start_gateway(",".join(stack.pod_addrs.values()), **auth, **{**limits, **gateway_env})
+    spec = StackSpec(
+        pods=tuple(PODS),
+        wait_members=True,
+        auth=True,
+        model_url=model_url,
+        token_delay_ms=1,
+        search=search,
+        rate_limits_in_redis=True,
+        pod_env=pod_env or {},
+        search_env=search_env or {},
+        gateway_env=gateway_env or {},
+    )
+    with started(workdir, spec) as stack:
+        assert stack.auth_secret_file is not None
+        secret_file = stack.auth_secret_file
         yield SecureStack(stack, secret_file.read_bytes().strip(), secret_file)
-    finally:
-        stack.close()
 
 
 def room_id() -> str:

@@ -15,8 +15,8 @@ from typing import Any
 import grpc
 from hypothesis import strategies as st
 
-from tests.security.strategies import hostile_text, json_text, json_values
-from tests.security.wire import export_files, mostly
+from tests.support.fuzz.strategies import hostile_text, json_text, json_values
+from tests.support.fuzz.wire import export_files, mostly
 
 
 @dataclass(frozen=True)

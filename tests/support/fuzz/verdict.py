@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 import grpc
 
-from tests.security.snapshot import Answers, Snapshot, Stored, changes
+from tests.support.fuzz.snapshot import Answers, Snapshot, Stored, changes
 
 ACCEPTABLE = frozenset(
     {

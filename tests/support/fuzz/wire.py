@@ -20,7 +20,7 @@ from durablechat.v1 import (
     session_pb2,
     threads_pb2,
 )
-from tests.security.strategies import hostile_text, json_text, uint
+from tests.support.fuzz.strategies import hostile_text, json_text, uint
 
 SERVICE = "/durablechat.v1.SessionService/"
 REQUEST_TYPES: dict[str, type[Message]] = {

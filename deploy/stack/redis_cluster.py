@@ -1,6 +1,5 @@
-"""A real Redis Cluster on loopback for tests: N masters, no replicas, AOF on, stopped by PID.
-
-Usage as a fixture (the fixture lives in tests/conftest.py)::
+"""A real Redis Cluster on loopback: N masters, no replicas, AOF on, stopped by PID. A Stack
+starts one with `start_redis_cluster` (StackSpec.redis_cluster); alone, as a fixture::
 
     @pytest.fixture
     def redis_cluster(tmp_path: Path) -> Iterator[RedisClusterNodes]:
@@ -34,7 +33,9 @@ from pathlib import Path
 
 import redis
 
-from tests.helpers import Process, eventually, free_port
+from deploy.stack.ports import free_port
+from deploy.stack.processes import Process
+from deploy.stack.waits import eventually
 
 MASTERS = 3
 NODE_TIMEOUT_MS = 2000

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.openai_server import FakeOpenAI, _Fault, chunk_writer
+from tests.support.fakes.openai_server import FakeOpenAI, _Fault, chunk_writer
 
 
 class EchoModel(FakeOpenAI):
