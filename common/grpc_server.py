@@ -29,7 +29,9 @@ SERVER_OPTIONS: list[tuple[str, int]] = [
 def add_health_and_reflection(
     server: grpc.aio.Server, service_names: list[str]
 ) -> health.aio.HealthServicer:
-    """Registers the standard health service (NOT_SERVING until told) and server reflection."""
+    """Registers the standard health service and server reflection. grpc's health servicer
+    answers the overall name "" SERVING from the start: a server that is not ready yet sets
+    NOT_SERVING for "" and its names before `start()`."""
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     reflection.enable_server_reflection(

@@ -167,6 +167,7 @@ class SessionServer:
         if not self.cfg.advertise_addr:
             self.membership.address = f"{self.cfg.bind_host}:{self.port}"
             self.membership.members = {self.cfg.pod_id: self.membership.address}
+        await self._set_health(False)  # until the first Redis probe: not grpc's default SERVING
         await self.server.start()
         if self.cfg.metrics_port:
             self._stop_metrics = serve_metrics(

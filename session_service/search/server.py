@@ -12,7 +12,7 @@ import signal
 import grpc
 
 from common.auth import Verifier
-from common.grpc_server import SERVER_OPTIONS, SERVING, add_health_and_reflection
+from common.grpc_server import NOT_SERVING, SERVER_OPTIONS, SERVING, add_health_and_reflection
 from common.revocation import Revocations
 from durablechat.v1 import search_pb2
 from session_service.rpc.undecodable import add_service
@@ -48,6 +48,8 @@ async def serve(cfg: SearchConfig) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     running = asyncio.create_task(indexer.run_forever(rebuild=fresh or cfg.rebuild))
+    for name in ("", SERVICE_NAME):  # SERVING only once caught up (rebuilt, if fresh)
+        await health.set(name, NOT_SERVING)
     try:
         await server.start()
         logger.info("search listening", extra={"port": port, "db": cfg.db_path})
