@@ -59,8 +59,11 @@ async def create_threads(secure: SecureStack, user: str) -> list[str]:
 @pytest.mark.timeout(300)
 async def test_ten_thousand_threads_are_listed_without_waking_an_owner(tmp_path: Path) -> None:
     # Owners leave memory soon after their write, as idle ones do, so the pods do not renew
-    # thousands of leases while the threads are made.
-    pod_env = {"RATE_USER_PER_MIN": "0", "SESSION_IDLE_MS": "500"}
+    # thousands of leases while the threads are made. The burst of 10,000 first writes with
+    # fsync on every write can hold one Redis reply past the 1 s default on a slow CI disk (a
+    # clean-clone CI run failed here with "redis: Timeout reading"); making the threads is the
+    # setup, not what is tested, so the pods wait longer for Redis.
+    pod_env = {"RATE_USER_PER_MIN": "0", "SESSION_IDLE_MS": "500", "REDIS_TIMEOUT_MS": "10000"}
     with secure_stack(tmp_path, pod_env) as secure:
         made = await create_threads(secure, "ann")
         # Every owner goes cold: both pods die and come back with nothing in memory.
