@@ -5,12 +5,12 @@ time, CPU per streamed token of every process (ours, the dev model, the load cli
 The dev model streams 250 tokens at DEV_MODEL_TOKEN_DELAY_MS=20 (50 tokens/s: an answer takes
 5 s when nothing waits), as a person would see a hosted model. Each of the N sockets has a
 thread of its own; all N are connected (their sessions activated) before the prompts go out, so
-a run measures answering, not connecting. A first run at the smallest N warms the stack up and is
-left out; each level then runs `runs` times on fresh threads. Percentiles pool the samples of
-all runs of a level (N first tokens and N x frames gaps per run); the spread is each run's own
-figure, min and max. CPU is read from /proc around each run and divided by the tokens streamed
-(N x tokens): per process and summed over ours (AI service, session pod, gateway, Redis; the
-dev model is the stand-in for a remote model and is left out of the sum).
+a run measures answering, not connecting. A first run of at most 50 answers warms the stack
+up and is left out; each level then runs `runs` times on fresh threads. Percentiles pool the
+samples of all runs of a level (N first tokens and N x frames gaps per run); the spread is
+each run's own figure, min and max. CPU is read from /proc around each run and divided by the
+tokens streamed (N x tokens): per process and summed over ours (AI service, session pod,
+gateway, Redis; the dev model is the stand-in for a remote model and is left out of the sum).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ TOKEN_DELAY_MS = 20
 LEVELS = (100, 250)
 BIG_LEVELS = (100, 250, 500, 1000)
 RUNS = 3
+WARM_UP_ANSWERS = 50
 OURS = ("ai", "session", "gateway", "redis")
 """The processes whose CPU per token is summed; the dev model and the load client are not."""
 ROLES = (*OURS, "model", "client")
@@ -96,14 +97,17 @@ async def run_plan(target: Target, plan: Plan, tick: Any = None) -> list[dict[st
     tag = f"paced{time.time_ns() % 10**10}"
     rows = []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        await one_run(target, http, min(plan.levels), plan.tokens, f"{tag}-warm")
+        pace_s = plan.tokens * plan.token_delay_ms / 1000
+        warm_up = min(WARM_UP_ANSWERS, *plan.levels)
+        await one_run(target, http, warm_up, plan.tokens, f"{tag}-warm", pace_s)
         for n in plan.levels:
             runs = []
             for k in range(plan.runs):
                 last = n == max(plan.levels) and k == plan.runs - 1
                 profiling = plan.profile_dir is not None and last
                 with Recorders(target.pids, plan.profile_dir if profiling else None, n):
-                    runs.append(await one_run(target, http, n, plan.tokens, f"{tag}-{n}-{k}"))
+                    run = await one_run(target, http, n, plan.tokens, f"{tag}-{n}-{k}", pace_s)
+                    runs.append(run)
                 if tick is not None:
                     tick()
             rows.append(summarise(n, plan.tokens, runs))

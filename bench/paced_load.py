@@ -16,6 +16,9 @@ from bench.target import Target
 from bench.ws_load import DONE, ERROR, LOADING, close_all, connect_many, expected_text
 
 ROLES = ("ai", "session", "gateway", "redis", "model")
+SLACK_S = 60.0
+"""How long past the answer's own pace (tokens x delay) a run waits for every [DONE]; an
+answer still open then is counted incomplete, so a lost answer cannot hang the bench."""
 
 
 @dataclass
@@ -87,7 +90,7 @@ def cpu_seconds(target: Target) -> dict[str, float]:
 
 
 async def one_run(
-    target: Target, http: aiohttp.ClientSession, n: int, tokens: int, tag: str
+    target: Target, http: aiohttp.ClientSession, n: int, tokens: int, tag: str, pace_s: float
 ) -> RunResult:
     """Connects N sockets (one thread each), sends N prompts at once, waits for every [DONE]."""
     urls = [f"{target.ws_url}/ws/{tag}-{i}?user=bench" for i in range(n)]
@@ -104,8 +107,12 @@ async def one_run(
         for ws, answer in zip(sockets, answers, strict=True):
             answer.sent_at = time.monotonic()
             await ws.send_str(prompt)
-        await asyncio.gather(*readers)
+        _, late = await asyncio.wait(readers, timeout=pace_s + SLACK_S)
         after = cpu_seconds(target)
+        for reader, answer in zip(readers, answers, strict=True):
+            if reader in late:
+                reader.cancel()
+                answer.error = f"no [DONE] within {pace_s + SLACK_S:.0f} s"
     finally:
         await close_all(sockets)
     want = expected_text(tokens)
