@@ -20,6 +20,7 @@ import asyncio
 import json
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def summarise(n: int, tokens: int, runs: list[RunResult]) -> dict[str, Any]:
         **percentiles_ms("gap", gaps),
         "whole": f"{sum(r.whole for r in runs)}/{n * len(runs)}",
         "incomplete": sum(n - r.whole for r in runs),
+        "errors": dict(sum((Counter(r.errors) for r in runs), Counter())),
         "wall_s": round(statistics.median(r.wall_s for r in runs), 2),
         "wall_s_spread": spread([r.wall_s for r in runs]),
         "first_token_p99_ms_spread": spread([r.first_token_p99_ms for r in runs]),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -50,6 +51,8 @@ class RunResult:
     tokens_per_s: float
     cpu_us_per_token: dict[str, float]
     load_before: float
+    errors: dict[str, int]
+    """Why answers were not whole: each distinct reason and how many answers it stopped."""
 
     @property
     def first_token_p99_ms(self) -> float:
@@ -131,4 +134,5 @@ async def one_run(
             role: (after[role] - before[role]) / streamed * 1e6 for role in before if role in after
         },
         load_before=load,
+        errors=dict(Counter(a.error or "text differs" for a in answers if not a.whole(want))),
     )

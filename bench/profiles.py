@@ -10,6 +10,7 @@ Each recorder is a child process stopped with SIGINT (py-spy then writes its fil
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,17 @@ def py_spy() -> str:
     if found is None:
         raise RuntimeError("py-spy is not installed: pip install py-spy (requirements-dev.txt)")
     return found
+
+
+TITLE = re.compile(r'(<text id="title"[^>]*>)[^<]*(</text>)')
+
+
+def retitle(svg: Path, what: str) -> None:
+    """py-spy titles a graph with its command line (absolute paths): name the process instead."""
+    if svg.exists():
+        title = f"py-spy record --nonblocking --rate {RATE_HZ}: {what}"
+        text = TITLE.sub(lambda m: m[1] + title + m[2], svg.read_text(), count=1)
+        svg.write_text(text)
 
 
 class Recorders:
@@ -76,6 +88,9 @@ class Recorders:
                 recorder.kill()
                 recorder.wait()
         self._running.clear()
+        if self._out is not None:
+            for role, _ in self._targets:
+                retitle(self._out / f"{role}-{self._label}.svg", f"{role}, {self._label}")
         for log in self._logs:
             log.close()
         self._logs.clear()
