@@ -31,6 +31,8 @@ class Answer:
     done_at: float = 0.0
     parts: list[str] = field(default_factory=list)
     error: str = ""
+    loading: bool = False
+    """[LOADING] came: the prompt was taken and its answer started."""
 
     def whole(self, want: str) -> bool:
         return not self.error and bool(self.done_at) and "".join(self.parts) == want
@@ -76,9 +78,12 @@ async def follow(ws: aiohttp.ClientWebSocketResponse, answer: Answer) -> None:
             answer.done_at = now
             return
         if data == LOADING:
+            answer.loading = True
             continue
         if data.startswith(ERROR):
             answer.error = data
+            if not answer.loading:  # the prompt itself failed: no answer, no [DONE] follows
+                return
             continue
         answer.frames_at.append(now)
         answer.parts.append(data)
@@ -115,7 +120,8 @@ async def one_run(
         for reader, answer in zip(readers, answers, strict=True):
             if reader in late:
                 reader.cancel()
-                answer.error = f"no [DONE] within {pace_s + SLACK_S:.0f} s"
+                overdue = f"no [DONE] within {pace_s + SLACK_S:.0f} s"
+                answer.error = f"{answer.error}, then {overdue}" if answer.error else overdue
     finally:
         await close_all(sockets)
     want = expected_text(tokens)
