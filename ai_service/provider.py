@@ -3,12 +3,16 @@ failure is re-raised as an `errors.AiError` keeping its cause. The only module i
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import anyio
+import httpx2
 import openai
-from openai.types.chat import ChatCompletionChunk
 
 from ai_service.errors import (
     AiError,
@@ -19,8 +23,15 @@ from ai_service.errors import (
     ModelTimeout,
     ModelUnavailable,
 )
+from ai_service.sse import DONE, ChunkFields, MalformedChunk, SseDecoder
 
 MS_PER_S = 1000
+RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"
+"""Set to "stream", the openai client hands back the response unread (as its
+`with_streaming_response` does) instead of parsing each chunk into a model object."""
+TRANSPORT_ERRORS = (httpx2.TransportError, ssl.SSLError, anyio.EndOfStream)
+"""What a broken connection raises while the body is read (the openai client's own list)."""
+DRAIN_TIMEOUT_S = 1.0
 
 Role = Literal["user", "assistant", "system"]
 
@@ -87,31 +98,43 @@ class OpenAIProvider:
         try:
             # The client's `post` with a body we built: `chat.completions.create` would run its
             # parameter transform over the whole history on every call, which py-spy showed to
-            # be the AI service's largest cost (it grows with the thread's length).
+            # be the AI service's largest cost (it grows with the thread's length). The reply
+            # is not parsed by the client (what `with_streaming_response` asks for): building a
+            # model object per chunk was most of the AI service's CPU per token (docs/bench/
+            # profiles.md); sse.py reads the few fields we use.
             upstream = await self._client.post(
                 "/chat/completions",
                 body=body,
-                cast_to=ChatCompletionChunk,
+                cast_to=openai.AsyncAPIResponse[bytes],
+                options={"headers": {RAW_RESPONSE_HEADER: "stream"}},
                 stream=True,
-                stream_cls=openai.AsyncStream[ChatCompletionChunk],
             )
         except openai.OpenAIError as exc:
             raise wrap_error(exc) from exc
         finish_reason = ""
         usage: Usage | None = None
         answered_by = model
+        decoder = SseDecoder()
+        received = upstream.iter_bytes()
         try:
-            async for chunk in upstream:
-                answered_by = chunk.model or answered_by
-                if chunk.usage is not None:
-                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                text, reason = _first_choice(chunk)
-                if text:
-                    yield text
-                finish_reason = reason or finish_reason
-        except openai.OpenAIError as exc:
-            raise wrap_error(exc) from exc
-        except ValueError as exc:
+            async for data in _events(received, decoder):
+                if data == DONE:
+                    await _drain(received)
+                    break
+                fields = ChunkFields.of(data)
+                if fields.error is not None:
+                    raise ModelFailed(f"model call failed: {fields.error}")
+                answered_by = fields.model or answered_by
+                if fields.usage is not None:
+                    usage = Usage(*fields.usage)
+                if fields.text:
+                    yield fields.text
+                finish_reason = fields.finish_reason or finish_reason
+        except httpx2.TimeoutException as exc:
+            raise ModelTimeout("model did not answer within AI_REQUEST_TIMEOUT_MS") from exc
+        except TRANSPORT_ERRORS as exc:
+            raise ModelUnavailable(f"model unreachable: {exc}") from exc
+        except MalformedChunk as exc:
             raise ModelFailed(f"model sent a malformed stream: {exc}") from exc
         finally:
             await upstream.close()
@@ -120,12 +143,20 @@ class OpenAIProvider:
         yield Finish(finish_reason, usage, answered_by)
 
 
-def _first_choice(chunk: ChatCompletionChunk) -> tuple[str, str | None]:
-    """Text and finish reason of choice 0; we never ask for more than one choice."""
-    for choice in chunk.choices:
-        if choice.index == 0:
-            return choice.delta.content or "", choice.finish_reason
-    return "", None
+async def _events(received: AsyncIterator[bytes], decoder: SseDecoder) -> AsyncIterator[bytes]:
+    """The data of each event in the byte stream (held, not closed, by the caller)."""
+    async for chunk in received:
+        for data in decoder.feed(chunk):
+            yield data
+
+
+async def _drain(received: AsyncIterator[bytes]) -> None:
+    """Reads what follows [DONE] (the body's end), so an HTTP/1.1 connection can be reused;
+    gives up after DRAIN_TIMEOUT_S (the connection is then closed instead)."""
+    with contextlib.suppress(TimeoutError, httpx2.HTTPError, *TRANSPORT_ERRORS):
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async for _ in received:
+                pass
 
 
 def wrap_error(exc: openai.OpenAIError) -> AiError:

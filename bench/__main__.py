@@ -11,19 +11,17 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import resource
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from tqdm import tqdm
 
-from bench import baseline, cluster, grpc_load, report, ws_load
+from bench import baseline, cluster, environment, grpc_load, paced, report, ws_load
 from bench.target import ROOT, OwnStack, Target, from_run_dir, listening
 
 RESULTS = ROOT / "bench" / "results"
@@ -41,18 +39,16 @@ class Sizes:
     kills: int
     redis_requests: int
     echo_seconds: float
+    paced: paced.Plan
 
 
-FULL = Sizes((1, 10, 100), 5, 50, (1, 10, 100, 1000), 500, (1000, 5000), 20, 5, 50_000, 5)
-QUICK = Sizes((1, 10), 1, 5, (1, 10), 50, (50, 100), 3, 1, 2_000, 1)
-
-
-def machine() -> str:
-    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return (
-        f"{os.cpu_count()} cores, {pages / 2**30:.0f} GiB, {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}"
-    )
+FULL = Sizes(
+    (1, 10, 100), 5, 50, (1, 10, 100, 1000), 500, (1000, 5000), 20, 5, 50_000, 5, paced.Plan()
+)
+QUICK = Sizes((1, 10), 1, 5, (1, 10), 50, (50, 100), 3, 1, 2_000, 1, paced.QUICK)
+SCENARIOS = 11
+OWN_STACK_SCENARIOS = {"f", "h", "f_kill9_takeover", "h_paced_answers"}
+"""Scenarios that start stacks of their own (a cluster to kill, a paced dev model)."""
 
 
 def anonymous(url: str) -> bool:
@@ -72,19 +68,14 @@ def healthy(url: str) -> bool:
         return False
 
 
-def raise_open_files_limit() -> None:
-    """Thousands of sockets need thousands of descriptors: take the hard limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 async def levels(fn: Callable[[int], Awaitable[Any]], xs: tuple[int, ...]) -> list[Any]:
     """One run of `fn` per load level, one after another."""
     return [await fn(x) for x in xs]
 
 
-async def scenarios(target: Target, sizes: Sizes, bar: tqdm[Any], only: set[str]) -> dict[str, Any]:
+async def scenarios(
+    target: Target | None, sizes: Sizes, bar: tqdm[Any], only: set[str]
+) -> dict[str, Any]:
     run = f"bench{time.time_ns() % 10**10}"
     out: dict[str, Any] = {}
 
@@ -95,6 +86,10 @@ async def scenarios(target: Target, sizes: Sizes, bar: tqdm[Any], only: set[str]
         out[key] = await work()
         bar.update(1)
 
+    await step("f_kill9_takeover", "f) kill -9 takeover", lambda: cluster.main(sizes.kills))
+    await step("h_paced_answers", "h) paced answers", lambda: paced.main(sizes.paced))
+    if target is None:
+        return out
     # No pool limit: every open WebSocket holds a connection of its own.
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
@@ -129,7 +124,6 @@ async def scenarios(target: Target, sizes: Sizes, bar: tqdm[Any], only: set[str]
             "e) cold connects",
             lambda: ws_load.cold_connects(target, http, sizes.cold, run),
         )
-    await step("f_kill9_takeover", "f) kill -9 takeover", lambda: cluster.main(sizes.kills))
     await step(
         "g_prompt_round_trip_grpc",
         "g) gRPC round trips",
@@ -170,11 +164,19 @@ def fractions(found: dict[str, Any]) -> dict[str, Any]:
 
 
 async def main(args: argparse.Namespace) -> int:
-    raise_open_files_limit()
+    environment.raise_open_files_limit()
     sizes = QUICK if args.quick else FULL
+    if args.paced_big:
+        sizes = replace(sizes, paced=replace(sizes.paced, levels=paced.BIG_LEVELS))
+    if args.paced_runs:
+        sizes = replace(sizes, paced=replace(sizes.paced, runs=args.paced_runs))
+    only = set(args.only.split(",")) if args.only else set()
     own: OwnStack | None = None
+    target: Target | None = None
     running = not args.own and listening(args.grpc) and healthy(args.url)
-    if running and anonymous(args.url):
+    if only and only <= OWN_STACK_SCENARIOS:
+        pass  # no shared stack needed
+    elif running and anonymous(args.url):
         target = from_run_dir(args.url, args.grpc, Path(args.run_dir))
     else:
         if running:  # per-user limits and one stream per user would measure the limits
@@ -184,18 +186,17 @@ async def main(args: argparse.Namespace) -> int:
             print(f"nothing serves {args.url} and {args.grpc}: starting a stack of our own")
         own = OwnStack()
         target = await asyncio.to_thread(own.start)
-    only = set(args.only.split(",")) if args.only else set()
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     try:
-        with tqdm(total=10, unit="scenario", leave=False) as bar:
+        with tqdm(total=SCENARIOS, unit="scenario", leave=False) as bar:
             found = await scenarios(target, sizes, bar, only)
     finally:
         if own is not None:
             own.close()
     results = {
+        **environment.describe(),
         "started": started,
-        "machine": machine(),
-        "target": target.description or f"{args.url} + {args.grpc}",
+        "target": (target.description or f"{args.url} + {args.grpc}") if target else "own stacks",
         "quick": args.quick,
         "scenarios": found,
         "fractions": fractions(found),
@@ -219,6 +220,10 @@ def cli() -> None:
     parser.add_argument("--own", action="store_true", help="always start a stack of our own")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--only", default="", help="comma-separated scenario letters or keys")
+    parser.add_argument(
+        "--paced-big", action="store_true", help=f"h) at N = {paced.BIG_LEVELS}, not {paced.LEVELS}"
+    )
+    parser.add_argument("--paced-runs", type=int, default=0, help="h) runs per level")
     parser.add_argument("--out", default=str(RESULTS))
     raise SystemExit(asyncio.run(main(parser.parse_args())))
 

@@ -29,8 +29,22 @@ def _md(title: str, rows: Rows) -> str:
         return ""
     keys = list(dict.fromkeys(k for row in rows for k in row))
     lines = [f"**{title}**", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row.get(k, "")) for k in keys) + " |" for row in rows]
     return "\n".join(lines) + "\n\n"
+
+
+def _cell(value: Any) -> str:
+    """A spread ({"min", "max"}) as `min..max`, anything else as itself."""
+    if isinstance(value, dict) and set(value) == {"min", "max"}:
+        return f"{value['min']}..{value['max']}"
+    return str(value)
+
+
+def _paced(value: dict[str, Any]) -> Rows:
+    """Scenario h's levels, each led by what the run was measured on."""
+    settings = ", ".join(f"{k}={v}" for k, v in value.get("settings", {}).items())
+    note = {"git_sha": value.get("git_sha"), "settings": settings}
+    return [{**row, **note} for row in value.get("levels", [])]
 
 
 TITLES = {
@@ -42,6 +56,7 @@ TITLES = {
     "f_kill9_takeover": "f) kill -9 of a session pod during appends (3 pods)",
     "g_prompt_round_trip_grpc": "g) prompt round trip over gRPC",
     "g_fan_out_grpc": "g) one answer fanned out to N gRPC subscribers (no gateway)",
+    "h_paced_answers": "h) N concurrent paced answers, one WebSocket each (CPU: µs per token)",
     "baseline_redis": "machine: redis-benchmark SET, appendfsync always",
     "baseline_grpc_echo": "machine: bare gRPC unary echo",
 }
@@ -55,7 +70,9 @@ def table(results: dict[str, Any]) -> str:
     body = ""
     for key, title in TITLES.items():
         value = results["scenarios"].get(key)
-        if value is not None:
+        if value is not None and key == "h_paced_answers":
+            body += _md(title, _paced(value))
+        elif value is not None:
             body += _md(title, value if isinstance(value, list) else [value])
     fractions = results.get("fractions")
     if fractions:
@@ -65,7 +82,12 @@ def table(results: dict[str, Any]) -> str:
 
 def plots(scenarios: dict[str, Any], out: Path) -> list[Path]:
     written = []
-    for name, draw in (("round_trip.png", _round_trip), ("fan_out.png", _fan_out)):
+    drawings = (
+        ("round_trip.png", _round_trip),
+        ("fan_out.png", _fan_out),
+        ("paced.png", _paced_plot),
+    )
+    for name, draw in drawings:
         fig = draw(scenarios)
         if fig is not None:
             path = out / name
@@ -114,4 +136,32 @@ def _fan_out(scenarios: dict[str, Any]) -> Any:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle("One answer fanned out")
+    return fig
+
+
+def _paced_plot(scenarios: dict[str, Any]) -> Any:
+    rows = (scenarios.get("h_paced_answers") or {}).get("levels") or []
+    if not rows:
+        return None
+    fig, (lat, cpu) = plt.subplots(1, 2, figsize=(10, 4))
+    fig.subplots_adjust(wspace=0.35)
+    xs = [r["answers"] for r in rows]
+    for key, label, style in (
+        ("first_token_p50_ms", "first token p50", "-"),
+        ("first_token_p99_ms", "first token p99", "--"),
+        ("gap_p99_ms", "inter-frame gap p99", ":"),
+    ):
+        lat.plot(xs, [r[key] for r in rows], marker="o", linestyle=style, label=label)
+    for role in ("ai", "session", "gateway", "redis", "model", "client"):
+        key = f"cpu_us_per_token_{role}"
+        if key in rows[0]:
+            cpu.plot(xs, [r[key] for r in rows], marker="o", label=role)
+    lat.set_ylabel("ms")
+    cpu.set_ylabel("CPU µs per streamed token")
+    for ax in (lat, cpu):
+        ax.set_xscale("log")
+        ax.set_xlabel("concurrent paced answers")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.suptitle("Concurrent paced answers, one WebSocket each")
     return fig

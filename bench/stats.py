@@ -34,3 +34,14 @@ def round_trips(
         **latency_ms(samples_s),
         "incomplete": incomplete,
     }
+
+
+def percentiles_ms(name: str, samples_s: Sequence[float]) -> dict[str, float]:
+    """`name`_p50_ms, _p99_ms and _max_ms of samples in seconds, with the sample count."""
+    return {
+        f"{name}_samples": len(samples_s),
+        **{
+            f"{name}_{label}_ms": round(percentile(samples_s, q) * 1000, 1)
+            for label, q in (("p50", 50), ("p99", 99), ("max", 100))
+        },
+    }

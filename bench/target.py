@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,14 +83,24 @@ def from_run_dir(gateway_url: str, session_addr: str, run_dir: Path) -> Target:
 
 
 class OwnStack:
-    """Redis, dev model, AI service, one session pod and the gateway, on free ports."""
+    """Redis, dev model, AI service, one session pod and the gateway, on free ports; the dev
+    model paced at `token_delay_ms`, the pod and AI service with extra settings if given."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        token_delay_ms: int = DEV_MODEL_TOKEN_DELAY_MS,
+        *,
+        pod_env: Mapping[str, str] | None = None,
+        ai_env: Mapping[str, str] | None = None,
+    ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-")
         self.stack = Stack(Path(self._dir.name))
+        self._spec = StackSpec(
+            token_delay_ms=token_delay_ms, pod_env=pod_env or {}, ai_env=ai_env or {}
+        )
 
     def start(self) -> Target:
-        s = start(self.stack, StackSpec(token_delay_ms=DEV_MODEL_TOKEN_DELAY_MS))
+        s = start(self.stack, self._spec)
         procs = {"redis": s.redis, "model": s.model, "ai": s.ai, "session": s.session}
         pids = {role: [p.pid] for role, p in procs.items() if p is not None}
         assert s.gateway is not None

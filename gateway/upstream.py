@@ -151,8 +151,9 @@ class SessionClient:
         """
         deadline = time.monotonic() + self._retry_budget_s
         delay = RETRY_FIRST_DELAY_S
+        session_id = getattr(request, "session_id", "")
         while True:
-            stub, address = self._router.route(getattr(request, "session_id", ""))
+            stub, address = self._router.route(session_id)
             try:
                 return await getattr(stub, method)(
                     request, timeout=self._deadline_s, metadata=upstream_metadata()
@@ -162,7 +163,12 @@ class SessionClient:
                     self._router.failed(address)
                 if not _retryable(exc, idempotent) or time.monotonic() + delay > deadline:
                     raise upstream_error(exc) from exc
-                logger.info("retrying %s: %s", method, exc.details())
+                logger.info(
+                    "retrying %s: %s",
+                    method,
+                    exc.details(),
+                    extra={"session_id": session_id, "code": exc.code().name, "pod": address},
+                )
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, RETRY_MAX_DELAY_S)
 

@@ -22,6 +22,7 @@ SCENARIOS = {
     "f_kill9_takeover": "takeover_ms_p50",
     "g_prompt_round_trip_grpc": "ops_per_s",
     "g_fan_out_grpc": "tokens_per_s_delivered",
+    "h_paced_answers": "first_token_p50_ms",
     "baseline_redis": "set_ops_per_s",
     "baseline_grpc_echo": "ops_per_s",
 }
@@ -40,7 +41,8 @@ def test_quick_bench_writes_every_scenario_with_numbers(tmp_path: Path) -> None:
     scenarios = results["scenarios"]
     assert set(scenarios) == set(SCENARIOS)
     for name, measure in SCENARIOS.items():
-        rows = scenarios[name] if isinstance(scenarios[name], list) else [scenarios[name]]
+        found = scenarios[name]
+        rows = found if isinstance(found, list) else found.get("levels", [found])
         assert rows, name
         for row in rows:
             assert isinstance(row[measure], int | float), (name, row)
@@ -49,6 +51,9 @@ def test_quick_bench_writes_every_scenario_with_numbers(tmp_path: Path) -> None:
             assert row.get("incomplete", 0) == 0, (name, row)
     assert scenarios["f_kill9_takeover"]["writes_lost"] == 0
     assert [r["subscribers"] for r in scenarios["c_fan_out_ws"]] == [1, 10]
+    paced = scenarios["h_paced_answers"]
+    assert paced["git_sha"] and paced["settings"]["DEV_MODEL_TOKEN_DELAY_MS"] == 20
+    assert paced["levels"][0]["cpu_us_per_token_ai"] > 0
     for plot in ("round_trip.png", "fan_out.png"):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "a) prompt round trip over WebSocket" in (tmp_path / "results.md").read_text()

@@ -1,0 +1,177 @@
+"""h) N concurrent paced answers, one WebSocket each, on a stack of its own (`make bench`, or
+`python -m bench.paced` alone): first-token and inter-frame gap percentiles, answers whole, wall
+time, CPU per streamed token of every process (ours, the dev model, the load client itself).
+
+The dev model streams 250 tokens at DEV_MODEL_TOKEN_DELAY_MS=20 (50 tokens/s: an answer takes
+5 s when nothing waits), as a person would see a hosted model. Each of the N sockets has a
+thread of its own; all N are connected (their sessions activated) before the prompts go out, so
+a run measures answering, not connecting. A first run of at most 50 answers warms the stack
+up and is left out; each level then runs `runs` times on fresh threads. Percentiles pool the
+samples of all runs of a level (N first tokens and N x frames gaps per run); the spread is
+each run's own figure, min and max. CPU is read from /proc around each run and divided by the
+tokens streamed (N x tokens): per process and summed over ours (AI service, session pod,
+gateway, Redis; the dev model is the stand-in for a remote model and is left out of the sum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import environment
+from bench.paced_load import RunResult, one_run
+from bench.profiles import Recorders
+from bench.stats import percentiles_ms
+from bench.target import OwnStack, Target
+
+TOKENS = 250
+TOKEN_DELAY_MS = 20
+LEVELS = (100, 250)
+BIG_LEVELS = (100, 250, 500, 1000)
+RUNS = 3
+WARM_UP_ANSWERS = 50
+OURS = ("ai", "session", "gateway", "redis")
+"""The processes whose CPU per token is summed; the dev model and the load client are not."""
+ROLES = (*OURS, "model", "client")
+
+
+@dataclass(frozen=True)
+class Plan:
+    levels: tuple[int, ...] = LEVELS
+    runs: int = RUNS
+    tokens: int = TOKENS
+    token_delay_ms: int = TOKEN_DELAY_MS
+    profile_dir: Path | None = None
+    """py-spy flame graphs of every Python process during the last run of the largest level."""
+    pod_env: tuple[tuple[str, str], ...] = ()
+    ai_env: tuple[tuple[str, str], ...] = ()
+
+
+QUICK = Plan(levels=(10,), runs=1, tokens=50)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": round(min(values), 1), "max": round(max(values), 1)}
+
+
+def summarise(n: int, tokens: int, runs: list[RunResult]) -> dict[str, Any]:
+    """One level's row: pooled percentiles, per-run spread, CPU per token (median of runs)."""
+    first = [s for r in runs for s in r.first_token_s]
+    gaps = [s for r in runs for s in r.gaps_s]
+    row: dict[str, Any] = {
+        "answers": n,
+        "runs": len(runs),
+        "tokens": tokens,
+        **percentiles_ms("first_token", first),
+        **percentiles_ms("gap", gaps),
+        "whole": f"{sum(r.whole for r in runs)}/{n * len(runs)}",
+        "incomplete": sum(n - r.whole for r in runs),
+        "errors": dict(sum((Counter(r.errors) for r in runs), Counter())),
+        "wall_s": round(statistics.median(r.wall_s for r in runs), 2),
+        "wall_s_spread": spread([r.wall_s for r in runs]),
+        "first_token_p99_ms_spread": spread([r.first_token_p99_ms for r in runs]),
+        "gap_p99_ms_spread": spread([r.gap_p99_ms for r in runs]),
+        "delivery_tokens_per_s": round(statistics.median(r.tokens_per_s for r in runs), 1),
+    }
+    for role in ROLES:
+        values = [r.cpu_us_per_token[role] for r in runs if role in r.cpu_us_per_token]
+        if values:
+            row[f"cpu_us_per_token_{role}"] = round(statistics.median(values), 1)
+    ours = [sum(r.cpu_us_per_token.get(role, 0.0) for role in OURS) for r in runs]
+    row["cpu_us_per_token_ours"] = round(statistics.median(ours), 1)
+    row["cpu_us_per_token_ours_spread"] = spread(ours)
+    row["load_avg_1m"] = [r.load_before for r in runs]
+    return row
+
+
+async def run_plan(target: Target, plan: Plan, tick: Any = None) -> list[dict[str, Any]]:
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
+    tag = f"paced{time.time_ns() % 10**10}"
+    rows = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        pace_s = plan.tokens * plan.token_delay_ms / 1000
+        warm_up = min(WARM_UP_ANSWERS, *plan.levels)
+        await one_run(target, http, warm_up, plan.tokens, f"{tag}-warm", pace_s)
+        for n in plan.levels:
+            runs = []
+            for k in range(plan.runs):
+                last = n == max(plan.levels) and k == plan.runs - 1
+                profiling = plan.profile_dir is not None and last
+                with Recorders(target.pids, plan.profile_dir if profiling else None, n):
+                    run = await one_run(target, http, n, plan.tokens, f"{tag}-{n}-{k}", pace_s)
+                    runs.append(run)
+                if tick is not None:
+                    tick()
+            rows.append(summarise(n, plan.tokens, runs))
+    return rows
+
+
+def settings(plan: Plan) -> dict[str, Any]:
+    """The settings that differ from the defaults at this git SHA."""
+    return {
+        "DEV_MODEL_TOKEN_DELAY_MS": plan.token_delay_ms,
+        "tokens_per_answer": plan.tokens,
+        "AUTH_MODE": "off",
+        "AUTO_TITLE_TOKENS": 0,
+        "session_pods": 1,
+        **dict(plan.pod_env),
+        **dict(plan.ai_env),
+    }
+
+
+async def main(plan: Plan, tick: Any = None) -> dict[str, Any]:
+    """Starts a stack paced at `plan.token_delay_ms`, runs every level, stops the stack."""
+    own = OwnStack(plan.token_delay_ms, pod_env=dict(plan.pod_env), ai_env=dict(plan.ai_env))
+    try:
+        target = await asyncio.to_thread(own.start)
+        rows = await run_plan(target, plan, tick)
+    finally:
+        own.close()
+    return {**environment.describe(), "settings": settings(plan), "levels": rows}
+
+
+def pairs(values: list[str]) -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(v.split("=", 1)) for v in values)  # type: ignore[misc]
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--big", action="store_true", help=f"levels {BIG_LEVELS}")
+    parser.add_argument("--runs", type=int, default=RUNS)
+    parser.add_argument("--tokens", type=int, default=TOKENS)
+    parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here")
+    parser.add_argument("--pod-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--ai-env", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--out", type=Path, help="also write the result as JSON here")
+    args = parser.parse_args()
+    environment.raise_open_files_limit()
+    levels = BIG_LEVELS if args.big else tuple(int(x) for x in args.levels.split(","))
+    plan = Plan(
+        levels=levels,
+        runs=args.runs,
+        tokens=args.tokens,
+        profile_dir=args.profile,
+        pod_env=pairs(args.pod_env),
+        ai_env=pairs(args.ai_env),
+    )
+    result = asyncio.run(main(plan))
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    cli()
