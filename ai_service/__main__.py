@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 
 from ai_service.config import Config
 from ai_service.server import serve
+from common import event_loop
 from common.config import ConfigError
 from common.logs import setup_logging
 from common.tracing import setup_tracing
@@ -16,6 +16,7 @@ from common.tracing import setup_tracing
 def main() -> None:
     try:
         cfg = Config.from_env()
+        loop = event_loop.chosen()
     except ConfigError as exc:
         sys.exit(f"ai_service: {exc}")
     setup_logging("ai_service", cfg.log_level)
@@ -23,7 +24,7 @@ def main() -> None:
     logging.getLogger("httpx2").setLevel(max(logging.WARNING, logging.getLogger().level))
     stop_tracing = setup_tracing("ai_service")
     try:
-        asyncio.run(serve(cfg))
+        event_loop.run(serve(cfg), loop)
     finally:
         stop_tracing()
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
+from common import event_loop
 from common.config import ConfigError, env_int, env_str
 from common.logs import setup_logging
 
@@ -291,10 +292,11 @@ async def serve(cfg: DevModelConfig) -> None:
 def main() -> None:
     try:
         cfg = DevModelConfig.from_env()
+        loop = event_loop.chosen()
     except ConfigError as exc:
         sys.exit(f"dev_model: {exc}")
     setup_logging("dev_model", cfg.log_level)
-    asyncio.run(serve(cfg))
+    event_loop.run(serve(cfg), loop)
 
 
 if __name__ == "__main__":

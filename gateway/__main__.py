@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import resource
 import sys
 
+from common import event_loop
 from common.config import ConfigError
 from common.logs import setup_logging
 from common.tracing import setup_tracing
@@ -23,13 +23,14 @@ def raise_open_files_limit() -> None:
 def main() -> None:
     try:
         cfg = Config.from_env()
+        loop = event_loop.chosen()
     except ConfigError as exc:
         sys.exit(f"gateway: {exc}")
     setup_logging("gateway", cfg.log_level)
     raise_open_files_limit()
     stop_tracing = setup_tracing("gateway")
     try:
-        asyncio.run(serve(cfg))
+        event_loop.run(serve(cfg), loop)
     finally:
         stop_tracing()
 

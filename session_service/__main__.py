@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 
+from common import event_loop
 from common.config import ConfigError
 from common.logs import setup_logging
 from common.tracing import setup_tracing
@@ -27,12 +28,13 @@ async def serve(cfg: Config) -> None:
 def main() -> None:
     try:
         cfg = Config.from_env()
+        loop = event_loop.chosen()
     except ConfigError as exc:
         sys.exit(f"session_service: {exc}")
     setup_logging("session", cfg.log_level, {"pod_id": cfg.pod_id})
     stop_tracing = setup_tracing("session_service")
     try:
-        asyncio.run(serve(cfg))
+        event_loop.run(serve(cfg), loop)
     finally:
         stop_tracing()
 

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
+from common import event_loop
 from common.config import ConfigError
 from common.logs import setup_logging
 from session_service.search.config import SearchConfig
@@ -15,10 +15,11 @@ from session_service.search.server import serve
 def main() -> None:
     try:
         cfg = SearchConfig.from_env()
+        loop = event_loop.chosen()
     except ConfigError as exc:
         sys.exit(f"search: {exc}")
     setup_logging("search", cfg.log_level)
-    asyncio.run(serve(cfg))
+    event_loop.run(serve(cfg), loop)
 
 
 if __name__ == "__main__":
