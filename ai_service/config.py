@@ -17,6 +17,8 @@ DEFAULT_MAX_TOKENS = 1024
 DEFAULT_REQUEST_TIMEOUT_MS = 60_000
 DEFAULT_BATCH_MAX_CHUNKS = 32
 DEFAULT_BATCH_MS = 20
+DEFAULT_BATCH_MAX_MS = 100
+DEFAULT_BATCH_US_PER_STREAM = 500
 DEV_API_KEY = "dev"
 """Placeholder key, accepted only with an explicit OPENAI_BASE_URL (a local or dev model)."""
 MAX_PORT = 65535
@@ -47,7 +49,13 @@ class Config:
     metrics_port: int = 0
     """Prometheus endpoint port (METRICS_PORT); 0: none."""
     batch_ms: int = DEFAULT_BATCH_MS
-    """After the first message, how long chunks gather before the next one (AI_BATCH_MS)."""
+    """After the first message, how long chunks gather before the next one (AI_BATCH_MS) while
+    few answers stream; the window widens with the answers streaming at once (below)."""
+    batch_max_ms: int = DEFAULT_BATCH_MAX_MS
+    """The widest the window gets under load (AI_BATCH_MAX_MS, at least AI_BATCH_MS)."""
+    batch_us_per_stream: int = DEFAULT_BATCH_US_PER_STREAM
+    """How much each answer streaming at once widens the window (AI_BATCH_US_PER_STREAM): with
+    the defaults 20 ms up to 40 answers, 50 ms at 100, 100 ms from 200 on."""
     log_level: str = "INFO"
     """Root log level (LOG_LEVEL)."""
     cluster: ClusterKey = field(default_factory=ClusterKey)
@@ -85,10 +93,18 @@ class Config:
                 environ, "AI_BATCH_MAX_CHUNKS", DEFAULT_BATCH_MAX_CHUNKS, minimum=1
             ),
             batch_ms=env_int(environ, "AI_BATCH_MS", DEFAULT_BATCH_MS),
+            batch_max_ms=env_int(environ, "AI_BATCH_MAX_MS", DEFAULT_BATCH_MAX_MS),
+            batch_us_per_stream=env_int(
+                environ, "AI_BATCH_US_PER_STREAM", DEFAULT_BATCH_US_PER_STREAM
+            ),
             metrics_port=env_int(environ, "METRICS_PORT", 0),
             log_level=log_level,
             cluster=ClusterKey.from_env(environ),
         )
+        if cfg.batch_max_ms < cfg.batch_ms:
+            raise ConfigError(
+                f"AI_BATCH_MAX_MS ({cfg.batch_max_ms}) must be at least AI_BATCH_MS ({cfg.batch_ms})"
+            )
         check_exposure(
             "ai_service",
             cfg.bind_host,

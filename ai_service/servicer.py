@@ -16,7 +16,7 @@ from ai_service.errors import InvalidRequest, status_for
 from ai_service.metrics import AiMetrics
 from ai_service.provider import Finish, OpenAIProvider, Role, Turn
 from ai_service.regenerated import Call, SentChunks
-from common.batching import batches
+from common.batching import WideningWindow, batches
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
         self._cfg = cfg
         self._sent = SentChunks()
         self._metrics = metrics or AiMetrics()
+        self._window = WideningWindow(
+            cfg.batch_ms / 1000, cfg.batch_max_ms / 1000, cfg.batch_us_per_stream / 1_000_000
+        )
 
     async def Generate(
         self, request: ai_pb2.GenerateRequest, context: Context
@@ -58,19 +61,19 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
                 model=request.model or self._cfg.openai_model,
                 max_tokens=request.max_tokens or self._cfg.max_tokens,
             )
-            async with contextlib.aclosing(
-                batches(answer, self._cfg.batch_max_chunks, self._cfg.batch_ms / 1000)
-            ) as stream:
-                async for batch in stream:
-                    if first:
-                        first = False
-                        self._metrics.first_chunk_seconds.observe(time.monotonic() - started)
-                    for response in _responses(batch, sent):
-                        if response.HasField("delta"):
-                            self._metrics.chunks.inc(response.delta.chunk_count)
-                        if response.HasField("finish"):
-                            _log_finish(response.finish, started, extra)
-                        yield response
+            stream = batches(answer, self._cfg.batch_max_chunks, self._window)
+            with self._window.streaming():
+                async with contextlib.aclosing(stream):
+                    async for batch in stream:
+                        if first:
+                            first = False
+                            self._metrics.first_chunk_seconds.observe(time.monotonic() - started)
+                        for response in _responses(batch, sent):
+                            if response.HasField("delta"):
+                                self._metrics.chunks.inc(response.delta.chunk_count)
+                            if response.HasField("finish"):
+                                _log_finish(response.finish, started, extra)
+                            yield response
         except (asyncio.CancelledError, GeneratorExit):
             # GeneratorExit: grpc closed this stream because the caller went away.
             logger.info("generate cancelled (caller gone, deadline or shutdown)", extra=extra)

@@ -13,6 +13,8 @@ Contract of `batches(source, max_size, linger_s, size)`:
   per `linger_s`, a fast one is coalesced up to `max_size`. Order is kept; an item is never
   split, so a batch holds 1..max_size items when sizes are 1 and may pass `max_size` by less than
   its last item's size otherwise.
+- The linger is seconds, or a function giving them that is asked once per batch (so a window can
+  widen with load and shrink when it passes: `WideningWindow`).
 - The end of the source flushes the tail at once (the linger never holds it back). A source error
   comes after the items before it: they are yielded first, then the error itself is raised.
 - Backpressure at the bound. A producer task reads `source` into a queue of at most
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -36,6 +38,39 @@ T = TypeVar("T")
 
 QUEUED_BATCHES = 4
 """Read-ahead, in batches of `max_size` items: past it the producer waits."""
+
+
+Linger = float | Callable[[], float]
+"""Seconds, or a function giving them, asked once per batch."""
+
+
+@dataclass
+class WideningWindow:
+    """A linger that widens with the number of streams batching at once: `per_stream_s` for each
+    stream open, never below `floor_s` nor above `ceiling_s`.
+
+    Alone, a stream's batches leave every `floor_s` (a reader sees smooth text); under load each
+    batch carries more chunks, so the per-message costs downstream (a gRPC message, a Redis
+    script, a WebSocket frame per batch) are paid less often per token while the CPU is short.
+    The first item of a stream is never delayed by it (see `batches`).
+    """
+
+    floor_s: float
+    ceiling_s: float
+    per_stream_s: float
+    open: int = 0
+
+    def __call__(self) -> float:
+        return min(self.ceiling_s, max(self.floor_s, self.open * self.per_stream_s))
+
+    @contextlib.contextmanager
+    def streaming(self) -> Iterator[None]:
+        """Counts one stream open for as long as the block runs."""
+        self.open += 1
+        try:
+            yield
+        finally:
+            self.open -= 1
 
 
 def one(_: object) -> int:
@@ -65,7 +100,7 @@ _Entry = _Item[T] | _Failed | _End
 async def batches(
     source: AsyncIterator[T],
     max_size: int,
-    linger_s: float = 0.0,
+    linger_s: Linger = 0.0,
     size: Callable[[T], int] = one,
 ) -> AsyncGenerator[list[T], None]:
     """Yields lists of consecutive source items, each flushed by the rules in the module
@@ -78,6 +113,7 @@ async def batches(
     handed_over: float | None = None
     try:
         while True:
+            linger = linger_s() if callable(linger_s) else linger_s
             batch: list[T] = []
             filled = 0
             entry = await queue.get()
@@ -89,7 +125,7 @@ async def batches(
                 if not queue.empty():
                     entry = queue.get_nowait()
                     continue
-                wait = 0.0 if handed_over is None else handed_over + linger_s - loop.time()
+                wait = 0.0 if handed_over is None else handed_over + linger - loop.time()
                 if wait <= 0:
                     break
                 try:

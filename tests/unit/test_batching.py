@@ -4,11 +4,12 @@ comes soon), never loses order, bounded in batch size and read-ahead, closes its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 
 import pytest
 
-from common.batching import QUEUED_BATCHES, batches
+from common.batching import QUEUED_BATCHES, WideningWindow, batches
 
 
 async def fast_source(count: int) -> AsyncGenerator[str, None]:
@@ -210,3 +211,31 @@ async def test_a_plain_async_iterator_source_is_batched_too() -> None:
     got = [batch async for batch in batches(Countdown(), max_size=8)]
 
     assert [i for batch in got for i in batch] == [2, 1, 0]
+
+
+async def test_a_linger_function_is_asked_once_per_batch() -> None:
+    asked: list[int] = []
+
+    def linger() -> float:
+        asked.append(1)
+        return 0.0
+
+    got = [batch async for batch in batches(fast_source(100), max_size=8, linger_s=linger)]
+
+    assert [item for batch in got for item in batch] == [f"<{i}>" for i in range(100)]
+    # One per batch, and perhaps one more for a wait that found only the end.
+    assert len(got) <= len(asked) <= len(got) + 1
+
+
+def test_a_widening_window_follows_the_streams_open_between_floor_and_ceiling() -> None:
+    window = WideningWindow(floor_s=0.02, ceiling_s=0.1, per_stream_s=0.001)
+    assert window() == 0.02
+    with contextlib.ExitStack() as streams:
+        for _ in range(50):
+            streams.enter_context(window.streaming())
+        assert window() == pytest.approx(0.05)
+        for _ in range(500):
+            streams.enter_context(window.streaming())
+        assert window() == 0.1
+    assert window.open == 0
+    assert window() == 0.02
