@@ -125,11 +125,13 @@ async def batches(
                 if not queue.empty():
                     entry = queue.get_nowait()
                     continue
-                wait = 0.0 if handed_over is None else handed_over + linger - loop.time()
-                if wait <= 0:
+                deadline = 0.0 if handed_over is None else handed_over + linger
+                if deadline <= loop.time():
                     break
                 try:
-                    entry = await asyncio.wait_for(queue.get(), wait)
+                    # A timeout scope, not wait_for: no task made per item waited for.
+                    async with asyncio.timeout_at(deadline):
+                        entry = await queue.get()
                 except TimeoutError:
                     break
             if batch:
