@@ -63,6 +63,7 @@ async def serve(cfg: Config) -> None:
         base_url=cfg.openai_base_url,
         api_key=cfg.openai_api_key,
         timeout_ms=cfg.request_timeout_ms,
+        http_client=cfg.http_client,
     )
     registry = CollectorRegistry()
     stop_metrics = None

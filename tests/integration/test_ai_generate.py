@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from ai_service.config import HTTP_CLIENTS
 from deploy.stack.running import Stack
 from deploy.stack.waits import eventually
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
@@ -160,11 +161,13 @@ def test_reflection_lists_the_ai_service(ai_addr: str) -> None:
     assert "durablechat.v1.AiService" in services
 
 
+@pytest.mark.parametrize("http_client", HTTP_CLIENTS)
 async def test_generate_with_the_model_stopped_is_unavailable_not_a_hang(
-    own_stack: Stack,
+    own_stack: Stack, http_client: str
 ) -> None:
+    # aiohttp's transport reports a refused connection as a connect timeout: still UNAVAILABLE.
     own_stack.start_model(token_delay_ms=0)
-    own_stack.start_ai(CLUSTER_SECRET_FILE="")
+    own_stack.start_ai(CLUSTER_SECRET_FILE="", AI_HTTP_CLIENT=http_client)
     assert own_stack.model is not None
     own_stack.model.stop()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from ai_service.config import HTTP_CLIENTS
 from deploy.stack.ports import free_port
 from deploy.stack.processes import python_module, wait_grpc_serving
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
@@ -33,10 +34,14 @@ def fresh_fake(fake: FakeOpenAI) -> Iterator[None]:
     fake.reset()
 
 
-@pytest.fixture(scope="module")
-def ai_addr(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=HTTP_CLIENTS)
+def ai_addr(
+    fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """An AI service in front of the fake, once per HTTP transport the openai client can use."""
     addr = f"127.0.0.1:{free_port()}"
     env = {
+        "AI_HTTP_CLIENT": request.param,
         "AI_PORT": addr.rsplit(":", 1)[1],
         "OPENAI_BASE_URL": fake.url,
         "OPENAI_API_KEY": "test-key",

@@ -70,6 +70,7 @@ def test_real_openai_without_a_key_fails_naming_the_variable() -> None:
         pytest.param("AI_REQUEST_TIMEOUT_MS", "1.5", id="timeout-not-int"),
         pytest.param("AI_BATCH_MAX_CHUNKS", "0", id="batch-zero"),
         pytest.param("AI_BATCH_MAX_MS", "10", id="batch-ceiling-below-floor"),
+        pytest.param("AI_HTTP_CLIENT", "requests", id="http-client-unknown"),
         pytest.param("AI_BATCH_US_PER_STREAM", "-1", id="batch-widening-negative"),
         pytest.param("LOG_LEVEL", "chatty", id="log-level-unknown"),
     ],
