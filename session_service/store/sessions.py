@@ -32,6 +32,7 @@ from session_service.errors import Conflict, Fenced, LimitReached, StoreFull, St
 from session_service.store.append_call import append_call
 from session_service.store.attachments import AttachmentStore
 from session_service.store.footprint import OWNER_FIELD, Claim, LogLimit, log_full, sessions_full
+from session_service.store.group_commit import GroupCommit
 from session_service.store.keys import (
     FEED_KEY,
     FEED_MAXLEN,
@@ -147,6 +148,8 @@ class Store:
         self._append = register(client, "append")
         self._release = register(client, "release")
         self._batch = register(client, "answer_batch")
+        self.group = GroupCommit(client)
+        """Prompts, answer batches and answer ends of concurrent sessions share round trips."""
         self._reserve = register(client, "reserve_session")
         self._cluster = is_cluster(client)
         self.usage = UsageStore(client)
@@ -252,7 +255,7 @@ class Store:
             await self._reserve_session(session_id, claim)
         try:
             try:
-                reply = await self._append(keys=keys, args=args)
+                reply = await self.group.run(self._append, keys, args)
             except REDIS_ERRORS as exc:
                 raise _store_error(exc) from exc
             appended = _appended(reply, epoch, entries, expected_version, log_limit, claim)
@@ -308,7 +311,7 @@ class Store:
         StoreUnavailable if the stored batches are not exactly the ones before it."""
         keys = [meta_key(session_id), answer_key(session_id, answer_seq)]
         try:
-            reply = int(await self._batch(keys=keys, args=[epoch, offset, text]))
+            reply = int(await self.group.run(self._batch, keys, [epoch, offset, text]))
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         if reply == -1:
