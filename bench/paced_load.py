@@ -1,46 +1,36 @@
 """One run of the paced-answers load (bench/paced.py): N sockets on N threads, one prompt each,
-every frame's arrival time kept; what each of our processes and the load client spent."""
+split over load-client processes (bench/paced_client.py), so that at N = 1,000 one Python
+event loop reading every frame is not what the figures measure.
+
+A run starts `clients` processes (at most one per core, at most one per socket), gives each
+its share of the sockets and waits until all are connected; only then are CPU times taken and
+every client told to go, so the measured window holds answering only. The clients' own CPU
+over that window is summed and reported as the load client's ("client"), beside the system's.
+A client that fails (cannot connect) fails the run with its stderr.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
+import os
+import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-
-import aiohttp
+from dataclasses import dataclass
+from typing import Any
 
 from bench.environment import load_average
-from bench.stats import percentile
-from bench.target import Target
-from bench.ws_load import DONE, ERROR, LOADING, close_all, connect_many, expected_text
+from bench.paced_client import Share
+from bench.stats import TAIL_Q, percentile, tail_name
+from bench.target import ROOT, Target
 
-ROLES = ("ai", "session", "gateway", "redis", "model")
 SLACK_S = 60.0
 """How long past the answer's own pace (tokens x delay) a run waits for every [DONE]; an
 answer still open then is counted incomplete, so a lost answer cannot hang the bench."""
-
-
-@dataclass
-class Answer:
-    """One socket's answer: when its prompt went out, when each text frame and [DONE] came."""
-
-    sent_at: float = 0.0
-    frames_at: list[float] = field(default_factory=list)
-    done_at: float = 0.0
-    parts: list[str] = field(default_factory=list)
-    error: str = ""
-    loading: bool = False
-    """[LOADING] came: the prompt was taken and its answer started."""
-
-    def whole(self, want: str) -> bool:
-        return not self.error and bool(self.done_at) and "".join(self.parts) == want
-
-    def gaps(self) -> list[float]:
-        """Time between consecutive frames, from the first text frame to [DONE]."""
-        times = [*self.frames_at, self.done_at]
-        return [b - a for a, b in itertools.pairwise(times)]
+READY_TIMEOUT_S = 300.0
+PIPE_LIMIT = 1 << 26
+"""A client's report holds every gap it saw (N/clients x tokens floats)."""
 
 
 @dataclass(frozen=True)
@@ -55,90 +45,107 @@ class RunResult:
     load_before: float
     errors: dict[str, int]
     """Why answers were not whole: each distinct reason and how many answers it stopped."""
+    clients: int = 1
 
-    @property
-    def first_token_p99_ms(self) -> float:
-        return percentile(self.first_token_s, 99) * 1000
-
-    @property
-    def gap_p99_ms(self) -> float:
-        return percentile(self.gaps_s, 99) * 1000
-
-
-async def follow(ws: aiohttp.ClientWebSocketResponse, answer: Answer) -> None:
-    """Reads frames until [DONE], stamping each text frame as it arrives."""
-    while True:
-        frame = await ws.receive()
-        now = time.monotonic()
-        if frame.type != aiohttp.WSMsgType.TEXT:
-            answer.error = f"socket ended: {frame.type.name}"
-            return
-        data = frame.data
-        if data == DONE:
-            answer.done_at = now
-            return
-        if data == LOADING:
-            answer.loading = True
-            continue
-        if data.startswith(ERROR):
-            answer.error = data
-            if not answer.loading:  # the prompt itself failed: no answer, no [DONE] follows
-                return
-            continue
-        answer.frames_at.append(now)
-        answer.parts.append(data)
+    def tail_ms(self, what: str) -> tuple[str, float]:
+        """This run's own tail of "first_token" or "gap": named by its sample count."""
+        samples = self.first_token_s if what == "first_token" else self.gaps_s
+        name = tail_name(len(samples))
+        return name, percentile(samples, TAIL_Q[name]) * 1000
 
 
-def cpu_seconds(target: Target) -> dict[str, float]:
-    """CPU time so far of each role with known PIDs, and of this process (the load client)."""
-    found = {role: target.cpu_seconds(role) for role in ROLES}
-    seconds = {role: s for role, s in found.items() if s is not None}
-    seconds["client"] = time.process_time()
-    return seconds
+def client_count(n: int) -> int:
+    return max(1, min(os.cpu_count() or 1, n))
 
 
-async def one_run(
-    target: Target, http: aiohttp.ClientSession, n: int, tokens: int, tag: str, pace_s: float
-) -> RunResult:
-    """Connects N sockets (one thread each), sends N prompts at once, waits for every [DONE]."""
-    urls = [f"{target.ws_url}/ws/{tag}-{i}?user=bench" for i in range(n)]
-    sockets = await connect_many(http, urls)
-    answers = [Answer() for _ in sockets]
-    prompt = f"paced tokens={tokens}"
+class Client:
+    """One load-client process and its share of the sockets."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, job: dict[str, Any]) -> Client:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.paced_client",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=PIPE_LIMIT,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(job).encode() + b"\n")
+        await proc.stdin.drain()
+        return cls(proc)
+
+    async def ready(self) -> None:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), READY_TIMEOUT_S)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"a load client failed to connect:\n{await self._stderr()}")
+
+    async def go(self) -> Share:
+        out, err = await self.proc.communicate(b"go\n")
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"a load client failed:\n{err.decode()[-4000:]}")
+        return Share(**json.loads(out))
+
+    async def _stderr(self) -> str:
+        assert self.proc.stderr is not None
+        if self.proc.returncode is None:
+            self.proc.kill()  # our own child, by its handle
+        await self.proc.wait()
+        return (await self.proc.stderr.read()).decode()[-4000:]
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def one_run(target: Target, n: int, tokens: int, tag: str, pace_s: float) -> RunResult:
+    """Connects N sockets (one thread and user each), sends N prompts at once, waits for every
+    [DONE] (at most pace_s + SLACK_S)."""
+    count = client_count(n)
+    sockets = [(f"{tag}-{i}", f"bench-{i}") for i in range(n)]
+    base = {
+        "ws_url": target.ws_url,
+        "auth_secret": target.credentials.hex(),
+        "tokens": tokens,
+        "wait_s": pace_s + SLACK_S,
+    }
+    clients: list[Client] = []
     try:
-        readers = [
-            asyncio.ensure_future(follow(ws, a)) for ws, a in zip(sockets, answers, strict=True)
-        ]
+        for k in range(count):
+            clients.append(await Client.start({**base, "sockets": sockets[k::count]}))
+        await asyncio.gather(*(c.ready() for c in clients))
         load = load_average()
-        before = cpu_seconds(target)
+        before = target.cpu_all()
+        own_cpu = time.process_time()
         started = time.monotonic()
-        for ws, answer in zip(sockets, answers, strict=True):
-            answer.sent_at = time.monotonic()
-            await ws.send_str(prompt)
-        _, late = await asyncio.wait(readers, timeout=pace_s + SLACK_S)
-        after = cpu_seconds(target)
-        for reader, answer in zip(readers, answers, strict=True):
-            if reader in late:
-                reader.cancel()
-                overdue = f"no [DONE] within {pace_s + SLACK_S:.0f} s"
-                answer.error = f"{answer.error}, then {overdue}" if answer.error else overdue
+        shares = await asyncio.gather(*(c.go() for c in clients))
+        cpu = target.cpu_us_per(before, n * tokens, "token")
+        own_cpu = time.process_time() - own_cpu
     finally:
-        await close_all(sockets)
-    want = expected_text(tokens)
-    whole = [a for a in answers if a.whole(want)]
-    last_done = max((a.done_at for a in answers if a.done_at), default=started)
+        await asyncio.gather(*(c.stop() for c in clients))
+    last_done = max((s.last_done for s in shares if s.last_done), default=started)
     wall = last_done - started
-    streamed = n * tokens
+    whole = sum(s.whole for s in shares)
+    client_s = own_cpu + sum(s.cpu_s for s in shares)
+    prefix = "cpu_us_per_token_"
+    per_token = {k.removeprefix(prefix): v for k, v in cpu.items() if k != f"{prefix}ours"}
     return RunResult(
         n=n,
-        first_token_s=[a.frames_at[0] - a.sent_at for a in answers if a.frames_at],
-        gaps_s=[g for a in answers for g in a.gaps() if a.done_at],
-        whole=len(whole),
+        first_token_s=[t for s in shares for t in s.first_token_s],
+        gaps_s=[g for s in shares for g in s.gaps_s],
+        whole=whole,
         wall_s=wall,
-        tokens_per_s=len(whole) * tokens / wall if wall > 0 else 0.0,
-        cpu_us_per_token={
-            role: (after[role] - before[role]) / streamed * 1e6 for role in before if role in after
-        },
+        tokens_per_s=whole * tokens / wall if wall > 0 else 0.0,
+        cpu_us_per_token={**per_token, "client": client_s / (n * tokens) * 1e6},
         load_before=load,
-        errors=dict(Counter(a.error or "text differs" for a in answers if not a.whole(want))),
+        errors=dict(Counter(e for s in shares for e in s.errors)),
+        clients=count,
     )
