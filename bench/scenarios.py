@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from bench import baseline, cluster, grpc_load, paced, rest_load, ws_load
 from bench.configs import BenchConfig
+from bench.repeats import repeated, with_delivery_lag
 from bench.target import OwnStack, Target
 
 ACTIVATION = "bench.activation"
@@ -57,6 +58,8 @@ class Sizes:
     rest_sessions: int = rest_load.SESSIONS
     rest_seconds: float = 5.0
     rest_runs: int = 5
+    fan_out_runs: int = 3
+    """c) and g) fan-out: answers per level (after one warm-up answer), merged by median."""
     activation: tuple[int, int] = (1000, 7)
     """j): answered prompts in the thread, activations timed."""
 
@@ -64,7 +67,25 @@ class Sizes:
 FULL = Sizes(
     (1, 10, 100), 5, 50, (1, 10, 100, 1000), 500, (1000, 5000), 20, 5, 50_000, 5, paced.Plan()
 )
-QUICK = Sizes((1, 10), 1, 5, (1, 10), 50, (100,), 3, 1, 2_000, 1, paced.QUICK, 10, 1.0, 1, (50, 2))
+QUICK = Sizes(
+    (1, 10),
+    1,
+    5,
+    (1, 10),
+    50,
+    (100,),
+    3,
+    1,
+    2_000,
+    1,
+    paced.QUICK,
+    rest_sessions=10,
+    rest_seconds=1.0,
+    rest_runs=1,
+    fan_out_runs=1,
+    activation=(50, 2),
+)
+FAN_OUT_SPREAD = ("tokens_per_s_delivered", "last_done_ms")
 
 
 def selector(only: str) -> Callable[[str], bool]:
@@ -88,19 +109,6 @@ def count(configs: list[BenchConfig], selected: Callable[[str], bool]) -> int:
 async def levels(fn: Callable[[int], Awaitable[Any]], xs: tuple[int, ...]) -> list[Any]:
     """One run of `fn` per load level, one after another."""
     return [await fn(x) for x in xs]
-
-
-def with_delivery_lag(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each fan-out row with `delivery_lag_ms`: its last [DONE] minus that of the smallest level
-    (one subscriber in `make bench`): what N subscribers add to delivering one answer."""
-    if not rows:
-        return rows
-    first = min(rows, key=lambda r: r["subscribers"])
-    base = first["last_done_ms"]
-    return [
-        {**r, "delivery_lag_ms": round(r["last_done_ms"] - base, 1), "lag_vs": first["subscribers"]}
-        for r in rows
-    ]
 
 
 async def idle_on_fresh_stack(config: BenchConfig, sockets: int, run: str) -> dict[str, Any]:
@@ -181,9 +189,14 @@ async def on_target(target: Target, sizes: Sizes, step: Step) -> None:
             lambda: ws_load.history(target, http, sizes.history_calls, run),
         )
 
+        async def fan_out_once(n: int, k: int) -> dict[str, Any]:
+            return await ws_load.fan_out(target, http, n, sizes.tokens, f"{run}-{k}")
+
         async def fan_out() -> list[dict[str, Any]]:
+            await fan_out_once(1, -1)  # warm-up, left out
+            runs = sizes.fan_out_runs
             rows = await levels(
-                lambda n: ws_load.fan_out(target, http, n, sizes.tokens, run), sizes.fan_out
+                lambda n: repeated(fan_out_once, n, runs, FAN_OUT_SPREAD), sizes.fan_out
             )
             return with_delivery_lag(rows)
 
@@ -210,9 +223,14 @@ async def on_target(target: Target, sizes: Sizes, step: Step) -> None:
         ),
     )
 
+    async def grpc_fan_out_once(n: int, k: int) -> dict[str, Any]:
+        return await grpc_load.fan_out(target, n, sizes.tokens, f"{run}-{k}")
+
     async def grpc_fan_out() -> list[dict[str, Any]]:
+        await grpc_fan_out_once(1, -1)  # warm-up, left out
+        runs = sizes.fan_out_runs
         rows = await levels(
-            lambda n: grpc_load.fan_out(target, n, sizes.tokens, run), sizes.fan_out
+            lambda n: repeated(grpc_fan_out_once, n, runs, FAN_OUT_SPREAD), sizes.fan_out
         )
         return with_delivery_lag(rows)
 

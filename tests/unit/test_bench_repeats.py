@@ -1,0 +1,32 @@
+"""bench/repeats.py: runs of one level merged by median with their spread; the fan-out's lag."""
+
+from __future__ import annotations
+
+from bench.repeats import merge, with_delivery_lag
+
+
+def test_runs_merge_to_medians_with_the_spread_asked_for_and_every_failure_counted() -> None:
+    runs = [
+        {"subscribers": 10, "last_done_ms": 300.0, "tokens_per_s_delivered": 9.0, "incomplete": 0},
+        {"subscribers": 10, "last_done_ms": 100.0, "tokens_per_s_delivered": 7.0, "incomplete": 2},
+        {"subscribers": 10, "last_done_ms": 200.0, "tokens_per_s_delivered": 8.0, "incomplete": 0},
+    ]
+    row = merge(runs, ("last_done_ms",))
+    assert row == {
+        "subscribers": 10,
+        "last_done_ms": 200.0,
+        "last_done_ms_spread": {"min": 100.0, "max": 300.0},
+        "tokens_per_s_delivered": 8.0,
+        "incomplete": 2,
+        "runs": 3,
+    }
+
+
+def test_delivery_lag_is_last_done_minus_that_of_the_smallest_level() -> None:
+    rows = [
+        {"subscribers": 1, "last_done_ms": 2800.0},
+        {"subscribers": 1000, "last_done_ms": 3900.0},
+    ]
+    lagged = with_delivery_lag(rows)
+    assert [r["delivery_lag_ms"] for r in lagged] == [0.0, 1100.0]
+    assert {r["lag_vs"] for r in lagged} == {1}
