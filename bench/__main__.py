@@ -2,11 +2,12 @@
 control on, as `make run`; AUTH_MODE=off); JSON, tables and plots per configuration under
 bench/results/<config>/, then `python -m bench.readme` turns them into README's table.
 
-The "auth-off" configuration runs against `make run` when it is up without access control
-(gateway at --url, session service at --grpc, PIDs from RUN_DIR for CPU and memory figures),
-else against a stack of its own on free ports; "default" always starts its own stack (a
-running system's per-user limits would be what is measured). Scenarios d), f) and h) always
-start stacks of their own (bench/scenarios.py). `--quick` is a small smoke run.
+Every configuration runs on stacks of its own on free ports (the same settings every time,
+bench/configs.py). With `--running`, the "auth-off" configuration's shared scenarios run against
+a running system instead (`AUTH_MODE=off make run`, or --url/--grpc; PIDs from RUN_DIR for CPU
+and memory figures; its own limits apply, so raise them); "default" always starts its own
+stack. Scenarios d), f), h) and j) always start stacks of their own (bench/scenarios.py).
+`--quick` is a small smoke run.
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ def fractions(found: dict[str, Any]) -> dict[str, Any]:
 
 
 def running_target(args: argparse.Namespace, config: BenchConfig) -> Target | None:
-    """`make run` (or --url/--grpc) for the auth-off configuration when it is up and open."""
-    if args.own or config.auth or not listening(args.grpc) or not healthy(args.url):
+    """With --running, `make run` (or --url/--grpc) for the auth-off configuration."""
+    if not args.running or config.auth:
+        return None
+    if not listening(args.grpc) or not healthy(args.url):
+        print(f"nothing serves {args.url} and {args.grpc}: starting a stack of our own")
         return None
     if not anonymous(args.url):
         print("the running system requires tokens (start it with AUTH_MODE=off make run to")
@@ -80,13 +84,17 @@ async def one_config(
     sizes: scenarios.Sizes,
     bar: tqdm[Any],
     first: bool,
+    machine: dict[str, Any],
 ) -> dict[str, Any]:
+    """Every scenario of `config`; with `first`, the once-only ones too, the machine's
+    baselines kept in `machine` for the other configurations' fractions."""
     selected = scenarios.selector(args.only)
     found: dict[str, Any] = {}
     step = scenarios.stepper(found, bar, selected)
     described = environment.describe()
     if first:
         await scenarios.once(sizes, step)
+        machine.update({k: v for k, v in found.items() if k.startswith("baseline_")})
     await scenarios.own_stacks(config, sizes, step)
     target: Target | None = None
     settings: dict[str, Any] = {}
@@ -110,7 +118,7 @@ async def one_config(
         "target": target.description if target else "own stacks",
         "quick": args.quick,
         "scenarios": found,
-        "fractions": fractions(found),
+        "fractions": fractions({**machine, **found}),
     }
 
 
@@ -126,9 +134,10 @@ async def main(args: argparse.Namespace) -> int:
     configs = [CONFIGS[n] for n in names]
     total = scenarios.count(configs, scenarios.selector(args.only))
     written = []
+    machine: dict[str, Any] = {}
     with tqdm(total=total, unit="scenario", leave=False) as bar:
         for k, config in enumerate(configs):
-            results = await one_config(args, config, sizes, bar, first=k == 0)
+            results = await one_config(args, config, sizes, bar, k == 0, machine)
             files = report.write(results, Path(args.out) / config.name)
             bar.clear()
             print(report.table(results))
@@ -147,7 +156,10 @@ def cli() -> None:
         help="a session pod",
     )
     parser.add_argument("--run-dir", default=os.environ.get("RUN_DIR", str(ROOT / ".run")))
-    parser.add_argument("--own", action="store_true", help="always start a stack of our own")
+    parser.add_argument(
+        "--running", action="store_true", help="auth-off: bench the running system at --url"
+    )
+    parser.add_argument("--own", action="store_true", help="stacks of our own (the default)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--only", default="", help="comma-separated scenario letters or keys")
     parser.add_argument(
