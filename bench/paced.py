@@ -12,8 +12,9 @@ samples of all runs of a level (N first tokens and N x frames gaps per run); the
 each run's own figure, min and max. CPU is read from /proc around each run and divided by the
 tokens streamed (N x tokens): per process and summed over ours (AI service, session pod,
 gateway, Redis, search indexer; the dev model is the stand-in for a remote model and is left
-out of the sum). A tail is called p99 only when the pooled samples allow it (bench/stats.py);
-the spread is each run's own tail, named by that run's sample count.
+out of the sum). An answer whose first token never came counts at the run's whole wait (a
+lower bound) and in `no_first_token`. A tail is called p99 only when the pooled samples allow
+it (bench/stats.py); the spread is each run's own tail, named by that run's sample count.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def summarise(n: int, tokens: int, runs: list[RunResult]) -> dict[str, Any]:
         "tokens": tokens,
         "load_clients": max(r.clients for r in runs),
         **percentiles_ms("first_token", first, len(runs)),
+        "no_first_token": sum(r.no_first_token for r in runs),
         **percentiles_ms("gap", gaps, len(runs)),
         "whole": f"{sum(r.whole for r in runs)}/{n * len(runs)}",
         "incomplete": sum(n - r.whole for r in runs),

@@ -50,7 +50,10 @@ class Answer:
 
 @dataclass
 class Share:
-    """What one client saw: per answer its first token (or none), its gaps, whole or why not."""
+    """What one client saw: per answer its first token, its gaps, whole or why not. An answer
+    whose first token never came counts in `first_token_s` as `wait_s` (all the bench waited:
+    a lower bound, so a tail over such answers is never better than the truth) and in
+    `no_first_token`."""
 
     first_token_s: list[float] = field(default_factory=list)
     gaps_s: list[float] = field(default_factory=list)
@@ -58,6 +61,7 @@ class Share:
     errors: list[str] = field(default_factory=list)
     last_done: float = 0.0
     cpu_s: float = 0.0
+    no_first_token: int = 0
 
 
 async def follow(ws: aiohttp.ClientWebSocketResponse, answer: Answer) -> None:
@@ -102,10 +106,11 @@ async def answer_all(
     return answers
 
 
-def share_of(answers: list[Answer], tokens: int, cpu_s: float) -> Share:
+def share_of(answers: list[Answer], tokens: int, wait_s: float, cpu_s: float) -> Share:
     want = expected_text(tokens)
     return Share(
-        first_token_s=[a.frames_at[0] - a.sent_at for a in answers if a.frames_at],
+        first_token_s=[a.frames_at[0] - a.sent_at if a.frames_at else wait_s for a in answers],
+        no_first_token=sum(not a.frames_at for a in answers),
         gaps_s=[g for a in answers if a.done_at for g in a.gaps()],
         whole=sum(a.whole(want) for a in answers),
         errors=[a.error or "text differs" for a in answers if not a.whole(want)],
@@ -126,7 +131,8 @@ async def serve(job: dict[str, Any]) -> Share:
             await asyncio.to_thread(sys.stdin.readline)  # "go"
             cpu = time.process_time()
             answers = await answer_all(sockets, job["tokens"], job["wait_s"])
-            return share_of(answers, job["tokens"], time.process_time() - cpu)
+            cpu = time.process_time() - cpu
+            return share_of(answers, job["tokens"], job["wait_s"], cpu)
         finally:
             await close_all(sockets)
 

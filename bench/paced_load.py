@@ -46,6 +46,8 @@ class RunResult:
     errors: dict[str, int]
     """Why answers were not whole: each distinct reason and how many answers it stopped."""
     clients: int = 1
+    no_first_token: int = 0
+    """Answers whose first token never came (counted at the wait in `first_token_s`)."""
 
     def tail_ms(self, what: str) -> tuple[str, float]:
         """This run's own tail of "first_token" or "gap": named by its sample count."""
@@ -148,4 +150,5 @@ async def one_run(target: Target, n: int, tokens: int, tag: str, pace_s: float) 
         load_before=load,
         errors=dict(Counter(e for s in shares for e in s.errors)),
         clients=count,
+        no_first_token=sum(s.no_first_token for s in shares),
     )

@@ -61,10 +61,15 @@ def paced(s: Result) -> str:
     parts = [
         f"N={num(r['answers'])}: first token p50 {ms(r['first_token_p50_ms'])}, "
         f"{tail(r, 'first_token')}{spread(r, 'first_token')}, gap {tail(r, 'gap')}, "
-        f"whole {r['whole']}"
+        f"whole {r['whole']}{missing(r)}"
         for r in levels
     ]
     return ". ".join(parts)
+
+
+def missing(row: Result) -> str:
+    count = row.get("no_first_token", 0)
+    return f" ({count} never got a first token: counted at the bench's wait)" if count else ""
 
 
 def cpu_per_token(s: Result) -> str:
