@@ -80,6 +80,7 @@ def summarise(n: int, tokens: int, runs: list[RunResult]) -> dict[str, Any]:
         "runs": len(runs),
         "tokens": tokens,
         "load_clients": max(r.clients for r in runs),
+        "client_core_share_max": round(max(r.client_core_share for r in runs), 2),
         **percentiles_ms("first_token", first, len(runs)),
         "no_first_token": sum(r.no_first_token for r in runs),
         **percentiles_ms("gap", gaps, len(runs)),

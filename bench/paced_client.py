@@ -1,21 +1,18 @@
 """One load-client process of bench h) (`python -m bench.paced_client`, started by
-bench/paced_load.py): its share of the N sockets, one prompt each, every frame's arrival time.
+bench/paced_load.py through bench/load_clients.py): its share of the N sockets, one prompt
+each, every frame's arrival time.
 
-Protocol on stdin/stdout, one JSON document each way: the job comes in on the first line; the
-client connects its sockets and prints `ready`; on the line `go` it sends every prompt, waits
-for every `[DONE]` (at most `wait_s`), prints its Share as JSON and exits. Times are
-`time.monotonic()`, which is the same clock in every process of the machine, so the parent can
-pool them. `cpu_s` is this process's CPU time from `go` to the end: the client's own cost,
-reported beside the system's. A socket that cannot connect fails the whole client (non-zero
-exit, traceback on stderr); an answer that goes wrong is recorded, never raised.
+Job: `ws_url`, `auth_secret` (hex, "" with access control off), `sockets` ([thread, user]
+pairs), `tokens`, `wait_s`. Ready once every socket is connected; on go it sends every prompt,
+waits for every `[DONE]` (at most `wait_s`) and reports its Share. `cpu_s` is this process's
+CPU time from go to the end: the client's own cost, reported beside the system's. A socket that
+cannot connect fails the client; an answer that goes wrong is recorded, never raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,6 +21,7 @@ import aiohttp
 
 from bench.credentials import Credentials
 from bench.environment import raise_open_files_limit
+from bench.load_clients import ready_then_go, serve
 from bench.ws_load import DONE, ERROR, LOADING, close_all, connect_many, expected_text
 
 
@@ -119,7 +117,7 @@ def share_of(answers: list[Answer], tokens: int, wait_s: float, cpu_s: float) ->
     )
 
 
-async def serve(job: dict[str, Any]) -> Share:
+async def run(job: dict[str, Any]) -> dict[str, Any]:
     credentials = Credentials.from_hex(job["auth_secret"])
     pairs = [(f"{job['ws_url']}/ws/{thread}", user) for thread, user in job["sockets"]]
     connector = aiohttp.TCPConnector(limit=0)
@@ -127,22 +125,18 @@ async def serve(job: dict[str, Any]) -> Share:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         sockets = await connect_many(http, pairs, credentials)
         try:
-            print("ready", flush=True)
-            await asyncio.to_thread(sys.stdin.readline)  # "go"
+            await ready_then_go()
             cpu = time.process_time()
             answers = await answer_all(sockets, job["tokens"], job["wait_s"])
             cpu = time.process_time() - cpu
-            return share_of(answers, job["tokens"], job["wait_s"], cpu)
+            return asdict(share_of(answers, job["tokens"], job["wait_s"], cpu))
         finally:
             await close_all(sockets)
 
 
 def main() -> None:
     raise_open_files_limit()
-    job = json.loads(sys.stdin.readline())
-    share = asyncio.run(serve(job))
-    json.dump(asdict(share), sys.stdout)
-    sys.stdout.flush()
+    serve(run)
 
 
 if __name__ == "__main__":

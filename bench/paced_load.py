@@ -11,26 +11,20 @@ A client that fails (cannot connect) fails the run with its stderr.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from bench.environment import load_average
+from bench.load_clients import client_count, run_clients, split
 from bench.paced_client import Share
 from bench.stats import TAIL_Q, percentile, tail_name
-from bench.target import ROOT, Target
+from bench.target import Target
 
 SLACK_S = 60.0
 """How long past the answer's own pace (tokens x delay) a run waits for every [DONE]; an
 answer still open then is counted incomplete, so a lost answer cannot hang the bench."""
-READY_TIMEOUT_S = 300.0
-PIPE_LIMIT = 1 << 26
-"""A client's report holds every gap it saw (N/clients x tokens floats)."""
 
 
 @dataclass(frozen=True)
@@ -48,64 +42,15 @@ class RunResult:
     clients: int = 1
     no_first_token: int = 0
     """Answers whose first token never came (counted at the wait in `first_token_s`)."""
+    client_core_share: float = 0.0
+    """The busiest load-client process's CPU over the run as a share of one core (near 1.0:
+    the client, not the system, may be what the figures show)."""
 
     def tail_ms(self, what: str) -> tuple[str, float]:
         """This run's own tail of "first_token" or "gap": named by its sample count."""
         samples = self.first_token_s if what == "first_token" else self.gaps_s
         name = tail_name(len(samples))
         return name, percentile(samples, TAIL_Q[name]) * 1000
-
-
-def client_count(n: int) -> int:
-    return max(1, min(os.cpu_count() or 1, n))
-
-
-class Client:
-    """One load-client process and its share of the sockets."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-
-    @classmethod
-    async def start(cls, job: dict[str, Any]) -> Client:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.paced_client",
-            cwd=ROOT,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=PIPE_LIMIT,
-        )
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(job).encode() + b"\n")
-        await proc.stdin.drain()
-        return cls(proc)
-
-    async def ready(self) -> None:
-        assert self.proc.stdout is not None
-        line = await asyncio.wait_for(self.proc.stdout.readline(), READY_TIMEOUT_S)
-        if line.strip() != b"ready":
-            raise RuntimeError(f"a load client failed to connect:\n{await self._stderr()}")
-
-    async def go(self) -> Share:
-        out, err = await self.proc.communicate(b"go\n")
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"a load client failed:\n{err.decode()[-4000:]}")
-        return Share(**json.loads(out))
-
-    async def _stderr(self) -> str:
-        assert self.proc.stderr is not None
-        if self.proc.returncode is None:
-            self.proc.kill()  # our own child, by its handle
-        await self.proc.wait()
-        return (await self.proc.stderr.read()).decode()[-4000:]
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
 
 
 async def one_run(target: Target, n: int, tokens: int, tag: str, pace_s: float) -> RunResult:
@@ -119,20 +64,20 @@ async def one_run(target: Target, n: int, tokens: int, tag: str, pace_s: float) 
         "tokens": tokens,
         "wait_s": pace_s + SLACK_S,
     }
-    clients: list[Client] = []
-    try:
-        for k in range(count):
-            clients.append(await Client.start({**base, "sockets": sockets[k::count]}))
-        await asyncio.gather(*(c.ready() for c in clients))
-        load = load_average()
-        before = target.cpu_all()
-        own_cpu = time.process_time()
-        started = time.monotonic()
-        shares = await asyncio.gather(*(c.go() for c in clients))
-        cpu = target.cpu_us_per(before, n * tokens, "token")
-        own_cpu = time.process_time() - own_cpu
-    finally:
-        await asyncio.gather(*(c.stop() for c in clients))
+    readings: dict[str, Any] = {}
+
+    def before_go() -> None:
+        readings["load"] = load_average()
+        readings["cpu"] = target.cpu_all()
+        readings["own"] = time.process_time()
+        readings["started"] = time.monotonic()
+
+    jobs = [{**base, "sockets": part} for part in split(sockets, count)]
+    reports = await run_clients("bench.paced_client", jobs, before_go)
+    cpu = target.cpu_us_per(readings["cpu"], n * tokens, "token")
+    own_cpu = time.process_time() - readings["own"]
+    shares = [Share(**r) for r in reports]
+    started, load = readings["started"], readings["load"]
     last_done = max((s.last_done for s in shares if s.last_done), default=started)
     wall = last_done - started
     whole = sum(s.whole for s in shares)
@@ -151,4 +96,5 @@ async def one_run(target: Target, n: int, tokens: int, tag: str, pace_s: float) 
         errors=dict(Counter(e for s in shares for e in s.errors)),
         clients=count,
         no_first_token=sum(s.no_first_token for s in shares),
+        client_core_share=max(s.cpu_s for s in shares) / wall if wall > 0 else 0.0,
     )

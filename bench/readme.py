@@ -106,9 +106,11 @@ def rest_appends(s: Result) -> str:
     if not r:
         return ""
     rates = r["appends_per_s_spread"]
+    share = r.get("client_core_share")
+    client = f"; load client {share:.0%} of a core" if share is not None else ""
     return (
         f"{num(r['appends_per_s'])} per s (runs {num(rates['min'])} to {num(rates['max'])}), "
-        f"p50 {ms(r['p50_ms'])}, {tail(r, '')}"
+        f"p50 {ms(r['p50_ms'])}, {tail(r, '')}{client}"
     )
 
 

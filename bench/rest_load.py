@@ -1,30 +1,30 @@
 """i) REST append throughput: `POST /api/chat/session/{id}/messages` from `sessions` workers, each
 on its own session as its own user, one request after another, for `seconds` per run.
 
-A warm-up run (WARM_UP_S, on the same sessions, so each is claimed and active) is left out;
-then `runs` runs. Latency percentiles pool every run's samples (the tail is named by the
-samples, bench/stats.py); the spread is each run's own rate and tail; CPU per append is each
-process's CPU over the run divided by the appends acknowledged (median of runs). A reply other
-than 2xx is counted in `failed` (and its status kept), never retried.
+The workers are split over one load-client process per core (bench/rest_client.py), each
+ready (its sessions claimed, its connections open) before the clock starts. A warm-up run
+(WARM_UP_S, on the same sessions) is left out; then `runs` runs. Latency percentiles pool every
+run's samples (the tail is named by the samples, bench/stats.py); the spread is each run's own
+rate and tail; CPU per append is each process's CPU over the run divided by the appends
+acknowledged (median of runs), the load clients' too (`client_core_share`: the busiest
+client's CPU as a share of one core; near 1.0 the client, not the system, set the rate). A
+reply other than 2xx is counted in `failed` (and its status kept), never retried.
 """
 
 from __future__ import annotations
 
-import asyncio
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
+from bench.load_clients import client_count, run_clients, split
 from bench.stats import latency_ms, tail_ms
 from bench.target import Target
 
 SESSIONS = 100
 WARM_UP_S = 1.0
-CONTENT = "x" * 80
 
 
 @dataclass
@@ -35,35 +35,34 @@ class Run:
     cpu: dict[str, float] = field(default_factory=dict)
 
 
-async def one_run(
-    target: Target, http: aiohttp.ClientSession, threads: list[str], seconds: float
-) -> Run:
+async def one_run(target: Target, threads: list[str], seconds: float) -> Run:
+    """The sessions split over one client process per core (bench/rest_client.py)."""
+    sessions = [(thread, f"bench-{i}") for i, thread in enumerate(threads)]
+    base = {
+        "gateway_url": target.gateway_url,
+        "auth_secret": target.credentials.hex(),
+        "seconds": seconds,
+    }
+    readings: dict[str, Any] = {}
+
+    def before_go() -> None:
+        readings["cpu"] = target.cpu_all()
+        readings["started"] = time.monotonic()
+
+    count = client_count(len(sessions))
+    jobs = [{**base, "sessions": part} for part in split(sessions, count)]
+    reports = await run_clients("bench.rest_client", jobs, before_go)
     run = Run()
-    deadline = time.monotonic() + seconds
-    credentials = target.credentials
-
-    async def worker(i: int, thread: str) -> None:
-        url = f"{target.gateway_url}/api/chat/session/{thread}/messages"
-        headers = credentials.headers(f"bench-{i}")
-        k = 0
-        while time.monotonic() < deadline:
-            k += 1
-            body = {"role": "user", "content": CONTENT, "clientMessageId": f"{time.time_ns()}-{k}"}
-            sent = time.monotonic()
-            async with http.post(url, json=body, headers=headers) as reply:
-                await reply.read()
-                if reply.status >= 300:
-                    run.failed[str(reply.status)] += 1
-                    continue
-            run.samples.append(time.monotonic() - sent)
-
-    for i in range(len(threads)):
-        credentials.headers(f"bench-{i}")  # minted outside the measured window
-    before = target.cpu_all()
-    started = time.monotonic()
-    await asyncio.gather(*(worker(i, t) for i, t in enumerate(threads)))
-    run.elapsed_s = time.monotonic() - started
-    run.cpu = target.cpu_us_per(before, len(run.samples), "append")
+    for report in reports:
+        run.samples += report["samples"]
+        run.failed.update(report["failed"])
+    run.elapsed_s = max(r["ended"] for r in reports) - readings["started"]
+    run.cpu = target.cpu_us_per(readings["cpu"], len(run.samples), "append")
+    client_s = sum(r["cpu_s"] for r in reports)
+    if run.samples:
+        run.cpu["cpu_us_per_append_client"] = round(client_s / len(run.samples) * 1e6, 1)
+    busiest = max(r["cpu_s"] for r in reports)
+    run.cpu["client_core_share"] = round(busiest / run.elapsed_s, 2)
     return run
 
 
@@ -94,7 +93,6 @@ def summarise(sessions: int, runs: list[Run]) -> dict[str, Any]:
 
 async def appends(
     target: Target,
-    http: aiohttp.ClientSession,
     run: str,
     seconds: float,
     runs: int,
@@ -103,10 +101,10 @@ async def appends(
 ) -> dict[str, Any]:
     """The scenario's row: a warm-up, then `runs` runs of `seconds` each."""
     threads = [f"{run}-rest{sessions}-{i}" for i in range(sessions)]
-    await one_run(target, http, threads, WARM_UP_S)
+    await one_run(target, threads, WARM_UP_S)
     measured = []
     for _ in range(runs):
-        measured.append(await one_run(target, http, threads, seconds))
+        measured.append(await one_run(target, threads, seconds))
         if tick is not None:
             tick()
     return summarise(sessions, measured)

@@ -210,7 +210,7 @@ async def on_target(target: Target, sizes: Sizes, step: Step) -> None:
             "i_rest_appends",
             f"{name}: i) REST appends",
             lambda: rest_load.appends(
-                target, http, run, sizes.rest_seconds, sizes.rest_runs, sizes.rest_sessions
+                target, run, sizes.rest_seconds, sizes.rest_runs, sizes.rest_sessions
             ),
         )
     if target.credentials.on:
