@@ -100,7 +100,9 @@ async def one_config(
     settings: dict[str, Any] = {}
     if any(selected(k) for k in scenarios.ON_TARGET):
         target = running_target(args, config)
-        own = None if target is not None else OwnStack(config=config)
+        # Envoy for g) over gRPC-web, which runs with access control off only
+        envoy = not config.auth and "g_fan_out_grpc_web_envoy" in scenarios.AUTH_OFF_ONLY
+        own = None if target is not None else OwnStack(config=config, envoy=envoy)
         try:
             if own is not None:
                 target = await asyncio.to_thread(own.start)

@@ -121,7 +121,8 @@ def cold_thread(s: Result) -> str:
 
 def fan_out_owner_cpu(s: Result) -> str:
     found = []
-    for key, label in (("g_fan_out_grpc_web", "gRPC-web"), ("g_fan_out_grpc", "gRPC")):
+    web = ("g_fan_out_grpc_web_envoy", "gRPC-web via Envoy")
+    for key, label in (web, ("g_fan_out_grpc", "gRPC to the pod")):
         rows = [r for r in s.get(key) or [] if "owner_cpu_us_per_token" in r]
         if rows:
             subs = " / ".join(num(r["subscribers"]) for r in rows)

@@ -14,6 +14,7 @@ import importlib.util
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -23,6 +24,7 @@ from bench import baseline, cluster, grpc_load, paced, rest_load, ws_load
 from bench.configs import BenchConfig
 from bench.repeats import repeated, with_delivery_lag
 from bench.target import OwnStack, Target
+from deploy.stack.envoy import ENVOY
 
 ACTIVATION = "bench.activation"
 """Scenario j), activation of a long thread, where that module exists (issue 17's point 3)."""
@@ -36,7 +38,13 @@ PER_CONFIG = (
     "e_cold_connect_ws",
     "i_rest_appends",
 )
-AUTH_OFF_ONLY = ("g_prompt_round_trip_grpc", "g_fan_out_grpc")
+WEB_FAN_OUT = getattr(grpc_load, "fan_out_grpc_web", None)
+"""g) over gRPC-web through Envoy (the gateway's fan-out), where bench/grpc_load.py has it."""
+AUTH_OFF_ONLY = (
+    "g_prompt_round_trip_grpc",
+    "g_fan_out_grpc",
+    *(["g_fan_out_grpc_web_envoy"] if WEB_FAN_OUT is not None and Path(ENVOY).exists() else []),
+)
 """The gRPC load clients call without tokens (bench/grpc_load.py)."""
 ON_TARGET = (*PER_CONFIG[2:], *AUTH_OFF_ONLY)
 """The scenarios that need the shared target; the others start stacks of their own."""
@@ -58,6 +66,8 @@ class Sizes:
     rest_sessions: int = rest_load.SESSIONS
     rest_seconds: float = 5.0
     rest_runs: int = 5
+    web_fan_out: tuple[int, ...] = (1, 1000, 5000)
+    """Subscribers for g) over gRPC-web through Envoy."""
     fan_out_runs: int = 3
     """c) and g) fan-out: answers per level (after one warm-up answer), merged by median."""
     activation: tuple[int, int] = (1000, 7)
@@ -82,6 +92,7 @@ QUICK = Sizes(
     rest_sessions=10,
     rest_seconds=1.0,
     rest_runs=1,
+    web_fan_out=(1, 10),
     fan_out_runs=1,
     activation=(50, 2),
 )
@@ -235,3 +246,21 @@ async def on_target(target: Target, sizes: Sizes, step: Step) -> None:
         return with_delivery_lag(rows)
 
     await step("g_fan_out_grpc", f"{name}: g) gRPC fan-out", grpc_fan_out)
+
+    async def web_fan_out_once(n: int, k: int) -> dict[str, Any]:
+        assert WEB_FAN_OUT is not None
+        row: dict[str, Any] = await WEB_FAN_OUT(
+            target, target.envoy_url, n, sizes.tokens, f"{run}-{k}"
+        )
+        return row
+
+    async def web_fan_out() -> list[dict[str, Any]]:
+        runs = sizes.fan_out_runs
+        rows = await levels(
+            lambda n: repeated(web_fan_out_once, n, runs, FAN_OUT_SPREAD), sizes.web_fan_out
+        )
+        return with_delivery_lag(rows)
+
+    if "g_fan_out_grpc_web_envoy" in AUTH_OFF_ONLY and target.envoy_url:
+        label = f"{name}: g) gRPC-web fan-out via Envoy"
+        await step("g_fan_out_grpc_web_envoy", label, web_fan_out)

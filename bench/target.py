@@ -11,7 +11,7 @@ import os
 import socket
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.configs import AUTH_OFF, BenchConfig
@@ -38,6 +38,8 @@ class Target:
     pids: dict[str, list[int]] = field(default_factory=dict)
     """Roles: "session" (every pod), "gateway", "ai", "model", "redis", "search"."""
     description: str = ""
+    envoy_url: str = ""
+    """Envoy in front (gRPC-web to the gateway's fan-out); "" when there is none."""
     credentials: Credentials = field(default_factory=Credentials)
     config: str = ""
     """The bench configuration (bench/configs.py) of a stack of our own; "" for others."""
@@ -108,9 +110,9 @@ def from_run_dir(gateway_url: str, session_addr: str, run_dir: Path) -> Target:
 
 
 class OwnStack:
-    """Redis, dev model, AI service, one session pod, the search indexer and the gateway on
-    free ports, in one bench configuration (bench/configs.py); the dev model paced at
-    `token_delay_ms`, the pod and AI service with extra settings if given."""
+    """Redis, dev model, AI service, one session pod, the search indexer and the gateway (and
+    Envoy with `envoy`) on free ports, in one bench configuration (bench/configs.py); the dev
+    model paced at `token_delay_ms`, the pod and AI service with extra settings if given."""
 
     def __init__(
         self,
@@ -119,11 +121,12 @@ class OwnStack:
         config: BenchConfig = AUTH_OFF,
         pod_env: Mapping[str, str] | None = None,
         ai_env: Mapping[str, str] | None = None,
+        envoy: bool = False,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-")
         self.config = config
         self.stack = Stack(Path(self._dir.name), base_env=config.base_env)
-        self._spec = config.spec(token_delay_ms, pod_env, ai_env)
+        self._spec = replace(config.spec(token_delay_ms, pod_env, ai_env), envoy=envoy)
 
     def start(self) -> Target:
         s = start(self.stack, self._spec)
@@ -136,8 +139,9 @@ class OwnStack:
             s.session_addr,
             pids,
             "own stack on free ports",
-            Credentials(secret),
-            self.config.name,
+            envoy_url=s.envoy_url,
+            credentials=Credentials(secret),
+            config=self.config.name,
         )
 
     def close(self) -> None:
