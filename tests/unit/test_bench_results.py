@@ -1,7 +1,9 @@
-"""bench/repeats.py: runs of one level merged by median with their spread; the fan-out's lag."""
+"""What a bench result holds: runs of one level merged by median with their spread and the
+fan-out's delivery lag (bench/repeats.py); the settings it records (bench/environment.py)."""
 
 from __future__ import annotations
 
+from bench.environment import settings_of
 from bench.repeats import merge, with_delivery_lag
 
 
@@ -30,3 +32,21 @@ def test_delivery_lag_is_last_done_minus_that_of_the_smallest_level() -> None:
     lagged = with_delivery_lag(rows)
     assert [r["delivery_lag_ms"] for r in lagged] == [0.0, 1100.0]
     assert {r["lag_vs"] for r in lagged} == {1}
+
+
+def test_settings_keep_what_changes_a_measure_never_a_secret_and_show_disagreement() -> None:
+    environs = {
+        "session": [
+            {"AUTH_MODE": "jwt", "RATE_USER_PER_MIN": "9", "AUTH_SECRET_FILE": "/k", "HOME": "/"}
+        ],
+        "gateway": [{"AUTH_MODE": "jwt", "MAX_STREAMS_PER_USER": "5", "CLUSTER_SECRET_FILE": "/c"}],
+        "ai": [{"AI_HTTP_CLIENT": "aiohttp", "OPENAI_API_KEY": "sk", "MAX_STREAMS_PER_USER": "7"}],
+    }
+    assert settings_of(environs) == {
+        "AUTH_MODE": "jwt",
+        "RATE_USER_PER_MIN": "9",
+        "MAX_STREAMS_PER_USER": {"gateway": "5", "ai": "7"},
+        "AI_HTTP_CLIENT": "aiohttp",
+        "session_pods": 1,
+        "search_indexer": False,
+    }
