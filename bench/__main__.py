@@ -108,7 +108,7 @@ async def one_config(
                 target = await asyncio.to_thread(own.start)
             assert target is not None
             settings = environment.settings(target.pids)
-            await scenarios.on_target(target, sizes, step)
+            await scenarios.on_target(config, target, own is not None, sizes, step)
         finally:
             if own is not None:
                 own.close()

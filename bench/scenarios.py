@@ -1,9 +1,10 @@
 """Which scenario runs on which stack, in `make bench`'s order; each result under its key.
 
-Per configuration (bench/configs.py): h) paced answers on a stack of its own, d) idle sockets on
-a fresh stack per level (memory after other scenarios would count their leftovers), then a), b),
-c), e), i) and, with access control off, g) on the shared target. Once per bench (the first
-configuration): f) on a 3-pod cluster of its own, and the machine baselines.
+Per configuration (bench/configs.py): h) paced answers on a stack of its own; then d) idle
+sockets on a fresh stack per level (memory after other scenarios would count their leftovers:
+the first level on the shared stack before anything else ran on it, when the bench started it),
+then a), b), c), e), i) and, with access control off, g) on the shared target. Once per bench
+(the first configuration): f) on a 3-pod cluster of its own, j) and the machine baselines.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ AUTH_OFF_ONLY = (
     *(["g_fan_out_grpc_web_envoy"] if WEB_FAN_OUT is not None and Path(ENVOY).exists() else []),
 )
 """The gRPC load clients call without tokens (bench/grpc_load.py)."""
-ON_TARGET = (*PER_CONFIG[2:], *AUTH_OFF_ONLY)
+ON_TARGET = (*PER_CONFIG[1:], *AUTH_OFF_ONLY)
 """The scenarios that need the shared target; the others start stacks of their own."""
 
 
@@ -168,24 +169,32 @@ async def once(sizes: Sizes, step: Step) -> None:
 
 async def own_stacks(config: BenchConfig, sizes: Sizes, step: Step) -> None:
     """The scenarios of this configuration that start stacks of their own."""
-    run = f"bench{time.time_ns() % 10**10}"
     plan = replace(sizes.paced, config=config)
     await step("h_paced_answers", f"{config.name}: h) paced answers", lambda: paced.main(plan))
-    await step(
-        "d_idle_sockets",
-        f"{config.name}: d) idle sockets",
-        lambda: levels(lambda n: idle_on_fresh_stack(config, n, run), sizes.idle),
-    )
 
 
-async def on_target(target: Target, sizes: Sizes, step: Step) -> None:
-    """The scenarios of one configuration on its shared target."""
+async def on_target(
+    config: BenchConfig, target: Target, fresh: bool, sizes: Sizes, step: Step
+) -> None:
+    """The scenarios of one configuration on its shared target; `fresh`: the bench started
+    it and nothing ran on it yet."""
     run = f"bench{time.time_ns() % 10**10}"
     name = target.config or "target"
     # No pool limit: every open WebSocket holds a connection of its own.
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+
+        async def idle() -> list[dict[str, Any]]:
+            rows = []
+            for k, n in enumerate(sizes.idle):
+                if k == 0 and fresh:
+                    rows.append(await ws_load.idle_sockets(target, http, n, run))
+                else:
+                    rows.append(await idle_on_fresh_stack(config, n, run))
+            return rows
+
+        await step("d_idle_sockets", f"{name}: d) idle sockets", idle)
         await step(
             "a_prompt_round_trip_ws",
             f"{name}: a) WS round trips",
