@@ -1,10 +1,13 @@
 """What a bench result holds: runs of one level merged by median with their spread and the
-fan-out's delivery lag (bench/repeats.py); the settings it records (bench/environment.py)."""
+fan-out's delivery lag (bench/repeats.py); the settings it records (bench/environment.py); how
+its load clients identify (bench/credentials.py)."""
 
 from __future__ import annotations
 
+from bench.credentials import Credentials
 from bench.environment import settings_of
 from bench.repeats import merge, with_delivery_lag
+from common.auth import AuthConfig, Verifier, new_secret
 
 
 def test_runs_merge_to_medians_with_the_spread_asked_for_and_every_failure_counted() -> None:
@@ -50,3 +53,17 @@ def test_settings_keep_what_changes_a_measure_never_a_secret_and_show_disagreeme
         "session_pods": 1,
         "search_indexer": False,
     }
+
+
+def test_load_clients_identify_with_a_token_only_when_access_control_is_on() -> None:
+    off = Credentials()
+    assert off.ws("ws://h/ws/t", "ann b") == ("ws://h/ws/t?user=ann%20b", ())
+    assert off.headers("ann") == {} and off.metadata("ann") == ()
+    on = Credentials.from_hex(new_secret().hex())
+    url, protocols = on.ws("ws://h/ws/t", "ann")
+    token = protocols[1].removeprefix("bearer.")
+    assert url == "ws://h/ws/t" and protocols[0] == "durablechat"
+    assert on.headers("ann") == {"Authorization": f"Bearer {token}"}
+    assert on.metadata("ann") == (("authorization", f"Bearer {token}"),)
+    assert on.secret is not None
+    assert Verifier(AuthConfig("jwt", on.secret)).user(f"Bearer {token}") == "ann"
