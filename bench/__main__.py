@@ -1,13 +1,15 @@
-"""`make bench`: load scenarios a) to i) plus machine baselines in each configuration (access
-control on, as `make run`; AUTH_MODE=off); JSON, tables and plots per configuration under
-bench/results/<config>/, then `python -m bench.readme` turns them into README's table.
+"""`make bench`: load scenarios a) to j) and machine baselines, in each configuration.
+
+Configurations: access control on, as `make run`, and AUTH_MODE=off (bench/configs.py). JSON,
+tables and plots per configuration go under bench/results/<config>/; then
+`python -m bench.readme` turns them into README's performance table.
 
 Every configuration runs on stacks of its own on free ports (the same settings every time,
 bench/configs.py). With `--running`, the "auth-off" configuration's shared scenarios run against
 a running system instead (`AUTH_MODE=off make run`, or --url/--grpc; PIDs from RUN_DIR for CPU
 and memory figures; its own limits apply, so raise them); "default" always starts its own
-stack. Scenarios d), f), h) and j) always start stacks of their own (bench/scenarios.py).
-`--quick` is a small smoke run.
+stack. Scenarios f), h), j) and d) past its first level start stacks of their own
+(bench/scenarios.py). `--quick` is a small smoke run.
 """
 
 from __future__ import annotations
@@ -75,7 +77,10 @@ def running_target(args: argparse.Namespace, config: BenchConfig) -> Target | No
         print("the running system requires tokens (start it with AUTH_MODE=off make run to")
         print("bench it): starting a stack of our own")
         return None
-    return replace(from_run_dir(args.url, args.grpc, Path(args.run_dir)), config=config.name)
+    target = replace(from_run_dir(args.url, args.grpc, Path(args.run_dir)), config=config.name)
+    if listening(args.envoy.removeprefix("http://")):
+        target.envoy_url = args.envoy  # g) over gRPC-web through make run's Envoy
+    return target
 
 
 async def one_config(
@@ -156,6 +161,11 @@ def cli() -> None:
         "--grpc",
         default=f"127.0.0.1:{os.environ.get('SESSION_PORT', '50051')}",
         help="a session pod",
+    )
+    parser.add_argument(
+        "--envoy",
+        default=f"http://127.0.0.1:{os.environ.get('ENVOY_PORT', '8000')}",
+        help="with --running: Envoy in front of the gateway (gRPC-web fan-out)",
     )
     parser.add_argument("--run-dir", default=os.environ.get("RUN_DIR", str(ROOT / ".run")))
     parser.add_argument(
