@@ -1,8 +1,15 @@
-"""`make bench`: load scenarios a) to g) plus machine baselines; JSON, table and plots.
+"""`make bench`: load scenarios a) to j) and machine baselines, in each configuration.
 
-Runs against `make run` when it is up (gateway at --url, session service at --grpc, PIDs from
-RUN_DIR for CPU and memory figures), else against a stack of its own on free ports. Scenario f
-always starts its own 3-pod cluster (it kills pods). `--quick` is a small smoke run.
+Configurations: access control on, as `make run`, and AUTH_MODE=off (bench/configs.py). JSON,
+tables and plots per configuration go under bench/results/<config>/; then
+`python -m bench.readme` turns them into README's performance table.
+
+Every configuration runs on stacks of its own on free ports (the same settings every time,
+bench/configs.py). With `--running`, the "auth-off" configuration's shared scenarios run against
+a running system instead (`AUTH_MODE=off make run`, or --url/--grpc; PIDs from RUN_DIR for CPU
+and memory figures; its own limits apply, so raise them); "default" always starts its own
+stack. Scenarios f), h), j) and d) past its first level start stacks of their own
+(bench/scenarios.py). `--quick` is a small smoke run.
 """
 
 from __future__ import annotations
@@ -13,42 +20,17 @@ import json
 import os
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from tqdm import tqdm
 
-from bench import baseline, cluster, environment, grpc_load, paced, report, ws_load
+from bench import environment, paced, report, scenarios
+from bench.configs import AUTH_OFF, CONFIGS, BenchConfig
 from bench.target import ROOT, OwnStack, Target, from_run_dir, listening
 
 RESULTS = ROOT / "bench" / "results"
-
-
-@dataclass(frozen=True)
-class Sizes:
-    levels: tuple[int, ...]  # concurrent sessions for a) and g)
-    seconds: float  # per level of a) and g)
-    history_calls: int
-    fan_out: tuple[int, ...]  # subscribers for c) and g)
-    tokens: int
-    idle: tuple[int, ...]
-    cold: int
-    kills: int
-    redis_requests: int
-    echo_seconds: float
-    paced: paced.Plan
-
-
-FULL = Sizes(
-    (1, 10, 100), 5, 50, (1, 10, 100, 1000), 500, (1000, 5000), 20, 5, 50_000, 5, paced.Plan()
-)
-QUICK = Sizes((1, 10), 1, 5, (1, 10), 50, (50, 100), 3, 1, 2_000, 1, paced.QUICK)
-SCENARIOS = 11
-OWN_STACK_SCENARIOS = {"f", "h", "f_kill9_takeover", "h_paced_answers"}
-"""Scenarios that start stacks of their own (a cluster to kill, a paced dev model)."""
 
 
 def anonymous(url: str) -> bool:
@@ -68,85 +50,6 @@ def healthy(url: str) -> bool:
         return False
 
 
-async def levels(fn: Callable[[int], Awaitable[Any]], xs: tuple[int, ...]) -> list[Any]:
-    """One run of `fn` per load level, one after another."""
-    return [await fn(x) for x in xs]
-
-
-async def scenarios(
-    target: Target | None, sizes: Sizes, bar: tqdm[Any], only: set[str]
-) -> dict[str, Any]:
-    run = f"bench{time.time_ns() % 10**10}"
-    out: dict[str, Any] = {}
-
-    async def step(key: str, label: str, work: Callable[[], Awaitable[Any]]) -> None:
-        if only and key[0] not in only and key not in only:
-            return
-        bar.set_description(label)
-        out[key] = await work()
-        bar.update(1)
-
-    await step("f_kill9_takeover", "f) kill -9 takeover", lambda: cluster.main(sizes.kills))
-    await step("h_paced_answers", "h) paced answers", lambda: paced.main(sizes.paced))
-    if target is None:
-        return out
-    # No pool limit: every open WebSocket holds a connection of its own.
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        await step(
-            "a_prompt_round_trip_ws",
-            "a) WS round trips",
-            lambda: levels(
-                lambda c: ws_load.prompt_round_trips(target, http, c, sizes.seconds, run),
-                sizes.levels,
-            ),
-        )
-        await step(
-            "b_history_ws",
-            "b) history",
-            lambda: ws_load.history(target, http, sizes.history_calls, run),
-        )
-        await step(
-            "c_fan_out_ws",
-            "c) WS fan-out",
-            lambda: levels(
-                lambda n: ws_load.fan_out(target, http, n, sizes.tokens, run), sizes.fan_out
-            ),
-        )
-        await step(
-            "d_idle_sockets",
-            "d) idle sockets",
-            lambda: levels(lambda n: ws_load.idle_sockets(target, http, n, run), sizes.idle),
-        )
-        await step(
-            "e_cold_connect_ws",
-            "e) cold connects",
-            lambda: ws_load.cold_connects(target, http, sizes.cold, run),
-        )
-    await step(
-        "g_prompt_round_trip_grpc",
-        "g) gRPC round trips",
-        lambda: levels(
-            lambda c: grpc_load.prompt_round_trips(target, c, sizes.seconds, run), sizes.levels
-        ),
-    )
-    await step(
-        "g_fan_out_grpc",
-        "g) gRPC fan-out",
-        lambda: levels(lambda n: grpc_load.fan_out(target, n, sizes.tokens, run), sizes.fan_out),
-    )
-    await step(
-        "baseline_redis",
-        "machine: redis-benchmark",
-        lambda: baseline.redis_fsync_always(sizes.redis_requests),
-    )
-    await step(
-        "baseline_grpc_echo", "machine: gRPC echo", lambda: baseline.grpc_echo(sizes.echo_seconds)
-    )
-    return out
-
-
 def fractions(found: dict[str, Any]) -> dict[str, Any]:
     """Our best round-trip rates as a share of the machine's raw rates."""
     shares: dict[str, Any] = {}
@@ -163,47 +66,90 @@ def fractions(found: dict[str, Any]) -> dict[str, Any]:
     return shares
 
 
-async def main(args: argparse.Namespace) -> int:
-    environment.raise_open_files_limit()
-    sizes = QUICK if args.quick else FULL
-    if args.paced_big:
-        sizes = replace(sizes, paced=replace(sizes.paced, levels=paced.BIG_LEVELS))
-    if args.paced_runs:
-        sizes = replace(sizes, paced=replace(sizes.paced, runs=args.paced_runs))
-    only = set(args.only.split(",")) if args.only else set()
-    own: OwnStack | None = None
+def running_target(args: argparse.Namespace, config: BenchConfig) -> Target | None:
+    """With --running, `make run` (or --url/--grpc) for the auth-off configuration."""
+    if not args.running or config.auth:
+        return None
+    if not listening(args.grpc) or not healthy(args.url):
+        print(f"nothing serves {args.url} and {args.grpc}: starting a stack of our own")
+        return None
+    if not anonymous(args.url):
+        print("the running system requires tokens (start it with AUTH_MODE=off make run to")
+        print("bench it): starting a stack of our own")
+        return None
+    target = replace(from_run_dir(args.url, args.grpc, Path(args.run_dir)), config=config.name)
+    if listening(args.envoy.removeprefix("http://")):
+        target.envoy_url = args.envoy  # g) over gRPC-web through make run's Envoy
+    return target
+
+
+async def one_config(
+    args: argparse.Namespace,
+    config: BenchConfig,
+    sizes: scenarios.Sizes,
+    bar: tqdm[Any],
+    first: bool,
+    machine: dict[str, Any],
+) -> dict[str, Any]:
+    """Every scenario of `config`; with `first`, the once-only ones too, the machine's
+    baselines kept in `machine` for the other configurations' fractions."""
+    selected = scenarios.selector(args.only)
+    found: dict[str, Any] = {}
+    step = scenarios.stepper(found, bar, selected)
+    described = environment.describe()
+    if first:
+        await scenarios.once(sizes, step)
+        machine.update({k: v for k, v in found.items() if k.startswith("baseline_")})
+    await scenarios.own_stacks(config, sizes, step)
     target: Target | None = None
-    running = not args.own and listening(args.grpc) and healthy(args.url)
-    if only and only <= OWN_STACK_SCENARIOS:
-        pass  # no shared stack needed
-    elif running and anonymous(args.url):
-        target = from_run_dir(args.url, args.grpc, Path(args.run_dir))
-    else:
-        if running:  # per-user limits and one stream per user would measure the limits
-            print("the running system requires tokens (start it with AUTH_MODE=off make run to")
-            print("bench it): starting a stack of our own without access control")
-        elif not args.own:
-            print(f"nothing serves {args.url} and {args.grpc}: starting a stack of our own")
-        own = OwnStack()
-        target = await asyncio.to_thread(own.start)
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
-    try:
-        with tqdm(total=SCENARIOS, unit="scenario", leave=False) as bar:
-            found = await scenarios(target, sizes, bar, only)
-    finally:
-        if own is not None:
-            own.close()
-    results = {
-        **environment.describe(),
-        "started": started,
-        "target": (target.description or f"{args.url} + {args.grpc}") if target else "own stacks",
+    settings: dict[str, Any] = {}
+    if any(selected(k) for k in scenarios.ON_TARGET):
+        target = running_target(args, config)
+        # Envoy for g) over gRPC-web, which runs with access control off only
+        envoy = not config.auth and "g_fan_out_grpc_web_envoy" in scenarios.AUTH_OFF_ONLY
+        own = None if target is not None else OwnStack(config=config, envoy=envoy)
+        try:
+            if own is not None:
+                target = await asyncio.to_thread(own.start)
+            assert target is not None
+            settings = environment.settings(target.pids)
+            await scenarios.on_target(config, target, own is not None, sizes, step)
+        finally:
+            if own is not None:
+                own.close()
+    return {
+        **described,
+        "config": config.name,
+        "config_title": config.title,
+        "settings": settings,
+        "target": target.description if target else "own stacks",
         "quick": args.quick,
         "scenarios": found,
-        "fractions": fractions(found),
+        "fractions": fractions({**machine, **found}),
     }
-    files = report.write(results, Path(args.out))
-    print(report.table(results))
-    print("written: " + ", ".join(str(f) for f in files))
+
+
+async def main(args: argparse.Namespace) -> int:
+    environment.raise_open_files_limit()
+    sizes = scenarios.QUICK if args.quick else scenarios.FULL
+    if args.paced_levels:
+        levels = tuple(int(x) for x in args.paced_levels.split(","))
+        sizes = replace(sizes, paced=replace(sizes.paced, levels=levels))
+    if args.paced_runs:
+        sizes = replace(sizes, paced=replace(sizes.paced, runs=args.paced_runs))
+    names = list(CONFIGS) if args.config == "both" else [args.config]
+    configs = [CONFIGS[n] for n in names]
+    total = scenarios.count(configs, scenarios.selector(args.only))
+    written = []
+    machine: dict[str, Any] = {}
+    with tqdm(total=total, unit="scenario", leave=False) as bar:
+        for k, config in enumerate(configs):
+            results = await one_config(args, config, sizes, bar, k == 0, machine)
+            files = report.write(results, Path(args.out) / config.name)
+            bar.clear()
+            print(report.table(results))
+            written += files
+    print("written: " + ", ".join(str(f) for f in written))
     return 0
 
 
@@ -216,16 +162,31 @@ def cli() -> None:
         default=f"127.0.0.1:{os.environ.get('SESSION_PORT', '50051')}",
         help="a session pod",
     )
+    parser.add_argument(
+        "--envoy",
+        default=f"http://127.0.0.1:{os.environ.get('ENVOY_PORT', '8000')}",
+        help="with --running: Envoy in front of the gateway (gRPC-web fan-out)",
+    )
     parser.add_argument("--run-dir", default=os.environ.get("RUN_DIR", str(ROOT / ".run")))
-    parser.add_argument("--own", action="store_true", help="always start a stack of our own")
+    parser.add_argument(
+        "--running", action="store_true", help="auth-off: bench the running system at --url"
+    )
+    parser.add_argument("--own", action="store_true", help="stacks of our own (the default)")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--only", default="", help="comma-separated scenario letters or keys")
     parser.add_argument(
-        "--paced-big", action="store_true", help=f"h) at N = {paced.BIG_LEVELS}, not {paced.LEVELS}"
+        "--config",
+        choices=["both", *CONFIGS],
+        default="both",
+        help=f"bench/configs.py (default: both, {AUTH_OFF.name} second)",
     )
+    parser.add_argument("--paced-levels", default="", help=f"h) levels (default {paced.LEVELS})")
     parser.add_argument("--paced-runs", type=int, default=0, help="h) runs per level")
     parser.add_argument("--out", default=str(RESULTS))
-    raise SystemExit(asyncio.run(main(parser.parse_args())))
+    started = time.monotonic()
+    code = asyncio.run(main(parser.parse_args()))
+    print(f"bench took {time.monotonic() - started:.0f} s")
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

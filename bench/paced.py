@@ -1,6 +1,7 @@
 """h) N concurrent paced answers, one WebSocket each, on a stack of its own (`make bench`, or
 `python -m bench.paced` alone): first-token and inter-frame gap percentiles, answers whole, wall
 time, CPU per streamed token of every process (ours, the dev model, the load client itself).
+`make bench` runs N = 100 / 250 / 500 / 1,000 in each configuration (bench/configs.py).
 
 The dev model streams 250 tokens at DEV_MODEL_TOKEN_DELAY_MS=20 (50 tokens/s: an answer takes
 5 s when nothing waits), as a person would see a hosted model. Each of the N sockets has a
@@ -10,7 +11,10 @@ up and is left out; each level then runs `runs` times on fresh threads. Percenti
 samples of all runs of a level (N first tokens and N x frames gaps per run); the spread is
 each run's own figure, min and max. CPU is read from /proc around each run and divided by the
 tokens streamed (N x tokens): per process and summed over ours (AI service, session pod,
-gateway, Redis; the dev model is the stand-in for a remote model and is left out of the sum).
+gateway, Redis, search indexer; the dev model is the stand-in for a remote model and is left
+out of the sum). An answer whose first token never came counts at the run's whole wait (a
+lower bound) and in `no_first_token`. A tail is called p99 only when the pooled samples allow
+it (bench/stats.py); the spread is each run's own tail, named by that run's sample count.
 """
 
 from __future__ import annotations
@@ -25,23 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from bench import environment
+from bench.configs import AUTH_OFF, CONFIGS, BenchConfig
 from bench.paced_load import RunResult, one_run
 from bench.profiles import Recorders
 from bench.stats import percentiles_ms
-from bench.target import OwnStack, Target
+from bench.target import OURS, ROLES, OwnStack, Target
 
 TOKENS = 250
 TOKEN_DELAY_MS = 20
-LEVELS = (100, 250)
-BIG_LEVELS = (100, 250, 500, 1000)
+LEVELS = (100, 250, 500, 1000)
+SMALL_LEVELS = (100, 250)
 RUNS = 3
 WARM_UP_ANSWERS = 50
-OURS = ("ai", "session", "gateway", "redis")
-"""The processes whose CPU per token is summed; the dev model and the load client are not."""
-ROLES = (*OURS, "model", "client")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Plan:
     """py-spy flame graphs of every Python process during the last run of the largest level."""
     pod_env: tuple[tuple[str, str], ...] = ()
     ai_env: tuple[tuple[str, str], ...] = ()
+    config: BenchConfig = AUTH_OFF
 
 
 QUICK = Plan(levels=(10,), runs=1, tokens=50)
@@ -61,6 +62,13 @@ QUICK = Plan(levels=(10,), runs=1, tokens=50)
 
 def spread(values: list[float]) -> dict[str, float]:
     return {"min": round(min(values), 1), "max": round(max(values), 1)}
+
+
+def tail_spread(what: str, runs: list[RunResult]) -> dict[str, Any]:
+    """`what`_<tail>_ms_spread: each run's own tail, min and max (named by the smallest run)."""
+    tails = [r.tail_ms(what) for r in runs]
+    name = min((t[0] for t in tails), key=("max", "p95", "p99").index)
+    return {f"{what}_{name}_ms_spread": spread([v for _, v in tails])}
 
 
 def summarise(n: int, tokens: int, runs: list[RunResult]) -> dict[str, Any]:
@@ -71,18 +79,21 @@ def summarise(n: int, tokens: int, runs: list[RunResult]) -> dict[str, Any]:
         "answers": n,
         "runs": len(runs),
         "tokens": tokens,
-        **percentiles_ms("first_token", first),
-        **percentiles_ms("gap", gaps),
+        "load_clients": max(r.clients for r in runs),
+        "client_core_share_max": round(max(r.client_core_share for r in runs), 2),
+        **percentiles_ms("first_token", first, len(runs)),
+        "no_first_token": sum(r.no_first_token for r in runs),
+        **percentiles_ms("gap", gaps, len(runs)),
         "whole": f"{sum(r.whole for r in runs)}/{n * len(runs)}",
         "incomplete": sum(n - r.whole for r in runs),
         "errors": dict(sum((Counter(r.errors) for r in runs), Counter())),
         "wall_s": round(statistics.median(r.wall_s for r in runs), 2),
         "wall_s_spread": spread([r.wall_s for r in runs]),
-        "first_token_p99_ms_spread": spread([r.first_token_p99_ms for r in runs]),
-        "gap_p99_ms_spread": spread([r.gap_p99_ms for r in runs]),
+        **tail_spread("first_token", runs),
+        **tail_spread("gap", runs),
         "delivery_tokens_per_s": round(statistics.median(r.tokens_per_s for r in runs), 1),
     }
-    for role in ROLES:
+    for role in (*ROLES, "client"):
         values = [r.cpu_us_per_token[role] for r in runs if role in r.cpu_us_per_token]
         if values:
             row[f"cpu_us_per_token_{role}"] = round(statistics.median(values), 1)
@@ -94,50 +105,40 @@ def summarise(n: int, tokens: int, runs: list[RunResult]) -> dict[str, Any]:
 
 
 async def run_plan(target: Target, plan: Plan, tick: Any = None) -> list[dict[str, Any]]:
-    connector = aiohttp.TCPConnector(limit=0)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=60)
     tag = f"paced{time.time_ns() % 10**10}"
     rows = []
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
-        pace_s = plan.tokens * plan.token_delay_ms / 1000
-        warm_up = min(WARM_UP_ANSWERS, *plan.levels)
-        await one_run(target, http, warm_up, plan.tokens, f"{tag}-warm", pace_s)
-        for n in plan.levels:
-            runs = []
-            for k in range(plan.runs):
-                last = n == max(plan.levels) and k == plan.runs - 1
-                profiling = plan.profile_dir is not None and last
-                with Recorders(target.pids, plan.profile_dir if profiling else None, n):
-                    run = await one_run(target, http, n, plan.tokens, f"{tag}-{n}-{k}", pace_s)
-                    runs.append(run)
-                if tick is not None:
-                    tick()
-            rows.append(summarise(n, plan.tokens, runs))
+    pace_s = plan.tokens * plan.token_delay_ms / 1000
+    warm_up = min(WARM_UP_ANSWERS, *plan.levels)
+    await one_run(target, warm_up, plan.tokens, f"{tag}-warm", pace_s)
+    for n in plan.levels:
+        runs = []
+        for k in range(plan.runs):
+            last = n == max(plan.levels) and k == plan.runs - 1
+            profiling = plan.profile_dir is not None and last
+            with Recorders(target.pids, plan.profile_dir if profiling else None, n):
+                runs.append(await one_run(target, n, plan.tokens, f"{tag}-{n}-{k}", pace_s))
+            if tick is not None:
+                tick()
+        rows.append(summarise(n, plan.tokens, runs))
     return rows
-
-
-def settings(plan: Plan) -> dict[str, Any]:
-    """The settings that differ from the defaults at this git SHA."""
-    return {
-        "DEV_MODEL_TOKEN_DELAY_MS": plan.token_delay_ms,
-        "tokens_per_answer": plan.tokens,
-        "AUTH_MODE": "off",
-        "AUTO_TITLE_TOKENS": 0,
-        "session_pods": 1,
-        **dict(plan.pod_env),
-        **dict(plan.ai_env),
-    }
 
 
 async def main(plan: Plan, tick: Any = None) -> dict[str, Any]:
     """Starts a stack paced at `plan.token_delay_ms`, runs every level, stops the stack."""
-    own = OwnStack(plan.token_delay_ms, pod_env=dict(plan.pod_env), ai_env=dict(plan.ai_env))
+    own = OwnStack(
+        plan.token_delay_ms,
+        config=plan.config,
+        pod_env=dict(plan.pod_env),
+        ai_env=dict(plan.ai_env),
+    )
     try:
         target = await asyncio.to_thread(own.start)
+        settings = environment.settings(target.pids)
         rows = await run_plan(target, plan, tick)
     finally:
         own.close()
-    return {**environment.describe(), "settings": settings(plan), "levels": rows}
+    extra = {"tokens_per_answer": plan.tokens}
+    return {**environment.describe(), "settings": {**settings, **extra}, "levels": rows}
 
 
 def pairs(values: list[str]) -> tuple[tuple[str, str], ...]:
@@ -147,7 +148,7 @@ def pairs(values: list[str]) -> tuple[tuple[str, str], ...]:
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
-    parser.add_argument("--big", action="store_true", help=f"levels {BIG_LEVELS}")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default=AUTH_OFF.name)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--tokens", type=int, default=TOKENS)
     parser.add_argument("--profile", type=Path, help="write py-spy flame graphs here")
@@ -156,8 +157,9 @@ def cli() -> None:
     parser.add_argument("--out", type=Path, help="also write the result as JSON here")
     args = parser.parse_args()
     environment.raise_open_files_limit()
-    levels = BIG_LEVELS if args.big else tuple(int(x) for x in args.levels.split(","))
+    levels = tuple(int(x) for x in args.levels.split(","))
     plan = Plan(
+        config=CONFIGS[args.config],
         levels=levels,
         runs=args.runs,
         tokens=args.tokens,

@@ -1,46 +1,30 @@
 """One run of the paced-answers load (bench/paced.py): N sockets on N threads, one prompt each,
-every frame's arrival time kept; what each of our processes and the load client spent."""
+split over load-client processes (bench/paced_client.py), so that at N = 1,000 one Python
+event loop reading every frame is not what the figures measure.
+
+A run starts `clients` processes (at most one per core, at most one per socket), gives each
+its share of the sockets and waits until all are connected; only then are CPU times taken and
+every client told to go, so the measured window holds answering only. The clients' own CPU
+over that window is summed and reported as the load client's ("client"), beside the system's.
+A client that fails (cannot connect) fails the run with its stderr.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-
-import aiohttp
+from dataclasses import dataclass
+from typing import Any
 
 from bench.environment import load_average
-from bench.stats import percentile
+from bench.load_clients import client_count, run_clients, split
+from bench.paced_client import Share
+from bench.stats import TAIL_Q, percentile, tail_name
 from bench.target import Target
-from bench.ws_load import DONE, ERROR, LOADING, close_all, connect_many, expected_text
 
-ROLES = ("ai", "session", "gateway", "redis", "model")
 SLACK_S = 60.0
 """How long past the answer's own pace (tokens x delay) a run waits for every [DONE]; an
 answer still open then is counted incomplete, so a lost answer cannot hang the bench."""
-
-
-@dataclass
-class Answer:
-    """One socket's answer: when its prompt went out, when each text frame and [DONE] came."""
-
-    sent_at: float = 0.0
-    frames_at: list[float] = field(default_factory=list)
-    done_at: float = 0.0
-    parts: list[str] = field(default_factory=list)
-    error: str = ""
-    loading: bool = False
-    """[LOADING] came: the prompt was taken and its answer started."""
-
-    def whole(self, want: str) -> bool:
-        return not self.error and bool(self.done_at) and "".join(self.parts) == want
-
-    def gaps(self) -> list[float]:
-        """Time between consecutive frames, from the first text frame to [DONE]."""
-        times = [*self.frames_at, self.done_at]
-        return [b - a for a, b in itertools.pairwise(times)]
 
 
 @dataclass(frozen=True)
@@ -55,90 +39,62 @@ class RunResult:
     load_before: float
     errors: dict[str, int]
     """Why answers were not whole: each distinct reason and how many answers it stopped."""
+    clients: int = 1
+    no_first_token: int = 0
+    """Answers whose first token never came (counted at the wait in `first_token_s`)."""
+    client_core_share: float = 0.0
+    """The busiest load-client process's CPU over the run as a share of one core (near 1.0:
+    the client, not the system, may be what the figures show)."""
 
-    @property
-    def first_token_p99_ms(self) -> float:
-        return percentile(self.first_token_s, 99) * 1000
-
-    @property
-    def gap_p99_ms(self) -> float:
-        return percentile(self.gaps_s, 99) * 1000
-
-
-async def follow(ws: aiohttp.ClientWebSocketResponse, answer: Answer) -> None:
-    """Reads frames until [DONE], stamping each text frame as it arrives."""
-    while True:
-        frame = await ws.receive()
-        now = time.monotonic()
-        if frame.type != aiohttp.WSMsgType.TEXT:
-            answer.error = f"socket ended: {frame.type.name}"
-            return
-        data = frame.data
-        if data == DONE:
-            answer.done_at = now
-            return
-        if data == LOADING:
-            answer.loading = True
-            continue
-        if data.startswith(ERROR):
-            answer.error = data
-            if not answer.loading:  # the prompt itself failed: no answer, no [DONE] follows
-                return
-            continue
-        answer.frames_at.append(now)
-        answer.parts.append(data)
+    def tail_ms(self, what: str) -> tuple[str, float]:
+        """This run's own tail of "first_token" or "gap": named by its sample count."""
+        samples = self.first_token_s if what == "first_token" else self.gaps_s
+        name = tail_name(len(samples))
+        return name, percentile(samples, TAIL_Q[name]) * 1000
 
 
-def cpu_seconds(target: Target) -> dict[str, float]:
-    """CPU time so far of each role with known PIDs, and of this process (the load client)."""
-    found = {role: target.cpu_seconds(role) for role in ROLES}
-    seconds = {role: s for role, s in found.items() if s is not None}
-    seconds["client"] = time.process_time()
-    return seconds
+async def one_run(target: Target, n: int, tokens: int, tag: str, pace_s: float) -> RunResult:
+    """Connects N sockets (one thread and user each), sends N prompts at once, waits for every
+    [DONE] (at most pace_s + SLACK_S)."""
+    count = client_count(n)
+    sockets = [(f"{tag}-{i}", f"bench-{i}") for i in range(n)]
+    base = {
+        "ws_url": target.ws_url,
+        "auth_secret": target.credentials.hex(),
+        "tokens": tokens,
+        "wait_s": pace_s + SLACK_S,
+    }
+    readings: dict[str, Any] = {}
 
+    def before_go() -> None:
+        readings["load"] = load_average()
+        readings["cpu"] = target.cpu_all()
+        readings["own"] = time.process_time()
+        readings["started"] = time.monotonic()
 
-async def one_run(
-    target: Target, http: aiohttp.ClientSession, n: int, tokens: int, tag: str, pace_s: float
-) -> RunResult:
-    """Connects N sockets (one thread each), sends N prompts at once, waits for every [DONE]."""
-    urls = [f"{target.ws_url}/ws/{tag}-{i}?user=bench" for i in range(n)]
-    sockets = await connect_many(http, urls)
-    answers = [Answer() for _ in sockets]
-    prompt = f"paced tokens={tokens}"
-    try:
-        readers = [
-            asyncio.ensure_future(follow(ws, a)) for ws, a in zip(sockets, answers, strict=True)
-        ]
-        load = load_average()
-        before = cpu_seconds(target)
-        started = time.monotonic()
-        for ws, answer in zip(sockets, answers, strict=True):
-            answer.sent_at = time.monotonic()
-            await ws.send_str(prompt)
-        _, late = await asyncio.wait(readers, timeout=pace_s + SLACK_S)
-        after = cpu_seconds(target)
-        for reader, answer in zip(readers, answers, strict=True):
-            if reader in late:
-                reader.cancel()
-                overdue = f"no [DONE] within {pace_s + SLACK_S:.0f} s"
-                answer.error = f"{answer.error}, then {overdue}" if answer.error else overdue
-    finally:
-        await close_all(sockets)
-    want = expected_text(tokens)
-    whole = [a for a in answers if a.whole(want)]
-    last_done = max((a.done_at for a in answers if a.done_at), default=started)
+    jobs = [{**base, "sockets": part} for part in split(sockets, count)]
+    reports = await run_clients("bench.paced_client", jobs, before_go)
+    cpu = target.cpu_us_per(readings["cpu"], n * tokens, "token")
+    own_cpu = time.process_time() - readings["own"]
+    shares = [Share(**r) for r in reports]
+    started, load = readings["started"], readings["load"]
+    last_done = max((s.last_done for s in shares if s.last_done), default=started)
     wall = last_done - started
-    streamed = n * tokens
+    whole = sum(s.whole for s in shares)
+    client_s = own_cpu + sum(s.cpu_s for s in shares)
+    prefix = "cpu_us_per_token_"
+    per_token = {k.removeprefix(prefix): v for k, v in cpu.items() if k != f"{prefix}ours"}
     return RunResult(
         n=n,
-        first_token_s=[a.frames_at[0] - a.sent_at for a in answers if a.frames_at],
-        gaps_s=[g for a in answers for g in a.gaps() if a.done_at],
-        whole=len(whole),
+        first_token_s=[t for s in shares for t in s.first_token_s],
+        gaps_s=[g for s in shares for g in s.gaps_s],
+        whole=whole,
         wall_s=wall,
-        tokens_per_s=len(whole) * tokens / wall if wall > 0 else 0.0,
-        cpu_us_per_token={
-            role: (after[role] - before[role]) / streamed * 1e6 for role in before if role in after
-        },
+        tokens_per_s=whole * tokens / wall if wall > 0 else 0.0,
+        cpu_us_per_token={**per_token, "client": client_s / (n * tokens) * 1e6},
         load_before=load,
-        errors=dict(Counter(a.error or "text differs" for a in answers if not a.whole(want))),
+        errors=dict(Counter(e for s in shares for e in s.errors)),
+        clients=count,
+        no_first_token=sum(s.no_first_token for s in shares),
+        client_core_share=max(s.cpu_s for s in shares) / wall if wall > 0 else 0.0,
     )

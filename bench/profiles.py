@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-PYTHON_ROLES = ("ai", "session", "gateway", "model")
+PYTHON_ROLES = ("ai", "session", "gateway", "search", "model")
 RATE_HZ = 97
 """Not 100: a rate off the event loop's 10 ms timers keeps samples from locking onto them."""
 STOP_TIMEOUT_S = 30.0

@@ -40,10 +40,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
 def _paced(value: dict[str, Any]) -> Rows:
     """Scenario h's levels, each led by what the run was measured on."""
-    settings = ", ".join(f"{k}={v}" for k, v in value.get("settings", {}).items())
-    note = {"git_sha": value.get("git_sha"), "settings": settings}
+    note = {"git_sha": value.get("git_sha"), "settings": settings_text(value.get("settings", {}))}
     return [{**row, **note} for row in value.get("levels", [])]
 
 
@@ -56,7 +59,9 @@ TITLES = {
     "f_kill9_takeover": "f) kill -9 of a session pod during appends (3 pods)",
     "g_prompt_round_trip_grpc": "g) prompt round trip over gRPC",
     "g_fan_out_grpc": "g) one answer fanned out to N gRPC subscribers (no gateway)",
+    "g_fan_out_grpc_web_envoy": "g) one answer to N gRPC-web subscribers via Envoy (the fan-out)",
     "h_paced_answers": "h) N concurrent paced answers, one WebSocket each (CPU: µs per token)",
+    "i_rest_appends": "i) REST POST …/messages, one session and user per worker",
     "baseline_redis": "machine: redis-benchmark SET, appendfsync always",
     "baseline_grpc_echo": "machine: bare gRPC unary echo",
 }
@@ -64,8 +69,10 @@ TITLES = {
 
 def table(results: dict[str, Any]) -> str:
     head = (
-        f"Bench run {results['started']} on {results['machine']} against "
-        f"{results['target']}{' (--quick)' if results['quick'] else ''}.\n\n"
+        f"Bench run {results['started']} at {results['git_sha']} on {results['machine']}, "
+        f"configuration {results.get('config_title', '?')}, against "
+        f"{results['target']}{' (--quick)' if results['quick'] else ''}.\n"
+        f"Settings: {settings_text(results.get('settings', {})) or 'defaults'}.\n\n"
     )
     body = ""
     for key, title in TITLES.items():
@@ -108,7 +115,8 @@ def _round_trip(scenarios: dict[str, Any]) -> Any:
         xs = [r["concurrency"] for r in rows]
         ops.plot(xs, [r["ops_per_s"] for r in rows], marker="o", label=label)
         lat.plot(xs, [r["p50_ms"] for r in rows], marker="o", label=f"{label} p50")
-        lat.plot(xs, [r["p99_ms"] for r in rows], marker="x", linestyle="--", label=f"{label} p99")
+        tail = [r.get("p99_ms", r.get("p95_ms", r["max_ms"])) for r in rows]
+        lat.plot(xs, tail, marker="x", linestyle="--", label=f"{label} tail (p99/p95/max)")
     for ax, ylabel in ((ops, "round trips / s"), (lat, "ms")):
         ax.set_xscale("log")
         ax.set_xlabel("concurrent sessions")
@@ -122,7 +130,11 @@ def _round_trip(scenarios: dict[str, Any]) -> Any:
 def _fan_out(scenarios: dict[str, Any]) -> Any:
     fig, (rate, cpu) = plt.subplots(1, 2, figsize=(10, 4))
     fig.subplots_adjust(wspace=0.35)
-    for key, label in (("c_fan_out_ws", "WebSocket"), ("g_fan_out_grpc", "gRPC")):
+    for key, label in (
+        ("c_fan_out_ws", "WebSocket"),
+        ("g_fan_out_grpc", "gRPC to the pod"),
+        ("g_fan_out_grpc_web_envoy", "gRPC-web via Envoy"),
+    ):
         rows = scenarios.get(key) or []
         xs = [r["subscribers"] for r in rows]
         rate.plot(xs, [r["tokens_per_s_delivered"] for r in rows], marker="o", label=label)
@@ -146,13 +158,15 @@ def _paced_plot(scenarios: dict[str, Any]) -> Any:
     fig, (lat, cpu) = plt.subplots(1, 2, figsize=(10, 4))
     fig.subplots_adjust(wspace=0.35)
     xs = [r["answers"] for r in rows]
-    for key, label, style in (
-        ("first_token_p50_ms", "first token p50", "-"),
-        ("first_token_p99_ms", "first token p99", "--"),
-        ("gap_p99_ms", "inter-frame gap p99", ":"),
+    for what, label, style in (
+        ("first_token", "first token", "--"),
+        ("gap", "inter-frame gap", ":"),
     ):
-        lat.plot(xs, [r[key] for r in rows], marker="o", linestyle=style, label=label)
-    for role in ("ai", "session", "gateway", "redis", "model", "client"):
+        tail = next(t for t in ("p99", "p95", "max") if f"{what}_{t}_ms" in rows[0])
+        values = [r.get(f"{what}_{tail}_ms", r[f"{what}_max_ms"]) for r in rows]
+        lat.plot(xs, values, marker="o", linestyle=style, label=f"{label} {tail}")
+    lat.plot(xs, [r["first_token_p50_ms"] for r in rows], marker="o", label="first token p50")
+    for role in ("ai", "session", "gateway", "redis", "search", "model", "client"):
         key = f"cpu_us_per_token_{role}"
         if key in rows[0]:
             cpu.plot(xs, [r[key] for r in rows], marker="o", label=role)

@@ -11,17 +11,22 @@ import os
 import socket
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bench.configs import AUTH_OFF, BenchConfig
+from bench.credentials import Credentials
 from deploy.stack.running import Stack
-from deploy.stack.spec import StackSpec, start
+from deploy.stack.spec import start
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 DEV_MODEL_TOKEN_DELAY_MS = 5
 """As `make run`: the dev model's pace, which bounds one answer's tokens/s."""
+OURS = ("ai", "session", "gateway", "redis", "search")
+"""The processes whose CPU is summed as the system's; the dev model is left out."""
+ROLES = (*OURS, "model")
 
 
 @dataclass
@@ -31,8 +36,13 @@ class Target:
     gateway_url: str
     session_addr: str
     pids: dict[str, list[int]] = field(default_factory=dict)
-    """Roles: "session" (every pod), "gateway", "ai", "model", "redis"."""
+    """Roles: "session" (every pod), "gateway", "ai", "model", "redis", "search"."""
     description: str = ""
+    envoy_url: str = ""
+    """Envoy in front (gRPC-web to the gateway's fan-out); "" when there is none."""
+    credentials: Credentials = field(default_factory=Credentials)
+    config: str = ""
+    """The bench configuration (bench/configs.py) of a stack of our own; "" for others."""
 
     @property
     def ws_url(self) -> str:
@@ -48,6 +58,22 @@ class Target:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
         return total / CLOCK_TICKS
+
+    def cpu_all(self) -> dict[str, float]:
+        """CPU seconds so far of every role with known PIDs."""
+        found = {role: self.cpu_seconds(role) for role in ROLES}
+        return {role: s for role, s in found.items() if s is not None}
+
+    def cpu_us_per(self, before: dict[str, float], units: int, what: str) -> dict[str, float]:
+        """CPU µs per `what` of each role since `before` (cpu_all), and of ours summed
+        (OURS: every process but the dev model, the stand-in for a remote model)."""
+        if not before or not units:
+            return {}
+        after = self.cpu_all()
+        per = {r: (after[r] - before[r]) / units * 1e6 for r in before if r in after}
+        found = {f"cpu_us_per_{what}_{r}": round(v, 1) for r, v in per.items()}
+        found[f"cpu_us_per_{what}_ours"] = round(sum(v for r, v in per.items() if r in OURS), 1)
+        return found
 
     def rss_bytes(self) -> int | None:
         """Resident memory of all our processes, summed; None when the PIDs are unknown."""
@@ -72,6 +98,7 @@ def from_run_dir(gateway_url: str, session_addr: str, run_dir: Path) -> Target:
     """A `make run` system: PIDs from its pid files (names as deploy/run_local.py gives them)."""
     pids: dict[str, list[int]] = {}
     roles = {"gateway": "gateway", "ai": "ai", "model": "model", "redis": "redis"}
+    roles["search"] = "search"
     for path in sorted(run_dir.glob("*.pid")):
         role = "session" if path.stem.startswith("session-") else roles.get(path.stem)
         if role is None:
@@ -83,29 +110,39 @@ def from_run_dir(gateway_url: str, session_addr: str, run_dir: Path) -> Target:
 
 
 class OwnStack:
-    """Redis, dev model, AI service, one session pod and the gateway, on free ports; the dev
+    """Redis, dev model, AI service, one session pod, the search indexer and the gateway (and
+    Envoy with `envoy`) on free ports, in one bench configuration (bench/configs.py); the dev
     model paced at `token_delay_ms`, the pod and AI service with extra settings if given."""
 
     def __init__(
         self,
         token_delay_ms: int = DEV_MODEL_TOKEN_DELAY_MS,
         *,
+        config: BenchConfig = AUTH_OFF,
         pod_env: Mapping[str, str] | None = None,
         ai_env: Mapping[str, str] | None = None,
+        envoy: bool = False,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-")
-        self.stack = Stack(Path(self._dir.name))
-        self._spec = StackSpec(
-            token_delay_ms=token_delay_ms, pod_env=pod_env or {}, ai_env=ai_env or {}
-        )
+        self.config = config
+        self.stack = Stack(Path(self._dir.name), base_env=config.base_env)
+        self._spec = replace(config.spec(token_delay_ms, pod_env, ai_env), envoy=envoy)
 
     def start(self) -> Target:
         s = start(self.stack, self._spec)
         procs = {"redis": s.redis, "model": s.model, "ai": s.ai, "session": s.session}
+        procs |= {"search": s.search, "gateway": s.gateway}
         pids = {role: [p.pid] for role, p in procs.items() if p is not None}
-        assert s.gateway is not None
-        pids["gateway"] = [s.gateway.pid]
-        return Target(s.gateway_url, s.session_addr, pids, "own stack on free ports")
+        secret = s.auth_secret_file.read_bytes().strip() if s.auth_secret_file else None
+        return Target(
+            s.gateway_url,
+            s.session_addr,
+            pids,
+            "own stack on free ports",
+            envoy_url=s.envoy_url,
+            credentials=Credentials(secret),
+            config=self.config.name,
+        )
 
     def close(self) -> None:
         self.stack.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.credentials import Credentials
 from bench.stats import latency_ms, round_trips
 from bench.target import Target
 
@@ -66,17 +67,22 @@ async def follow_answer(ws: aiohttp.ClientWebSocketResponse) -> Followed:
 
 
 async def connect_many(
-    http: aiohttp.ClientSession, urls: list[str], tick: Callable[[], None] = lambda: None
+    http: aiohttp.ClientSession,
+    sockets: list[tuple[str, str]],
+    credentials: Credentials,
+    tick: Callable[[], None] = lambda: None,
 ) -> list[aiohttp.ClientWebSocketResponse]:
+    """Opens a WebSocket per (url, user), CONNECTS_AT_ONCE at a time, each as its user."""
     gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
 
-    async def one(url: str) -> aiohttp.ClientWebSocketResponse:
+    async def one(url: str, user: str) -> aiohttp.ClientWebSocketResponse:
+        address, protocols = credentials.ws(url, user)
         async with gate:
-            ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0)
+            ws = await http.ws_connect(address, protocols=protocols, heartbeat=None, max_msg_size=0)
             tick()
             return ws
 
-    return list(await asyncio.gather(*(one(url) for url in urls)))
+    return list(await asyncio.gather(*(one(url, user) for url, user in sockets)))
 
 
 async def close_all(sockets: list[aiohttp.ClientWebSocketResponse]) -> None:
@@ -87,8 +93,9 @@ async def prompt_round_trips(
     target: Target, http: aiohttp.ClientSession, concurrency: int, seconds: float, run: str
 ) -> dict[str, Any]:
     """a) `tokens=1` prompt sent → [DONE], each worker on its own thread, for `seconds`."""
-    urls = [f"{target.ws_url}/ws/{run}-rt{concurrency}-{i}?user=bench" for i in range(concurrency)]
-    sockets = await connect_many(http, urls)
+    base = f"{target.ws_url}/ws/{run}-rt{concurrency}"
+    pairs = [(f"{base}-{i}", f"bench-{i}") for i in range(concurrency)]
+    sockets = await connect_many(http, pairs, target.credentials)
     samples: list[float] = []
     incomplete = 0
     deadline = time.monotonic() + seconds
@@ -105,13 +112,17 @@ async def prompt_round_trips(
                     return
             samples.append(time.monotonic() - sent)
 
+    cpu = target.cpu_all()
     started = time.monotonic()
     try:
         await asyncio.gather(*(worker(ws) for ws in sockets))
     finally:
         await close_all(sockets)
     elapsed = time.monotonic() - started
-    return round_trips(concurrency, samples, elapsed, incomplete)
+    return {
+        **round_trips(concurrency, samples, elapsed, incomplete),
+        **target.cpu_us_per(cpu, len(samples), "round_trip"),
+    }
 
 
 async def history(
@@ -122,13 +133,17 @@ async def history(
     url = f"{target.gateway_url}/api/chat/session/{thread}/messages"
     gate = asyncio.Semaphore(20)
 
+    headers = target.credentials.headers("bench")
+
     async def add(i: int) -> None:
         body = {"role": "user", "content": f"message {i} " + "x" * 80, "clientMessageId": str(i)}
-        async with gate, http.post(url, json=body) as reply:
+        async with gate, http.post(url, json=body, headers=headers) as reply:
             reply.raise_for_status()
 
-    await asyncio.gather(*(add(i) for i in range(HISTORY_MESSAGES)))
-    ws = await http.ws_connect(f"{target.ws_url}/ws/{thread}?user=bench", max_msg_size=0)
+    await add(0)  # the first write claims the thread (AUTH_MODE=jwt): then the rest at once
+    await asyncio.gather(*(add(i) for i in range(1, HISTORY_MESSAGES)))
+    socket = [(f"{target.ws_url}/ws/{thread}", "bench")]
+    (ws,) = await connect_many(http, socket, target.credentials)
     samples: list[float] = []
     size = 0
     try:
@@ -153,8 +168,9 @@ async def fan_out(
 ) -> dict[str, Any]:
     """c) one answer of `tokens` tokens, followed by `subscribers` sockets on one thread."""
     thread = f"{run}-fan{subscribers}"
-    urls = [f"{target.ws_url}/ws/{thread}?user=bench"] * subscribers
-    sockets = await connect_many(http, urls, tick)
+    first = [(f"{target.ws_url}/ws/{thread}", "bench")]
+    sockets = await connect_many(http, first, target.credentials, tick)  # claims the thread
+    sockets += await connect_many(http, first * (subscribers - 1), target.credentials, tick)
     try:
         return await measure_answer(
             target,
@@ -214,8 +230,10 @@ async def idle_sockets(
 ) -> dict[str, Any]:
     """d) `count` open, idle sockets (`per_thread` to a thread): server memory per socket."""
     before = target.rss_bytes()
-    urls = [f"{target.ws_url}/ws/{run}-idle{count}-{i // per_thread}" for i in range(count)]
-    sockets = await connect_many(http, urls, tick)
+    threads = [f"{target.ws_url}/ws/{run}-idle{count}-{t}" for t in range(-(-count // per_thread))]
+    sockets = await connect_many(http, [(t, "bench") for t in threads], target.credentials, tick)
+    rest = [(threads[i // per_thread], "bench") for i in range(count) if i % per_thread]
+    sockets += await connect_many(http, rest, target.credentials, tick)
     try:
         # Every socket's thread is attached before its upgrade completes, so all are counted.
         after = target.rss_bytes()
@@ -236,8 +254,9 @@ async def cold_connects(
     samples: list[float] = []
     incomplete = 0
     for i in range(count):
+        url, protocols = target.credentials.ws(f"{target.ws_url}/ws/{run}-cold-{i}", "bench")
         started = time.monotonic()
-        ws = await http.ws_connect(f"{target.ws_url}/ws/{run}-cold-{i}?user=bench")
+        ws = await http.ws_connect(url, protocols=protocols)
         try:
             await ws.send_str("cold tokens=1")
             seen = await follow_answer(ws)
