@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import grpc
 
 from bench.stats import round_trips
@@ -55,6 +57,56 @@ async def follow(stream: Stream, answer_seq: Callable[[], int] | int) -> Followe
         seen.error = "stream ended"
     seen.text = "".join(parts)
     return seen
+
+
+class GrpcWebError(Exception):
+    """A gRPC-web call that ended with a status other than OK."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{grpc_code(code).name}: {message}")
+        self.code = grpc_code(code)
+        self.message = message
+
+
+def grpc_code(number: int) -> grpc.StatusCode:
+    return next((c for c in grpc.StatusCode if c.value[0] == number), grpc.StatusCode.UNKNOWN)
+
+
+def _check(fields: Any) -> None:
+    status = fields.get("grpc-status")
+    if status not in (None, "0"):
+        raise GrpcWebError(int(status), urllib.parse.unquote(fields.get("grpc-message", "")))
+
+
+async def grpc_web_stream(
+    http: aiohttp.ClientSession,
+    url: str,
+    method: str,
+    request: bytes,
+    headers: dict[str, str] | None = None,
+) -> AsyncIterator[bytes]:
+    """A server stream over gRPC-web (as the page's connect-web transport speaks it, binary):
+    yields each message's bytes; raises GrpcWebError for a status other than OK."""
+    body = b"\x00" + len(request).to_bytes(4, "big") + request
+    sent = {
+        "content-type": "application/grpc-web+proto",
+        "x-grpc-web": "1",
+        "accept": "application/grpc-web+proto",
+        **(headers or {}),
+    }
+    async with http.post(f"{url}/{method}", data=body, headers=sent) as reply:
+        _check(reply.headers)  # a trailers-only answer
+        buffer = b""
+        async for chunk in reply.content.iter_any():
+            buffer += chunk
+            while len(buffer) >= 5 and len(buffer) >= 5 + int.from_bytes(buffer[1:5], "big"):
+                flag, size = buffer[0], int.from_bytes(buffer[1:5], "big")
+                payload, buffer = buffer[5 : 5 + size], buffer[5 + size :]
+                if flag & 0x80:  # the trailers frame: "name: value" lines
+                    pairs = [line.split(":", 1) for line in payload.decode().split("\r\n")]
+                    _check({p[0].strip().lower(): p[1].strip() for p in pairs if len(p) == 2})
+                    return
+                yield payload
 
 
 def prompt(sid: str, text: str) -> session_pb2.SendPromptRequest:
