@@ -46,7 +46,7 @@ FULL = Sizes(
     (1, 10, 100), 5, 50, (1, 10, 100, 1000), 500, (1000, 5000), 20, 5, 50_000, 5, paced.Plan()
 )
 QUICK = Sizes((1, 10), 1, 5, (1, 10), 50, (50, 100), 3, 1, 2_000, 1, paced.QUICK)
-SCENARIOS = 11
+SCENARIOS = 12
 OWN_STACK_SCENARIOS = {"f", "h", "f_kill9_takeover", "h_paced_answers"}
 """Scenarios that start stacks of their own (a cluster to kill, a paced dev model)."""
 
@@ -136,6 +136,18 @@ async def scenarios(
         "g) gRPC fan-out",
         lambda: levels(lambda n: grpc_load.fan_out(target, n, sizes.tokens, run), sizes.fan_out),
     )
+    if target.envoy_url:
+        web_levels = grpc_load.WEB_FAN_OUT_QUICK if sizes is QUICK else grpc_load.WEB_FAN_OUT
+        await step(
+            "g_fan_out_grpc_web_envoy",
+            "g) gRPC-web fan-out via Envoy",
+            lambda: levels(
+                lambda n: grpc_load.fan_out_grpc_web(
+                    target, target.envoy_url, n, sizes.tokens, run
+                ),
+                web_levels,
+            ),
+        )
     await step(
         "baseline_redis",
         "machine: redis-benchmark",
@@ -178,13 +190,15 @@ async def main(args: argparse.Namespace) -> int:
         pass  # no shared stack needed
     elif running and anonymous(args.url):
         target = from_run_dir(args.url, args.grpc, Path(args.run_dir))
+        if listening(args.envoy.removeprefix("http://")):
+            target.envoy_url = args.envoy
     else:
         if running:  # per-user limits and one stream per user would measure the limits
             print("the running system requires tokens (start it with AUTH_MODE=off make run to")
             print("bench it): starting a stack of our own without access control")
         elif not args.own:
             print(f"nothing serves {args.url} and {args.grpc}: starting a stack of our own")
-        own = OwnStack()
+        own = OwnStack(envoy=True)  # g) through Envoy
         target = await asyncio.to_thread(own.start)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     try:
@@ -215,6 +229,11 @@ def cli() -> None:
         "--grpc",
         default=f"127.0.0.1:{os.environ.get('SESSION_PORT', '50051')}",
         help="a session pod",
+    )
+    parser.add_argument(
+        "--envoy",
+        default=f"http://127.0.0.1:{os.environ.get('ENVOY_PORT', '8000')}",
+        help="Envoy in front of the gateway (gRPC-web fan-out)",
     )
     parser.add_argument("--run-dir", default=os.environ.get("RUN_DIR", str(ROOT / ".run")))
     parser.add_argument("--own", action="store_true", help="always start a stack of our own")

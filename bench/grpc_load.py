@@ -1,7 +1,9 @@
-"""Bench scenarios straight over gRPC (g): the prompt round trip and the fan-out, with no gateway.
+"""Bench scenarios over gRPC (g): the prompt round trip and the fan-out straight to the pod, and
+the fan-out over gRPC-web through Envoy.
 
-gRPC subscribers are served by the owner itself, so unlike the WebSocket fan-out the owner's
-cost per token grows with them; the figures show how much the gateway's fan-out saves.
+Subscribers straight to the pod are served by the owner itself, so its cost per token grows with
+them; through Envoy, Subscribe is served by the gateway's gRPC fan-out (gateway/fanout_server.py)
+from one owner stream, as WebSockets are. The two figures side by side show what it saves.
 """
 
 from __future__ import annotations
@@ -173,3 +175,74 @@ async def fan_out(target: Target, subscribers: int, tokens: int, run: str) -> di
         finally:
             for stream in streams:
                 stream.cancel()
+
+
+WEB_FAN_OUT = (1, 1000, 5000)
+WEB_FAN_OUT_QUICK = (1, 10)
+"""gRPC-web subscribers through Envoy for g) (full run, --quick)."""
+PER_ADDRESS = 1000
+"""Subscribers per client address: Envoy lets one address open 1,200 gRPC calls a minute (its
+per-IP limit, deploy/envoy/envoy.yaml), so the load comes from 127.0.0.2, 127.0.0.3, ... as
+that many browsers would."""
+
+
+async def _web_replies(
+    http: aiohttp.ClientSession, envoy_url: str, sid: str
+) -> AsyncIterator[session_pb2.SubscribeResponse]:
+    request = session_pb2.SubscribeRequest(session_id=sid).SerializeToString()
+    method = "durablechat.v1.SessionService/Subscribe"
+    async for data in grpc_web_stream(http, envoy_url, method, request):
+        yield session_pb2.SubscribeResponse.FromString(data)
+
+
+async def _web_caught_up(
+    http: aiohttp.ClientSession, envoy_url: str, sid: str
+) -> AsyncIterator[session_pb2.SubscribeResponse]:
+    """A gRPC-web Subscribe from "now", read up to its CaughtUp."""
+    replies = _web_replies(http, envoy_url, sid)
+    async for reply in replies:
+        if reply.event.WhichOneof("kind") == "caught_up":
+            return replies
+    raise RuntimeError(f"subscription to {sid} ended before it caught up")
+
+
+async def fan_out_grpc_web(
+    target: Target, envoy_url: str, subscribers: int, tokens: int, run: str
+) -> dict[str, Any]:
+    """g) over gRPC-web through Envoy: `subscribers` Subscribe streams (the web page's path) on
+    one session follow one answer; Envoy routes them to the gateway's fan-out."""
+    sid = f"{run}-gwebfan{subscribers}"
+    addresses = -(-subscribers // PER_ADDRESS)
+    sessions = [
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, local_addr=(f"127.0.0.{2 + i}", 0)),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        )
+        for i in range(addresses)
+    ]
+    gate = asyncio.Semaphore(100)
+
+    async def subscribe(i: int) -> AsyncIterator[session_pb2.SubscribeResponse]:
+        async with gate:
+            return await _web_caught_up(sessions[i // PER_ADDRESS], envoy_url, sid)
+
+    try:
+        streams = await asyncio.gather(*(subscribe(i) for i in range(subscribers)))
+        async with grpc.aio.insecure_channel(target.session_addr) as channel:
+            stub = session_pb2_grpc.SessionServiceStub(channel)
+            answer_seq = 0
+
+            async def send() -> None:
+                nonlocal answer_seq
+                reply = await stub.SendPrompt(prompt(sid, f"tokens={tokens}"), timeout=TIMEOUT_S)
+                answer_seq = reply.answer_seq
+
+            result = await measure_answer(
+                target, tokens, subscribers, [follow(s, lambda: answer_seq) for s in streams], send
+            )
+        for stream in streams:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return {"path": "gRPC-web through Envoy (gateway fan-out)", **result}
+    finally:
+        for session in sessions:
+            await session.close()

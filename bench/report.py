@@ -56,6 +56,7 @@ TITLES = {
     "f_kill9_takeover": "f) kill -9 of a session pod during appends (3 pods)",
     "g_prompt_round_trip_grpc": "g) prompt round trip over gRPC",
     "g_fan_out_grpc": "g) one answer fanned out to N gRPC subscribers (no gateway)",
+    "g_fan_out_grpc_web_envoy": "g) one answer to N gRPC-web subscribers via Envoy (the fan-out)",
     "h_paced_answers": "h) N concurrent paced answers, one WebSocket each (CPU: µs per token)",
     "baseline_redis": "machine: redis-benchmark SET, appendfsync always",
     "baseline_grpc_echo": "machine: bare gRPC unary echo",
@@ -122,7 +123,11 @@ def _round_trip(scenarios: dict[str, Any]) -> Any:
 def _fan_out(scenarios: dict[str, Any]) -> Any:
     fig, (rate, cpu) = plt.subplots(1, 2, figsize=(10, 4))
     fig.subplots_adjust(wspace=0.35)
-    for key, label in (("c_fan_out_ws", "WebSocket"), ("g_fan_out_grpc", "gRPC")):
+    for key, label in (
+        ("c_fan_out_ws", "WebSocket"),
+        ("g_fan_out_grpc", "gRPC to the pod"),
+        ("g_fan_out_grpc_web_envoy", "gRPC-web via Envoy"),
+    ):
         rows = scenarios.get(key) or []
         xs = [r["subscribers"] for r in rows]
         rate.plot(xs, [r["tokens_per_s_delivered"] for r in rows], marker="o", label=label)

@@ -33,6 +33,8 @@ class Target:
     pids: dict[str, list[int]] = field(default_factory=dict)
     """Roles: "session" (every pod), "gateway", "ai", "model", "redis"."""
     description: str = ""
+    envoy_url: str = ""
+    """Envoy in front (gRPC-web to the gateway's fan-out); "" when there is none."""
 
     @property
     def ws_url(self) -> str:
@@ -83,8 +85,9 @@ def from_run_dir(gateway_url: str, session_addr: str, run_dir: Path) -> Target:
 
 
 class OwnStack:
-    """Redis, dev model, AI service, one session pod and the gateway, on free ports; the dev
-    model paced at `token_delay_ms`, the pod and AI service with extra settings if given."""
+    """Redis, dev model, AI service, one session pod and the gateway (and Envoy with `envoy`), on
+    free ports; the dev model paced at `token_delay_ms`, the pod and AI service with extra
+    settings if given."""
 
     def __init__(
         self,
@@ -92,11 +95,12 @@ class OwnStack:
         *,
         pod_env: Mapping[str, str] | None = None,
         ai_env: Mapping[str, str] | None = None,
+        envoy: bool = False,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="bench-")
         self.stack = Stack(Path(self._dir.name))
         self._spec = StackSpec(
-            token_delay_ms=token_delay_ms, pod_env=pod_env or {}, ai_env=ai_env or {}
+            token_delay_ms=token_delay_ms, pod_env=pod_env or {}, ai_env=ai_env or {}, envoy=envoy
         )
 
     def start(self) -> Target:
@@ -105,7 +109,7 @@ class OwnStack:
         pids = {role: [p.pid] for role, p in procs.items() if p is not None}
         assert s.gateway is not None
         pids["gateway"] = [s.gateway.pid]
-        return Target(s.gateway_url, s.session_addr, pids, "own stack on free ports")
+        return Target(s.gateway_url, s.session_addr, pids, "own stack on free ports", s.envoy_url)
 
     def close(self) -> None:
         self.stack.close()
