@@ -9,6 +9,7 @@ from one owner stream, as WebSockets are. The two figures side by side show what
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -180,10 +181,16 @@ async def fan_out(target: Target, subscribers: int, tokens: int, run: str) -> di
 WEB_FAN_OUT = (1, 1000, 5000)
 WEB_FAN_OUT_QUICK = (1, 10)
 """gRPC-web subscribers through Envoy for g) (full run, --quick)."""
-PER_ADDRESS = 1000
+PER_ADDRESS = 500
 """Subscribers per client address: Envoy lets one address open 1,200 gRPC calls a minute (its
 per-IP limit, deploy/envoy/envoy.yaml), so the load comes from 127.0.0.2, 127.0.0.3, ... as
-that many browsers would."""
+that many browsers would; each run takes addresses no earlier run used."""
+_addresses = itertools.count()
+
+
+def _client_address() -> str:
+    k = next(_addresses)
+    return f"127.0.{1 + k // 250}.{1 + k % 250}"
 
 
 async def _web_replies(
@@ -215,10 +222,10 @@ async def fan_out_grpc_web(
     addresses = -(-subscribers // PER_ADDRESS)
     sessions = [
         aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, local_addr=(f"127.0.0.{2 + i}", 0)),
+            connector=aiohttp.TCPConnector(limit=0, local_addr=(_client_address(), 0)),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
         )
-        for i in range(addresses)
+        for _ in range(addresses)
     ]
     gate = asyncio.Semaphore(100)
 

@@ -52,20 +52,22 @@ class FeedStream:
     """One gRPC stream of a feed: its replay, then live events, bounded; one reader (`next`)."""
 
     def __init__(self, replay: list[bytes], queue: int) -> None:
-        self._items: deque[bytes] = deque(replay)
-        self._queue = queue + len(replay)
-        """The replay is owed whole; the bound applies to live events behind it."""
+        self._replay: deque[bytes] = deque(replay)
+        """Owed whole, as the owner's replay: not counted against the bound."""
+        self._live: deque[bytes] = deque()
+        self._queue = queue
         self._wakeup = asyncio.Event()
         self._error: GatewayError | None = None
 
     def push(self, data: bytes) -> None:
         if self._error is not None:
             return
-        if len(self._items) >= self._queue:
-            self._items.clear()  # cut at once: what is queued would only delay the news
+        if len(self._live) >= self._queue:
+            self._replay.clear()  # cut at once: what is queued would only delay the news
+            self._live.clear()
             self.close(slow(self._queue))
             return
-        self._items.append(data)
+        self._live.append(data)
         self._wakeup.set()
 
     def close(self, error: GatewayError) -> None:
@@ -76,12 +78,15 @@ class FeedStream:
     async def next(self) -> bytes:
         """The next encoded SubscribeResponse; raises the close reason once the events before
         it were taken."""
-        while not self._items:
+        while True:
+            if self._replay:
+                return self._replay.popleft()
+            if self._live:
+                return self._live.popleft()
             if self._error is not None:
                 raise self._error
             await self._wakeup.wait()
             self._wakeup.clear()
-        return self._items.popleft()
 
 
 class Feed:
