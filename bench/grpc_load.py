@@ -238,18 +238,35 @@ async def fan_out_grpc_web(
         async with grpc.aio.insecure_channel(target.session_addr) as channel:
             stub = session_pb2_grpc.SessionServiceStub(channel)
             answer_seq = 0
+            canary = await caught_up(stub, sid)
+            owner_sent: list[float | None] = []
+
+            async def owner_done() -> Followed:
+                """A stream on the pod itself: its end is when the owner has sent the answer."""
+                seen = await follow(canary, lambda: answer_seq)
+                owner_sent.append(target.cpu_seconds("session"))
+                return seen
 
             async def send() -> None:
                 nonlocal answer_seq
                 reply = await stub.SendPrompt(prompt(sid, f"tokens={tokens}"), timeout=TIMEOUT_S)
                 answer_seq = reply.answer_seq
 
+            done = asyncio.ensure_future(owner_done())
+            before = target.cpu_seconds("session")
             result = await measure_answer(
                 target, tokens, subscribers, [follow(s, lambda: answer_seq) for s in streams], send
             )
+            await done
+            canary.cancel()
         for stream in streams:
             await stream.aclose()  # type: ignore[attr-defined]
-        return {"path": "gRPC-web through Envoy (gateway fan-out)", **result}
+        if before is not None and owner_sent and owner_sent[0] is not None:
+            # The owner's part ends when it has sent the answer; what follows while the gateway
+            # still delivers is the pod idling (lease renewals, heartbeats), not fan-out work.
+            spent = (owner_sent[0] - before) / tokens * 1e6
+            result["owner_cpu_us_per_token_until_sent"] = round(spent, 1)
+        return {"path": "gRPC-web through Envoy (gateway fan-out) + 1 canary on the pod", **result}
     finally:
         for session in sessions:
             await session.close()
