@@ -3,10 +3,10 @@ the tests run the same routes and filters in front of local processes.
 
 Only addresses change: the listener, the admin port, and the endpoints of the `session`,
 `gateway` and `fanout` clusters; and the CORS origins when given; tests may also shrink the
-per-IP gRPC limit and the request-head timeout to see them act. Everything else is the committed file, so what
-the tests prove about the local Envoy holds for compose's. The request headers stripped from
-clients are the pods-only metadata keys of common/wire.py, written from there (the committed
-file lists the same, checked by tests/unit/test_wire.py).
+per-IP gRPC limit and the request-head timeout to see them act. Everything else is the
+committed file, so what the tests prove about the local Envoy holds for compose's. The request
+headers stripped from clients are the pods-only metadata keys of common/wire.py, written from
+there (the committed file lists the same, checked by tests/unit/test_wire.py).
 """
 
 from __future__ import annotations

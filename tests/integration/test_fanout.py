@@ -5,8 +5,7 @@ for any cursor, keeps streaming across an owner hand-off, and cuts only the slow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -58,7 +57,7 @@ async def web_events(http: aiohttp.ClientSession, url: str, req: Any) -> AsyncIt
         yield session_pb2.SubscribeResponse.FromString(data)
 
 
-async def until_caught_up(replies: AsyncIterator[Any]) -> list[bytes]:
+async def until_caught_up(replies: AsyncIterable[Any]) -> list[bytes]:
     """The encoded replies up to and including CaughtUp."""
     out = []
     async for reply in replies:
@@ -68,11 +67,14 @@ async def until_caught_up(replies: AsyncIterator[Any]) -> list[bytes]:
     raise AssertionError("stream ended before CaughtUp")
 
 
-async def answer_of(replies: AsyncIterator[Any], answer_seq: int) -> str:
+async def answer_of(replies: AsyncIterable[Any], answer_seq: int) -> str:
     async for reply in replies:
         ended = reply.event.answer_ended
-        if reply.event.WhichOneof("kind") == "answer_ended" and ended.message.answer_seq == answer_seq:
-            return ended.message.content
+        if (
+            reply.event.WhichOneof("kind") == "answer_ended"
+            and ended.message.answer_seq == answer_seq
+        ):
+            return str(ended.message.content)
     raise AssertionError("stream ended before the answer did")
 
 
@@ -95,7 +97,7 @@ async def test_many_grpc_and_grpc_web_subscribers_cost_the_owner_one_stream(stac
             grpc_calls = [edge.subscribe(sid) for _ in range(10)]
             grpc_calls += [fanout.subscribe(sid) for _ in range(5)]
             web = [web_events(http, stack.envoy_url, request(sid)) for _ in range(10)]
-            streams: list[AsyncIterator[Any]] = [*grpc_calls, *web]
+            streams: list[AsyncIterable[Any]] = [*grpc_calls, *web]
             await asyncio.gather(*(until_caught_up(s) for s in streams))
             assert await owner_streams(stack, sid) == 1
             sent = await direct.prompt(sid, "tokens=5")

@@ -14,6 +14,7 @@ from session_service.log.events import (
     COMPLETED,
     AnswerEnded,
     AnswerStarted,
+    CaughtUp,
     Event,
     LogEvent,
     Message,
@@ -61,8 +62,11 @@ class Owner:
         events: list[Event] = self.session.replay(after_seq, after_offset)
         if who:  # a signed-in subscriber of a user already online gets the list after CaughtUp
             mark = events[-1]
-            events.append(PresenceChanged(mark.seq, getattr(mark, "offset", 0), ONLINE))
-        return [convert.event(e, EPOCH, self.session.tree.parent).SerializeToString() for e in events]
+            assert isinstance(mark, CaughtUp)
+            events.append(PresenceChanged(mark.seq, mark.offset, ONLINE))
+        return [
+            convert.event(e, EPOCH, self.session.tree.parent).SerializeToString() for e in events
+        ]
 
 
 def streamed(owner: Owner) -> int:
@@ -101,7 +105,10 @@ def test_replay_from_every_cursor_matches_the_owners_at_every_step(who: str) -> 
             if got is None:  # only for a cursor past the batches sent: the owner decides
                 assert after_offset > streamed(owner), (after_seq, after_offset)
                 continue
-            assert got == owner.owner_replay(after_seq, after_offset, who), (after_seq, after_offset)
+            assert got == owner.owner_replay(after_seq, after_offset, who), (
+                after_seq,
+                after_offset,
+            )
 
 
 def test_a_cursor_older_than_the_window_is_left_to_the_owner() -> None:
