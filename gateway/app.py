@@ -179,7 +179,7 @@ class Fanout:
 
 
 async def start_fanout(
-    cfg: Config, client: SessionClient, tasks: asyncio.TaskGroup
+    cfg: Config, client: SessionClient, tasks: asyncio.TaskGroup, metrics: GatewayMetrics
 ) -> Fanout | None:
     """The gRPC fan-out on FANOUT_PORT, serving; None when FANOUT_PORT is 0."""
     if not cfg.fanout_port:
@@ -187,6 +187,7 @@ async def start_fanout(
     feeds = Feeds(
         client, tasks, cfg.grpc_deadline_s, cfg.fanout_window_events, cfg.fanout_stream_queue
     )
+    metrics.feeds.set_function(lambda: len(feeds))
     servicer = FanoutServicer(feeds, client, Verifier(cfg.auth), cfg.fanout_max_streams_per_user)
     server, _ = create_fanout_server(servicer, cfg.bind_host, cfg.fanout_port)
     await server.start()
@@ -232,7 +233,7 @@ async def serve(cfg: Config) -> None:
                     cfg.header_read_timeout_s,
                     cfg.send_stall_timeout_s,
                 )
-                fanout = await start_fanout(cfg, client, tasks)  # before /healthz answers
+                fanout = await start_fanout(cfg, client, tasks, metrics)  # before /healthz
                 await site.start()
                 logger.info(
                     "gateway serving",

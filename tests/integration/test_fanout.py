@@ -100,6 +100,12 @@ async def test_many_grpc_and_grpc_web_subscribers_cost_the_owner_one_stream(stac
             streams: list[AsyncIterable[Any]] = [*grpc_calls, *web]
             await asyncio.gather(*(until_caught_up(s) for s in streams))
             assert await owner_streams(stack, sid) == 1
+            async with http.get(f"{stack.gateway_url}/metrics") as reply:
+                gauges = (await reply.text()).splitlines()
+            assert any(
+                g.startswith("dc_gateway_fanout_feeds ") and float(g.split()[1]) >= 1
+                for g in gauges
+            )
             sent = await direct.prompt(sid, "tokens=5")
             texts = await asyncio.gather(*(answer_of(s, sent.answer_seq) for s in streams))
             assert set(texts) == {"tok0 tok1 tok2 tok3 tok4"}
