@@ -22,6 +22,7 @@ SCENARIOS = {
     "f_kill9_takeover": "takeover_ms_p50",
     "g_prompt_round_trip_grpc": "ops_per_s",
     "g_fan_out_grpc": "tokens_per_s_delivered",
+    "g_fan_out_grpc_web_envoy": "owner_cpu_us_per_token_until_sent",
     "h_paced_answers": "first_token_p50_ms",
     "baseline_redis": "set_ops_per_s",
     "baseline_grpc_echo": "ops_per_s",
@@ -51,6 +52,7 @@ def test_quick_bench_writes_every_scenario_with_numbers(tmp_path: Path) -> None:
             assert row.get("incomplete", 0) == 0, (name, row)
     assert scenarios["f_kill9_takeover"]["writes_lost"] == 0
     assert [r["subscribers"] for r in scenarios["c_fan_out_ws"]] == [1, 10]
+    assert [r["subscribers"] for r in scenarios["g_fan_out_grpc_web_envoy"]] == [1, 10]
     paced = scenarios["h_paced_answers"]
     assert paced["git_sha"] and paced["settings"]["DEV_MODEL_TOKEN_DELAY_MS"] == 20
     assert paced["levels"][0]["cpu_us_per_token_ai"] > 0
