@@ -72,11 +72,12 @@ class FanoutServicer:
                 feed, stream = await self._feeds.attach(
                     request.session_id, user, metadata, after_seq, request.after_offset
                 )
+                if stream is None:  # the feed cannot serve this cursor: the owner's own stream
+                    self._feeds.detach(feed, None)
+                    async for data in self._relay(request.session_id, after_seq, request):
+                        yield data
+                    return
                 try:
-                    if stream is None:
-                        async for data in self._relay(request.session_id, after_seq, request):
-                            yield data
-                        return
                     while True:
                         yield await stream.next()
                 finally:
