@@ -40,5 +40,5 @@ RUN useradd --create-home --uid 10001 durablechat && mkdir /auth && chown durabl
 USER durablechat
 
 ENV BIND_HOST=0.0.0.0
-EXPOSE 8080 8090 50051 50052 9101
+EXPOSE 8080 8081 8090 50051 50052 9101
 CMD ["python", "-m", "gateway"]

@@ -1,12 +1,12 @@
 """Renders deploy/envoy/envoy.yaml (the compose topology) for other addresses: `make run` and
 the tests run the same routes and filters in front of local processes.
 
-Only addresses change: the listener, the admin port, and the endpoints of the `session` and
-`gateway` clusters; and the CORS origins when given; tests may also shrink the per-IP gRPC limit
-and the request-head timeout to see them act. Everything else is the committed file, so what
-the tests prove about the local Envoy holds for compose's. The request headers stripped from
-clients are the pods-only metadata keys of common/wire.py, written from there (the committed
-file lists the same, checked by tests/unit/test_wire.py).
+Only addresses change: the listener, the admin port, and the endpoints of the `session`,
+`gateway` and `fanout` clusters; and the CORS origins when given; tests may also shrink the
+per-IP gRPC limit and the request-head timeout to see them act. Everything else is the
+committed file, so what the tests prove about the local Envoy holds for compose's. The request
+headers stripped from clients are the pods-only metadata keys of common/wire.py, written from
+there (the committed file lists the same, checked by tests/unit/test_wire.py).
 """
 
 from __future__ import annotations
@@ -38,12 +38,15 @@ def render(
     search: Address = ("127.0.0.1", 1),
     grpc_calls_per_ip_min: int = 0,
     request_headers_timeout_s: int = 0,
+    fanout: Address | None = None,
 ) -> dict[str, Any]:
     """The Envoy config with these addresses; `sessions` is one host:port per session pod;
     `cors_origins` (when given) replace the committed list of gRPC-web CORS origins; `search`
     is the search indexer (none: its calls fail UNAVAILABLE). When given (> 0),
     `grpc_calls_per_ip_min` replaces the per-client-IP gRPC limit (a bucket of that many calls,
-    refilled a minute later) and `request_headers_timeout_s` the request-head timeout."""
+    refilled a minute later) and `request_headers_timeout_s` the request-head timeout.
+    `fanout` is the gateway's gRPC fan-out (FANOUT_PORT), which serves Subscribe; without one,
+    Subscribe goes to the session pods as every other SessionService call."""
     config: dict[str, Any] = copy.deepcopy(yaml.safe_load(TEMPLATE.read_text()))
     config["admin"]["address"] = _socket("127.0.0.1", admin_port)
     resources = config["static_resources"]
@@ -65,7 +68,12 @@ def render(
         host = manager["route_config"]["virtual_hosts"][0]
         policy = host["typed_per_filter_config"]["envoy.filters.http.cors"]
         policy["allow_origin_string_match"] = [{"exact": o} for o in cors_origins]
-    endpoints = {"gateway": [gateway], "session": sessions, "search": [search]}
+    endpoints = {
+        "gateway": [gateway],
+        "session": sessions,
+        "search": [search],
+        "fanout": [fanout] if fanout else sessions,
+    }
     for cluster in resources["clusters"]:
         cluster["load_assignment"]["endpoints"] = [
             {

@@ -23,6 +23,8 @@ from gateway.config import Config
 from gateway.cors import add_headers, cors
 from gateway.deadlines import DeadlineSite
 from gateway.errors import GatewayError, code_for_http_status, error_body
+from gateway.fanout_server import FanoutServicer, create_fanout_server
+from gateway.feeds import Feeds
 from gateway.hosts import allowed_hosts
 from gateway.hub import Hubs
 from gateway.identity import DevLogin, authenticate, whoami
@@ -40,6 +42,8 @@ logger = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
 SHUTDOWN_TIMEOUT_S = 10.0
+FANOUT_GRACE_S = 2.0
+"""Fan-out streams are told UNAVAILABLE at shutdown; this long for that to reach them."""
 """How long in-flight requests and closing sockets get before they are cancelled."""
 RECONNECT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -163,6 +167,33 @@ def channel_target(addresses: str) -> tuple[str, list[tuple[str, str]]]:
     return f"ipv4:{addresses}", [("grpc.lb_policy_name", "round_robin")]
 
 
+class Fanout:
+    """The gRPC fan-out's server and feeds (gateway/fanout_server.py), stopped together."""
+
+    def __init__(self, server: grpc.aio.Server, feeds: Feeds) -> None:
+        self.server, self.feeds = server, feeds
+
+    async def stop(self) -> None:
+        self.feeds.close()
+        await self.server.stop(FANOUT_GRACE_S)
+
+
+async def start_fanout(
+    cfg: Config, client: SessionClient, tasks: asyncio.TaskGroup, metrics: GatewayMetrics
+) -> Fanout | None:
+    """The gRPC fan-out on FANOUT_PORT, serving; None when FANOUT_PORT is 0."""
+    if not cfg.fanout_port:
+        return None
+    feeds = Feeds(
+        client, tasks, cfg.grpc_deadline_s, cfg.fanout_window_events, cfg.fanout_stream_queue
+    )
+    metrics.feeds.set_function(lambda: len(feeds))
+    servicer = FanoutServicer(feeds, client, Verifier(cfg.auth), cfg.fanout_max_streams_per_user)
+    server, _ = create_fanout_server(servicer, cfg.bind_host, cfg.fanout_port)
+    await server.start()
+    return Fanout(server, feeds)
+
+
 async def serve(cfg: Config) -> None:
     """Serves until SIGTERM/SIGINT, then closes sockets (1001), the server and the channel."""
     stop = asyncio.Event()
@@ -193,6 +224,7 @@ async def serve(cfg: Config) -> None:
                 shutdown_timeout=SHUTDOWN_TIMEOUT_S,
             )
             await runner.setup()
+            fanout: Fanout | None = None
             try:
                 site = DeadlineSite(
                     runner,
@@ -201,18 +233,22 @@ async def serve(cfg: Config) -> None:
                     cfg.header_read_timeout_s,
                     cfg.send_stall_timeout_s,
                 )
+                fanout = await start_fanout(cfg, client, tasks, metrics)  # before /healthz
                 await site.start()
                 logger.info(
                     "gateway serving",
                     extra={
                         "addresses": [str(a) for a in runner.addresses],
                         "session_service": cfg.session_service_addr,
+                        "fanout_port": cfg.fanout_port or None,
                     },
                 )
                 await stop.wait()
                 logger.info("gateway shutting down")
                 sockets.close_all()
             finally:
+                if fanout is not None:
+                    await fanout.stop()
                 await runner.cleanup()
                 hubs.close()
                 refresher.cancel()

@@ -94,6 +94,19 @@ class Config:
     send_stall_timeout_ms: int = 30_000
     """SEND_STALL_TIMEOUT_MS: a connection whose client reads none of its waiting output this
     long is aborted (a reply, event stream or socket nobody reads)."""
+    fanout_port: int = 0
+    """FANOUT_PORT: TCP port of the gRPC fan-out (SessionService.Subscribe served from one
+    upstream stream per session and user, gateway/fanout_server.py); 0: not served."""
+    fanout_window_events: int = 10_000
+    """FANOUT_WINDOW_EVENTS: log events a fan-out feed holds per session; a cursor older than
+    them is served by relaying the owner's own stream."""
+    fanout_stream_queue: int = 4096
+    """FANOUT_STREAM_QUEUE: events one fan-out stream may fall behind before it is ended
+    RESOURCE_EXHAUSTED (as the session service's SUBSCRIBER_QUEUE)."""
+    fanout_max_streams_per_user: int = 100
+    """FANOUT_MAX_STREAMS_PER_USER: fan-out streams one signed-in user may hold open on this
+    gateway (0: no cap; as the session service's MAX_STREAMS_PER_USER); one more is
+    RESOURCE_EXHAUSTED."""
     cluster: ClusterKey = field(default_factory=ClusterKey)
     """CLUSTER_SECRET_FILE (common/planes.py): sent with ListMembers, which pods answer only to
     the cluster; required with AUTH_MODE=jwt."""
@@ -171,6 +184,10 @@ class Config:
             max_streams_per_user=env_int(environ, "MAX_STREAMS_PER_USER", 32),
             header_read_timeout_ms=env_int(environ, "HEADER_READ_TIMEOUT_MS", 10_000, minimum=1),
             send_stall_timeout_ms=env_int(environ, "SEND_STALL_TIMEOUT_MS", 30_000, minimum=1),
+            fanout_port=env_int(environ, "FANOUT_PORT", 0, minimum=0),
+            fanout_window_events=env_int(environ, "FANOUT_WINDOW_EVENTS", 10_000, minimum=1),
+            fanout_stream_queue=env_int(environ, "FANOUT_STREAM_QUEUE", 4096, minimum=1),
+            fanout_max_streams_per_user=env_int(environ, "FANOUT_MAX_STREAMS_PER_USER", 100),
         )
         check_exposure(
             "gateway",

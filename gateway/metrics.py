@@ -42,6 +42,11 @@ class GatewayMetrics:
             "Threads with sockets here (one upstream subscription each)",
             registry=r,
         )
+        self.feeds = Gauge(
+            "dc_gateway_fanout_feeds",
+            "Sessions (and signed-in users) with gRPC fan-out streams here (one upstream each)",
+            registry=r,
+        )
         self.dropped_sockets = Counter(
             "dc_gateway_dropped_sockets",
             "WebSockets closed with 1013: over WS_SEND_QUEUE frames or WS_SEND_QUEUE_BYTES behind",

@@ -80,6 +80,8 @@ class Stack:
         self.ai_addr = ""
         self.session_addr = ""
         self.gateway_url = ""
+        self.fanout_addr = ""
+        """The gateway's gRPC fan-out (FANOUT_PORT): Subscribe from its feeds."""
         self.search_addr = ""
         self.envoy_url = ""
         self.pods: dict[str, Process] = {}
@@ -274,8 +276,10 @@ class Stack:
         """In front of `session_addrs` (comma-separated; default: every session address)."""
         address = self._address("gateway")
         self.gateway_url = f"http://{address}"
+        self.fanout_addr = self._address("fanout")
         env = {
             "GATEWAY_PORT": address.rsplit(":", 1)[1],
+            "FANOUT_PORT": self.fanout_addr.rsplit(":", 1)[1],
             "SESSION_SERVICE_ADDR": session_addrs or ",".join(self.session_addrs),
             **self.cluster_env,
             **extra_env,
@@ -303,6 +307,7 @@ class Stack:
             [host_port(a) for a in sessions or self.session_addrs],
             origins,
             host_port(self.search_addr) if self.search_addr else ("127.0.0.1", 1),
+            fanout=host_port(self.fanout_addr) if self.fanout_addr else None,
             **(overrides or {}),
         )
         path = envoy_config.write(self.workdir / "envoy.yaml", config)

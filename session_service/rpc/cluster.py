@@ -72,6 +72,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         held = self._registry.local(request.session_id) if request.session_id else None
         return cluster_pb2.GetPodStatusResponse(
             session_epoch=held.session.epoch if held is not None else 0,
+            session_subscribers=len(held.session.subscribers) if held is not None else 0,
             pod_id=self._membership.pod_id,
             active_sessions=len(actors),
             subscribers=sum(len(a.session.subscribers) for a in actors),

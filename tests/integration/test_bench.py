@@ -74,6 +74,9 @@ def test_quick_bench_writes_every_scenario_with_numbers(tmp_path: Path) -> None:
                 # Memory may not grow for a few sockets (pages already mapped); the rest must.
                 assert row[measure] > 0 or name == "d_idle_sockets", (config, name, row)
                 assert row.get("incomplete", 0) == 0, (config, name, row)
+        if "g_fan_out_grpc_web_envoy" in expected:  # the gateway's fan-out through Envoy
+            web = scenarios["g_fan_out_grpc_web_envoy"]
+            assert [r["subscribers"] for r in web] == [1, 10]
         fan_out = scenarios["c_fan_out_ws"]
         assert [r["subscribers"] for r in fan_out] == [1, 10]
         assert fan_out[0]["delivery_lag_ms"] == 0 and "delivery_lag_ms" in fan_out[1]

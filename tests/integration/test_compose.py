@@ -108,6 +108,15 @@ def test_every_session_pod_is_distinct_and_reachable_by_the_gateway() -> None:
     assert services()["gateway"]["environment"]["SESSION_SERVICE_ADDR"] == "dns:///session:50051"
 
 
+def test_envoy_sends_subscribe_to_the_gateways_fanout_port() -> None:
+    config = yaml.safe_load((ROOT / "deploy/envoy/envoy.yaml").read_text())
+    [cluster] = [c for c in config["static_resources"]["clusters"] if c["name"] == "fanout"]
+    [endpoint] = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    address = endpoint["endpoint"]["address"]["socket_address"]
+    assert address["address"] == "gateway"
+    assert str(address["port_value"]) == services()["gateway"]["environment"]["FANOUT_PORT"]
+
+
 def compose_env(name: str, auth_dir: Path) -> dict[str, str]:
     """A service's compose environment as its process sees it: the Dockerfile's BIND_HOST,
     `${VAR:-default}` resolved to the default, /auth/ files in `auth_dir`."""

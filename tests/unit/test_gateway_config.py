@@ -74,3 +74,20 @@ def test_a_send_queue_must_hold_one_history_reply() -> None:
         {**ANONYMOUS, "MAX_HISTORY_REPLY_BYTES": "65536", "WS_SEND_QUEUE_BYTES": "69632"}
     )
     assert (cfg.max_history_reply_bytes, cfg.ws_send_queue_bytes) == (65536, 69632)
+
+
+def test_fanout_settings():
+    assert Config.from_env(ANONYMOUS).fanout_port == 0  # not served unless asked for
+    cfg = Config.from_env(
+        {
+            **ANONYMOUS,
+            "FANOUT_PORT": "8081",
+            "FANOUT_WINDOW_EVENTS": "50",
+            "FANOUT_STREAM_QUEUE": "7",
+            "FANOUT_MAX_STREAMS_PER_USER": "0",
+        }
+    )
+    assert (cfg.fanout_port, cfg.fanout_window_events, cfg.fanout_stream_queue) == (8081, 50, 7)
+    assert cfg.fanout_max_streams_per_user == 0
+    with pytest.raises(ConfigError):
+        Config.from_env({**ANONYMOUS, "FANOUT_WINDOW_EVENTS": "0"})

@@ -1,0 +1,99 @@
+"""The gRPC fan-out across a kill -9 of the owner mid-answer: the gateway's feed resubscribes to
+the next owner from its cursor, and every stream through it goes on unbroken to the whole
+answer, each batch once, in order, while the owner pod served one stream for all of them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from common.ring import HashRing
+from deploy.stack.running import Stack
+from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2
+from tests.support.grpc_client import SessionClient
+
+pytestmark = pytest.mark.chaos
+
+PODS = ["pod-a", "pod-b"]
+TOKENS = 1000
+FULL = " ".join(f"tok{i}" for i in range(TOKENS))
+
+
+async def follow(
+    client: SessionClient, sid: str, answer_seq: int, halfway: asyncio.Event, breaks: list[int]
+) -> str:
+    """The answer's text from one fan-out stream, checking every batch comes once, in order;
+    a stream the fan-out ended is counted in `breaks` and resumed from its cursor."""
+    text, cursor = "", (0, 0)
+    while True:
+        stream = client.subscribe(sid, after_seq=cursor[0], after_offset=cursor[1])
+        try:
+            async for reply in stream:
+                event = reply.event
+                kind = event.WhichOneof("kind")
+                if kind == "answer_delta":
+                    assert event.offset == cursor[1], "a batch arrived twice or one is missing"
+                    text += event.answer_delta.text
+                    cursor = (cursor[0], event.offset + 1)
+                    if len(text.split()) >= 300:
+                        halfway.set()
+                elif kind == "caught_up":
+                    cursor = (event.seq, event.offset)
+                elif kind == "answer_ended":
+                    cursor = (event.seq, 0)
+                    if event.answer_ended.message.answer_seq == answer_seq:
+                        assert event.answer_ended.message.content == text
+                        return text
+                else:
+                    cursor = (event.seq, cursor[1])
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc
+            breaks.append(1)
+        finally:
+            stream.cancel()
+
+
+async def owner_streams(stack: Stack, pod: str, sid: str) -> int:
+    async with grpc.aio.insecure_channel(stack.pod_addrs[pod]) as channel:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+        request = cluster_pb2.GetPodStatusRequest(session_id=sid)
+        reply = await stub.GetPodStatus(request, metadata=stack.cluster_metadata, timeout=10)
+        return reply.session_subscribers
+
+
+async def test_fanout_streams_get_the_whole_answer_across_a_kill9_of_the_owner(
+    own_stack: Stack,
+) -> None:
+    own_stack.start_redis()
+    own_stack.start_model(token_delay_ms=3)
+    own_stack.start_ai()
+    for pod in PODS:
+        own_stack.start_pod(pod)
+    own_stack.wait_members()
+    own_stack.start_gateway()
+    sid = next(s for s in (f"fo-{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a")
+    pod_b = SessionClient(own_stack.pod_addrs["pod-b"])
+    fanout = SessionClient(own_stack.fanout_addr)
+    try:
+        await pod_b.append(sid, "warm up")
+        halfway = asyncio.Event()
+        breaks: list[int] = []
+        sent = await pod_b.prompt(sid, f"long answer tokens={TOKENS}", client_id="p1")
+        tasks = [
+            asyncio.create_task(follow(fanout, sid, sent.answer_seq, halfway, breaks))
+            for _ in range(5)
+        ]
+        await asyncio.wait_for(halfway.wait(), 30)
+        assert await owner_streams(own_stack, "pod-a", sid) == 1
+        own_stack.pods["pod-a"].kill9()
+        texts = await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        stored = await pod_b.list_all(sid)
+    finally:
+        await pod_b.close()
+        await fanout.close()
+    assert stored[-1].content == FULL
+    assert stored[-1].answer_status == common_pb2.ANSWER_STATUS_COMPLETED
+    assert texts == [FULL] * 5
+    assert breaks == [], "the fan-out ended a stream instead of following the next owner"
