@@ -94,6 +94,8 @@ class AnswerOwner(Protocol):
 
     def check_writable(self) -> None: ...
 
+    async def whole(self) -> Session: ...
+
 
 class Answering:
     """The answers of one session's actor: its worker task runs the open answers in order;
@@ -256,10 +258,7 @@ class Answering:
         """One model call for the answer, continuing from its stored text; stores and sends
         each batch. True when the owner closed meanwhile. Raises AnswerFailed."""
         s = self.session
-        turns = [
-            (m.role, m.content)
-            for m in trim(s.history_until(answer.prompt_seq), self._limits.context_tokens)
-        ]
+        turns = [(m.role, m.content) for m in await self._prompt_window(answer.prompt_seq)]
         prefix = "".join(answer.batches)
         if prefix:  # part of this answer is stored (earlier call or owner): the model continues
             turns.append(("assistant", prefix))
@@ -294,6 +293,20 @@ class Answering:
                         answer.max_gap_s = max(answer.max_gap_s, sent_at - answer.last_batch_at)
                     answer.last_batch_at = sent_at
 
+    async def _prompt_window(self, prompt_seq: int) -> list[Message]:
+        """The trimmed history the model is shown (prompt_window.py). A windowed image serves
+        it from memory when that gives the same: no system message before the window, and the
+        budget ran out inside it (trim keeps the newest messages and stops at the first that
+        does not fit). Otherwise the older events are read first."""
+        s = self.session
+        budget = self._limits.context_tokens
+        history, whole = s.recent_history(prompt_seq)
+        window = trim(history, budget)
+        if whole or (len(window) < len(history) and not s.system_before_window(prompt_seq)):
+            return window
+        await self._owner.whole()
+        return trim(s.history_until(prompt_seq), budget)
+
     @staticmethod
     async def _next_or_cancelled(stream: AsyncIterator[str], answer: OpenAnswer) -> str | None:
         """The next batch, or None at the end of the answer or when it is cancelled (closing
@@ -322,9 +335,11 @@ class Answering:
         s = self.session
         answer = next((a for a in s.open_answers if answer_seq in (0, a.seq)), None)
         if answer is None:
+            if answer_seq and answer_seq < s.base_seq:
+                await self._owner.whole()
             if answer_seq and any(
                 isinstance(e, AnswerEnded) and e.message.answer_seq == answer_seq
-                for e in s.events[answer_seq:]
+                for e in s.events_after(min(answer_seq, s.last_seq))
             ):
                 return answer_seq, False
             raise InvalidArgument(
@@ -361,8 +376,8 @@ class Answering:
 
     async def _add_user_usage(self, answer: OpenAnswer) -> None:
         """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""
-        prompt = self.session.events[answer.prompt_seq - 1]
-        started = self.session.events[answer.seq - 1]
+        prompt = self.session.event_at(answer.prompt_seq)
+        started = self.session.event_at(answer.seq)
         user = prompt.message.user if isinstance(prompt, MessageAppended) else ""
         if isinstance(started, AnswerStarted) and started.by:  # a regeneration: its requester
             user = started.by

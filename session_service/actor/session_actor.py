@@ -15,6 +15,12 @@ What a write needs is public here, and each operation is a class that takes the 
 (`read`, `authorize_write`, `claim_unowned`), then `store(...)` (or `write` + `publish`). The
 actor knows no feature: `after_answer` (wired by the registry's creator) runs after an answer
 completed, which is how threads get their auto title.
+
+Snapshots (log/snapshot.py): the image may be windowed (restored from a snapshot: the events
+before `session.base_seq` are not in memory). `whole()` reads them from Redis once, when a call
+needs them (history, exports, branches: rpc/methods.py `recent`). The owner stores a snapshot
+whenever its log has grown EVERY_EVENTS past the last one and on passivation; a failed or lost
+snapshot write only makes the next activation read more of the log.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from session_service.errors import (
     TooBusy,
 )
 from session_service.limits import Limits
+from session_service.log import snapshot
 from session_service.log.events import (
     AccessChanged,
     CaughtUp,
@@ -90,6 +97,9 @@ class SessionActor:
         """Monotonic time after which this pod must consider its lease gone."""
         self.last_used = time.monotonic()
         self._online: tuple[str, ...] = ()
+        self._completing = asyncio.Lock()
+        """Held while the older part of a windowed image is read (`whole`)."""
+        self._snapshotting: asyncio.Task[None] | None = None
         completed = None if after_answer is None else self._completed_hook(after_answer)
         self.answers = Answering(self, store, ai, limits, self._metrics, completed)
 
@@ -123,6 +133,8 @@ class SessionActor:
         activates the session again (here or wherever the ring says)."""
         self.close(reason or SessionClosed("session passivated; resubscribe"))
         s = self.session
+        if s.last_seq > max(s.snapshot_seq, snapshot.WINDOW_EVENTS):
+            await self._save_snapshot(*self._snapshot_now())
         with contextlib.suppress(SessionError):
             await self._store.release(s.session_id, self._pod_id, s.epoch, s.accessed_ms)
 
@@ -188,6 +200,10 @@ class SessionActor:
         """(size, media type) of a file the caller uploaded (anyone's with AUTH_MODE=off)."""
         return await self._store.attachments.known(sha, caller.user if caller.enforced else None)
 
+    async def stored_client_id(self, client_id: str) -> int:
+        """The seq of the write stored with this client message id (0: none)."""
+        return await self._store.client_seq(self.session.session_id, client_id)
+
     # -- the write path ----------------------------------------------------------------------
 
     async def write(
@@ -237,10 +253,49 @@ class SessionActor:
         return result
 
     def publish(self, event: Event) -> None:
-        """Sends an event to every subscriber (after it was applied)."""
-        dropped = self.session.broadcast(event)
+        """Sends an event to every subscriber (after it was applied); starts storing a
+        snapshot when the log has grown enough since the last one."""
+        s = self.session
+        dropped = s.broadcast(event)
         if dropped:
             self._metrics.dropped_subscribers.inc(dropped)
+        due = s.last_seq - s.snapshot_seq >= snapshot.EVERY_EVENTS
+        if due and self._snapshotting is None and not self.closed:
+            self._snapshotting = asyncio.create_task(self._save_snapshot(*self._snapshot_now()))
+
+    def _snapshot_now(self) -> tuple[int, int, bytes]:
+        """(seq, window start, body) of the image's snapshot now; the next one is due
+        EVERY_EVENTS later whether this one is stored or not (no retry per event)."""
+        s = self.session
+        s.snapshot_seq = s.last_seq
+        return s.last_seq, snapshot.window_start(s), snapshot.encode(s)
+
+    async def _save_snapshot(self, seq: int, start: int, body: bytes) -> None:
+        s = self.session
+        try:
+            await self._store.save_snapshot(s.session_id, s.epoch, seq, start, body)
+        except SessionError as exc:  # fenced, Redis down or full: the log is still all there
+            logger.info("snapshot not stored: %s", exc, extra={"session_id": s.session_id})
+        finally:
+            self._snapshotting = None
+
+    async def whole(self) -> Session:
+        """The session with every event in memory: a windowed image reads the events before
+        its window from Redis first (once). A snapshot that does not match the log closes the
+        owner (the next activation reads the whole log)."""
+        s = self.session
+        async with self._completing:
+            if s.whole:
+                return s
+            older = await self._store.load_entries(s.session_id, 1, s.base_seq)
+            try:
+                s.complete(older)
+            except ValueError as exc:
+                logger.error("%s", exc, extra={"session_id": s.session_id})
+                self.close(SessionClosed("session reloading; retry"))
+                await self._save_snapshot(0, 0, b"")  # deleted: the next activation reads all
+                raise StoreUnavailable("session reloading; retry") from exc
+        return s
 
     async def store(self, entries: list[bytes], *, version_increment: int = 0) -> list[LogEvent]:
         """Stores entries with one write (the lock is held), then applies and publishes each

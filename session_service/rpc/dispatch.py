@@ -67,6 +67,18 @@ FORWARD_TIMEOUT_S = 30.0
 """Deadline of a forwarded unary call when the caller set none."""
 
 
+def _served(rpc: Rpc, local: Local[T]) -> Local[T]:
+    """`local`, after making a windowed image whole unless `rpc` reads only recent events."""
+    if rpc.recent:
+        return local
+
+    async def whole_first(actor: SessionActor) -> T:
+        await actor.whole()
+        return await local(actor)
+
+    return whole_first
+
+
 class Dispatcher:
     """Shared by SessionServicer and the feature RPC classes (features/*/rpc.py); holds no
     state of its own but the Subscribe streams counted here (StreamCaps)."""
@@ -127,7 +139,7 @@ class Dispatcher:
                         counted = True
                     await self._refuse_unknown(caller, rpc, sid)
                     try:
-                        result = await self._registry.call(sid, local)
+                        result = await self._registry.call(sid, _served(rpc, local))
                         if rpc.answered is not None and not rpc.answered(result):
                             await self.quotas.charge(user, -reserved)  # no new answer: give it back
                         return result
@@ -221,6 +233,8 @@ class Dispatcher:
                 counted = self._streams.acquire(caller.user if caller.enforced else "")
                 try:
                     actor = await self._registry.get(sid)
+                    if request.after_seq < actor.session.base_seq:
+                        await actor.whole()  # an old cursor: replay from the whole log
                     subscriber, replay = actor.subscribe(
                         request.after_seq if request.HasField("after_seq") else None,
                         request.after_offset,

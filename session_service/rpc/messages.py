@@ -127,6 +127,10 @@ class MessageRpcs:
 
             async def page(actor: SessionActor) -> session_pb2.ListMessagesResponse:
                 s = actor.read(caller)
+                if not s.page_in_memory(
+                    request.after_seq, request.branch_seq, request.all_branches
+                ):
+                    s = await actor.whole()
                 if request.branch_seq:
                     s.message_for(request.branch_seq, "branch_seq")
                 messages, has_more = s.messages_after(
