@@ -6,9 +6,11 @@ order, so this image always equals a prefix-complete replay of the stored log.
 Windowed images (log/snapshot.py): an image restored from a snapshot holds the derived views
 (state, access, thread fields, counters, tree, feedback, open answers) of the whole log but the
 events and messages only after `base_seq`. What reads older events or messages (`events_after`
-below the base, `replay` from an older cursor, history pages, exports) must first `complete` the
-image with the log's first `base_seq` entries; the accessors below raise NotLoaded rather than
-answer from a partial list. `whole` says whether that is needed.
+below the base, `message_at` of an older message, exports) must first `complete` the image with
+the log's first `base_seq` entries, or be given what it needs of them (`replay`'s `older`); the
+accessors below raise NotLoaded rather than answer from a partial list. The tree knows every
+message's seq, so a history page's seqs come from memory (`page_seqs`) and its older messages
+from Redis (the actor's `messages_at`).
 """
 
 from __future__ import annotations
@@ -311,6 +313,11 @@ class Session:
         except KeyError:
             raise InvalidArgument(f"{field} {seq} is no message of this session") from None
 
+    def require_message(self, seq: int, field: str) -> None:
+        """InvalidArgument naming `field` unless `seq` is a message's (in memory or not)."""
+        if seq not in self.tree.parent:
+            raise InvalidArgument(f"{field} {seq} is no message of this session")
+
     def message_at(self, seq: int) -> Message:
         if seq <= self.base_seq:
             raise NotLoaded(seq)
@@ -319,40 +326,26 @@ class Session:
             raise KeyError(seq)
         return self.messages[index]
 
-    def branch(self, through: int = 0) -> list[Message]:
-        """The messages of the branch through message `through` (0: the active branch)."""
-        if not self.tree.branched:
-            if not self.whole:
-                raise NotLoaded(through)
-            return self.messages
-        leaf = self.tree.leaf_of(through) if through else self.tree.head
-        return [self.message_at(seq) for seq in self.tree.path(leaf)]
-
     def messages_after(
         self, after_seq: int, limit: int, through: int = 0, all_branches: bool = False
     ) -> tuple[list[Message], bool]:
         """A page of the active branch (or the branch through `through`, or every message),
-        in seq order, after `after_seq`."""
-        if not self.page_in_memory(after_seq, through, all_branches):
-            raise NotLoaded(after_seq)
-        messages = self.messages if all_branches or not self.tree.branched else self.branch(through)
-        if messages is self.messages:
-            start = bisect.bisect_right(self._message_seqs, after_seq)
-        else:
-            start = bisect.bisect_right([m.seq for m in messages], after_seq)
-        page = messages[start : start + limit]
-        return page, start + limit < len(messages)
+        in seq order, after `after_seq`. NotLoaded for a message before a window: the actor
+        reads those from Redis (`SessionActor.messages_at` of `page_seqs`)."""
+        seqs, more = self.page_seqs(after_seq, limit, through, all_branches)
+        return [self.message_at(seq) for seq in seqs], more
 
-    def page_in_memory(self, after_seq: int, through: int = 0, all_branches: bool = False) -> bool:
-        """Whether `messages_after` with these arguments needs no message before the window."""
-        if self.whole:
-            return True
-        if through and through <= self.base_seq:
-            return False
+    def page_seqs(
+        self, after_seq: int, limit: int, through: int = 0, all_branches: bool = False
+    ) -> tuple[list[int], bool]:
+        """The seqs of `messages_after`'s page, from the tree (which knows every message, in
+        memory or not): for a windowed image, whose older messages are read from Redis."""
         if all_branches or not self.tree.branched:
-            return after_seq >= self.base_seq
-        leaf = self.tree.leaf_of(through) if through else self.tree.head
-        return all(seq > self.base_seq for seq in self.tree.path(leaf) if seq > after_seq)
+            seqs = list(self.tree.parent)  # every message, in seq order
+        else:
+            seqs = self.tree.path(self.tree.leaf_of(through) if through else self.tree.head)
+        start = bisect.bisect_right(seqs, after_seq)
+        return seqs[start : start + limit], start + limit < len(seqs)
 
     def history_until(self, prompt_seq: int) -> list[Message]:
         """The prompt's branch up to and including it (empty answers left out), oldest first."""
@@ -389,17 +382,27 @@ class Session:
         answer.batches.append(text)
         return delta
 
-    def replay(self, after_seq: int | None, after_offset: int) -> list[Event]:
+    def replay(
+        self, after_seq: int | None, after_offset: int, older: list[LogEvent] | None = None
+    ) -> list[Event]:
         """What a subscriber with cursor (after_seq, after_offset) has not seen, then CaughtUp.
 
         `after_seq=None` starts at the end, or at the streaming answer's start if one streams.
+        A cursor before a windowed image's window needs `older`: the events after it through
+        `base_seq` (read from Redis); the streaming answer is always inside the window.
         """
         streaming = self.open_answers[0] if self.open_answers else None
         if after_seq is None:
             after_seq = streaming.seq - 1 if streaming else self.last_seq
             after_offset = 0
         after_seq = min(after_seq, self.last_seq)
-        out: list[Event] = list(self.events_after(after_seq))
+        out: list[Event]
+        if after_seq < self.base_seq and older is not None:
+            if [e.seq for e in older[:1]] != [after_seq + 1] or older[-1].seq != self.base_seq:
+                raise NotLoaded(after_seq)
+            out = [*older, *self.events]
+        else:
+            out = list(self.events_after(after_seq))
         if streaming is not None:
             # The offset counts batches of the answer streaming at the cursor; if any answer
             # ended after the cursor, that answer is done and the current one starts at 0.

@@ -233,12 +233,11 @@ class Dispatcher:
                 counted = self._streams.acquire(caller.user if caller.enforced else "")
                 try:
                     actor = await self._registry.get(sid)
-                    if request.after_seq < actor.session.base_seq:
-                        await actor.whole()  # an old cursor: replay from the whole log
+                    after_seq = request.after_seq if request.HasField("after_seq") else None
+                    actor.read(caller)  # before reading older events for the caller
+                    older = await actor.events_before_window(after_seq)
                     subscriber, replay = actor.subscribe(
-                        request.after_seq if request.HasField("after_seq") else None,
-                        request.after_offset,
-                        caller,
+                        after_seq, request.after_offset, caller, older
                     )
                 except NotOwner as exc:
                     target = self._router.forward_to(exc.owner_pod)

@@ -81,11 +81,15 @@ GET_USER_USAGE = Rpc(name="GetUserUsage")
 """Per user, any pod answers."""
 
 # Rooms (access.proto)
-CREATE_ROOM = Routed(name="CreateRoom", peer=lambda s: s.CreateRoom)
-SET_MEMBER = Routed(name="SetMember", needs_existing=True, peer=lambda s: s.SetMember)
-CREATE_INVITE = Routed(name="CreateInvite", needs_existing=True, peer=lambda s: s.CreateInvite)
-REVOKE_INVITE = Routed(name="RevokeInvite", needs_existing=True, peer=lambda s: s.RevokeInvite)
-JOIN_ROOM = Routed(name="JoinRoom", needs_existing=True, peer=lambda s: s.JoinRoom)
+CREATE_ROOM = Routed(name="CreateRoom", recent=True, peer=lambda s: s.CreateRoom)
+SET_MEMBER = Routed(name="SetMember", needs_existing=True, recent=True, peer=lambda s: s.SetMember)
+CREATE_INVITE = Routed(
+    name="CreateInvite", needs_existing=True, recent=True, peer=lambda s: s.CreateInvite
+)
+REVOKE_INVITE = Routed(
+    name="RevokeInvite", needs_existing=True, recent=True, peer=lambda s: s.RevokeInvite
+)
+JOIN_ROOM = Routed(name="JoinRoom", needs_existing=True, recent=True, peer=lambda s: s.JoinRoom)
 GET_ACCESS = Routed(name="GetAccess", needs_existing=True, recent=True, peer=lambda s: s.GetAccess)
 LIST_AUDIT = Routed(name="ListAudit", needs_existing=True, peer=lambda s: s.ListAudit)
 
@@ -127,13 +131,17 @@ LIST_THREADS = Rpc(name="ListThreads")
 SET_THREAD_FLAGS = Rpc(name="SetThreadFlags", needs_existing=True)
 MARK_READ = Rpc(name="MarkRead", needs_existing=True)
 RENAME_THREAD = Routed(
-    name="RenameThread", needs_existing=True, write=True, peer=lambda s: s.RenameThread
+    name="RenameThread", needs_existing=True, write=True, recent=True, peer=lambda s: s.RenameThread
 )
 DELETE_THREAD = Routed(
-    name="DeleteThread", needs_existing=True, write=True, peer=lambda s: s.DeleteThread
+    name="DeleteThread", needs_existing=True, write=True, recent=True, peer=lambda s: s.DeleteThread
 )
 RESTORE_THREAD = Routed(
-    name="RestoreThread", needs_existing=True, write=True, peer=lambda s: s.RestoreThread
+    name="RestoreThread",
+    needs_existing=True,
+    write=True,
+    recent=True,
+    peer=lambda s: s.RestoreThread,
 )
 
 EVERY: tuple[Rpc, ...] = (

@@ -215,6 +215,20 @@ class Store:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return [item if isinstance(item, bytes) else item.encode() for item in raw]
 
+    async def entries_at(self, session_id: str, seqs: list[int]) -> list[bytes]:
+        """The log's entries at these seqs, in one round trip; StoreUnavailable if one is not
+        there (the log only grows: a seq the caller knows is always stored)."""
+        pipe = self._client.pipeline(transaction=False)
+        for seq in seqs:
+            pipe.lindex(log_key(session_id), seq - 1)
+        try:
+            raw = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        if any(item is None for item in raw):
+            raise StoreUnavailable(f"session {session_id}: a log entry is missing")
+        return [item if isinstance(item, bytes) else item.encode() for item in raw]
+
     async def client_seq(self, session_id: str, client_id: str) -> int:
         """The seq of the first entry stored with `client_id` (0: none)."""
         try:
@@ -224,14 +238,28 @@ class Store:
         return int(seq or 0)
 
     async def save_snapshot(
-        self, session_id: str, epoch: int, seq: int, window_start: int, body: bytes
+        self,
+        session_id: str,
+        epoch: int,
+        seq: int,
+        window_start: int,
+        body: bytes,
+        client_ids: dict[str, int] | None = None,
     ) -> bool:
         """Stores the snapshot at `seq` unless one as new is stored (`body` b"": deletes the
-        stored one); raises Fenced for a stale owner. False: not stored (an equal or newer one
-        is there)."""
-        keys = [meta_key(session_id), log_key(session_id), snapshot_key(session_id)]
+        stored one), with `client_ids` added to the idem hash where absent; raises Fenced for a
+        stale owner. False: not stored (an equal or newer one is there)."""
+        keys = [
+            meta_key(session_id),
+            log_key(session_id),
+            snapshot_key(session_id),
+            idem_key(session_id),
+        ]
+        args: list[str | int | bytes] = [epoch, seq, window_start, body]
+        for client_id, first_seq in (client_ids or {}).items():
+            args += [client_id, first_seq]
         try:
-            reply = int(await self._snapshot(keys=keys, args=[epoch, seq, window_start, body]))
+            reply = int(await self._snapshot(keys=keys, args=args))
         except REDIS_ERRORS as exc:
             raise _store_error(exc) from exc
         if reply == -1:

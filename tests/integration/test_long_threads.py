@@ -62,11 +62,21 @@ def passivated(stack: Stack, sid: str) -> None:
         eventually(lambda: not r.exists(lease_key(sid)), timeout=30)
 
 
-def activations(stack: Stack, sid: str) -> list[dict[str, Any]]:
+def logged(stack: Stack, sid: str, msg: str) -> list[dict[str, Any]]:
+    """The session service's log entries `msg` about session `sid`."""
     assert stack.session is not None
     lines = stack.session.log_path.read_text().splitlines()
     entries = [json.loads(line) for line in lines if line.startswith("{")]
-    return [e for e in entries if e.get("msg") == "session activated" and e["session_id"] == sid]
+    return [e for e in entries if e.get("msg") == msg and e.get("session_id") == sid]
+
+
+def activations(stack: Stack, sid: str) -> list[dict[str, Any]]:
+    return logged(stack, sid, "session activated")
+
+
+def history_loads(stack: Stack, sid: str) -> int:
+    """How often a windowed image read its whole history into memory."""
+    return len(logged(stack, sid, "session history loaded"))
 
 
 async def answered(client: SessionClient, sid: str, text: str) -> Any:
@@ -121,8 +131,8 @@ def comparable(session: session_pb2.Session) -> bytes:
     return copy.SerializeToString()
 
 
-async def views(stack: Stack, sid: str) -> tuple[Any, ...]:
-    """What a client can read of the whole thread (activating it if it is not)."""
+async def history(stack: Stack, sid: str) -> tuple[Any, ...]:
+    """The session and every history page (activating it if it is not)."""
     async with grpc.aio.insecure_channel(stack.session_addr) as channel:
         stub = session_pb2_grpc.SessionServiceStub(channel)
         got = await stub.GetSession(session_pb2.GetSessionRequest(session_id=sid), timeout=30)
@@ -130,8 +140,14 @@ async def views(stack: Stack, sid: str) -> tuple[Any, ...]:
             comparable(got.session),
             await every_page(stub, sid),
             await every_page(stub, sid, all_branches=True),
-            await exported(stub, sid),
         )
+
+
+async def views(stack: Stack, sid: str) -> tuple[Any, ...]:
+    """What a client can read of the whole thread: `history`, then the export."""
+    async with grpc.aio.insecure_channel(stack.session_addr) as channel:
+        stub = session_pb2_grpc.SessionServiceStub(channel)
+        return (*await history(stack, sid), await exported(stub, sid))
 
 
 async def test_a_finished_answer_leaves_no_delta_batches_in_redis(long_stack, client, session_id):
@@ -179,7 +195,10 @@ async def test_a_long_thread_activates_from_a_bounded_tail_with_the_same_results
     got = await client.get(session_id)
     assert activations(long_stack, session_id)[-1]["loaded"] == snapshot.WINDOW_EVENTS
     assert comparable(got) == whole[0]
-    assert await views(long_stack, session_id) == whole  # history read on demand
+    assert await history(long_stack, session_id) == whole[:3]  # older pages read from Redis
+    assert history_loads(long_stack, session_id) == 0
+    assert await views(long_stack, session_id) == whole  # the export reads the whole log
+    assert history_loads(long_stack, session_id) == 1
     passivated(long_stack, session_id)
     assert await views(long_stack, session_id) == whole
     assert [a["loaded"] for a in activations(long_stack, session_id)] == [
@@ -198,11 +217,6 @@ async def test_prompts_resumes_and_old_client_ids_on_a_windowed_thread(
     await client.get(session_id)  # windowed
     sent = await answered(client, session_id, "one more tokens=20")
     assert sent.user_message.seq == length + 1 and not sent.duplicate
-    again = await client.stub.SendPrompt(
-        session_pb2.SendPromptRequest(session_id=session_id, content="x", client_message_id="q3"),
-        timeout=10,
-    )  # the writer's client id of prompt 3, long before the window
-    assert again.duplicate and again.user_message.seq == 10 and again.answer_seq == 11
     stream = client.subscribe(session_id, after_seq=5)  # a cursor before the window
     try:
         replay = await events_until(stream, "caught_up")
@@ -210,6 +224,12 @@ async def test_prompts_resumes_and_old_client_ids_on_a_windowed_thread(
         stream.cancel()
     assert [e.seq for e in replay[:-1]] == list(range(6, length + 4))
     assert replay[-1].seq == length + 3
+    assert history_loads(long_stack, session_id) == 0  # read from Redis, not kept
+    again = await client.stub.SendPrompt(
+        session_pb2.SendPromptRequest(session_id=session_id, content="x", client_message_id="q3"),
+        timeout=10,
+    )  # the writer's client id of prompt 3, long before the window
+    assert again.duplicate and again.user_message.seq == 10 and again.answer_seq == 11
 
 
 async def test_branches_edits_regenerations_and_exports_on_a_windowed_thread(

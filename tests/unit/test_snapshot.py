@@ -134,7 +134,6 @@ def test_reads_before_the_window_are_refused_not_answered_from_part():
         image.messages_after(0, 10)
     with pytest.raises(NotLoaded):
         image.attachment("0" * 64)
-    assert not image.page_in_memory(0)
     assert image.replay(base, 0)[-1] == Session.load("s", 1, 0, 0, thread(80)).replay(base, 0)[-1]
 
 
@@ -176,3 +175,31 @@ def test_the_prompt_window_from_memory_matches_when_the_budget_ends_inside_it():
     window = trim(history, 300)
     assert len(window) < len(history)
     assert window == trim(full.history_until(answer.prompt_seq), 300)
+
+
+@pytest.mark.parametrize("cursor", [0, 5, 60])
+def test_a_replay_from_before_the_window_with_the_older_events_is_the_whole_logs(cursor):
+    log = thread(80)
+    full = Session.load("s", 2, 0, 0, log)
+    image = restored(log, 240)
+    base = image.base_seq
+    assert cursor < base
+    older = [ev.decode(seq, log[seq - 1]) for seq in range(cursor + 1, base + 1)]
+    assert image.replay(cursor, 3, older) == full.replay(cursor, 3)
+    with pytest.raises(NotLoaded):
+        image.replay(cursor, 0, older[1:])
+
+
+def test_history_pages_name_the_same_messages_from_the_tree():
+    log = thread(80)
+    full = Session.load("s", 2, 0, 0, log)
+    image = restored(log, 240)
+    for kwargs in ({}, {"all_branches": True}, {"through": 3}):
+        after = 0
+        while True:
+            seqs, more = image.page_seqs(after, 17, **kwargs)
+            page, full_more = full.messages_after(after, 17, **kwargs)
+            assert seqs == [m.seq for m in page] and more == full_more
+            if not more:
+                break
+            after = seqs[-1]
