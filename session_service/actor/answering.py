@@ -339,7 +339,7 @@ class Answering:
                 await self._owner.whole()
             if answer_seq and any(
                 isinstance(e, AnswerEnded) and e.message.answer_seq == answer_seq
-                for e in s.events_after(min(answer_seq, s.last_seq))
+                for e in s.events_after(answer_seq)
             ):
                 return answer_seq, False
             raise InvalidArgument(

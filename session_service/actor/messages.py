@@ -54,12 +54,10 @@ class MessageOps:
             refs.append((sha, valid_filename(name or sha[:12]), known[1], known[0]))
         return tuple(refs)
 
-    async def _check_reply(self, reply_to: int) -> None:
+    def _check_reply(self, reply_to: int) -> None:
         """A reply names an earlier message of this session."""
         if reply_to:
-            if reply_to <= self._actor.session.base_seq:
-                await self._actor.whole()
-            self._actor.session.message_for(reply_to, "reply_to")
+            self._actor.session.require_message(reply_to, "reply_to")
 
     async def _repeat_before_window(self, client_id: str) -> int:
         """The seq of a client id's write before a windowed image's window (0: none). A
@@ -94,7 +92,7 @@ class MessageOps:
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
             try:
-                await self._check_reply(reply_to)
+                self._check_reply(reply_to)
                 refs = await self._attachments(attachments, caller)
             except InvalidArgument:
                 if seq := await self._repeat_before_window(client_id):
@@ -177,7 +175,7 @@ class MessageOps:
                 seq = s.client_ids[client_id]
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
             try:
-                await self._check_reply(reply_to)
+                self._check_reply(reply_to)
                 refs = await self._attachments(attachments, caller)
                 actor.check_queue()
             except (InvalidArgument, TooBusy):

@@ -95,7 +95,7 @@ LIST_AUDIT = Routed(name="ListAudit", needs_existing=True, peer=lambda s: s.List
 
 # Feedback and attachments
 SET_FEEDBACK = Routed(
-    name="SetFeedback", needs_existing=True, write=True, peer=lambda s: s.SetFeedback
+    name="SetFeedback", needs_existing=True, write=True, recent=True, peer=lambda s: s.SetFeedback
 )
 GET_ATTACHMENT = Routed(name="GetAttachment", needs_existing=True, peer=lambda s: s.GetAttachment)
 

@@ -224,6 +224,31 @@ async def test_prompts_resumes_and_old_client_ids_on_a_windowed_thread(
         stream.cancel()
     assert [e.seq for e in replay[:-1]] == list(range(6, length + 4))
     assert replay[-1].seq == length + 3
+    rated = await client.stub.SetFeedback(
+        session_pb2.SetFeedbackRequest(
+            session_id=session_id, message_seq=6, rating=common_pb2.RATING_UP, user="ann"
+        ),
+        timeout=10,
+    )  # the answer of prompt 1, before the window
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await client.stub.SetFeedback(
+            session_pb2.SetFeedbackRequest(
+                session_id=session_id, message_seq=4, rating=common_pb2.RATING_UP
+            ),
+            timeout=10,
+        )  # a user message
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    reply = await client.stub.AppendMessage(
+        session_pb2.AppendMessageRequest(
+            session_id=session_id, role=common_pb2.ROLE_USER, content="re: 1", reply_to=4
+        ),
+        timeout=10,
+    )
+    assert (rated.seq, reply.message.seq) == (length + 4, length + 5)
+    page = await client.stub.ListMessages(
+        session_pb2.ListMessagesRequest(session_id=session_id, after_seq=5, limit=1), timeout=10
+    )
+    assert [(m.seq, [f.user for f in m.feedback]) for m in page.messages] == [(6, ["ann"])]
     assert history_loads(long_stack, session_id) == 0  # read from Redis, not kept
     again = await client.stub.SendPrompt(
         session_pb2.SendPromptRequest(session_id=session_id, content="x", client_message_id="q3"),
