@@ -297,3 +297,31 @@ async def test_branches_edits_regenerations_and_exports_on_a_windowed_thread(
         common_pb2.ROLE_USER,
         common_pb2.ROLE_ASSISTANT,
     }
+
+
+async def test_after_kill9_the_owner_activates_from_the_snapshot_it_stored_while_serving(
+    long_stack, session_id
+):
+    length = await write_thread(long_stack.redis_url, session_id, 300)
+    client = SessionClient(long_stack.session_addr)
+    try:
+        before = await history(long_stack, session_id)  # the whole log: no snapshot yet
+        appended = [
+            await client.append(session_id, f"more {i}", client_id=f"m{i}") for i in range(3)
+        ]
+        with redis_of(long_stack) as r:  # the first write was due a snapshot (the log is long)
+            eventually(lambda: r.hget(snapshot_key(session_id), "seq") == str(length + 1))
+    finally:
+        await client.close()
+    assert long_stack.session is not None
+    long_stack.session.kill9()  # no passivation: the snapshot it stored while serving is all
+    long_stack.start_session(SESSION_IDLE_MS=IDLE_MS)
+    client = SessionClient(long_stack.session_addr)
+    try:
+        after = await history(long_stack, session_id)
+        repeated = await client.append(session_id, "again", client_id="q7")  # before the window
+    finally:
+        await client.close()
+    assert activations(long_stack, session_id)[-1]["loaded"] == snapshot.WINDOW_EVENTS + 2
+    assert after[1] == before[1] + [a.message.SerializeToString() for a in appended]
+    assert repeated.duplicate and repeated.message.seq == 3 * 7 + 1
