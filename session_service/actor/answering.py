@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from session_service.actor import access
 from session_service.actor.access import ANONYMOUS, Caller
 from session_service.actor.answer_batches import batches
-from session_service.actor.prompt_window import trim
+from session_service.actor.prompt_window import window_of
 from session_service.errors import (
     AnswerFailed,
     Fenced,
@@ -93,6 +93,8 @@ class AnswerOwner(Protocol):
     def check_open(self) -> None: ...
 
     def check_writable(self) -> None: ...
+
+    async def messages_at(self, seqs: list[int]) -> list[Message]: ...
 
     async def whole(self) -> Session: ...
 
@@ -294,18 +296,15 @@ class Answering:
                     answer.last_batch_at = sent_at
 
     async def _prompt_window(self, prompt_seq: int) -> list[Message]:
-        """The trimmed history the model is shown (prompt_window.py). A windowed image serves
-        it from memory when that gives the same: no system message before the window, and the
-        budget ran out inside it (trim keeps the newest messages and stops at the first that
-        does not fit). Otherwise the older events are read first."""
-        s = self.session
-        budget = self._limits.context_tokens
-        history, whole = s.recent_history(prompt_seq)
-        window = trim(history, budget)
-        if whole or (len(window) < len(history) and not s.system_before_window(prompt_seq)):
-            return window
-        await self._owner.whole()
-        return trim(s.history_until(prompt_seq), budget)
+        """The trimmed history the model is shown (prompt_window.py `window_of`: older
+        messages of a windowed image are read from Redis as far as the budget reaches)."""
+        try:
+            return await window_of(
+                self.session, prompt_seq, self._limits.context_tokens, self._owner.messages_at
+            )
+        except StoreUnavailable as exc:  # never an open answer nobody generates: hand it on
+            self._owner.close(SessionClosed(f"owner lost the session: {exc}"))
+            raise
 
     @staticmethod
     async def _next_or_cancelled(stream: AsyncIterator[str], answer: OpenAnswer) -> str | None:

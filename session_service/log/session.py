@@ -366,6 +366,12 @@ class Session:
             whole = len(self.messages) == self.message_count
         return [m for m in history if m.role != "assistant" or m.content], whole
 
+    def path_before_window(self, prompt_seq: int) -> list[int]:
+        """The message seqs of the prompt's branch that are before the window, oldest first."""
+        if self.tree.branched:
+            return [seq for seq in self.tree.path(prompt_seq) if seq <= self.base_seq]
+        return [seq for seq in self.tree.parent if seq <= self.base_seq]
+
     def system_before_window(self, prompt_seq: int) -> bool:
         """Whether a system message not in memory is on the prompt's branch."""
         older = [seq for seq in self.system_seqs if seq <= self.base_seq]

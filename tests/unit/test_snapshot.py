@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from session_service.actor.prompt_window import trim
+from session_service.actor.prompt_window import OLDER_CHUNK, trim, window_of
 from session_service.log import events as ev
 from session_service.log import snapshot
 from session_service.log.session import NotLoaded, Session
@@ -149,32 +149,28 @@ def test_an_unusable_snapshot_is_refused(version, body):
         snapshot.restore("s", 2, 0, 0, raw, 0, log)
 
 
-@pytest.mark.parametrize("budget", [200, 2_000, 100_000])
-def test_the_prompt_window_from_memory_is_the_whole_logs_or_says_it_is_not(budget):
+@pytest.mark.parametrize("system", [True, False], ids=["system-message", "none"])
+@pytest.mark.parametrize("budget", [50, 300, 2_000, 100_000])
+async def test_the_prompt_window_of_a_windowed_image_is_the_whole_logs(budget, system):
     log = thread(80)
+    if not system:
+        log[1] = ev.encode_message("user", "no system message", "", 2, "")
     full = Session.load("s", 2, 0, 0, log)
     image = restored(log, len(log))
     [answer] = image.open_answers
-    history, whole = image.recent_history(answer.prompt_seq)
-    window = trim(history, budget)
-    expected = trim(full.history_until(answer.prompt_seq), budget)
-    # The log has a system message before the window: memory alone is never enough.
-    assert image.system_before_window(answer.prompt_seq)
-    assert not whole
-    assert window != expected
+    reads: list[list[int]] = []
 
+    async def read(seqs: list[int]) -> list[ev.Message]:
+        reads.append(seqs)
+        return [full.message_at(seq) for seq in seqs]
 
-def test_the_prompt_window_from_memory_matches_when_the_budget_ends_inside_it():
-    log = thread(80)
-    log[1] = ev.encode_message("user", "no system message", "", 2, "")
-    full = Session.load("s", 2, 0, 0, log)
-    image = restored(log, len(log))
-    [answer] = image.open_answers
-    history, whole = image.recent_history(answer.prompt_seq)
-    assert not whole and not image.system_before_window(answer.prompt_seq)
-    window = trim(history, 300)
-    assert len(window) < len(history)
-    assert window == trim(full.history_until(answer.prompt_seq), 300)
+    got = await window_of(image, answer.prompt_seq, budget, read)
+    assert got == trim(full.history_until(answer.prompt_seq), budget)
+    assert not image.whole  # what was read is not kept
+    # Read: the system message, and older messages only as far as the budget reached.
+    assert sum(map(len, reads)) <= len(got) + OLDER_CHUNK
+    if budget <= 300 and not system:
+        assert reads == []  # the budget ended inside the window
 
 
 @pytest.mark.parametrize("cursor", [0, 5, 60])
