@@ -29,7 +29,8 @@ from deploy.stack.running import Stack
 from deploy.stack.waits import eventually
 from durablechat.v1 import session_pb2, session_pb2_grpc
 from session_service.log import events as ev
-from session_service.store.keys import lease_key, snapshot_key
+from session_service.log import snapshot
+from session_service.store.keys import lease_key, meta_key, snapshot_key
 from session_service.store.sessions import Held, Store
 
 SESSION = "bench-long-thread"
@@ -123,8 +124,19 @@ async def measure(workdir: Path, answers: int, runs: int) -> dict[str, Any]:
         assert stack.redis is not None
         with stack.redis.client() as sync:
             assert sync.exists(snapshot_key(SESSION)), "no snapshot was stored"
+            sizes = {
+                "log_bytes": int(sync.hget(meta_key(SESSION), "lb") or 0),
+                "snapshot_bytes": sync.hstrlen(snapshot_key(SESSION), "body"),
+                "window_entries": snapshot.WINDOW_EVENTS,
+            }
         after = await _activations(stack, runs, whole_log=False)
-        return {"answers": answers, "log_entries": length, "before": before, "after": after}
+        return {
+            "answers": answers,
+            "log_entries": length,
+            **sizes,
+            "before": before,
+            "after": after,
+        }
     finally:
         stack.close()
 
