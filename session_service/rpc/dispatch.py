@@ -67,13 +67,18 @@ FORWARD_TIMEOUT_S = 30.0
 """Deadline of a forwarded unary call when the caller set none."""
 
 
-def _served(rpc: Rpc, local: Local[T]) -> Local[T]:
-    """`local`, after making a windowed image whole unless `rpc` reads only recent events."""
+def _served(rpc: Rpc, local: Local[T], caller: Caller) -> Local[T]:
+    """`local`, after making a windowed image whole unless `rpc` reads only recent events.
+    Only for a caller who may read the session: every such method needs that at least (an
+    import needs none, but only into an empty session, which is whole), so nobody else can
+    make the owner read a long log."""
     if rpc.recent:
         return local
 
     async def whole_first(actor: SessionActor) -> T:
-        await actor.whole()
+        if not actor.session.whole:
+            actor.read(caller)
+            await actor.whole()
         return await local(actor)
 
     return whole_first
@@ -139,7 +144,7 @@ class Dispatcher:
                         counted = True
                     await self._refuse_unknown(caller, rpc, sid)
                     try:
-                        result = await self._registry.call(sid, _served(rpc, local))
+                        result = await self._registry.call(sid, _served(rpc, local, caller))
                         if rpc.answered is not None and not rpc.answered(result):
                             await self.quotas.charge(user, -reserved)  # no new answer: give it back
                         return result
