@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from session_service.actor import access
 from session_service.actor.access import ANONYMOUS, Caller
 from session_service.actor.answer_batches import batches
-from session_service.actor.prompt_window import trim
+from session_service.actor.prompt_window import window_of
 from session_service.errors import (
     AnswerFailed,
     Fenced,
@@ -93,6 +93,10 @@ class AnswerOwner(Protocol):
     def check_open(self) -> None: ...
 
     def check_writable(self) -> None: ...
+
+    async def messages_at(self, seqs: list[int]) -> list[Message]: ...
+
+    async def whole(self) -> Session: ...
 
 
 class Answering:
@@ -256,10 +260,7 @@ class Answering:
         """One model call for the answer, continuing from its stored text; stores and sends
         each batch. True when the owner closed meanwhile. Raises AnswerFailed."""
         s = self.session
-        turns = [
-            (m.role, m.content)
-            for m in trim(s.history_until(answer.prompt_seq), self._limits.context_tokens)
-        ]
+        turns = [(m.role, m.content) for m in await self._prompt_window(answer.prompt_seq)]
         prefix = "".join(answer.batches)
         if prefix:  # part of this answer is stored (earlier call or owner): the model continues
             turns.append(("assistant", prefix))
@@ -294,6 +295,17 @@ class Answering:
                         answer.max_gap_s = max(answer.max_gap_s, sent_at - answer.last_batch_at)
                     answer.last_batch_at = sent_at
 
+    async def _prompt_window(self, prompt_seq: int) -> list[Message]:
+        """The trimmed history the model is shown (prompt_window.py `window_of`: older
+        messages of a windowed image are read from Redis as far as the budget reaches)."""
+        try:
+            return await window_of(
+                self.session, prompt_seq, self._limits.context_tokens, self._owner.messages_at
+            )
+        except StoreUnavailable as exc:  # never an open answer nobody generates: hand it on
+            self._owner.close(SessionClosed(f"owner lost the session: {exc}"))
+            raise
+
     @staticmethod
     async def _next_or_cancelled(stream: AsyncIterator[str], answer: OpenAnswer) -> str | None:
         """The next batch, or None at the end of the answer or when it is cancelled (closing
@@ -322,9 +334,11 @@ class Answering:
         s = self.session
         answer = next((a for a in s.open_answers if answer_seq in (0, a.seq)), None)
         if answer is None:
+            if answer_seq and answer_seq < s.base_seq:
+                await self._owner.whole()
             if answer_seq and any(
                 isinstance(e, AnswerEnded) and e.message.answer_seq == answer_seq
-                for e in s.events[answer_seq:]
+                for e in s.events_after(answer_seq)
             ):
                 return answer_seq, False
             raise InvalidArgument(
@@ -361,8 +375,8 @@ class Answering:
 
     async def _add_user_usage(self, answer: OpenAnswer) -> None:
         """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""
-        prompt = self.session.events[answer.prompt_seq - 1]
-        started = self.session.events[answer.seq - 1]
+        prompt = self.session.event_at(answer.prompt_seq)
+        started = self.session.event_at(answer.seq)
         user = prompt.message.user if isinstance(prompt, MessageAppended) else ""
         if isinstance(started, AnswerStarted) and started.by:  # a regeneration: its requester
             user = started.by

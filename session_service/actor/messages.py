@@ -14,7 +14,7 @@ from typing import Any
 from session_service.actor import access
 from session_service.actor.access import ANONYMOUS, Caller
 from session_service.actor.session_actor import SessionActor
-from session_service.errors import Conflict, InvalidArgument
+from session_service.errors import Conflict, InvalidArgument, TooBusy
 from session_service.log.events import (
     AnswerStarted,
     Message,
@@ -57,7 +57,21 @@ class MessageOps:
     def _check_reply(self, reply_to: int) -> None:
         """A reply names an earlier message of this session."""
         if reply_to:
-            self._actor.session.message_for(reply_to, "reply_to")
+            self._actor.session.require_message(reply_to, "reply_to")
+
+    async def _repeat_before_window(self, client_id: str) -> int:
+        """The seq of a client id's write before a windowed image's window (0: none). A
+        repeat is answered as one even when the request would now be refused, as with a whole
+        image (whose client ids are all in memory); asked only on that refusal path."""
+        if not client_id or self._actor.session.whole:
+            return 0
+        return await self._actor.stored_client_id(client_id)
+
+    async def _stored(self, seq: int) -> Message:
+        """The message at `seq` (a repeated client id's), read from Redis if before the window."""
+        if seq <= self._actor.session.base_seq:
+            await self._actor.whole()
+        return self._actor.session.message_at(seq)
 
     async def append_message(
         self,
@@ -77,14 +91,19 @@ class MessageOps:
             access.require_message_role(s, caller, role)
             if client_id in s.client_ids:
                 return s.message_at(s.client_ids[client_id]), True
-            self._check_reply(reply_to)
-            refs = await self._attachments(attachments, caller)
+            try:
+                self._check_reply(reply_to)
+                refs = await self._attachments(attachments, caller)
+            except InvalidArgument:
+                if seq := await self._repeat_before_window(client_id):
+                    return await self._stored(seq), True
+                raise
             await actor.claim_unowned(caller)
             ts = now_ms()
             entry = encode_message(role, content, user, ts, client_id, reply_to, refs)
             result = await actor.write([entry], client_id=client_id)
             if result.duplicate:
-                return s.message_at(result.first_seq), True
+                return await self._stored(result.first_seq), True
             message = Message(
                 result.first_seq,
                 role,
@@ -155,9 +174,14 @@ class MessageOps:
             if client_id in s.client_ids:
                 seq = s.client_ids[client_id]
                 return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
-            self._check_reply(reply_to)
-            refs = await self._attachments(attachments, caller)
-            actor.check_queue()
+            try:
+                self._check_reply(reply_to)
+                refs = await self._attachments(attachments, caller)
+                actor.check_queue()
+            except (InvalidArgument, TooBusy):
+                if seq := await self._repeat_before_window(client_id):
+                    return await self._stored(seq), s.answer_of_prompt.get(seq, 0), True
+                raise
             await actor.claim_unowned(caller)
             ts = now_ms()
             prompt_seq = s.last_seq + 1
@@ -168,7 +192,7 @@ class MessageOps:
             result = await actor.write(entries, client_id=client_id)
             if result.duplicate:
                 seq = result.first_seq
-                return s.message_at(seq), s.answer_of_prompt.get(seq, 0), True
+                return await self._stored(seq), s.answer_of_prompt.get(seq, 0), True
             message = Message(
                 prompt_seq,
                 "user",

@@ -15,6 +15,14 @@ What a write needs is public here, and each operation is a class that takes the 
 (`read`, `authorize_write`, `claim_unowned`), then `store(...)` (or `write` + `publish`). The
 actor knows no feature: `after_answer` (wired by the registry's creator) runs after an answer
 completed, which is how threads get their auto title.
+
+Snapshots (log/snapshot.py): the image may be windowed (restored from a snapshot: the events
+before `session.base_seq` are not in memory). History pages and replays from an old cursor read
+what they need of them from Redis and keep nothing (`messages_at`, `events_before_window`);
+`whole()` reads them all once, for the calls that need the whole log in memory (exports,
+branches, audit, feedback: rpc/methods.py `recent`). The owner stores a snapshot
+whenever its log has grown EVERY_EVENTS past the last one and on passivation; a failed or lost
+snapshot write only makes the next activation read more of the log.
 """
 
 from __future__ import annotations
@@ -39,11 +47,15 @@ from session_service.errors import (
     TooBusy,
 )
 from session_service.limits import Limits
+from session_service.log import snapshot
 from session_service.log.events import (
     AccessChanged,
+    AnswerEnded,
     CaughtUp,
     Event,
     LogEvent,
+    Message,
+    MessageAppended,
     PresenceChanged,
     decode,
     encode_grant,
@@ -90,6 +102,9 @@ class SessionActor:
         """Monotonic time after which this pod must consider its lease gone."""
         self.last_used = time.monotonic()
         self._online: tuple[str, ...] = ()
+        self._completing = asyncio.Lock()
+        """Held while the older part of a windowed image is read (`whole`)."""
+        self._snapshotting: asyncio.Task[None] | None = None
         completed = None if after_answer is None else self._completed_hook(after_answer)
         self.answers = Answering(self, store, ai, limits, self._metrics, completed)
 
@@ -123,6 +138,8 @@ class SessionActor:
         activates the session again (here or wherever the ring says)."""
         self.close(reason or SessionClosed("session passivated; resubscribe"))
         s = self.session
+        if s.last_seq > max(s.snapshot_seq, snapshot.WINDOW_EVENTS):
+            await self._save_snapshot(*self._snapshot_now())
         with contextlib.suppress(SessionError):
             await self._store.release(s.session_id, self._pod_id, s.epoch, s.accessed_ms)
 
@@ -188,6 +205,10 @@ class SessionActor:
         """(size, media type) of a file the caller uploaded (anyone's with AUTH_MODE=off)."""
         return await self._store.attachments.known(sha, caller.user if caller.enforced else None)
 
+    async def stored_client_id(self, client_id: str) -> int:
+        """The seq of the write stored with this client message id (0: none)."""
+        return await self._store.client_seq(self.session.session_id, client_id)
+
     # -- the write path ----------------------------------------------------------------------
 
     async def write(
@@ -237,10 +258,80 @@ class SessionActor:
         return result
 
     def publish(self, event: Event) -> None:
-        """Sends an event to every subscriber (after it was applied)."""
-        dropped = self.session.broadcast(event)
+        """Sends an event to every subscriber (after it was applied); starts storing a
+        snapshot when the log has grown enough since the last one."""
+        s = self.session
+        dropped = s.broadcast(event)
         if dropped:
             self._metrics.dropped_subscribers.inc(dropped)
+        due = s.last_seq - s.snapshot_seq >= snapshot.EVERY_EVENTS
+        if due and self._snapshotting is None and not self.closed:
+            self._snapshotting = asyncio.create_task(self._save_snapshot(*self._snapshot_now()))
+
+    def _snapshot_now(self) -> tuple[int, int, bytes, dict[str, int] | None]:
+        """(seq, window start, body, client ids) of the image's snapshot now; the next one is
+        due EVERY_EVENTS later whether this one is stored or not (no retry per event). The
+        first snapshot of a log (from a whole image) records every client id it holds."""
+        s = self.session
+        client_ids = dict(s.client_ids) if not s.snapshot_seq and s.whole else None
+        s.snapshot_seq = s.last_seq
+        return s.last_seq, snapshot.window_start(s), snapshot.encode(s), client_ids
+
+    async def _save_snapshot(
+        self, seq: int, start: int, body: bytes, client_ids: dict[str, int] | None = None
+    ) -> None:
+        s = self.session
+        try:
+            await self._store.save_snapshot(s.session_id, s.epoch, seq, start, body, client_ids)
+        except SessionError as exc:  # fenced, Redis down or full: the log is still all there
+            logger.info("snapshot not stored: %s", exc, extra={"session_id": s.session_id})
+        finally:
+            self._snapshotting = None
+
+    async def messages_at(self, seqs: list[int]) -> list[Message]:
+        """The messages at `seqs` (message seqs the tree knows): those before a windowed
+        image's window are read from Redis (one round trip) and not kept."""
+        s = self.session
+        older = [seq for seq in seqs if seq <= s.base_seq]
+        read: dict[int, Message] = {}
+        for seq, raw in zip(older, await self._store.entries_at(s.session_id, older), strict=True):
+            event = decode(seq, raw)
+            if not isinstance(event, MessageAppended | AnswerEnded):
+                raise StoreUnavailable(f"session {s.session_id}: seq {seq} is no message")
+            read[seq] = event.message
+        return [read[seq] if seq in read else s.message_at(seq) for seq in seqs]
+
+    async def events_before_window(self, after_seq: int | None) -> list[LogEvent] | None:
+        """The events after `after_seq` through a windowed image's window start, read from
+        Redis and not kept (None: none are needed; `subscribe` takes them)."""
+        s = self.session
+        if after_seq is None or after_seq >= s.base_seq:
+            return None
+        base = s.base_seq
+        raw = await self._store.load_entries(s.session_id, after_seq + 1, base)
+        return [decode(after_seq + 1 + i, entry) for i, entry in enumerate(raw)]
+
+    async def whole(self) -> Session:
+        """The session with every event in memory: a windowed image reads the events before
+        its window from Redis first (once). A snapshot that does not match the log closes the
+        owner (the next activation reads the whole log)."""
+        s = self.session
+        async with self._completing:
+            if s.whole:
+                return s
+            older = await self._store.load_entries(s.session_id, 1, s.base_seq)
+            try:
+                s.complete(older)
+                logger.info(
+                    "session history loaded",
+                    extra={"session_id": s.session_id, "events": len(older)},
+                )
+            except ValueError as exc:
+                logger.error("%s", exc, extra={"session_id": s.session_id})
+                self.close(SessionClosed("session reloading; retry"))
+                await self._save_snapshot(0, 0, b"")  # deleted: the next activation reads all
+                raise StoreUnavailable("session reloading; retry") from exc
+        return s
 
     async def store(self, entries: list[bytes], *, version_increment: int = 0) -> list[LogEvent]:
         """Stores entries with one write (the lock is held), then applies and publishes each
@@ -269,12 +360,17 @@ class SessionActor:
     # -- subscribers -------------------------------------------------------------------------
 
     def subscribe(
-        self, after_seq: int | None, after_offset: int, caller: Caller = ANONYMOUS
+        self,
+        after_seq: int | None,
+        after_offset: int,
+        caller: Caller = ANONYMOUS,
+        older: list[LogEvent] | None = None,
     ) -> tuple[Subscriber, list[Event]]:
-        """Registers a subscriber and returns what it missed; nothing can fall in between."""
+        """Registers a subscriber and returns what it missed; nothing can fall in between.
+        A cursor before a windowed image's window needs `older` (`events_before_window`)."""
         self.read(caller)
         subscriber = Subscriber(self.limits.subscriber_queue, caller.user)
-        replay = self.session.replay(after_seq, after_offset)
+        replay = self.session.replay(after_seq, after_offset, older)
         self.session.subscribers.add(subscriber)
         if subscriber.user:
             before = self._online

@@ -3,7 +3,8 @@
 Contract:
 - At most one activation per session id runs at a time; concurrent callers share it.
 - Activation takes the session's lease and ownership in Redis (the epoch goes up, fencing any
-  earlier owner), loads the whole log, and ends answers a dead owner left open before serving
+  earlier owner), loads the session's snapshot and the log's tail (the whole log when there is
+  no usable snapshot: log/snapshot.py), and ends answers a dead owner left open before serving
   any call. A lease held by a live pod raises NotOwner naming it; a lease left by a dead pod is
   waited out (at most the lease TTL), which is how a crashed owner's sessions are taken over.
 - When the ring moves a session elsewhere (a pod joined, or this one drains) the owner hands it
@@ -16,6 +17,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,11 +28,12 @@ from session_service.actor.answering import AnswerSource
 from session_service.actor.session_actor import AnswerHook, SessionActor
 from session_service.errors import Moving, NotOwner, SessionError
 from session_service.limits import Limits
+from session_service.log import snapshot
 from session_service.log.events import now_ms
 from session_service.log.session import Session
 from session_service.metrics import SessionMetrics
 from session_service.store import thread_index
-from session_service.store.sessions import Held, Store
+from session_service.store.sessions import Held, Loaded, Store
 
 TAKEOVER_POLL_S = 0.1
 """How often activation retries a lease left behind by a dead pod."""
@@ -138,9 +141,7 @@ class Registry:
                 raise Moving(f"session {session_id} is being taken over; retry")
             waited_out = True
             await asyncio.sleep(TAKEOVER_POLL_S)  # the dead pod's lease runs out within its TTL
-        session = Session.load(
-            session_id, loaded.epoch, loaded.created_ms, now_ms(), loaded.entries
-        )
+        session = await self._image(session_id, loaded)
         actor = SessionActor(
             session,
             self._store,
@@ -174,10 +175,34 @@ class Registry:
                 "session_id": session_id,
                 "epoch": loaded.epoch,
                 "events": session.last_seq,
+                "loaded": len(session.events),
                 "pod_id": self.pod_id,
             },
         )
         return actor
+
+    async def _image(self, session_id: str, loaded: Loaded) -> Session:
+        """The session as activation read it: from its snapshot and the log's tail (a windowed
+        image), else from the whole log. A snapshot that cannot be used is deleted and the
+        whole log read instead."""
+        if loaded.snapshot:
+            try:
+                return snapshot.restore(
+                    session_id,
+                    loaded.epoch,
+                    loaded.created_ms,
+                    now_ms(),
+                    loaded.snapshot,
+                    loaded.base,
+                    loaded.entries,
+                )
+            except ValueError as exc:
+                logger.error("snapshot unusable: %s", exc, extra={"session_id": session_id})
+                with contextlib.suppress(SessionError):
+                    await self._store.save_snapshot(session_id, loaded.epoch, 0, 0, b"")
+        older = await self._store.load_entries(session_id, 1, loaded.base) if loaded.base else []
+        entries = older + loaded.entries
+        return Session.load(session_id, loaded.epoch, loaded.created_ms, now_ms(), entries)
 
     def _forget(self, actor: SessionActor) -> None:
         sid = actor.session.session_id

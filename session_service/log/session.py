@@ -2,6 +2,15 @@
 
 Pure: no I/O and no gRPC. The owning actor applies only events Redis has acknowledged, in seq
 order, so this image always equals a prefix-complete replay of the stored log.
+
+Windowed images (log/snapshot.py): an image restored from a snapshot holds the derived views
+(state, access, thread fields, counters, tree, feedback, open answers) of the whole log but the
+events and messages only after `base_seq`. What reads older events or messages (`events_after`
+below the base, `message_at` of an older message, exports) must first `complete` the image with
+the log's first `base_seq` entries, or be given what it needs of them (`replay`'s `older`); the
+accessors below raise NotLoaded rather than answer from a partial list. The tree knows every
+message's seq, so a history page's seqs come from memory (`page_seqs`) and its older messages
+from Redis (the actor's `messages_at`).
 """
 
 from __future__ import annotations
@@ -72,14 +81,23 @@ class Invite:
     revoked: bool = False
 
 
+class NotLoaded(LookupError):
+    """An event or message before `base_seq` was asked of a windowed image (a bug in the
+    caller: it must `complete` the image first)."""
+
+
 class Session:
-    """One session's events and derived views. `events[i]` has seq `i + 1`."""
+    """One session's events and derived views. `events[i]` has seq `base_seq + i + 1`."""
 
     def __init__(self, session_id: str, epoch: int, created_ms: int, accessed_ms: int) -> None:
         self.session_id = session_id
         self.epoch = epoch
         self.created_ms = created_ms
         self.accessed_ms = accessed_ms
+        self.base_seq = 0
+        """Events up to this seq are not in memory (a windowed image); 0: every event is."""
+        self.snapshot_seq = 0
+        """The seq the newest stored snapshot covers, as far as this image knows."""
         self.events: list[LogEvent] = []
         self.messages: list[Message] = []
         self._message_seqs: list[int] = []
@@ -111,7 +129,15 @@ class Session:
         """Parents, head and branches of the messages (docs/branches.md)."""
         self.feedback: dict[int, dict[str, FeedbackChanged]] = {}
         """Assistant message seq → user → their latest feedback on it."""
-        """Time of the newest message (the thread list's order; docs/threads.md)."""
+        self.message_count = 0
+        self.token_totals = [0, 0, 0]
+        """Prompt, completion and regenerated tokens of every answer's message."""
+        self.first_ts_ms = 0
+        """Time of the first event (seq 1)."""
+        self.renamed = False
+        """Whether the thread was ever given a title (auto_title.py)."""
+        self.system_seqs: list[int] = []
+        """Seqs of the system messages (the prompt window always shows those on the branch)."""
 
     @classmethod
     def load(
@@ -125,7 +151,56 @@ class Session:
 
     @property
     def last_seq(self) -> int:
-        return len(self.events)
+        return self.base_seq + len(self.events)
+
+    @property
+    def whole(self) -> bool:
+        """Whether every event of the log is in memory."""
+        return self.base_seq == 0
+
+    def event_at(self, seq: int) -> LogEvent:
+        if seq <= self.base_seq:
+            raise NotLoaded(seq)
+        return self.events[seq - self.base_seq - 1]
+
+    def events_after(self, seq: int) -> list[LogEvent]:
+        """The events after `seq` (NotLoaded when some of them are not in memory)."""
+        if seq < self.base_seq:
+            raise NotLoaded(seq)
+        return self.events[seq - self.base_seq :]
+
+    def hydrate(self, event: LogEvent) -> None:
+        """Adds an event a snapshot already counted (its derived views are in the snapshot):
+        only the in-memory log, messages and their client ids."""
+        if event.seq != self.last_seq + 1:
+            raise ValueError(f"event seq {event.seq} does not follow {self.last_seq}")
+        self.events.append(event)
+        if isinstance(event, MessageAppended | AnswerEnded):
+            self._keep_message(event.message)
+        elif isinstance(event, AnswerStarted):
+            self.answer_of_prompt.setdefault(event.prompt_seq, event.seq)
+
+    def complete(self, older: list[bytes]) -> None:
+        """Makes a windowed image whole with the log's first `base_seq` entries: the events,
+        messages, client ids and answers before the window. ValueError when the replay does not
+        reach the same views (a snapshot that does not match the log: the owner must close)."""
+        if self.whole:
+            return
+        if len(older) != self.base_seq:
+            raise ValueError(f"{len(older)} older entries for a window at {self.base_seq}")
+        full = Session.load(self.session_id, self.epoch, self.created_ms, self.accessed_ms, older)
+        for event in self.events:
+            full.apply(event)
+        same = (full.version, full.tree.head, full.message_count, full.roles)
+        if same != (self.version, self.tree.head, self.message_count, self.roles):
+            raise ValueError(f"the snapshot of session {self.session_id} does not match its log")
+        self.events, self.messages, self._message_seqs = (
+            full.events,
+            full.messages,
+            full._message_seqs,
+        )
+        self.client_ids, self.answer_of_prompt = full.client_ids, full.answer_of_prompt
+        self.base_seq = 0
 
     def state_json(self) -> str:
         """The state as compact JSON, encoded once per version."""
@@ -139,6 +214,8 @@ class Session:
         if event.seq != self.last_seq + 1:
             raise ValueError(f"event seq {event.seq} does not follow {self.last_seq}")
         self.events.append(event)
+        if event.seq == 1:
+            self.first_ts_ms = event.ts_ms
         if isinstance(event, MessageAppended):
             self._add_message(event.message)
             self.tree.add(event.seq)
@@ -161,6 +238,7 @@ class Session:
         elif isinstance(event, ThreadChanged):
             if event.title:
                 self.title = event.title
+                self.renamed = True
             if event.deleted:
                 self.deleted_ms, self.purge_ms = event.ts_ms, event.purge_ms
             elif event.restored:
@@ -208,10 +286,21 @@ class Session:
             for ref in message.attachments:
                 if ref[0] == sha:
                     return ref
+        if not self.whole:
+            raise NotLoaded(sha)
         return None
 
     def _add_message(self, message: Message) -> None:
         self.last_activity_ms = message.ts_ms
+        self.message_count += 1
+        self.token_totals[0] += message.prompt_tokens
+        self.token_totals[1] += message.completion_tokens
+        self.token_totals[2] += message.regenerated_tokens
+        if message.role == "system":
+            self.system_seqs.append(message.seq)
+        self._keep_message(message)
+
+    def _keep_message(self, message: Message) -> None:
         self.messages.append(message)
         self._message_seqs.append(message.seq)
         if message.client_id:
@@ -224,39 +313,73 @@ class Session:
         except KeyError:
             raise InvalidArgument(f"{field} {seq} is no message of this session") from None
 
+    def require_message(self, seq: int, field: str) -> None:
+        """InvalidArgument naming `field` unless `seq` is a message's (in memory or not)."""
+        if seq not in self.tree.parent:
+            raise InvalidArgument(f"{field} {seq} is no message of this session")
+
     def message_at(self, seq: int) -> Message:
+        if seq <= self.base_seq:
+            raise NotLoaded(seq)
         index = bisect.bisect_left(self._message_seqs, seq)
         if index == len(self._message_seqs) or self._message_seqs[index] != seq:
             raise KeyError(seq)
         return self.messages[index]
 
-    def branch(self, through: int = 0) -> list[Message]:
-        """The messages of the branch through message `through` (0: the active branch)."""
-        if not self.tree.branched:
-            return self.messages
-        leaf = self.tree.leaf_of(through) if through else self.tree.head
-        return [self.message_at(seq) for seq in self.tree.path(leaf)]
-
     def messages_after(
         self, after_seq: int, limit: int, through: int = 0, all_branches: bool = False
     ) -> tuple[list[Message], bool]:
         """A page of the active branch (or the branch through `through`, or every message),
-        in seq order, after `after_seq`."""
-        messages = self.messages if all_branches else self.branch(through)
-        if messages is self.messages:
-            start = bisect.bisect_right(self._message_seqs, after_seq)
+        in seq order, after `after_seq`. NotLoaded for a message before a window: the actor
+        reads those from Redis (`SessionActor.messages_at` of `page_seqs`)."""
+        seqs, more = self.page_seqs(after_seq, limit, through, all_branches)
+        return [self.message_at(seq) for seq in seqs], more
+
+    def page_seqs(
+        self, after_seq: int, limit: int, through: int = 0, all_branches: bool = False
+    ) -> tuple[list[int], bool]:
+        """The seqs of `messages_after`'s page, from the tree (which knows every message, in
+        memory or not): for a windowed image, whose older messages are read from Redis."""
+        if all_branches or not self.tree.branched:
+            seqs = list(self.tree.parent)  # every message, in seq order
         else:
-            start = bisect.bisect_right([m.seq for m in messages], after_seq)
-        page = messages[start : start + limit]
-        return page, start + limit < len(messages)
+            seqs = self.tree.path(self.tree.leaf_of(through) if through else self.tree.head)
+        start = bisect.bisect_right(seqs, after_seq)
+        return seqs[start : start + limit], start + limit < len(seqs)
 
     def history_until(self, prompt_seq: int) -> list[Message]:
         """The prompt's branch up to and including it (empty answers left out), oldest first."""
+        history, whole = self.recent_history(prompt_seq)
+        if not whole:
+            raise NotLoaded(prompt_seq)
+        return history
+
+    def recent_history(self, prompt_seq: int) -> tuple[list[Message], bool]:
+        """`history_until`'s messages that are in memory, and whether that is all of them."""
         if self.tree.branched:
-            history = [self.message_at(seq) for seq in self.tree.path(prompt_seq)]
+            path = self.tree.path(prompt_seq)
+            here = [seq for seq in path if seq > self.base_seq]
+            history = [self.message_at(seq) for seq in here]
+            whole = len(here) == len(path)
         else:
             history = self.messages[: bisect.bisect_right(self._message_seqs, prompt_seq)]
-        return [m for m in history if m.role != "assistant" or m.content]
+            whole = len(self.messages) == self.message_count
+        return [m for m in history if m.role != "assistant" or m.content], whole
+
+    def path_before_window(self, prompt_seq: int) -> list[int]:
+        """The message seqs of the prompt's branch that are before the window, oldest first."""
+        if self.tree.branched:
+            return [seq for seq in self.tree.path(prompt_seq) if seq <= self.base_seq]
+        return [seq for seq in self.tree.parent if seq <= self.base_seq]
+
+    def system_before_window(self, prompt_seq: int) -> bool:
+        """Whether a system message not in memory is on the prompt's branch."""
+        older = [seq for seq in self.system_seqs if seq <= self.base_seq]
+        if not older:
+            return False
+        if not self.tree.branched:
+            return True
+        return bool(set(older) & set(self.tree.path(prompt_seq)))
 
     def add_delta(self, text: str) -> AnswerDelta:
         """Records a batch of the streaming (oldest open) answer."""
@@ -265,17 +388,27 @@ class Session:
         answer.batches.append(text)
         return delta
 
-    def replay(self, after_seq: int | None, after_offset: int) -> list[Event]:
+    def replay(
+        self, after_seq: int | None, after_offset: int, older: list[LogEvent] | None = None
+    ) -> list[Event]:
         """What a subscriber with cursor (after_seq, after_offset) has not seen, then CaughtUp.
 
         `after_seq=None` starts at the end, or at the streaming answer's start if one streams.
+        A cursor before a windowed image's window needs `older`: the events after it through
+        `base_seq` (read from Redis); the streaming answer is always inside the window.
         """
         streaming = self.open_answers[0] if self.open_answers else None
         if after_seq is None:
             after_seq = streaming.seq - 1 if streaming else self.last_seq
             after_offset = 0
         after_seq = min(after_seq, self.last_seq)
-        out: list[Event] = list(self.events[after_seq:])
+        out: list[Event]
+        if after_seq < self.base_seq and older is not None:
+            if [e.seq for e in older[:1]] != [after_seq + 1] or older[-1].seq != self.base_seq:
+                raise NotLoaded(after_seq)
+            out = [*older, *self.events]
+        else:
+            out = list(self.events_after(after_seq))
         if streaming is not None:
             # The offset counts batches of the answer streaming at the cursor; if any answer
             # ended after the cursor, that answer is done and the current one starts at 0.

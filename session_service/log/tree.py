@@ -21,6 +21,23 @@ class MessageTree:
         self.parent[seq] = parent
         self.children.setdefault(parent, []).append(seq)
 
+    def anchors(self) -> list[tuple[int, int]]:
+        """(open answer seq, the head when it started), for a snapshot (log/snapshot.py)."""
+        return list(self._anchor.items())
+
+    def restore(
+        self,
+        parents: list[tuple[int, int]],
+        head: int,
+        branched: bool,
+        anchors: list[tuple[int, int]],
+    ) -> None:
+        """Sets an empty tree to a snapshot's: `parents` in seq order (children keep it)."""
+        for seq, parent in parents:
+            self._attach(seq, parent)
+        self.head, self.branched = head, branched
+        self._anchor = {int(a): int(h) for a, h in anchors}
+
     def add(self, seq: int) -> None:
         """A message appended after the head; it becomes the head."""
         self._attach(seq, self.head)

@@ -103,15 +103,15 @@ def session(s: Session, state_json: str, your_role: str = "") -> session_pb2.Ses
         session_id=s.session_id,
         state_json=state_json,
         version=s.version,
-        message_count=len(s.messages),
+        message_count=s.message_count,
         last_seq=s.last_seq,
         created_at=timestamp(s.created_ms),
         last_accessed_at=timestamp(s.accessed_ms),
         epoch=s.epoch,
         usage=common_pb2.Usage(
-            prompt_tokens=sum(m.prompt_tokens for m in s.messages),
-            completion_tokens=sum(m.completion_tokens for m in s.messages),
-            regenerated_tokens=sum(m.regenerated_tokens for m in s.messages),
+            prompt_tokens=s.token_totals[0],
+            completion_tokens=s.token_totals[1],
+            regenerated_tokens=s.token_totals[2],
         ),
     )
 

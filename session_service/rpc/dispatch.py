@@ -67,6 +67,23 @@ FORWARD_TIMEOUT_S = 30.0
 """Deadline of a forwarded unary call when the caller set none."""
 
 
+def _served(rpc: Rpc, local: Local[T], caller: Caller) -> Local[T]:
+    """`local`, after making a windowed image whole unless `rpc` reads only recent events.
+    Only for a caller who may read the session: every such method needs that at least (an
+    import needs none, but only into an empty session, which is whole), so nobody else can
+    make the owner read a long log."""
+    if rpc.recent:
+        return local
+
+    async def whole_first(actor: SessionActor) -> T:
+        if not actor.session.whole:
+            actor.read(caller)
+            await actor.whole()
+        return await local(actor)
+
+    return whole_first
+
+
 class Dispatcher:
     """Shared by SessionServicer and the feature RPC classes (features/*/rpc.py); holds no
     state of its own but the Subscribe streams counted here (StreamCaps)."""
@@ -127,7 +144,7 @@ class Dispatcher:
                         counted = True
                     await self._refuse_unknown(caller, rpc, sid)
                     try:
-                        result = await self._registry.call(sid, local)
+                        result = await self._registry.call(sid, _served(rpc, local, caller))
                         if rpc.answered is not None and not rpc.answered(result):
                             await self.quotas.charge(user, -reserved)  # no new answer: give it back
                         return result
@@ -221,10 +238,11 @@ class Dispatcher:
                 counted = self._streams.acquire(caller.user if caller.enforced else "")
                 try:
                     actor = await self._registry.get(sid)
+                    after_seq = request.after_seq if request.HasField("after_seq") else None
+                    actor.read(caller)  # before reading older events for the caller
+                    older = await actor.events_before_window(after_seq)
                     subscriber, replay = actor.subscribe(
-                        request.after_seq if request.HasField("after_seq") else None,
-                        request.after_offset,
-                        caller,
+                        after_seq, request.after_offset, caller, older
                     )
                 except NotOwner as exc:
                     target = self._router.forward_to(exc.owner_pod)

@@ -128,21 +128,25 @@ class MessageRpcs:
             async def page(actor: SessionActor) -> session_pb2.ListMessagesResponse:
                 s = actor.read(caller)
                 if request.branch_seq:
-                    s.message_for(request.branch_seq, "branch_seq")
-                messages, has_more = s.messages_after(
+                    s.require_message(request.branch_seq, "branch_seq")
+                seqs, has_more = s.page_seqs(
                     request.after_seq, limit, request.branch_seq, request.all_branches
                 )
+                # As of the page: a client resumes from last_seq with no gap.
+                last_seq = s.last_seq
+                feedback = {seq: dict(s.feedback[seq]) for seq in seqs if seq in s.feedback}
+                messages = await actor.messages_at(seqs)  # older ones: read from Redis
                 page: list[common_pb2.Message] = []
                 size = 0
                 for m in messages:  # pages also end at PAGE_BYTES: gRPC caps message size
-                    converted = convert.message(m, s.feedback.get(m.seq), s.tree.parent[m.seq])
+                    converted = convert.message(m, feedback.get(m.seq), s.tree.parent[m.seq])
                     size += converted.ByteSize()
                     if page and size > PAGE_BYTES:
                         has_more = True
                         break
                     page.append(converted)
                 return session_pb2.ListMessagesResponse(
-                    messages=page, has_more=has_more, last_seq=s.last_seq
+                    messages=page, has_more=has_more, last_seq=last_seq
                 )
 
             return page

@@ -11,6 +11,8 @@ every method of the service once and that each `peer` is the method its descript
   the thread-index calls (no index entry) refuse such ids by themselves.
 - `prompts`: starts an answer, so it reserves model tokens (quotas.py); `answered` tells from
   its reply whether it did.
+- `recent`: served from a windowed image (log/snapshot.py: the derived views and the recent
+  events); the dispatcher makes the image whole before any other method runs.
 - `write`: a forwarded call whose target leaves the cluster before answering may or may not be
   stored: OutcomeUnknown rather than Moving.
 """
@@ -38,6 +40,7 @@ class Rpc:
     needs_existing: bool = False
     prompts: bool = False
     write: bool = False
+    recent: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,19 +54,26 @@ class Routed(Rpc, Generic[Req, Resp]):
 
 
 # Messages and answers (session.proto)
-GET_SESSION = Routed(name="GetSession", needs_existing=True, peer=lambda s: s.GetSession)
-UPDATE_STATE = Routed(name="UpdateState", write=True, peer=lambda s: s.UpdateState)
-APPEND_MESSAGE = Routed(name="AppendMessage", write=True, peer=lambda s: s.AppendMessage)
-LIST_MESSAGES = Routed(name="ListMessages", needs_existing=True, peer=lambda s: s.ListMessages)
+GET_SESSION = Routed(
+    name="GetSession", needs_existing=True, recent=True, peer=lambda s: s.GetSession
+)
+UPDATE_STATE = Routed(name="UpdateState", write=True, recent=True, peer=lambda s: s.UpdateState)
+APPEND_MESSAGE = Routed(
+    name="AppendMessage", write=True, recent=True, peer=lambda s: s.AppendMessage
+)
+LIST_MESSAGES = Routed(
+    name="ListMessages", needs_existing=True, recent=True, peer=lambda s: s.ListMessages
+)
 SEND_PROMPT = Routed(
     name="SendPrompt",
     prompts=True,
     answered=lambda reply: not reply.duplicate and reply.answer_seq != 0,
     write=True,
+    recent=True,
     peer=lambda s: s.SendPrompt,
 )
 CANCEL_ANSWER = Routed(
-    name="CancelAnswer", needs_existing=True, write=True, peer=lambda s: s.CancelAnswer
+    name="CancelAnswer", needs_existing=True, write=True, recent=True, peer=lambda s: s.CancelAnswer
 )
 SUBSCRIBE = Rpc(name="Subscribe", needs_existing=True)
 """A stream: served by the owner, relayed by the pod the client reached."""
@@ -71,17 +81,21 @@ GET_USER_USAGE = Rpc(name="GetUserUsage")
 """Per user, any pod answers."""
 
 # Rooms (access.proto)
-CREATE_ROOM = Routed(name="CreateRoom", peer=lambda s: s.CreateRoom)
-SET_MEMBER = Routed(name="SetMember", needs_existing=True, peer=lambda s: s.SetMember)
-CREATE_INVITE = Routed(name="CreateInvite", needs_existing=True, peer=lambda s: s.CreateInvite)
-REVOKE_INVITE = Routed(name="RevokeInvite", needs_existing=True, peer=lambda s: s.RevokeInvite)
-JOIN_ROOM = Routed(name="JoinRoom", needs_existing=True, peer=lambda s: s.JoinRoom)
-GET_ACCESS = Routed(name="GetAccess", needs_existing=True, peer=lambda s: s.GetAccess)
+CREATE_ROOM = Routed(name="CreateRoom", recent=True, peer=lambda s: s.CreateRoom)
+SET_MEMBER = Routed(name="SetMember", needs_existing=True, recent=True, peer=lambda s: s.SetMember)
+CREATE_INVITE = Routed(
+    name="CreateInvite", needs_existing=True, recent=True, peer=lambda s: s.CreateInvite
+)
+REVOKE_INVITE = Routed(
+    name="RevokeInvite", needs_existing=True, recent=True, peer=lambda s: s.RevokeInvite
+)
+JOIN_ROOM = Routed(name="JoinRoom", needs_existing=True, recent=True, peer=lambda s: s.JoinRoom)
+GET_ACCESS = Routed(name="GetAccess", needs_existing=True, recent=True, peer=lambda s: s.GetAccess)
 LIST_AUDIT = Routed(name="ListAudit", needs_existing=True, peer=lambda s: s.ListAudit)
 
 # Feedback and attachments
 SET_FEEDBACK = Routed(
-    name="SetFeedback", needs_existing=True, write=True, peer=lambda s: s.SetFeedback
+    name="SetFeedback", needs_existing=True, write=True, recent=True, peer=lambda s: s.SetFeedback
 )
 GET_ATTACHMENT = Routed(name="GetAttachment", needs_existing=True, peer=lambda s: s.GetAttachment)
 
@@ -117,13 +131,17 @@ LIST_THREADS = Rpc(name="ListThreads")
 SET_THREAD_FLAGS = Rpc(name="SetThreadFlags", needs_existing=True)
 MARK_READ = Rpc(name="MarkRead", needs_existing=True)
 RENAME_THREAD = Routed(
-    name="RenameThread", needs_existing=True, write=True, peer=lambda s: s.RenameThread
+    name="RenameThread", needs_existing=True, write=True, recent=True, peer=lambda s: s.RenameThread
 )
 DELETE_THREAD = Routed(
-    name="DeleteThread", needs_existing=True, write=True, peer=lambda s: s.DeleteThread
+    name="DeleteThread", needs_existing=True, write=True, recent=True, peer=lambda s: s.DeleteThread
 )
 RESTORE_THREAD = Routed(
-    name="RestoreThread", needs_existing=True, write=True, peer=lambda s: s.RestoreThread
+    name="RestoreThread",
+    needs_existing=True,
+    write=True,
+    recent=True,
+    peer=lambda s: s.RestoreThread,
 )
 
 EVERY: tuple[Rpc, ...] = (

@@ -58,6 +58,13 @@ def answer_key(session_id: str, answer_seq: int) -> str:
     return f"dc:{{{session_id}}}:ans:{answer_seq}"
 
 
+def snapshot_key(session_id: str) -> str:
+    """Hash `seq` (the log prefix it covers), `from` (the first seq an activation loads with
+    it), `body` (log/snapshot.py): the session's newest snapshot. Replaced by newer ones
+    (lua/snapshot.lua), deleted with the log by a purge."""
+    return f"dc:{{{session_id}}}:snap"
+
+
 LOG_KEY_PATTERN = "dc:{*}:log"
 """SCAN pattern matching every session's log (the search indexer's rebuild)."""
 

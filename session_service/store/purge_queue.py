@@ -25,6 +25,7 @@ from session_service.store.keys import (
     log_key,
     meta_key,
     owned_key,
+    snapshot_key,
 )
 from session_service.store.redis_client import REDIS_ERRORS, RedisClient
 from session_service.store.scripts import register
@@ -60,7 +61,7 @@ class PurgeQueue:
 
     async def purge(self, session_id: str, now_ms: int) -> Purge:
         s = session_id
-        keys = [meta_key(s), log_key(s), idem_key(s), lease_key(s)]
+        keys = [meta_key(s), log_key(s), idem_key(s), lease_key(s), snapshot_key(s)]
         try:
             reply = await self._purge(keys=keys, args=[now_ms])
         except REDIS_ERRORS as exc:

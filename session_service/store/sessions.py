@@ -15,6 +15,13 @@ Contract:
 - Log entries are opaque bytes; an entry's seq is its 1-based position in `dc:{S}:log`, assigned
   by RPUSH inside the script, so seqs start at 1 and have no gaps.
 - A write is acknowledged only when Redis has answered (AOF, `appendfsync always`).
+- Compaction: an answer's delta batches live in their own list (`keys.answer_key`) while it
+  streams; the write of its end deletes them in the same script, so once the final message is
+  stored no batch is left, and a kill -9 at any point leaves either the open answer with its
+  batches or its end without them. The log holds three entries per answered prompt.
+- Snapshots (log/snapshot.py): activation reads the session's snapshot and the log from the
+  snapshot's window on, in one script; `save_snapshot` stores a newer one (fenced, one script);
+  `load_entries` reads older entries on demand (the log is append-only: no lease needed).
 - Redis down or slow → `StoreUnavailable` within the socket timeout; no call is retried here,
   because a retried append whose first attempt did land would be stored twice. After such an
   error the outcome of a write is unknown and the caller must reload from Redis.
@@ -38,10 +45,12 @@ from session_service.store.keys import (
     FEED_MAXLEN,
     PURGE_KEY,
     answer_key,
+    idem_key,
     lease_key,
     log_key,
     meta_key,
     owned_key,
+    snapshot_key,
     thread_keys,
 )
 from session_service.store.quotas import QuotaConfig, Quotas
@@ -81,12 +90,15 @@ def lease_holder(value: str) -> str:
 
 @dataclass(frozen=True)
 class Loaded:
-    """What activation read: the new epoch and the whole log."""
+    """What activation read: the new epoch, the log's entries after seq `base` and, when
+    `base` > 0, the snapshot they go with (b"" and base 0: the whole log)."""
 
     epoch: int
     created_ms: int
     version: int
     entries: list[bytes]
+    base: int = 0
+    snapshot: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,7 @@ class Store:
         self._append = register(client, "append")
         self._release = register(client, "release")
         self._batch = register(client, "answer_batch")
+        self._snapshot = register(client, "snapshot")
         self.group = GroupCommit(client)
         """Prompts, answer batches and answer ends of concurrent sessions share round trips."""
         self._reserve = register(client, "reserve_session")
@@ -171,19 +184,92 @@ class Store:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
     async def activate(
-        self, session_id: str, pod_id: str, lease_ttl_ms: int, now_ms: int
+        self,
+        session_id: str,
+        pod_id: str,
+        lease_ttl_ms: int,
+        now_ms: int,
+        snapshot: bool = True,
     ) -> Loaded | Held:
         """Takes the lease and ownership (epoch + 1, fencing every earlier owner) and reads the
-        session; or reports the pod that holds the lease."""
-        keys = [meta_key(session_id), log_key(session_id), lease_key(session_id)]
+        session (from its snapshot unless `snapshot` is False); or reports the pod that holds
+        the lease."""
+        keys = [
+            meta_key(session_id),
+            log_key(session_id),
+            lease_key(session_id),
+            snapshot_key(session_id),
+        ]
+        args: list[str | int] = [now_ms, pod_id, lease_ttl_ms, int(snapshot)]
         try:
-            reply = await self._activate(keys=keys, args=[now_ms, pod_id, lease_ttl_ms])
+            reply = await self._activate(keys=keys, args=args)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         if reply[0] == b"HELD":
             return Held(lease_holder(reply[1].decode()))
-        _, epoch, created, version, entries = reply
-        return Loaded(int(epoch), int(created), int(version), list(entries))
+        _, epoch, created, version, entries, base, body = reply
+        return Loaded(int(epoch), int(created), int(version), list(entries), int(base), body)
+
+    async def load_entries(self, session_id: str, first_seq: int, last_seq: int) -> list[bytes]:
+        """The log's entries with seqs first_seq..last_seq (fewer past the log's end)."""
+        try:
+            raw = await self._client.lrange(log_key(session_id), first_seq - 1, last_seq - 1)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return [item if isinstance(item, bytes) else item.encode() for item in raw]
+
+    async def entries_at(self, session_id: str, seqs: list[int]) -> list[bytes]:
+        """The log's entries at these seqs, in one round trip; StoreUnavailable if one is not
+        there (the log only grows: a seq the caller knows is always stored)."""
+        pipe = self._client.pipeline(transaction=False)
+        for seq in seqs:
+            pipe.lindex(log_key(session_id), seq - 1)
+        try:
+            raw = await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        if any(item is None for item in raw):
+            raise StoreUnavailable(f"session {session_id}: a log entry is missing")
+        return [item if isinstance(item, bytes) else item.encode() for item in raw]
+
+    async def client_seq(self, session_id: str, client_id: str) -> int:
+        """The seq of the first entry stored with `client_id` (0: none)."""
+        try:
+            seq = await self._client.hget(idem_key(session_id), client_id)
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return int(seq or 0)
+
+    async def save_snapshot(
+        self,
+        session_id: str,
+        epoch: int,
+        seq: int,
+        window_start: int,
+        body: bytes,
+        client_ids: dict[str, int] | None = None,
+    ) -> bool:
+        """Stores the snapshot at `seq` unless one as new is stored (`body` b"": deletes the
+        stored one), with `client_ids` added to the idem hash where absent; raises Fenced for a
+        stale owner. False: not stored (an equal or newer one is there)."""
+        keys = [
+            meta_key(session_id),
+            log_key(session_id),
+            snapshot_key(session_id),
+            idem_key(session_id),
+        ]
+        args: list[str | int | bytes] = [epoch, seq, window_start, body]
+        for client_id, first_seq in (client_ids or {}).items():
+            args += [client_id, first_seq]
+        try:
+            reply = int(await self._snapshot(keys=keys, args=args))
+        except REDIS_ERRORS as exc:
+            raise _store_error(exc) from exc
+        if reply == -1:
+            raise Fenced(f"owner epoch {epoch} is stale")
+        if reply == -2:
+            raise StoreUnavailable(f"snapshot at {seq} is past the end of the log")
+        return reply == 1
 
     async def renew(self, leases: list[tuple[str, str]], lease_ttl_ms: int) -> list[bool | None]:
         """Extends many (session id, lease value) leases in one pipelined round trip per Redis

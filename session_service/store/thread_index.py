@@ -65,7 +65,7 @@ def update_for(session: Session, entries: list[bytes]) -> IndexUpdate | None:
     fields: list[tuple[str, str]] = []
     roles = dict(session.roles)
     score = session.last_activity_ms
-    count = len(session.messages)
+    count = session.message_count
     users: dict[str, str] = {}
     deleted = bool(session.deleted_ms)
     purge = ""
@@ -118,7 +118,7 @@ def repair_for(session: Session) -> IndexUpdate | None:
     if not session.roles:
         return None
     op = REMOVE if session.deleted_ms else TOUCH
-    score = session.last_activity_ms or session.events[0].ts_ms
+    score = session.last_activity_ms or session.first_ts_ms
     users = tuple((user, op) for user in session.roles if user)
     purge = str(session.purge_ms) if session.deleted_ms else ""
-    return IndexUpdate((), score, len(session.messages), users, purge, owner=session.owner)
+    return IndexUpdate((), score, session.message_count, users, purge, owner=session.owner)

@@ -73,7 +73,7 @@ class BranchOps:
             if answer.role != "assistant" or not answer.answer_seq:
                 raise InvalidArgument("only answers can be regenerated; edit a prompt instead")
             actor.check_queue()
-            started = s.events[answer.answer_seq - 1]
+            started = s.event_at(answer.answer_seq)
             assert isinstance(started, AnswerStarted)
             ts = now_ms()
             await self._store_all(

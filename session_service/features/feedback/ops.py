@@ -38,10 +38,8 @@ class FeedbackOps:
             access.require(s, caller, access.WRITE)
             if access.claims(s, caller):  # nothing to rate in a session nobody owns
                 raise NotFound(access.NOT_FOUND)
-            try:
-                message = s.message_at(message_seq)
-            except KeyError:
-                message = None
+            known = message_seq in s.tree.parent  # every message, in memory or not
+            message = (await actor.messages_at([message_seq]))[0] if known else None
             if message is None or message.role != "assistant":
                 raise InvalidArgument(f"seq {message_seq} is no assistant message of this session")
             by = caller.user if caller.enforced else user

@@ -156,7 +156,7 @@ class RoomOps:
         """Who did what, from the log, oldest first (owner only)."""
         s = self._actor.read(caller, access.MANAGE)
         rows: list[AuditRow] = []
-        for event in s.events[after_seq:]:
+        for event in s.events_after(after_seq):
             row = audit_row(s, event)
             if row is None:
                 continue

@@ -19,7 +19,7 @@ from session_service.actor.session_actor import SessionActor
 from session_service.errors import InvalidArgument, LimitReached, SessionError, StoreFull
 from session_service.limits import Limits
 from session_service.log import validate
-from session_service.log.events import ThreadChanged, encode_rename, now_ms
+from session_service.log.events import encode_rename, now_ms
 from session_service.log.session import OpenAnswer
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,7 @@ def clean(text: str) -> str:
 
 def needs_title(actor: SessionActor) -> bool:
     s = actor.session
-    renamed = any(isinstance(e, ThreadChanged) and e.title for e in s.events)
-    return not renamed and not s.deleted_ms and not actor.closed
+    return not s.renamed and not s.deleted_ms and not actor.closed
 
 
 class AutoTitle:

@@ -44,7 +44,7 @@ class TransferOps:
         later pages can read the same prefix."""
         s = self._actor.read(caller)
         upto = s.last_seq if upto_seq is None else min(upto_seq, s.last_seq)
-        events = s.events[:upto]
+        events = s.events_after(0)[:upto]  # the whole log (rpc/methods.py: not `recent`)
         if at_seq:
             s.message_for(at_seq, "at_seq")
             events = export_format.branch_events(events, s.tree.path(at_seq))
