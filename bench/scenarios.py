@@ -95,7 +95,7 @@ QUICK = Sizes(
     rest_runs=1,
     web_fan_out=(1, 10),
     fan_out_runs=1,
-    activation=(50, 2),
+    activation=(80, 2),  # 240 log entries: past snapshot.WINDOW_EVENTS, so one is stored
 )
 FAN_OUT_SPREAD = ("tokens_per_s_delivered", "last_done_ms")
 
