@@ -127,7 +127,11 @@ def fan_out_owner_cpu(s: Result) -> str:
         if rows:
             subs = " / ".join(num(r["subscribers"]) for r in rows)
             cpu = " / ".join(num(r["owner_cpu_us_per_token"]) for r in rows)
-            found.append(f"{label}, {subs} subscribers: {cpu} µs")
+            text = f"{label}, {subs} subscribers: {cpu} µs"
+            if all("owner_cpu_us_per_token_until_sent" in r for r in rows):
+                sent = " / ".join(num(r["owner_cpu_us_per_token_until_sent"]) for r in rows)
+                text += f" over the whole delivery, {sent} µs until the owner had sent the answer"
+            found.append(text)
     return "; ".join(found)
 
 

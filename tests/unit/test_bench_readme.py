@@ -162,3 +162,20 @@ def test_a_tail_is_called_p99_only_with_200_samples_or_5_runs(
     found = percentiles_ms("x", values, runs)
     assert ("x_p99_ms" in found) == (name == "p99")
     assert ("p99_ms" in latency_ms(values, runs)) == (name == "p99")
+
+
+def test_the_owner_cpu_row_gives_the_whole_delivery_and_until_the_answer_was_sent() -> None:
+    web = [
+        {
+            "subscribers": n,
+            "owner_cpu_us_per_token": whole,
+            "owner_cpu_us_per_token_until_sent": sent,
+        }
+        for n, whole, sent in ((1, 620, 620), (1000, 800, 540), (5000, 3840, 620))
+    ]
+    text = readme.fan_out_owner_cpu({"g_fan_out_grpc_web_envoy": web})
+
+    assert text == (
+        "gRPC-web via Envoy, 1 / 1,000 / 5,000 subscribers: 620 / 800 / 3,840 µs over the whole"
+        " delivery, 620 / 540 / 620 µs until the owner had sent the answer"
+    )
