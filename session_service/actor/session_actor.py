@@ -207,7 +207,7 @@ class SessionActor:
 
     async def stored_client_id(self, client_id: str) -> int:
         """The seq of the write stored with this client message id (0: none)."""
-        return await self._store.client_seq(self.session.session_id, client_id)
+        return await self._store.log.client_seq(self.session.session_id, client_id)
 
     # -- the write path ----------------------------------------------------------------------
 
@@ -294,7 +294,9 @@ class SessionActor:
         s = self.session
         older = [seq for seq in seqs if seq <= s.base_seq]
         read: dict[int, Message] = {}
-        for seq, raw in zip(older, await self._store.entries_at(s.session_id, older), strict=True):
+        for seq, raw in zip(
+            older, await self._store.log.entries_at(s.session_id, older), strict=True
+        ):
             event = decode(seq, raw)
             if not isinstance(event, MessageAppended | AnswerEnded):
                 raise StoreUnavailable(f"session {s.session_id}: seq {seq} is no message")
@@ -308,7 +310,7 @@ class SessionActor:
         if after_seq is None or after_seq >= s.base_seq:
             return None
         base = s.base_seq
-        raw = await self._store.load_entries(s.session_id, after_seq + 1, base)
+        raw = await self._store.log.load_entries(s.session_id, after_seq + 1, base)
         return [decode(after_seq + 1 + i, entry) for i, entry in enumerate(raw)]
 
     async def whole(self) -> Session:
@@ -319,7 +321,7 @@ class SessionActor:
         async with self._completing:
             if s.whole:
                 return s
-            older = await self._store.load_entries(s.session_id, 1, s.base_seq)
+            older = await self._store.log.load_entries(s.session_id, 1, s.base_seq)
             try:
                 s.complete(older)
                 logger.info(

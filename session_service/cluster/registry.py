@@ -200,7 +200,9 @@ class Registry:
                 logger.error("snapshot unusable: %s", exc, extra={"session_id": session_id})
                 with contextlib.suppress(SessionError):
                     await self._store.save_snapshot(session_id, loaded.epoch, 0, 0, b"")
-        older = await self._store.load_entries(session_id, 1, loaded.base) if loaded.base else []
+        older = (
+            await self._store.log.load_entries(session_id, 1, loaded.base) if loaded.base else []
+        )
         entries = older + loaded.entries
         return Session.load(session_id, loaded.epoch, loaded.created_ms, now_ms(), entries)
 

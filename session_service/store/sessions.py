@@ -21,7 +21,7 @@ Contract:
   batches or its end without them. The log holds three entries per answered prompt.
 - Snapshots (log/snapshot.py): activation reads the session's snapshot and the log from the
   snapshot's window on, in one script; `save_snapshot` stores a newer one (fenced, one script);
-  `load_entries` reads older entries on demand (the log is append-only: no lease needed).
+  `log.load_entries` (log_reads.py) reads older entries on demand.
 - Redis down or slow → `StoreUnavailable` within the socket timeout; no call is retried here,
   because a retried append whose first attempt did land would be stored twice. After such an
   error the outcome of a write is unknown and the caller must reload from Redis.
@@ -53,6 +53,7 @@ from session_service.store.keys import (
     snapshot_key,
     thread_keys,
 )
+from session_service.store.log_reads import LogReads
 from session_service.store.quotas import QuotaConfig, Quotas
 from session_service.store.redis_client import (
     REDIS_ERRORS,
@@ -162,6 +163,8 @@ class Store:
         self._batch = register(client, "answer_batch")
         self._snapshot = register(client, "snapshot")
         self.group = GroupCommit(client)
+        self.log = LogReads(client)
+        """Older log entries and client ids, read on demand (log_reads.py)."""
         """Prompts, answer batches and answer ends of concurrent sessions share round trips."""
         self._reserve = register(client, "reserve_session")
         self._cluster = is_cluster(client)
@@ -209,36 +212,6 @@ class Store:
             return Held(lease_holder(reply[1].decode()))
         _, epoch, created, version, entries, base, body = reply
         return Loaded(int(epoch), int(created), int(version), list(entries), int(base), body)
-
-    async def load_entries(self, session_id: str, first_seq: int, last_seq: int) -> list[bytes]:
-        """The log's entries with seqs first_seq..last_seq (fewer past the log's end)."""
-        try:
-            raw = await self._client.lrange(log_key(session_id), first_seq - 1, last_seq - 1)
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        return [item if isinstance(item, bytes) else item.encode() for item in raw]
-
-    async def entries_at(self, session_id: str, seqs: list[int]) -> list[bytes]:
-        """The log's entries at these seqs, in one round trip; StoreUnavailable if one is not
-        there (the log only grows: a seq the caller knows is always stored)."""
-        pipe = self._client.pipeline(transaction=False)
-        for seq in seqs:
-            pipe.lindex(log_key(session_id), seq - 1)
-        try:
-            raw = await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        if any(item is None for item in raw):
-            raise StoreUnavailable(f"session {session_id}: a log entry is missing")
-        return [item if isinstance(item, bytes) else item.encode() for item in raw]
-
-    async def client_seq(self, session_id: str, client_id: str) -> int:
-        """The seq of the first entry stored with `client_id` (0: none)."""
-        try:
-            seq = await self._client.hget(idem_key(session_id), client_id)
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        return int(seq or 0)
 
     async def save_snapshot(
         self,

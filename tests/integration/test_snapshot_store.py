@@ -79,7 +79,7 @@ async def test_activation_reads_the_snapshot_and_the_log_from_its_window(client)
     await store.release(SID, "pod-a", loaded.epoch, 1)
     again = await owned(store)
     assert (again.base, again.snapshot) == (5, b"eight")
-    assert again.entries == await store.load_entries(SID, 6, 10)
+    assert again.entries == await store.log.load_entries(SID, 6, 10)
     whole = await store.activate(SID, "pod-a", 60_000, 1, snapshot=False)
     assert isinstance(whole, Loaded) and (whole.base, len(whole.entries)) == (0, 10)
     # The first snapshot records client ids the idem hash lacked, never overwriting one.
