@@ -319,6 +319,8 @@ class Session:
             raise InvalidArgument(f"{field} {seq} is no message of this session")
 
     def message_at(self, seq: int) -> Message:
+        if seq < 1:  # no message has it: KeyError as for any seq that is no message's
+            raise KeyError(seq)
         if seq <= self.base_seq:
             raise NotLoaded(seq)
         index = bisect.bisect_left(self._message_seqs, seq)

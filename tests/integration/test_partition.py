@@ -78,6 +78,7 @@ async def test_partitioned_owner_loses_its_sessions_and_cannot_store_after_heali
     assert [m.content for m in stored] == ["before", "during", "after"]
     # pod-a took over at epoch 2. Once pod-p is back in the member set the ring may hand the
     # session back to it (a hand-off: epoch 3) before or after "after" is written; either way
-    # "after" is stored once, at the epoch the session has.
-    assert taken.epoch == 2 and after.epoch in (2, 3) and session.epoch == after.epoch
+    # "after" is stored once, at the epoch the session had then; the hand-off may also come after
+    # "after" and before the read (a clean-clone CI run saw that), so the read's epoch is >= it.
+    assert taken.epoch == 2 and after.epoch in (2, 3) and session.epoch >= after.epoch
     assert [m.seq for m in stored] == [1, 2, 3]

@@ -199,3 +199,14 @@ def test_history_pages_name_the_same_messages_from_the_tree():
             if not more:
                 break
             after = seqs[-1]
+
+
+@pytest.mark.parametrize("seq", [0, -1])
+def test_a_seq_below_one_is_no_message_on_a_whole_image_too(seq):
+    # A clean-clone CI run's fuzzer sent SelectBranch with message_seq 0: with nothing windowed
+    # (base_seq 0) that read as "not loaded" and answered INTERNAL instead of INVALID_ARGUMENT.
+    whole = Session.load("s", 2, 0, 0, thread(3))
+    with pytest.raises(KeyError):
+        whole.message_at(seq)
+    with pytest.raises(KeyError):
+        restored(thread(80), 240).message_at(seq)
