@@ -42,6 +42,7 @@ from session_service.rpc.undecodable import add_service
 from session_service.servicer import SessionServicer
 from session_service.store.attachments import AttachmentStore
 from session_service.store.members import MembersStore
+from session_service.store.presence import PresenceLink
 from session_service.store.redis_client import close, connect
 from session_service.store.sessions import Store
 from session_service.store.threads import ThreadStore
@@ -74,6 +75,9 @@ class SessionServer:
         )
         self.purger = Purger(self._redis, cfg.limits.purge_interval_s)
         self.ai = AiClient(cfg.ai_service_addr, cfg.ai_timeout_ms, cfg.cluster.metadata())
+        self._presence = (  # a Redis Cluster's client ids are per node: the TTLs only
+            None if cfg.redis_cluster else PresenceLink(cfg.redis_url, cfg.redis_timeout_ms)
+        )
         self.membership = Membership(
             MembersStore(self._redis),
             cfg.pod_id,
@@ -81,6 +85,8 @@ class SessionServer:
             cfg.member_ttl_ms,
             cfg.members_poll_ms,
             self._members_changed,
+            self._presence,
+            cfg.lease_ttl_ms,
         )
         self.registry = Registry(
             self.store,
@@ -92,6 +98,7 @@ class SessionServer:
             lease_margin_ms=cfg.lease_margin_ms,
             handoff_timeout_ms=cfg.handoff_timeout_ms,
             is_live=self.membership.is_live,
+            is_gone=self.membership.is_gone,
             metrics=self.metrics,
             after_answer=AutoTitle(self.ai, cfg.limits),
         )
@@ -246,6 +253,8 @@ class SessionServer:
         await self.ai.close()
         await self.attachments.close()
         await close(self._redis)
+        if self._presence is not None:
+            await self._presence.close()
         if self._stop_metrics is not None:
             self._stop_metrics()
         logger.info("session service stopped", extra={"pod_id": self.cfg.pod_id})

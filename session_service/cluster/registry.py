@@ -5,8 +5,10 @@ Contract:
 - Activation takes the session's lease and ownership in Redis (the epoch goes up, fencing any
   earlier owner), loads the session's snapshot and the log's tail (the whole log when there is
   no usable snapshot: log/snapshot.py), and ends answers a dead owner left open before serving
-  any call. A lease held by a live pod raises NotOwner naming it; a lease left by a dead pod is
-  waited out (at most the lease TTL), which is how a crashed owner's sessions are taken over.
+  any call. A lease held by a live pod raises NotOwner naming it. A lease left by a pod evicted
+  as gone (its Redis connection closed: membership.py) is broken at once; one left by another
+  pod that is no longer live (paused, partitioned) is waited out (at most the lease TTL). Either
+  way the epoch goes up, so the old owner can never write again.
 - When the ring moves a session elsewhere (a pod joined, or this one drains) the owner hands it
   off: writes get Moving (retry-safe), its answers finish (bounded), then the lease is released
   and subscribers are told to resubscribe, which reaches the new owner.
@@ -58,6 +60,7 @@ class Registry:
         lease_margin_ms: int,
         handoff_timeout_ms: int,
         is_live: Callable[[str], bool],
+        is_gone: Callable[[str], bool] = lambda _: False,
         metrics: SessionMetrics | None = None,
         after_answer: AnswerHook | None = None,
     ) -> None:
@@ -71,6 +74,7 @@ class Registry:
         self._lease_valid_s = (lease_ttl_ms - lease_margin_ms) / 1000
         self._handoff_timeout_s = handoff_timeout_ms / 1000
         self._is_live = is_live
+        self._is_gone = is_gone
         self._actors: dict[str, SessionActor] = {}
         self._activating: dict[str, asyncio.Task[SessionActor]] = {}
         self._handoffs: set[asyncio.Task[None]] = set()
@@ -128,15 +132,19 @@ class Registry:
     async def _activate(self, session_id: str) -> SessionActor:
         deadline = time.monotonic() + self._lease_ttl_ms / 1000 + 1.0
         waited_out = False
+        breaks = ""
         while True:
             sent = time.monotonic()
             loaded = await self._store.activate(
-                session_id, self.pod_id, self._lease_ttl_ms, now_ms()
+                session_id, self.pod_id, self._lease_ttl_ms, now_ms(), breaks=breaks
             )
             if not isinstance(loaded, Held):
                 break
             if self._is_live(loaded.holder):
                 raise NotOwner(f"pod {loaded.holder} owns session {session_id}", loaded.holder)
+            if self._is_gone(loaded.holder) and loaded.value != breaks:
+                breaks, waited_out = loaded.value, True
+                continue  # its process is gone: take the lease now, at a new epoch
             if time.monotonic() > deadline:
                 raise Moving(f"session {session_id} is being taken over; retry")
             waited_out = True

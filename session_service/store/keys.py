@@ -135,6 +135,12 @@ MEMBERS_KEY = "{dc-cluster}:members"
 their expiry are dropped by the next heartbeat (members.py)."""
 ADDRS_KEY = "{dc-cluster}:addrs"
 """Hash: pod id → its address; an entry leaves with its pod's `MEMBERS_KEY` entry."""
+CONNS_KEY = "{dc-cluster}:conns"
+"""Hash: pod id → its presence token `<Redis run id>:<client id>`: the Redis connection whose
+closing means the pod's process is gone (cluster/presence.py); leaves with its pod."""
+GONE_KEY = "{dc-cluster}:gone"
+"""Sorted set: pod id evicted because its presence connection closed, scored by the ms (Redis
+time) until which its leases may be broken at once (a lease TTL after the eviction)."""
 
 # --- queues shared by all sessions: no hash tag -------------------------------------------------
 

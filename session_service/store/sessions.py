@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from session_service.errors import Conflict, Fenced, LimitReached, StoreFull, StoreUnavailable
@@ -107,6 +107,9 @@ class Held:
     """Activation found the lease held by another pod."""
 
     holder: str
+    """The pod id."""
+    value: str = field(default="", compare=False)
+    """The lease's value, to break it (`activate(breaks=)`) when its holder is gone."""
 
 
 @dataclass(frozen=True)
@@ -193,23 +196,25 @@ class Store:
         lease_ttl_ms: int,
         now_ms: int,
         snapshot: bool = True,
+        breaks: str = "",
     ) -> Loaded | Held:
         """Takes the lease and ownership (epoch + 1, fencing every earlier owner) and reads the
         session (from its snapshot unless `snapshot` is False); or reports the pod that holds
-        the lease."""
+        the lease. A lease whose value is `breaks` (its holder is gone) is taken over."""
         keys = [
             meta_key(session_id),
             log_key(session_id),
             lease_key(session_id),
             snapshot_key(session_id),
         ]
-        args: list[str | int] = [now_ms, pod_id, lease_ttl_ms, int(snapshot)]
+        args: list[str | int] = [now_ms, pod_id, lease_ttl_ms, int(snapshot), breaks]
         try:
             reply = await self._activate(keys=keys, args=args)
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         if reply[0] == b"HELD":
-            return Held(lease_holder(reply[1].decode()))
+            value = reply[1].decode()
+            return Held(lease_holder(value), value)
         _, epoch, created, version, entries, base, body = reply
         return Loaded(int(epoch), int(created), int(version), list(entries), int(base), body)
 

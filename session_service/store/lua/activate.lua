@@ -5,12 +5,15 @@
 -- so reads go on while writes are refused (footprint.py).
 -- Atomic (one script): the snapshot and the entries are read at one instant, so they fit.
 -- KEYS: meta, log, lease, snapshot. ARGV: now (ms), pod id, lease TTL (ms), use the snapshot
--- ('1') or read the whole log ('0').
+-- ('1') or read the whole log ('0'), a lease value that may be broken ('' none: the lease of a
+-- pod evicted as gone, cluster/membership.py; fencing keeps that pod from writing again).
 -- Returns {'HELD', lease value} (another pod holds the lease) or
 -- {'OK', epoch, created, version, entries, base, snapshot}: the entries after seq `base`
 -- through the end, and the snapshot's body ('' and base 0: no usable snapshot, the whole log).
 local holder = redis.call('GET', KEYS[3])
-if holder and string.match(holder, '^(.*):%d+$') ~= ARGV[2] then return {'HELD', holder} end
+if holder and string.match(holder, '^(.*):%d+$') ~= ARGV[2] and holder ~= ARGV[5] then
+  return {'HELD', holder}
+end
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 redis.call('SET', KEYS[3], ARGV[2] .. ':' .. epoch, 'PX', ARGV[3])
 redis.call('HSETNX', KEYS[1], 'created', ARGV[1])
