@@ -16,8 +16,14 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 300),
 ]
-"""Options for long-lived channels (clients) and servers alike."""
+"""Options for long-lived channels (clients) and servers alike. Reconnect backoff: a channel to
+a pod that died fails calls at once ("failed to connect") until its next connection attempt,
+so a restarted pod is reached within 300 ms, not grpc's default of up to 2 minutes (a refused
+connection on a live network costs nothing)."""
 
 SERVER_OPTIONS: list[tuple[str, int]] = [
     *CHANNEL_OPTIONS,

@@ -11,6 +11,7 @@ pod. Routing is only an optimisation: every pod serves every session correctly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -24,6 +25,8 @@ from durablechat.v1 import attachments_pb2_grpc, cluster_pb2, cluster_pb2_grpc, 
 logger = logging.getLogger(__name__)
 
 REFRESH_S = 1.0
+FAST_REFRESH_S = 0.1
+"""While a pod that failed a call is still listed: the pods drop a dead one within a poll."""
 REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 """ListMembers answers to pods refusing this gateway's cluster key: said once, loudly (calls
 still work, over the shared channel, but are not sent to each session's owner)."""
@@ -52,6 +55,9 @@ class PodRouter:
         self._addresses: dict[str, str] = {}
         self._suspect: dict[str, float] = {}
         self._changed = asyncio.Event()
+        self._wake = asyncio.Event()
+        """Set by `failed`: the member list is read again at once, then every FAST_REFRESH_S
+        while the failed pod is listed."""
 
     def route(self, session_id: str) -> tuple[session_pb2_grpc.SessionServiceStub, str]:
         """The stub to call for a session and the pod address it targets ("" = any pod): the
@@ -77,6 +83,12 @@ class PodRouter:
         """A call to this pod failed as if it were down: go around it for a while."""
         if address:
             self._suspect[address] = time.monotonic() + SUSPECT_S
+            self._wake.set()
+
+    def _suspect_listed(self) -> bool:
+        now = time.monotonic()
+        listed = set(self._addresses.values())
+        return any(until > now and a in listed for a, until in self._suspect.items())
 
     async def refresh(self) -> None:
         reply = await self._cluster.ListMembers(
@@ -84,6 +96,8 @@ class PodRouter:
         )
         addresses = {m.pod_id: m.address for m in reply.members}
         if addresses != self._addresses:
+            for address in set(addresses.values()) - set(self._addresses.values()):
+                self._suspect.pop(address, None)  # (re)joined: reachable again
             self._addresses = addresses
             self._ring = HashRing(addresses, vnodes=reply.vnodes) if addresses else None
             logger.info("session pods changed", extra={"pods": sorted(addresses)})
@@ -102,7 +116,10 @@ class PodRouter:
                 log = logger.warning if refused and not warned else logger.debug
                 log("cannot list session pods: %s: %s", exc.code().name, exc.details())
                 warned = warned or refused
-            await asyncio.sleep(REFRESH_S)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                wait = FAST_REFRESH_S if self._suspect_listed() else REFRESH_S
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def close(self) -> None:
         await self._channels.close()

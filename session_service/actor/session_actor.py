@@ -96,6 +96,8 @@ class SessionActor:
         self._pod_id = pod_id
         self._metrics = metrics or SessionMetrics()
         self.closed = False
+        self.ended = asyncio.Event()
+        """Set when the actor closes (`closed`), for calls waiting out a hand-off."""
         self.moving = False
         """Set while handing the session to another pod: reads go on, writes get Moving."""
         self.lease_deadline = float("inf")
@@ -127,6 +129,7 @@ class SessionActor:
         if self.closed:
             return
         self.closed = True
+        self.ended.set()
         for subscriber in list(self.session.subscribers):
             subscriber.close(reason)
         self.session.subscribers.clear()

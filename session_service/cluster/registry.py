@@ -129,6 +129,16 @@ class Registry:
         moved to another pod."""
         return await fn(await self.get(session_id))
 
+    async def until_moved(self, session_id: str) -> bool:
+        """Waits (up to the hand-off timeout) while the session is handed off from this pod;
+        False at once when it is not being handed off here."""
+        actor = self.local(session_id)
+        if actor is None or not actor.moving:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(actor.ended.wait(), self._handoff_timeout_s + 1.0)
+        return True
+
     async def _activate(self, session_id: str) -> SessionActor:
         deadline = time.monotonic() + self._lease_ttl_ms / 1000 + 1.0
         waited_out = False

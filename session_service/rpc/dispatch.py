@@ -8,6 +8,12 @@ Contract (the order is the security contract, tests/security/):
   that was never used, before anything activates it, so probing ids stores nothing.
 - A call whose owner here closes under it is routed again, at most ROUTE_ATTEMPTS times; a call
   is forwarded at most MAX_HOPS times (cluster/routing.py).
+- Failover waits here, not in the client's backoff (docs/failover.md): a call that meets its
+  session being handed off waits (up to the hand-off timeout) until the move is done, then goes
+  to the new owner; a forward whose target is down (its connection refused or cut, no answer of
+  ours) waits up to DOWN_WAIT_S for the member set to drop that pod, then is routed again, for
+  a read or an idempotent write (one with a client message id) only, and before any reply of a
+  stream was relayed.
 - A forwarded call gives up when its target leaves the member set: retry-safe Moving, or
   OutcomeUnknown for a write (its outcome is not known). A relayed stream also ends when this
   pod starts draining.
@@ -65,6 +71,22 @@ ROUTE_ATTEMPTS = 3
 """How often one call is routed again when the session's owner here closes under it."""
 FORWARD_TIMEOUT_S = 30.0
 """Deadline of a forwarded unary call when the caller set none."""
+DOWN_WAIT_S = 1.0
+"""How long a call whose target pod is down waits for the member set to drop that pod (a dead
+pod's Redis connection closes with it: one membership poll, 100 ms by default)."""
+
+
+class TargetLeft(Moving):
+    """A forwarded call's target left the member set before answering (retry-safe)."""
+
+
+def _pod_down(exc: BaseException) -> bool:
+    """A forward that failed without any answer of a pod's: its target is down or unreachable."""
+    return (
+        isinstance(exc, grpc.aio.AioRpcError)
+        and exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        and not exc.trailing_metadata()
+    )
 
 
 def _served(rpc: Rpc, local: Local[T], caller: Caller) -> Local[T]:
@@ -152,15 +174,34 @@ class Dispatcher:
                         target = self._router.forward_to(exc.owner_pod)
                     except SessionClosed:
                         continue  # passivated or handed off meanwhile: route again
+                    except Moving:
+                        if not await self._registry.until_moved(sid):
+                            raise
+                        continue  # handed off: the new owner serves it
                 self._router.check_hops(hops, target)
                 await self.quotas.charge(user, -reserved)  # the owner counts it
                 reserved = 0
-                return await self._forward(rpc, request, context, target, hops, auth)
+                try:
+                    return await self._forward(rpc, request, context, target, hops, auth)
+                except TargetLeft:
+                    continue  # a read: route again (a write raised OutcomeUnknown)
+                except grpc.aio.AioRpcError as exc:
+                    retry_safe = not rpc.write or bool(getattr(request, "client_message_id", ""))
+                    if not (_pod_down(exc) and retry_safe and await self._dropped(target)):
+                        raise
             raise Moving("the session is moving between pods; retry")
         except Exception as exc:
             await self.quotas.charge(user, -reserved)  # refused: nothing to answer
             await abort(context, exc)
             raise  # unreachable: abort raises
+
+    async def _dropped(self, target: Forward) -> bool:
+        """Waits up to DOWN_WAIT_S for the member set to drop `target`; True if it did."""
+        try:
+            await asyncio.wait_for(self._router.until_gone(target.pod_id), DOWN_WAIT_S)
+        except TimeoutError:
+            return False
+        return True
 
     async def _refuse_unknown(self, caller: Caller, rpc: Rpc, sid: str) -> None:
         if caller.enforced and rpc.needs_existing and not await self._registry.known(sid):
@@ -220,7 +261,7 @@ class Dispatcher:
             )
         if self._router.draining.is_set():
             raise Moving("this pod is draining; resubscribe")
-        raise Moving(f"pod {target.pod_id} left the cluster while serving the call; retry")
+        raise TargetLeft(f"pod {target.pod_id} left the cluster while serving the call; retry")
 
     async def subscribe(
         self, request: session_pb2.SubscribeRequest, context: Context
@@ -231,37 +272,54 @@ class Dispatcher:
             caller, auth = await self.identify(context)
             sid = checked(request)
             hops = hop_count(context, self._cluster)
-            target = self._router.target(sid)
-            if target is None:
-                await self._count(caller, SUBSCRIBE)
-                await self._refuse_unknown(caller, SUBSCRIBE, sid)
-                counted = self._streams.acquire(caller.user if caller.enforced else "")
-                try:
-                    actor = await self._registry.get(sid)
-                    after_seq = request.after_seq if request.HasField("after_seq") else None
-                    actor.read(caller)  # before reading older events for the caller
-                    older = await actor.events_before_window(after_seq)
-                    subscriber, replay = actor.subscribe(
-                        after_seq, request.after_offset, caller, older
-                    )
-                except NotOwner as exc:
-                    target = self._router.forward_to(exc.owner_pod)
-                    if counted:  # the owner counts it
-                        self._streams.release(caller.user)
-                        counted = False
-            if target is not None:
+            rated = False
+            for _ in range(ROUTE_ATTEMPTS):
+                target = self._router.target(sid)
+                if target is None:
+                    if not rated:
+                        await self._count(caller, SUBSCRIBE)
+                        rated = True
+                    await self._refuse_unknown(caller, SUBSCRIBE, sid)
+                    counted = self._streams.acquire(caller.user if caller.enforced else "")
+                    try:
+                        actor = await self._registry.get(sid)
+                        after_seq = request.after_seq if request.HasField("after_seq") else None
+                        actor.read(caller)  # before reading older events for the caller
+                        older = await actor.events_before_window(after_seq)
+                        subscriber, replay = actor.subscribe(
+                            after_seq, request.after_offset, caller, older
+                        )
+                    except NotOwner as exc:
+                        target = self._router.forward_to(exc.owner_pod)
+                        if counted:  # the owner counts it
+                            self._streams.release(caller.user)
+                            counted = False
+                if target is None:
+                    break
                 self._router.check_hops(hops, target)
                 call = self._peer(target).Subscribe(
                     request, metadata=forwarded(hops, self._cluster, auth)
                 )
+                relayed = False
                 try:
                     while (
                         reply := await self._unless_gone(call.read(), target, relay=True)
                     ) is not EOF:
+                        relayed = True
                         yield cast(session_pb2.SubscribeResponse, reply)
+                except TargetLeft:
+                    if relayed:
+                        raise
+                    continue  # it left before relaying anything: route again
+                except grpc.aio.AioRpcError as exc:
+                    if relayed or not _pod_down(exc) or not await self._dropped(target):
+                        raise
+                    continue  # its pod died before relaying anything: route again
                 finally:
                     call.cancel()
                 return
+            else:
+                raise Moving("the session is moving between pods; resubscribe")
             streaming = True  # from here the stream's own `finally` releases the count
         except Exception as exc:
             await abort(context, exc)
