@@ -56,7 +56,7 @@ TITLES = {
     "c_fan_out_ws": "c) one answer fanned out to N WebSocket subscribers",
     "d_idle_sockets": "d) idle WebSockets: server memory (all our processes)",
     "e_cold_connect_ws": "e) cold thread: connect → prompt → [DONE]",
-    "f_kill9_takeover": "f) kill -9 of a session pod under WebSocket chats and REST appends (3 pods)",
+    "f_kill9_takeover": "f) kill -9 of a session pod under WebSocket chats, REST appends (3 pods)",
     "g_prompt_round_trip_grpc": "g) prompt round trip over gRPC",
     "g_fan_out_grpc": "g) one answer fanned out to N gRPC subscribers (no gateway)",
     "g_fan_out_grpc_web_envoy": "g) one answer to N gRPC-web subscribers via Envoy (the fan-out)",
