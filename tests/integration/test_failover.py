@@ -138,3 +138,26 @@ async def test_a_redis_restart_does_not_make_pods_evict_each_other(cluster):
     assert members(cluster) == set(PODS)
     assert reply.message.seq == 2
     assert [m.content for m in stored] == ["before", "after"]
+
+
+async def test_calls_right_after_a_kill_wait_in_the_pods_instead_of_failing(cluster):
+    """No client retry here: a read, an idempotent write and a subscription sent through
+    another pod the moment the owner died each get their answer, because that pod waits for
+    the dead owner to be dropped and then serves them itself."""
+    sid = "no-retry-needed"
+    owner = HashRing(list(PODS)).owner(sid)
+    other = next(p for p in PODS if p != owner)
+    client = SessionClient(cluster.pod_addrs[other])
+    try:
+        await append_retrying(client, sid, "one", "c1")
+        cluster.pods[owner].kill9()
+        stream = client.subscribe(sid, after_seq=0)
+        first = await stream.read()
+        reply = await client.append(sid, "two", client_id="c2")
+        stored = await client.list_all(sid)
+        stream.cancel()
+    finally:
+        await client.close()
+    assert first.event.seq == 1
+    assert reply.message.seq == 2
+    assert [(m.seq, m.content) for m in stored] == [(1, "one"), (2, "two")]
