@@ -15,5 +15,9 @@ class Peers:
     def stub(self, address: str) -> session_pb2_grpc.SessionServiceStub:
         return self._channels.stub(address, session_pb2_grpc.SessionServiceStub)
 
+    async def ready(self, address: str) -> None:
+        """Returns once the channel to `address` is connected (it tries to connect meanwhile)."""
+        await self._channels.get(address).channel_ready()
+
     async def close(self) -> None:
         await self._channels.close()

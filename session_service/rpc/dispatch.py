@@ -11,9 +11,9 @@ Contract (the order is the security contract, tests/security/):
 - Failover waits here, not in the client's backoff (docs/failover.md): a call that meets its
   session being handed off waits (up to the hand-off timeout) until the move is done, then goes
   to the new owner; a forward whose target is down (its connection refused or cut, no answer of
-  ours) waits up to DOWN_WAIT_S for the member set to drop that pod, then is routed again, for
-  a read or an idempotent write (one with a client message id) only, and before any reply of a
-  stream was relayed.
+  ours) waits up to DOWN_WAIT_S for the member set to drop that pod, or for the channel to it to
+  connect again (a pod that just restarted), then is routed again, for a read or an idempotent
+  write (one with a client message id) only, and before any reply of a stream was relayed.
 - A forwarded call gives up when its target leaves the member set: retry-safe Moving, or
   OutcomeUnknown for a write (its outcome is not known). A relayed stream also ends when this
   pod starts draining.
@@ -196,12 +196,18 @@ class Dispatcher:
             raise  # unreachable: abort raises
 
     async def _dropped(self, target: Forward) -> bool:
-        """Waits up to DOWN_WAIT_S for the member set to drop `target`; True if it did."""
-        try:
-            await asyncio.wait_for(self._router.until_gone(target.pod_id), DOWN_WAIT_S)
-        except TimeoutError:
-            return False
-        return True
+        """Waits up to DOWN_WAIT_S for the member set to drop `target` or for our channel to it
+        to connect again; True if either happened."""
+        waits = {
+            asyncio.ensure_future(self._router.until_gone(target.pod_id)),
+            asyncio.ensure_future(self._peers.ready(target.address)),
+        }
+        done, pending = await asyncio.wait(
+            waits, timeout=DOWN_WAIT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        for waiter in pending:
+            waiter.cancel()
+        return bool(done)
 
     async def _refuse_unknown(self, caller: Caller, rpc: Rpc, sid: str) -> None:
         if caller.enforced and rpc.needs_existing and not await self._registry.known(sid):

@@ -64,6 +64,7 @@ def forwarded(
 
 async def abort(context: Context, exc: BaseException) -> None:
     if isinstance(exc, grpc.aio.AioRpcError) and never_reached(exc):
+        logger.debug("forward never reached its pod: %s", exc.details())
         exc = Moving("the session's owner pod is unreachable; it is being taken over, retry")
     if isinstance(exc, grpc.aio.AioRpcError):  # a forwarded call's answer: pass it on
         code = exc.code()
