@@ -13,6 +13,7 @@ import signal
 import pytest
 
 from common.ring import HashRing
+from deploy.stack.processes import RedisServer
 from deploy.stack.running import Stack
 from deploy.stack.spec import StackSpec, start
 from deploy.stack.waits import eventually
@@ -34,25 +35,30 @@ def cluster(own_stack: Stack) -> Stack:
     return start(own_stack, spec)
 
 
+def redis_of(stack: Stack) -> RedisServer:
+    assert stack.redis is not None
+    return stack.redis
+
+
 def members(stack: Stack) -> set[str]:
-    with stack.redis.client() as client:
+    with redis_of(stack).client() as client:
         return set(client.zrange(MEMBERS, 0, -1))
 
 
 def gone(stack: Stack) -> set[str]:
-    with stack.redis.client() as client:
+    with redis_of(stack).client() as client:
         return set(client.zrange(GONE, 0, -1))
 
 
 def probes(stack: Stack) -> int:
     """How many presence probes (CLIENT LIST) Redis has answered."""
-    with stack.redis.client() as client:
+    with redis_of(stack).client() as client:
         stats = client.info("commandstats")
     return int(stats.get("cmdstat_client|list", {}).get("calls", 0))
 
 
 def presence_connection(stack: Stack, pod: str) -> str:
-    with stack.redis.client() as client:
+    with redis_of(stack).client() as client:
         return str(client.hget("{dc-cluster}:conns", pod)).partition(":")[2]
 
 
@@ -106,7 +112,7 @@ async def test_a_cut_connection_evicts_a_live_pod_which_rejoins_and_is_fenced(cl
     try:
         await append_retrying(via_owner, sid, "one", "c1")
         connection = presence_connection(cluster, owner)
-        with cluster.redis.client() as redis_client:
+        with redis_of(cluster).client() as redis_client:
             assert redis_client.client_kill_filter(_id=connection) == 1
         eventually(lambda: owner in gone(cluster), timeout=10)
         eventually(lambda: owner in members(cluster) and owner not in gone(cluster), timeout=10)
@@ -124,8 +130,8 @@ async def test_a_redis_restart_does_not_make_pods_evict_each_other(cluster):
     try:
         await append_retrying(client, sid, "before", "c1")
         tokens = {p: presence_connection(cluster, p) for p in PODS}
-        cluster.redis.kill9()
-        cluster.redis.start()  # from its AOF, same port
+        redis_of(cluster).kill9()
+        redis_of(cluster).start()  # from its AOF, same port
         eventually(
             lambda: all(presence_connection(cluster, p) not in ("", tokens[p]) for p in PODS),
             timeout=15,
