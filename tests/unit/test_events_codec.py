@@ -26,6 +26,12 @@ def test_every_kind_round_trips():
                 1, 9, events.Message(1, "assistant", "tok0", "", 9, "", 4, events.FAILED), "boom"
             ),
         ),
+        (
+            events.encode_answer_restart(4, "tok0", "again", 9),
+            events.AnswerRestarted(
+                1, 9, events.Message(1, "assistant", "tok0", "", 9, "", 4, events.INTERRUPTED), "again"
+            ),
+        ),
     ]
     for raw, expected in cases:
         assert events.decode(1, raw) == expected
