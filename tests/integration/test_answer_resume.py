@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from typing import Any
 
 import grpc
@@ -21,6 +20,7 @@ from deploy.stack.running import Stack
 from deploy.stack.waits import eventually
 from durablechat.v1 import common_pb2, session_pb2
 from session_service.store.keys import answer_key
+from tests.support.generations import KINDS, generation, one_generation
 from tests.support.grpc_client import SessionClient, retrying
 
 pytestmark = pytest.mark.chaos
@@ -28,28 +28,6 @@ pytestmark = pytest.mark.chaos
 PODS = ["pod-a", "pod-b"]
 TOKENS = 1000
 FULL = " ".join(f"tok{i}" for i in range(TOKENS))
-KINDS = [
-    pytest.param({}, {}, id="prefill"),
-    pytest.param({"DEV_MODEL_ANSWERS": "fresh"}, {"ANSWER_CONTINUE": "restart"}, id="restart"),
-]
-"""(dev model env, AI service env) of each kind of model."""
-_WORD = re.compile(r"(g\d+)?tok(\d+)")
-
-
-def one_generation(text: str) -> bool:
-    """Whether `text` is a beginning of one generation: `tok0 tok1 …` or `g{n}tok0 g{n}tok1 …`
-    with one n; text of two generations glued together never is."""
-    words = text.split()
-    matches = [_WORD.fullmatch(w) for w in words]
-    if not all(matches):
-        return False
-    stems = {m.group(1) for m in matches if m}
-    indexes = [int(m.group(2)) for m in matches if m]
-    return len(stems) <= 1 and indexes == list(range(len(words)))
-
-
-def generation(n: int) -> str:
-    return " ".join(f"g{n}tok{i}" for i in range(TOKENS))
 
 
 class Watcher:
@@ -180,7 +158,7 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
         assert interrupted.parent_seq == sent.user_message.seq == answer.parent_seq
         assert one_generation(interrupted.content) and interrupted.content.startswith("g1tok0 ")
         stored_batches = [interrupted.content]  # the batches the restart kept, joined
-        expected = generation(2)
+        expected = generation(2, TOKENS)
     else:
         assert len(versions) == 1
         expected = FULL
