@@ -2,9 +2,10 @@
 
 The same events as the gRPC `Subscribe` stream, one SSE event each: `event:` is the event's kind
 (`message_appended`, `state_changed`, `answer_started`, `answer_delta`, `answer_ended`,
-`answer_restarted`, `caught_up`, ...), `data:` the event as proto3 JSON, and `id:` the stream position after it, the
-resume cursor `seq:offset` of docs/resume.md. A client that reconnects with `Last-Event-ID`
-(browsers' EventSource does so on its own) gets everything after that position once, in order.
+`answer_restarted`, `caught_up`, ...), `data:` the event as proto3 JSON, and `id:` the stream
+position after it, the resume cursor `seq:offset` of docs/resume.md. A client that reconnects
+with `Last-Event-ID` (browsers' EventSource does so on its own) gets everything after that
+position once, in order.
 Without one, `?after=SEQ` starts after a log seq (`after=0`: the whole log); with neither, the
 stream starts now. A malformed cursor is HTTP 400 before the stream starts.
 

@@ -32,7 +32,8 @@ async def test_state_helpers_messages_and_a_streamed_prompt(core: Stack, session
         again = await chat.add_message("user", "I need help with Python", client_message_id="m1")
         assert again == seq  # idempotent
         streamed = [text async for text in chat.prompt("go tokens=30", user="john")]
-        assert "".join(streamed) == tokens(30)
+        assert "".join(t for t in streamed if isinstance(t, str)) == tokens(30)
+        assert RESTART not in streamed
         state = await chat.get_state()
         assert [(m["role"], m["content"]) for m in state["messages"]] == [
             ("user", "I need help with Python"),

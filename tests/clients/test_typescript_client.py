@@ -14,8 +14,8 @@ from deploy.stack.running import Stack
 from deploy.stack.spec import StackSpec, start
 from deploy.stack.waits import eventually
 from tests.support.build_cache import cached
-from tests.support.generations import KINDS
 from tests.support.edge import running_edge
+from tests.support.generations import KINDS
 
 pytestmark = pytest.mark.slow
 

@@ -201,4 +201,3 @@ async def test_every_transport_ends_with_the_stored_answer_across_an_owner_kill(
         # The WebSocket's [LOADING] counts as a replace too.
         expected = int(restart) + (watch.name == "websocket")
         assert watch.shown.replaced == expected, (watch.name, watch.shown.replaced)
-
