@@ -4,14 +4,9 @@ before it is acknowledged. A component the actor owns (`SessionActor.answers`); 
 the actor's lock and write path (`AnswerOwner`).
 
 Going on from stored text (a new owner after a crash, or a retry after a failed model call): the
-text is sent as a trailing assistant turn; the AI service says whether its model continued it
-(prefill) or answers afresh (restart, ANSWER_CONTINUE). On a restart, before the new answer's
-first batch is stored, one epoch-checked write stores an `AnswerRestarted` holding the stored
-text (an interrupted version, under the same prompt) and deletes the answer's batches; the new
-batches then count from offset 0 and subscribers are told to replace, not append. So what is
-stored as the answer, and what any client shows of it once it follows the events, is always
-one generation's text: never two glued together. A crash between that write and the first new
-batch leaves an answer with no batches: the next owner starts it afresh, no restart needed.
+text is sent as a trailing assistant turn; if the AI service says its model answers afresh
+instead of continuing it (ANSWER_CONTINUE=restart), answer_restart.py replaces the answer before
+its first new batch is stored.
 """
 
 from __future__ import annotations
@@ -27,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from session_service.actor import access
 from session_service.actor.access import ANONYMOUS, Caller
 from session_service.actor.answer_batches import batches
+from session_service.actor.answer_restart import restart
 from session_service.actor.prompt_window import window_of
 from session_service.errors import (
     AnswerFailed,
@@ -43,13 +39,11 @@ from session_service.log.events import (
     FAILED,
     INTERRUPTED,
     AnswerEnded,
-    AnswerRestarted,
     AnswerStarted,
     Event,
     Message,
     MessageAppended,
     encode_answer_end,
-    encode_answer_restart,
     now_ms,
 )
 from session_service.log.session import OpenAnswer
@@ -62,8 +56,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RESTART_ERROR = "interrupted before the answer finished; the model answered again from the start"
-"""The error stored with an interrupted version (AnswerRestarted)."""
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 2.0
 
@@ -303,14 +295,14 @@ class Answering:
                 text = await self._next_or_cancelled(stream, answer)
                 if text is None:
                     if prefix and restarted.is_set() and not answer.cancel.is_set():
-                        await self._restart(answer)  # the fresh answer is empty
+                        await restart(self._owner, answer)  # the fresh answer is empty
                     return False
                 if self._owner.closed:
                     return True
                 if text:
                     if prefix and restarted.is_set():  # the first batch of a fresh answer
                         prefix = ""
-                        await self._restart(answer)
+                        await restart(self._owner, answer)
                     await self._store_batch(answer, text)
                     sent_at = time.monotonic()
                     if not answer.first_batch_s:
@@ -396,34 +388,6 @@ class Answering:
         event = AnswerEnded(result.first_seq, ts, message, error, by)
         s.apply(event)
         self._owner.publish(event)
-
-    async def _restart(self, answer: OpenAnswer) -> None:
-        """Keeps the answer's stored text as an interrupted version and empties its batches
-        (one write), then tells subscribers to replace the answer's text."""
-        async with self._owner.lock:
-            self._owner.check_open()
-            s = self.session
-            ts = now_ms()
-            content = "".join(answer.batches)
-            result = await self._owner.write(
-                [encode_answer_restart(answer.seq, content, RESTART_ERROR, ts)],
-                ended_answer=answer.seq,
-            )
-            message = Message(
-                result.first_seq, "assistant", content, "", ts, "", answer.seq, INTERRUPTED
-            )
-            event = AnswerRestarted(result.first_seq, ts, message, RESTART_ERROR)
-            s.apply(event)
-            self._owner.publish(event)
-        logger.info(
-            "answer restarted",
-            extra={
-                "session_id": s.session_id,
-                "answer_seq": answer.seq,
-                "interrupted_seq": result.first_seq,
-                "interrupted_chars": len(content),
-            },
-        )
 
     async def _add_user_usage(self, answer: OpenAnswer) -> None:
         """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""
