@@ -68,6 +68,8 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
             unset = ai_pb2.CONTINUE_MODE_UNSPECIFIED
             mode = _CONTINUE_MODES[self._cfg.answer_continue] if partial else unset
             restart = mode == ai_pb2.CONTINUE_MODE_RESTART
+            if partial:
+                extra["continue_mode"] = self._cfg.answer_continue
             if restart:  # the model answers the original request afresh
                 turns = turns[:-1]
                 if not turns:

@@ -295,14 +295,14 @@ class Answering:
                 text = await self._next_or_cancelled(stream, answer)
                 if text is None:
                     if prefix and restarted.is_set() and not answer.cancel.is_set():
-                        await restart(self._owner, answer)  # the fresh answer is empty
+                        await self._restart(answer)  # the fresh answer is empty
                     return False
                 if self._owner.closed:
                     return True
                 if text:
                     if prefix and restarted.is_set():  # the first batch of a fresh answer
                         prefix = ""
-                        await restart(self._owner, answer)
+                        await self._restart(answer)
                     await self._store_batch(answer, text)
                     sent_at = time.monotonic()
                     if not answer.first_batch_s:
@@ -388,6 +388,10 @@ class Answering:
         event = AnswerEnded(result.first_seq, ts, message, error, by)
         s.apply(event)
         self._owner.publish(event)
+
+    async def _restart(self, answer: OpenAnswer) -> None:
+        await restart(self._owner, answer)
+        self._metrics.answer_restarts.inc()
 
     async def _add_user_usage(self, answer: OpenAnswer) -> None:
         """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""
