@@ -16,6 +16,11 @@ HttpClient = Literal["aiohttp", "httpx"]
 HTTP_CLIENTS: tuple[HttpClient, ...] = ("aiohttp", "httpx")
 DEFAULT_PORT = 50052
 DEFAULT_MODEL = "durablechat-dev-model"
+ContinueMode = Literal["prefill", "restart"]
+CONTINUE_MODES: tuple[ContinueMode, ...] = ("prefill", "restart")
+PREFILL_MODELS = frozenset({DEFAULT_MODEL})
+"""Models known to continue a trailing assistant turn token for token (the dev model,
+ai_service/dev_model.py): ANSWER_CONTINUE defaults to prefill for them, else to restart."""
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_REQUEST_TIMEOUT_MS = 60_000
 DEFAULT_BATCH_MAX_CHUNKS = 32
@@ -64,6 +69,13 @@ class Config:
     the defaults 20 ms up to 40 answers, 50 ms at 100, 100 ms from 200 on."""
     log_level: str = "INFO"
     """Root log level (LOG_LEVEL)."""
+    answer_continue: ContinueMode = "prefill"
+    """ANSWER_CONTINUE: how a partial answer (a trailing assistant turn: an owner died
+    mid-answer) is gone on from. `prefill`: sent as that trailing turn with
+    `continue_final_message: true, add_generation_prompt: false` (llama-server and vLLM then
+    stream only the new text); `restart`: the trailing turn is dropped and the model answers
+    afresh (what most hosted chat APIs do anyway), the caller told so to replace the partial
+    text. Default: prefill for PREFILL_MODELS, else restart."""
     cluster: ClusterKey = field(default_factory=ClusterKey)
     """CLUSTER_SECRET_FILE (common/planes.py): only calls carrying this key are served (health
     checks aside). Required unless AUTH_MODE=off, which with no file leaves the service open."""
@@ -89,14 +101,23 @@ class Config:
             raise ConfigError(
                 f"AI_HTTP_CLIENT must be one of {', '.join(HTTP_CLIENTS)}, not {http_client!r}"
             )
+        model = env_str(environ, "OPENAI_MODEL", DEFAULT_MODEL)
+        default_continue = "prefill" if model in PREFILL_MODELS else "restart"
+        answer_continue = env_str(environ, "ANSWER_CONTINUE", default_continue)
+        if answer_continue not in CONTINUE_MODES:
+            raise ConfigError(
+                f"ANSWER_CONTINUE must be one of {', '.join(CONTINUE_MODES)},"
+                f" not {answer_continue!r}"
+            )
         cfg = cls(
+            answer_continue=answer_continue,
             http_client=http_client,
             allow_insecure_network=allow_insecure(environ),
             bind_host=env_str(environ, "BIND_HOST", "127.0.0.1"),
             port=port,
             openai_base_url=base_url,
             openai_api_key=api_key,
-            openai_model=env_str(environ, "OPENAI_MODEL", DEFAULT_MODEL),
+            openai_model=model,
             max_tokens=env_int(environ, "AI_MAX_TOKENS", DEFAULT_MAX_TOKENS, minimum=1),
             request_timeout_ms=env_int(
                 environ, "AI_REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, minimum=1

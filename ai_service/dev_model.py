@@ -9,6 +9,11 @@ or `max_tokens`. Prompt token counts are approximate (whitespace-separated words
 Continuation: when the last message is the assistant's (a partial answer, e.g. one a crashed
 owner had stored), the model continues it: with k tokens in that prefix it answers
 ` tok{k} … tok{N-1}`, so prefix + answer is the whole answer. `max_tokens` counts new tokens.
+
+With DEV_MODEL_ANSWERS=fresh it behaves instead like most hosted chat APIs: a trailing assistant
+turn is not continued (the answer starts afresh), and no two answers are the same text: the n-th
+completion this process serves (from 1) answers `g{n}tok0 g{n}tok1 …`, so text from two
+generations glued together is visible (tests of ANSWER_CONTINUE=restart).
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ SHUTDOWN_TIMEOUT_S = 2.0
 """How long open streams may run on after SIGTERM; a dev model need not drain politely."""
 _TOKENS_WANTED = re.compile(r"tokens=(\d+)")
 _DELAY_S = web.AppKey("token_delay_s", float)
+_FRESH = web.AppKey("fresh", bool)
+_GENERATIONS = web.AppKey("generations", list)
+"""[the number of the latest fresh completion]: one event loop serves them, so no lock."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,9 @@ class DevModelConfig:
     """Pause before each streamed token (DEV_MODEL_TOKEN_DELAY_MS); 0 streams as fast as it can."""
     log_level: str = "INFO"
     """Root log level (LOG_LEVEL)."""
+    fresh: bool = False
+    """DEV_MODEL_ANSWERS=fresh: every answer starts afresh (see the module docstring);
+    `continue` (the default) continues a trailing assistant turn."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> DevModelConfig:
@@ -66,7 +77,14 @@ class DevModelConfig:
             port=env_int(environ, "DEV_MODEL_PORT", DEFAULT_PORT),
             token_delay_ms=env_int(environ, "DEV_MODEL_TOKEN_DELAY_MS", DEFAULT_TOKEN_DELAY_MS),
             log_level=env_str(environ, "LOG_LEVEL", "INFO"),
+            fresh=_answers_mode(env_str(environ, "DEV_MODEL_ANSWERS", "continue")),
         )
+
+
+def _answers_mode(value: str) -> bool:
+    if value not in ("continue", "fresh"):
+        raise ConfigError(f"DEV_MODEL_ANSWERS must be continue or fresh, not {value!r}")
+    return value == "fresh"
 
 
 class BadRequest(Exception):
@@ -89,14 +107,17 @@ class Plan:
     include_usage: bool
     start: int = 0
     """Index of the first token to send: the tokens of a trailing assistant prefix are skipped."""
+    generation: int = 0
+    """Fresh answers: the completion's number in this process (its words are `g{n}tok{i}`)."""
 
     @property
     def new_tokens(self) -> int:
         return self.tokens - self.start
 
 
-def plan_answer(body: object) -> Plan:
-    """Checks a chat-completions request body; raises BadRequest naming the bad field."""
+def plan_answer(body: object, generation: int = 0) -> Plan:
+    """Checks a chat-completions request body; raises BadRequest naming the bad field.
+    `generation` > 0: a fresh answer (a trailing assistant turn is not continued)."""
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     messages = body.get("messages")
@@ -108,7 +129,8 @@ def plan_answer(body: object) -> Plan:
     wanted = _wanted_tokens(found.group(1)) if found else DEFAULT_ANSWER_TOKENS
     limit = _limit(body)
     last = messages[-1]
-    start = min(len(texts[-1].split()), wanted) if last.get("role") == "assistant" else 0
+    partial = last.get("role") == "assistant" and not generation
+    start = min(len(texts[-1].split()), wanted) if partial else 0
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise BadRequest("stream_options must be an object", "stream_options")
@@ -119,6 +141,7 @@ def plan_answer(body: object) -> Plan:
         stream=body.get("stream") is True,
         include_usage=stream_options.get("include_usage") is True,
         start=start,
+        generation=generation,
     )
 
 
@@ -158,9 +181,11 @@ def _limit(body: dict[str, Any]) -> int | None:
     return None
 
 
-def token_text(index: int) -> str:
-    """The index-th chunk of every answer: "tok0", " tok1", " tok2", …"""
-    return f"tok{index}" if index == 0 else f" tok{index}"
+def token_text(index: int, generation: int = 0) -> str:
+    """The index-th chunk of every answer: "tok0", " tok1", " tok2", … (of a fresh answer,
+    generation n: "g{n}tok0", " g{n}tok1", …)."""
+    word = f"g{generation}tok{index}" if generation else f"tok{index}"
+    return word if index == 0 else f" {word}"
 
 
 def _usage(plan: Plan) -> dict[str, int]:
@@ -181,18 +206,25 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         body = json.loads(await request.read())
     except ValueError:
         return _error("request body is not valid JSON")
+    generations = request.app[_GENERATIONS]
     try:
-        plan = plan_answer(body)
+        plan = plan_answer(body, generations[0] + 1 if request.app[_FRESH] else 0)
     except BadRequest as exc:
         return _error(str(exc), exc.param)
+    generations[0] = plan.generation
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     logger.info(
         "completion requested",
-        extra={"completion_id": completion_id, "start": plan.start, "tokens": plan.tokens},
+        extra={
+            "completion_id": completion_id,
+            "start": plan.start,
+            "tokens": plan.tokens,
+            "generation": plan.generation,
+        },
     )
     if plan.stream:
         return await _stream(request, plan, completion_id)
-    text = "".join(token_text(index) for index in range(plan.start, plan.tokens))
+    text = "".join(token_text(i, plan.generation) for i in range(plan.start, plan.tokens))
     choice = {
         "index": 0,
         "message": {"role": "assistant", "content": text},
@@ -239,7 +271,7 @@ async def _stream(request: web.Request, plan: Plan, completion_id: str) -> web.S
         for index in range(plan.start, plan.tokens):
             if delay_s:
                 await asyncio.sleep(delay_s)
-            await response.write(event(choice({"content": token_text(index)})))
+            await response.write(event(choice({"content": token_text(index, plan.generation)})))
             written += 1
         await response.write(event(choice({}, plan.finish_reason)))
         if plan.include_usage:
@@ -263,9 +295,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "model": MODEL_ID})
 
 
-def create_app(token_delay_ms: int) -> web.Application:
+def create_app(token_delay_ms: int, fresh: bool = False) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[_DELAY_S] = token_delay_ms / 1000
+    app[_FRESH] = fresh
+    app[_GENERATIONS] = [0]
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/healthz", healthz)
@@ -274,7 +308,9 @@ def create_app(token_delay_ms: int) -> web.Application:
 
 async def serve(cfg: DevModelConfig) -> None:
     """Serves until SIGTERM or SIGINT."""
-    runner = web.AppRunner(create_app(cfg.token_delay_ms), shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    runner = web.AppRunner(
+        create_app(cfg.token_delay_ms, cfg.fresh), shutdown_timeout=SHUTDOWN_TIMEOUT_S
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, cfg.bind_host, cfg.port).start()

@@ -35,6 +35,9 @@ TRANSPORT_ERRORS = (httpx2.TransportError, ssl.SSLError, anyio.EndOfStream, aioh
 """What a broken connection raises while the body is read (the openai client's own list, and
 what the aiohttp transport lets through unmapped)."""
 DRAIN_TIMEOUT_S = 1.0
+PREFILL_FIELDS = {"continue_final_message": True, "add_generation_prompt": False}
+"""Extra body fields asking an OpenAI-protocol server to continue the trailing assistant turn
+and stream only the new text (without them llama-server's first delta repeats the prefix)."""
 
 Role = Literal["user", "assistant", "system"]
 
@@ -96,9 +99,13 @@ class OpenAIProvider:
         await self._client.close()
 
     async def stream(
-        self, turns: Sequence[Turn], *, model: str, max_tokens: int
+        self, turns: Sequence[Turn], *, model: str, max_tokens: int, prefill: bool = False
     ) -> AsyncGenerator[str | Finish, None]:
         """Yields the answer's non-empty text chunks in order, then exactly one `Finish`.
+
+        `prefill`: the last turn is a partial answer of the assistant's for the model to go on
+        from; the request then asks for only the new text (`continue_final_message: true,
+        add_generation_prompt: false`, as llama-server and vLLM read them).
 
         Closing the generator early closes the HTTP response, aborting the model's request.
         Raises an `AiError` subclass when the model fails, including mid-stream, and
@@ -111,6 +118,8 @@ class OpenAIProvider:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if prefill:
+            body.update(PREFILL_FIELDS)
         try:
             # The client's `post` with a body we built: `chat.completions.create` would run its
             # parameter transform over the whole history on every call, which py-spy showed to

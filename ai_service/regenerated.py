@@ -1,9 +1,12 @@
 """Counts chunks the model generated twice for one answer.
 
 Contract: a caller that continues an answer sends the same `request_id` with the answer's stored
-text as a trailing assistant turn. Every chunk an earlier call with that id sent beyond that text
-was generated, sent, and lost (its receiver died or the stream was cut before it was stored), so
-the model produces it again: those chunks are `regenerated`, summed over the id's calls.
+text as a trailing assistant turn. With ANSWER_CONTINUE=prefill every chunk an earlier call with
+that id sent beyond that text was generated, sent, and lost (its receiver died or the stream was
+cut before it was stored), so the model produces it again. With restart the new call answers
+afresh and its answer replaces the stored text, so every chunk earlier calls sent is generated
+again (the call starts from a kept prefix of 0). Those chunks are `regenerated`, summed over the
+id's calls.
 
 Kept in this process's memory for the most recent `capacity` request ids: after a restart, or
 for an id evicted meanwhile, the count starts again at 0 (an undercount, never an overcount).

@@ -1,5 +1,12 @@
 """AiService/Generate: validates turns (else INVALID_ARGUMENT), streams batched deltas then exactly
-one finish; a model failure aborts the call with the status `errors.status_for` gives."""
+one finish; a model failure aborts the call with the status `errors.status_for` gives.
+
+A request whose last turn is the assistant's (a partial answer: its owner died mid-answer, or a
+model call broke) is gone on from as ANSWER_CONTINUE says, and the first reply says which in
+`continue_mode`: PREFILL sends the turn for the model to continue (the replies are only the new
+text); RESTART drops it and the model answers the request afresh (the replies are a whole new
+answer that replaces the partial one). A partial answer with nothing before it is
+INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
@@ -27,6 +34,11 @@ _ROLES: dict[int, Role] = {
     common_pb2.ROLE_SYSTEM: "system",
 }
 
+_CONTINUE_MODES = {
+    "prefill": ai_pb2.CONTINUE_MODE_PREFILL,
+    "restart": ai_pb2.CONTINUE_MODE_RESTART,
+}
+
 Context = grpc.aio.ServicerContext[ai_pb2.GenerateRequest, ai_pb2.GenerateResponse]
 
 
@@ -52,14 +64,26 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
         started = time.monotonic()
         try:
             turns = turns_from_proto(request.turns)
-            prefix = turns[-1].content if turns[-1].role == "assistant" else ""
-            sent = self._sent.start(request.request_id, len(prefix))
+            partial = turns[-1].role == "assistant"
+            unset = ai_pb2.CONTINUE_MODE_UNSPECIFIED
+            mode = _CONTINUE_MODES[self._cfg.answer_continue] if partial else unset
+            restart = mode == ai_pb2.CONTINUE_MODE_RESTART
+            if partial:
+                extra["continue_mode"] = self._cfg.answer_continue
+            if restart:  # the model answers the original request afresh
+                turns = turns[:-1]
+                if not turns:
+                    raise InvalidRequest("a partial answer needs the turns it answers")
+            # Restarting, none of the earlier calls' text is kept: all of it is generated again.
+            kept = len(request.turns[-1].content) if partial and not restart else 0
+            sent = self._sent.start(request.request_id, kept)
             self._metrics.regenerated_chunks.inc(sent.added)
             first = True
             answer = self._provider.stream(
                 turns,
                 model=request.model or self._cfg.openai_model,
                 max_tokens=request.max_tokens or self._cfg.max_tokens,
+                prefill=partial and not restart,
             )
             stream = batches(answer, self._cfg.batch_max_chunks, self._window)
             with self._window.streaming():
@@ -69,6 +93,8 @@ class AiServicer(ai_pb2_grpc.AiServiceServicer):
                             first = False
                             self._metrics.first_chunk_seconds.observe(time.monotonic() - started)
                         for response in _responses(batch, sent):
+                            if mode:  # the first reply says how the partial answer went on
+                                response.continue_mode, mode = mode, unset
                             if response.HasField("delta"):
                                 self._metrics.chunks.inc(response.delta.chunk_count)
                             if response.HasField("finish"):

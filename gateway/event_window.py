@@ -21,6 +21,7 @@ LOG_KINDS = frozenset(
         "state_changed",
         "answer_started",
         "answer_ended",
+        "answer_restarted",
         "access_changed",
         "thread_changed",
         "feedback_changed",
@@ -39,6 +40,7 @@ class _Logged:
     seq: int
     data: bytes
     ends_answer: bool
+    """An answer's end or restart: the streaming answer's batches count from 0 after it."""
 
 
 @dataclass
@@ -51,7 +53,8 @@ class EventWindow:
     """Encoded events of one session from `base` on; fed in stream order by one feed.
 
     Holds at most `max_events` log events (older ones are dropped and `base` moves up) and the
-    batches of the open answers (dropped when the answer ends, as the owner drops them). Every
+    batches of the open answers (dropped when the answer ends or restarts, as the owner drops
+    them). Every
     held event carries `epoch`, the epoch of the upstream stream, as the owner stamps a stream.
     """
 
@@ -88,12 +91,18 @@ class EventWindow:
         data = encode(event)
         self.last_seq = event.seq
         ended = kind == "answer_ended"
-        self._log.append(_Logged(event.seq, data, ended))
+        restarted = kind == "answer_restarted"
+        self._log.append(_Logged(event.seq, data, ended or restarted))
         if kind == "answer_started":
             self._open.append(_Answer(event.seq))
         elif ended:
             done = event.answer_ended.message.answer_seq
             self._open = [a for a in self._open if a.seq != done]
+        elif restarted:
+            again = event.answer_restarted.interrupted.answer_seq
+            for answer in self._open:
+                if answer.seq == again:
+                    answer.batches = []
         if len(self._log) > self._max_events:
             dropped = len(self._log) - self._max_events
             self.base = self._log[dropped - 1].seq

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 LOADING = "[LOADING]"
 DONE = "[DONE]"
+RESTART = "[RESTART]"
+"""The answer being shown starts again from nothing: clear its text, then show the frames
+that follow (sent when the model answered afresh after its owner died, ANSWER_CONTINUE=restart,
+or when the stored end is not what the socket was shown)."""
 ERROR_PREFIX = "[ERROR] "
 FAILED_STATUSES = frozenset({"FAILED", "INTERRUPTED", "CANCELLED"})
 """Answer statuses whose end is reported as an `[ERROR]` frame before `[DONE]`."""
@@ -14,10 +18,10 @@ ESCAPE = "\\"
 
 def text_frame(text: str) -> str:
     """Answer text as a frame no client can take for a control frame. Text that is exactly
-    `[LOADING]` or `[DONE]`, or starts with `[ERROR] ` or with a backslash, is sent with one
-    backslash in front; clients drop one leading backslash from any other frame. Text that
-    starts otherwise is sent as it is, so the seed protocol is unchanged for normal text."""
-    if text in (LOADING, DONE) or text.startswith((ERROR_PREFIX, ESCAPE)):
+    `[LOADING]`, `[DONE]` or `[RESTART]`, or starts with `[ERROR] ` or with a backslash, is sent
+    with one backslash in front; clients drop one leading backslash from any other frame. Text
+    that starts otherwise is sent as it is, so the seed protocol is unchanged for normal text."""
+    if text in (LOADING, DONE, RESTART) or text.startswith((ERROR_PREFIX, ESCAPE)):
         return ESCAPE + text
     return text
 
@@ -69,12 +73,20 @@ class AnswerEnded:
 
 
 @dataclass(frozen=True)
+class AnswerRestarted:
+    """The answer started at `answer_seq` starts again: its batches count from 0 again."""
+
+    seq: int
+    answer_seq: int
+
+
+@dataclass(frozen=True)
 class CaughtUp:
     seq: int
     offset: int
 
 
-Event = Logged | AnswerStarted | AnswerDelta | AnswerEnded | CaughtUp
+Event = Logged | AnswerStarted | AnswerDelta | AnswerEnded | AnswerRestarted | CaughtUp
 
 
 def error_frame(message: str) -> str:
@@ -95,7 +107,9 @@ class ThreadView:
     At most one answer is *shown* (its `[LOADING]` sent, its `[DONE]` not yet); answers started
     meanwhile wait in seq order, their deltas buffered, until the shown one ends. Log events are
     applied once (by seq) and delta batches once (by offset), so a replay after a resubscribe
-    produces no frame twice.
+    produces no frame twice. An answer that restarts drops its text (`[RESTART]` if shown):
+    the text frames since a socket's last `[LOADING]` or `[RESTART]` are always the beginning
+    of one generation, and at `[DONE]` exactly the stored answer.
     """
 
     def __init__(self) -> None:
@@ -124,15 +138,25 @@ class ThreadView:
             return []
         self._last_seq = event.seq
         if self.cursor is not None:
-            # Only an answer's end resets the offset: it counts the streaming answer's batches,
-            # and an answer queued behind it starting changes nothing about that (resume.md).
-            closes = isinstance(event, AnswerEnded)
+            # Only an answer's end or restart resets the offset: it counts the streaming
+            # answer's batches, and an answer queued behind it starting changes nothing about
+            # that (resume.md).
+            closes = isinstance(event, AnswerEnded | AnswerRestarted)
             self.cursor = Cursor(event.seq, 0 if closes else self.cursor.offset)
         if isinstance(event, AnswerStarted):
             return self._start(_Answer(event.seq))
         if isinstance(event, AnswerEnded):
             return self._end(event)
+        if isinstance(event, AnswerRestarted):
+            return self._restart(event)
         return []
+
+    def _restart(self, event: AnswerRestarted) -> list[str]:
+        answer = self._find(event.answer_seq)
+        if answer is None:
+            return []
+        answer.texts, answer.next_offset = [], 0
+        return [RESTART] if answer is self._shown else []
 
     def _start(self, answer: _Answer) -> list[str]:
         if self._shown is not None:
@@ -169,7 +193,10 @@ class ThreadView:
         self._shown = None
         frames: list[str] = []
         sent = "".join(answer.texts)
-        if ended.content.startswith(sent) and len(ended.content) > len(sent):
+        if not ended.content.startswith(sent):  # never leave other text shown than is stored
+            frames.append(RESTART)
+            sent = ""
+        if len(ended.content) > len(sent):
             frames.append(text_frame(ended.content[len(sent) :]))
         if ended.status in FAILED_STATUSES:
             frames.append(error_frame(ended.error or f"answer {ended.status.lower()}"))

@@ -2,9 +2,10 @@
 
 The same events as the gRPC `Subscribe` stream, one SSE event each: `event:` is the event's kind
 (`message_appended`, `state_changed`, `answer_started`, `answer_delta`, `answer_ended`,
-`caught_up`), `data:` the event as proto3 JSON, and `id:` the stream position after it, the
-resume cursor `seq:offset` of docs/resume.md. A client that reconnects with `Last-Event-ID`
-(browsers' EventSource does so on its own) gets everything after that position once, in order.
+`answer_restarted`, `caught_up`, ...), `data:` the event as proto3 JSON, and `id:` the stream
+position after it, the resume cursor `seq:offset` of docs/resume.md. A client that reconnects
+with `Last-Event-ID` (browsers' EventSource does so on its own) gets everything after that
+position once, in order.
 Without one, `?after=SEQ` starts after a log seq (`after=0`: the whole log); with neither, the
 stream starts now. A malformed cursor is HTTP 400 before the stream starts.
 
@@ -61,14 +62,14 @@ def parse_cursor(last_event_id: str | None, after: str | None) -> Cursor | None:
 
 
 def advance(cursor: Cursor | None, event: session_pb2.SessionEvent) -> Cursor | None:
-    """The cursor after `event` (docs/resume.md): deltas count batches, an answer's end resets
-    the count, CaughtUp states the position outright."""
+    """The cursor after `event` (docs/resume.md): deltas count batches, an answer's end or
+    restart resets the count, CaughtUp states the position outright."""
     kind = event.WhichOneof("kind")
     if kind == "caught_up":
         return Cursor(event.seq, event.offset)
     if kind == "answer_delta":
         return None if cursor is None else Cursor(cursor.seq, event.offset + 1)
-    if kind == "answer_ended":
+    if kind in ("answer_ended", "answer_restarted"):
         return Cursor(event.seq, 0)
     return Cursor(event.seq, cursor.offset if cursor is not None else 0)
 

@@ -9,7 +9,15 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from durablechat.v1 import common_pb2, session_pb2
 from gateway.errors import GatewayError
-from gateway.frames import AnswerDelta, AnswerEnded, AnswerStarted, CaughtUp, Event, Logged
+from gateway.frames import (
+    AnswerDelta,
+    AnswerEnded,
+    AnswerRestarted,
+    AnswerStarted,
+    CaughtUp,
+    Event,
+    Logged,
+)
 
 ROLE_NAMES: dict[int, str] = {
     common_pb2.ROLE_USER: "user",
@@ -106,6 +114,9 @@ def event_from_proto(event: session_pb2.SessionEvent) -> Event:
             status=ANSWER_STATUS_NAMES.get(message.answer_status, "UNSPECIFIED"),
             error=event.answer_ended.error,
         )
+    if kind == "answer_restarted":
+        answer_seq = event.answer_restarted.interrupted.answer_seq
+        return AnswerRestarted(seq=event.seq, answer_seq=answer_seq)
     if kind == "caught_up":
         return CaughtUp(seq=event.seq, offset=event.offset)
     return Logged(seq=event.seq)

@@ -80,6 +80,12 @@ class SessionMetrics:
         self.answer_resumes = Counter(
             "dc_answer_resumes", "Model calls that continued a partly stored answer", registry=r
         )
+        self.answer_restarts = Counter(
+            "dc_answer_restarts",
+            "Partly stored answers replaced because the model answered afresh"
+            " (ANSWER_CONTINUE=restart); their text is kept as an interrupted version",
+            registry=r,
+        )
 
     def watch(
         self,

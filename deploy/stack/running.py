@@ -176,10 +176,10 @@ class Stack:
         self.partitioned = set(pods)
         return self.netns
 
-    def start_model(self, token_delay_ms: int | None = 0) -> Process:
+    def start_model(self, token_delay_ms: int | None = 0, **extra_env: str) -> Process:
         """The dev model; `token_delay_ms=None` leaves its own default pace."""
         address = self._address("model")
-        env = {"DEV_MODEL_PORT": address.rsplit(":", 1)[1]}
+        env = {"DEV_MODEL_PORT": address.rsplit(":", 1)[1], **extra_env}
         if token_delay_ms is not None:
             env["DEV_MODEL_TOKEN_DELAY_MS"] = str(token_delay_ms)
         self.model = self._python("model", "ai_service.dev_model", env)

@@ -37,6 +37,8 @@ class StackSpec:
     """An OpenAI-compatible model of the caller's (a fake) for the AI service."""
     token_delay_ms: int | None = 0
     """The dev model's pace; None leaves its default."""
+    model_env: Mapping[str, str] = field(default_factory=dict)
+    """More of the dev model's environment (e.g. DEV_MODEL_ANSWERS=fresh)."""
     ai: bool = True
     search: bool = False
     """The search indexer, and the gateway's /api/search."""
@@ -77,7 +79,7 @@ def start(stack: Stack, spec: StackSpec) -> Stack:
     if spec.model_url:
         stack.model_url = spec.model_url
     elif spec.model:
-        stack.start_model(spec.token_delay_ms)
+        stack.start_model(spec.token_delay_ms, **spec.model_env)
     if spec.ai:
         stack.start_ai(**spec.ai_env)
     if not spec.pods:

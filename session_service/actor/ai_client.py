@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -51,7 +52,11 @@ class AiClient:
         request_id: str,
         usage: list[int],
         max_tokens: int = 0,
+        restarted: asyncio.Event | None = None,
     ) -> AsyncIterator[tuple[str, int]]:
+        """`restarted` is set, before any text is yielded, when the AI service dropped the
+        trailing assistant turn and its model answers afresh (ANSWER_CONTINUE=restart); an AI
+        service that does not say is taken to continue the turn."""
         request = ai_pb2.GenerateRequest(
             turns=[ai_pb2.ChatTurn(role=_ROLES[role], content=text) for role, text in turns],
             request_id=request_id,
@@ -60,6 +65,9 @@ class AiClient:
         call = self._stub.Generate(request, timeout=self._timeout_s, metadata=self._metadata)
         try:
             async for reply in call:
+                restart = reply.continue_mode == ai_pb2.CONTINUE_MODE_RESTART
+                if restart and restarted is not None:
+                    restarted.set()
                 if reply.HasField("delta"):
                     yield reply.delta.text, max(1, reply.delta.chunk_count)
                 elif reply.HasField("finish"):

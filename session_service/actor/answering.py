@@ -2,6 +2,11 @@
 before it is sent, model failures retried by continuing from the stored text, cancel stored
 before it is acknowledged. A component the actor owns (`SessionActor.answers`); it writes through
 the actor's lock and write path (`AnswerOwner`).
+
+Going on from stored text (a new owner after a crash, or a retry after a failed model call): the
+text is sent as a trailing assistant turn; if the AI service says its model answers afresh
+instead of continuing it (ANSWER_CONTINUE=restart), answer_restart.py replaces the answer before
+its first new batch is stored.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from session_service.actor import access
 from session_service.actor.access import ANONYMOUS, Caller
 from session_service.actor.answer_batches import batches
+from session_service.actor.answer_restart import restart
 from session_service.actor.prompt_window import window_of
 from session_service.errors import (
     AnswerFailed,
@@ -56,8 +62,9 @@ RETRY_MAX_S = 2.0
 
 class AnswerSource(Protocol):
     """Streams an answer as (text, model chunk count) items; raises AnswerFailed. A trailing
-    assistant turn is a partial answer for the model to continue. The model's token counts are
-    added to `usage` ([prompt, completion, regenerated]) when it reports them."""
+    assistant turn is a partial answer for the model to go on from: `restarted` is set before
+    any text when the model answers afresh instead of continuing it. The model's token counts
+    are added to `usage` ([prompt, completion, regenerated]) when it reports them."""
 
     def generate(
         self,
@@ -65,6 +72,7 @@ class AnswerSource(Protocol):
         request_id: str,
         usage: list[int],
         max_tokens: int = 0,
+        restarted: asyncio.Event | None = None,
     ) -> AsyncIterator[tuple[str, int]]: ...
 
 
@@ -274,8 +282,11 @@ class Answering:
             )
         answer.model_calls += 1
         called = time.monotonic()
+        restarted = asyncio.Event()
         stream = batches(
-            self._ai.generate(turns, f"{s.session_id}:{answer.seq}", answer.usage),
+            self._ai.generate(
+                turns, f"{s.session_id}:{answer.seq}", answer.usage, restarted=restarted
+            ),
             self._limits.answer_batch_chunks,
             self._limits.answer_batch_ms / 1000,
         )
@@ -283,10 +294,15 @@ class Answering:
             while True:
                 text = await self._next_or_cancelled(stream, answer)
                 if text is None:
+                    if prefix and restarted.is_set() and not answer.cancel.is_set():
+                        await self._restart(answer)  # the fresh answer is empty
                     return False
                 if self._owner.closed:
                     return True
                 if text:
+                    if prefix and restarted.is_set():  # the first batch of a fresh answer
+                        prefix = ""
+                        await self._restart(answer)
                     await self._store_batch(answer, text)
                     sent_at = time.monotonic()
                     if not answer.first_batch_s:
@@ -372,6 +388,10 @@ class Answering:
         event = AnswerEnded(result.first_seq, ts, message, error, by)
         s.apply(event)
         self._owner.publish(event)
+
+    async def _restart(self, answer: OpenAnswer) -> None:
+        await restart(self._owner, answer)
+        self._metrics.answer_restarts.inc()
 
     async def _add_user_usage(self, answer: OpenAnswer) -> None:
         """Adds the answer's usage to its prompter's totals; best effort (usage_store.py)."""

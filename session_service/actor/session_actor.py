@@ -50,12 +50,11 @@ from session_service.limits import Limits
 from session_service.log import snapshot
 from session_service.log.events import (
     AccessChanged,
-    AnswerEnded,
     CaughtUp,
     Event,
     LogEvent,
     Message,
-    MessageAppended,
+    MessageEvent,
     PresenceChanged,
     decode,
     encode_grant,
@@ -301,7 +300,7 @@ class SessionActor:
             older, await self._store.log.entries_at(s.session_id, older), strict=True
         ):
             event = decode(seq, raw)
-            if not isinstance(event, MessageAppended | AnswerEnded):
+            if not isinstance(event, MessageEvent):
                 raise StoreUnavailable(f"session {s.session_id}: seq {seq} is no message")
             read[seq] = event.message
         return [read[seq] if seq in read else s.message_at(seq) for seq in seqs]

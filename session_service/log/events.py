@@ -91,6 +91,19 @@ class AnswerEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class AnswerRestarted:
+    """The open answer `message.answer_seq` starts again from nothing (the model could not
+    continue its stored text: ANSWER_CONTINUE=restart). `message` keeps that text as an
+    interrupted version (status INTERRUPTED) under the answer's prompt; the answer's batches
+    start again at offset 0, and clients replace the text they show of it."""
+
+    seq: int
+    ts_ms: int
+    message: Message
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class AccessChanged:
     """Who may access the session changed (access.py). Three stored kinds: a grant (`user`
     gets `role`; "" removes), an invite created (`invite_hash` is the SHA-256 of its code, never
@@ -184,12 +197,15 @@ LogEvent = (
     | StateChanged
     | AnswerStarted
     | AnswerEnded
+    | AnswerRestarted
     | AccessChanged
     | ThreadChanged
     | FeedbackChanged
     | BranchSelected
 )
 Event = LogEvent | AnswerDelta | CaughtUp | PresenceChanged
+MessageEvent = MessageAppended | AnswerEnded | AnswerRestarted
+"""The log events that store a message."""
 
 
 def _encode(entry: dict[str, Any]) -> bytes:
@@ -287,6 +303,11 @@ def encode_answer_end(
     return _encode(entry)
 
 
+def encode_answer_restart(answer_seq: int, content: str, error: str, ts_ms: int) -> bytes:
+    """The interrupted text of an answer that starts again (kind "v": a version of it)."""
+    return _encode({"k": "v", "a": answer_seq, "c": content, "err": error, "t": ts_ms})
+
+
 def acted_by(user: str, imported_by: str | None) -> str:
     """Who the API and the audit name as having done it: the importer for what an import
     stored (the name the file gives is never shown as an author)."""
@@ -295,7 +316,7 @@ def acted_by(user: str, imported_by: str | None) -> str:
 
 def imported_by_of(e: Event) -> str | None:
     """Who imported `e` (None: not imported, or not a log event)."""
-    if isinstance(e, MessageAppended | AnswerEnded):
+    if isinstance(e, MessageEvent):
         return e.message.imported_by
     imported_by: str | None = getattr(e, "imported_by", None)
     return imported_by
@@ -353,6 +374,9 @@ def decode(seq: int, raw: bytes) -> LogEvent:
             imported_by=ib,
         )
         return AnswerEnded(seq, ts, message, entry.get("err", ""), entry.get("cb", ""))
+    if kind == "v":
+        message = Message(seq, "assistant", entry["c"], "", ts, "", int(entry["a"]), INTERRUPTED)
+        return AnswerRestarted(seq, ts, message, entry.get("err", ""))
     if kind == "g":
         return AccessChanged(
             seq, ts, entry["by"], entry["u"], entry["r"], invite_id=entry.get("id", "")

@@ -26,6 +26,7 @@ from session_service.log.events import (
     AccessChanged,
     AnswerDelta,
     AnswerEnded,
+    AnswerRestarted,
     AnswerStarted,
     BranchSelected,
     CaughtUp,
@@ -34,6 +35,7 @@ from session_service.log.events import (
     LogEvent,
     Message,
     MessageAppended,
+    MessageEvent,
     StateChanged,
     ThreadChanged,
     decode,
@@ -175,7 +177,7 @@ class Session:
         if event.seq != self.last_seq + 1:
             raise ValueError(f"event seq {event.seq} does not follow {self.last_seq}")
         self.events.append(event)
-        if isinstance(event, MessageAppended | AnswerEnded):
+        if isinstance(event, MessageEvent):
             self._keep_message(event.message)
         elif isinstance(event, AnswerStarted):
             self.answer_of_prompt.setdefault(event.prompt_seq, event.seq)
@@ -247,6 +249,14 @@ class Session:
             self.open_answers.append(OpenAnswer(event.seq, event.prompt_seq))
             self.answer_of_prompt.setdefault(event.prompt_seq, event.seq)
             self.tree.start_answer(event.seq)
+        elif isinstance(event, AnswerRestarted):
+            # The interrupted text stays as a version beside the answer; the answer's batches
+            # start again (Redis deleted them in the same script).
+            self._add_message(event.message)
+            self.tree.add_version(event.seq, event.message.answer_seq)
+            for answer in self.open_answers:
+                if answer.seq == event.message.answer_seq:
+                    answer.batches = []
         else:
             self._add_message(event.message)
             self.tree.end_answer(event.seq, event.message.answer_seq)
@@ -413,8 +423,8 @@ class Session:
             out = list(self.events_after(after_seq))
         if streaming is not None:
             # The offset counts batches of the answer streaming at the cursor; if any answer
-            # ended after the cursor, that answer is done and the current one starts at 0.
-            ended_since = any(isinstance(e, AnswerEnded) for e in out)
+            # ended or restarted after the cursor, the current one's batches start at 0.
+            ended_since = any(isinstance(e, AnswerEnded | AnswerRestarted) for e in out)
             first = after_offset if streaming.seq <= after_seq and not ended_since else 0
             out.extend(
                 AnswerDelta(streaming.seq, index, streaming.batches[index])

@@ -56,6 +56,12 @@ class MessageTree:
             self._attach(seq, anchor)
             self.branched = True
 
+    def add_version(self, seq: int, answer_seq: int) -> None:
+        """An interrupted version of an open answer (it restarted): under the answer's prompt,
+        beside where the answer will end; the head stays."""
+        self._attach(seq, self._anchor.get(answer_seq, self.head))
+        self.branched = True
+
     def select(self, head: int) -> None:
         self.head = head
         self.branched = True

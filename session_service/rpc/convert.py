@@ -144,6 +144,11 @@ def event(
         out.time.CopyFrom(timestamp(e.ts_ms))
         out.answer_ended.message.CopyFrom(message(e.message, parent=parent))
         out.answer_ended.error = e.error
+    elif isinstance(e, events.AnswerRestarted):
+        out.seq = e.seq
+        out.time.CopyFrom(timestamp(e.ts_ms))
+        out.answer_restarted.interrupted.CopyFrom(message(e.message, parent=parent))
+        out.answer_restarted.error = e.error
     elif isinstance(e, events.AccessChanged):
         out.seq = e.seq
         out.time.CopyFrom(timestamp(e.ts_ms))
@@ -182,7 +187,7 @@ def event(
 
 
 def _imported_mark(e: Event) -> common_pb2.Imported | None:
-    if isinstance(e, events.MessageAppended | events.AnswerEnded):
+    if isinstance(e, events.MessageEvent):
         return imported(e.message.imported_by, e.message.user)
     if isinstance(e, events.StateChanged | events.FeedbackChanged):
         return imported(e.imported_by, e.user)

@@ -74,8 +74,9 @@ def _kind(entry: bytes) -> str:
     return entry[6:7].decode()
 
 
-UNBOUNDED_KINDS = frozenset("ed")
-"""Entries a full log still takes: answer ends (their prompts were accepted) and deletes."""
+UNBOUNDED_KINDS = frozenset("edv")
+"""Entries a full log still takes: answer ends and restarts (their prompts were accepted; a
+restart comes only after an owner loss or a failed model call) and deletes."""
 
 
 def _unbounded(entry: bytes) -> bool:

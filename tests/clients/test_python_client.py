@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from deploy.stack.running import Stack
-from durablechat_client import ChatSessionClient
+from durablechat_client import RESTART, ChatSessionClient
+from tests.support.generations import KINDS, Shown, generation
 
 
 def tokens(n: int) -> str:
@@ -31,7 +32,8 @@ async def test_state_helpers_messages_and_a_streamed_prompt(core: Stack, session
         again = await chat.add_message("user", "I need help with Python", client_message_id="m1")
         assert again == seq  # idempotent
         streamed = [text async for text in chat.prompt("go tokens=30", user="john")]
-        assert "".join(streamed) == tokens(30)
+        assert "".join(t for t in streamed if isinstance(t, str)) == tokens(30)
+        assert RESTART not in streamed
         state = await chat.get_state()
         assert [(m["role"], m["content"]) for m in state["messages"]] == [
             ("user", "I need help with Python"),
@@ -44,19 +46,26 @@ async def test_state_helpers_messages_and_a_streamed_prompt(core: Stack, session
         assert err.value.code() == grpc.StatusCode.ABORTED
 
 
-async def test_a_prompt_resumes_across_an_owner_restart(own_stack: Stack, session_id: str) -> None:
+@pytest.mark.parametrize(("model_env", "ai_env"), KINDS)
+async def test_a_prompt_resumes_across_an_owner_restart(
+    own_stack: Stack, session_id: str, model_env: dict[str, str], ai_env: dict[str, str]
+) -> None:
     own_stack.start_redis()
-    own_stack.start_model(token_delay_ms=5)
-    own_stack.start_ai()
+    own_stack.start_model(token_delay_ms=5, **model_env)
+    own_stack.start_ai(**ai_env)
     own_stack.start_session()
     async with ChatSessionClient(own_stack.session_addr, session_id, timeout_s=20) as chat:
-        seen: list[str] = []
+        shown = Shown()
         midway = asyncio.Event()
 
         async def follow() -> None:
-            async for text in chat.prompt("long tokens=400"):
-                seen.append(text)
-                if len("".join(seen).split()) >= 50:
+            async for item in chat.prompt("long tokens=400"):
+                if item is RESTART:
+                    shown.replace()  # the answer starts again: drop what came before
+                else:
+                    assert isinstance(item, str)
+                    shown.append(item)
+                if len(shown.text.split()) >= 50:
                     midway.set()
 
         task = asyncio.create_task(follow())
@@ -65,6 +74,8 @@ async def test_a_prompt_resumes_across_an_owner_restart(own_stack: Stack, sessio
         own_stack.session.kill9()
         await asyncio.to_thread(own_stack.start_session)  # the same pod comes back
         await asyncio.wait_for(task, 60)
-        assert "".join(seen) == tokens(400)  # no gap, no duplicate
         answer = (await chat.get_messages())[-1]
-        assert answer["content"] == tokens(400)
+    full = generation(2, 400) if ai_env else tokens(400)
+    assert shown.text == full == answer["content"]  # no gap, no duplicate
+    assert not shown.glued, "the client showed two generations glued"
+    assert shown.replaced == (1 if ai_env else 0)

@@ -107,3 +107,36 @@ async def test_retries_stop_after_the_configured_count(client, fake, session_id)
     assert message.answer_status == common_pb2.ANSWER_STATUS_FAILED
     assert "RESOURCE_EXHAUSTED" in error
     assert len(fake.requests) == 4  # the first call and ANSWER_RETRIES=3 retries
+
+
+async def test_cut_stream_with_a_model_that_restarts_replaces_the_answer(own_stack, session_id):
+    with FakeOpenAI(tokens=20, delay_ms=1) as fake:
+        own_stack.start_redis()
+        own_stack.model_url = fake.url
+        own_stack.start_ai(ANSWER_CONTINUE="restart")
+        own_stack.start_session()
+        fake.cut_stream_after(7)
+        client = SessionClient(own_stack.session_addr)
+        try:
+            stream = client.subscribe(session_id)
+            await events_until(stream, "caught_up")
+            await client.prompt(session_id, "hello")
+            events = await events_until(stream, "answer_ended")
+            stream.cancel()
+        finally:
+            await client.close()
+        requests = list(fake.requests)
+    shown, replaced = "", []
+    for e in events:
+        if e.WhichOneof("kind") == "answer_delta":
+            shown += e.answer_delta.text
+        elif e.WhichOneof("kind") == "answer_restarted":
+            replaced.append(e.answer_restarted.interrupted)
+            shown = ""
+    message = events[-1].answer_ended.message
+    assert shown == message.content == FULL
+    assert [m.answer_status for m in replaced] == [common_pb2.ANSWER_STATUS_INTERRUPTED]
+    assert replaced[0].content and FULL.startswith(replaced[0].content)
+    # The retry asked the original request again, without the stored text.
+    assert [r["messages"][-1]["role"] for r in requests] == ["user", "user"]
+    assert message.usage.regenerated_tokens >= len(replaced[0].content.split())

@@ -1,5 +1,10 @@
 """An answer survives the death of its owner: batches are stored before anyone sees them, the
-next owner continues from the stored text, and every subscriber ends with the same text."""
+next owner goes on from the stored text, and every subscriber ends with the stored text. Run
+against both kinds of model (ANSWER_CONTINUE): one that continues a trailing assistant turn
+(prefill: the answer is one generation, continued) and one that answers afresh (restart: the
+dev model's fresh answers, each generation's words marked `g{n}`; the interrupted text is kept
+as a version and every watcher replaces, never appends: no watcher ever shows two generations
+glued together)."""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ import pytest
 from common.ring import HashRing
 from deploy.stack.running import Stack
 from deploy.stack.waits import eventually
-from durablechat.v1 import common_pb2
+from durablechat.v1 import common_pb2, session_pb2
 from session_service.store.keys import answer_key
+from tests.support.generations import KINDS, generation, one_generation
 from tests.support.grpc_client import SessionClient, retrying
 
 pytestmark = pytest.mark.chaos
@@ -35,7 +41,11 @@ class Watcher:
         self.resubscribed = 0
         self.reached_300 = asyncio.Event()
         self.batches: dict[int, str] = {}
-        """Every batch received, by offset."""
+        """Every batch received, by offset (of the generation streaming when the kill came)."""
+        self.restarts: list[common_pb2.Message] = []
+        """The interrupted versions AnswerRestarted events replaced."""
+        self.shown_two_generations = ""
+        """The first text shown that was not one generation's beginning ("" if none was)."""
 
     async def run(self, answer_seq: int) -> None:
         while self.final is None:
@@ -58,11 +68,19 @@ class Watcher:
         kind = event.WhichOneof("kind")
         if kind == "answer_delta":
             assert event.offset == self.cursor[1], "a batch arrived twice or one is missing"
-            self.batches[event.offset] = event.answer_delta.text
+            if not self.restarts:
+                self.batches[event.offset] = event.answer_delta.text
             self.text += event.answer_delta.text
+            if not self.shown_two_generations and not one_generation(self.text):
+                self.shown_two_generations = self.text
             self.cursor = (self.cursor[0], event.offset + 1)
             if len(self.text.split()) >= 300:
                 self.reached_300.set()
+        elif kind == "answer_restarted":
+            assert event.answer_restarted.interrupted.content == self.text
+            self.restarts.append(event.answer_restarted.interrupted)
+            self.text = ""  # replace, never append
+            self.cursor = (event.seq, 0)
         elif kind == "caught_up":
             self.cursor = (event.seq, event.offset)
         else:
@@ -72,14 +90,18 @@ class Watcher:
                 self.final = event.answer_ended.message
 
 
+def start_two_pods(stack: Stack, model_env: dict[str, str], ai_env: dict[str, str]) -> Stack:
+    stack.start_redis()
+    stack.start_model(token_delay_ms=3, **model_env)
+    stack.start_ai(**ai_env)
+    for pod in PODS:
+        stack.start_pod(pod)
+    return stack
+
+
 @pytest.fixture
 def two_pods(own_stack: Stack) -> Stack:
-    own_stack.start_redis()
-    own_stack.start_model(token_delay_ms=3)
-    own_stack.start_ai()
-    for pod in PODS:
-        own_stack.start_pod(pod)
-    return own_stack
+    return start_two_pods(own_stack, {}, {})
 
 
 def model_log(stack: Stack, msg: str) -> list[dict[str, Any]]:
@@ -95,7 +117,12 @@ def model_calls(stack: Stack) -> list[dict[str, Any]]:
     return model_log(stack, "completion requested")
 
 
-async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplicate(two_pods):
+@pytest.mark.parametrize(("model_env", "ai_env"), KINDS)
+async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplicate(
+    own_stack, model_env, ai_env
+):
+    two_pods = start_two_pods(own_stack, model_env, ai_env)
+    restart = bool(ai_env)
     sid = next(s for s in (f"ans-{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a")
     client = SessionClient(two_pods.pod_addrs["pod-b"])
     try:
@@ -111,29 +138,51 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
         assert two_pods.redis is not None
         with two_pods.redis.client() as redis_client:
             stored_batches = redis_client.lrange(answer_key(sid, sent.answer_seq), 0, -1)
-        for received in sent_by_dead_owner:
-            assert received, "a watcher saw nothing before the kill"
-            for offset, text in received.items():
-                assert offset < len(stored_batches), f"batch {offset} was sent but not stored"
-                assert stored_batches[offset] == text
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
         again = await client.prompt(sid, f"long answer tokens={TOKENS}", client_id="p1")
         stored = await client.list_all(sid)
+        every = await client.stub.ListMessages(
+            session_pb2.ListMessagesRequest(session_id=sid, all_branches=True, limit=100)
+        )
     finally:
         await client.close()
     answer = stored[-1]
-    assert answer.content == FULL
+    versions = [m for m in every.messages if m.answer_seq == sent.answer_seq]
+    if restart:
+        # The new owner's model answered afresh: the stored beginning became a version.
+        assert [v.answer_status for v in versions] == [
+            common_pb2.ANSWER_STATUS_INTERRUPTED,
+            common_pb2.ANSWER_STATUS_COMPLETED,
+        ]
+        interrupted = versions[0]
+        assert interrupted.parent_seq == sent.user_message.seq == answer.parent_seq
+        assert one_generation(interrupted.content) and interrupted.content.startswith("g1tok0 ")
+        stored_batches = [interrupted.content]  # the batches the restart kept, joined
+        expected = generation(2, TOKENS)
+    else:
+        assert len(versions) == 1
+        expected = FULL
+    for received in sent_by_dead_owner:
+        assert received, "a watcher saw nothing before the kill"
+        joined = "".join(received[offset] for offset in range(len(received)))
+        assert "".join(stored_batches).startswith(joined), "a batch was sent but not stored"
+        if not restart:
+            for offset, text in received.items():
+                assert stored_batches[offset] == text
+    assert answer.content == expected
     assert answer.answer_status == common_pb2.ANSWER_STATUS_COMPLETED
     for watcher in watchers:
         assert watcher.resubscribed >= 1, "the kill did not break this watcher's stream"
-        assert watcher.text == FULL, "a watcher saw a gap or a duplicate"
-        assert watcher.final is not None and watcher.final.content == FULL
+        assert watcher.text == answer.content, "a watcher's text is not what is stored"
+        assert watcher.final is not None and watcher.final.content == answer.content
+        assert not watcher.shown_two_generations, "a watcher showed two generations glued"
+        assert [r.seq for r in watcher.restarts] == ([versions[0].seq] if restart else [])
     assert again.duplicate and again.answer_seq == sent.answer_seq
     calls = model_calls(two_pods)
     assert len(calls) == 2, calls
-    assert 0 < calls[1]["start"] <= len(watchers[0].text.split())
-    # Tokens generated twice: what the model wrote on the first call beyond where the second
-    # started. The AI service counts those it had sent on; at most one batch (32 chunks).
+    # Tokens generated twice: with prefill, what the model wrote on the first call beyond where
+    # the second started (the AI service counts those it had sent on; at most one batch, 32
+    # chunks); with restart, all it had sent on (the new answer replaced them).
     first_written = eventually(
         lambda: [
             e["written"]
@@ -143,7 +192,17 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
     )[0]
     regenerated = answer.usage.regenerated_tokens
     print(f"regenerated_tokens={regenerated}, model wrote {first_written} on call 1")
-    assert regenerated <= min(32, first_written - calls[1]["start"]), (regenerated, first_written)
+    if restart:
+        assert calls[1]["start"] == 0 and calls[1]["generation"] == 2
+        kept = len(versions[0].content.split())
+        assert kept <= regenerated <= first_written, (kept, regenerated, first_written)
+        eventually(lambda: '"answer restarted"' in two_pods.pods["pod-b"].log_path.read_text())
+    else:
+        assert 0 < calls[1]["start"] <= len(watchers[0].text.split())
+        assert regenerated <= min(32, first_written - calls[1]["start"]), (
+            regenerated,
+            first_written,
+        )
     eventually(lambda: '"answer resumed"' in two_pods.pods["pod-b"].log_path.read_text())
 
 

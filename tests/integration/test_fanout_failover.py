@@ -12,21 +12,22 @@ import pytest
 from common.ring import HashRing
 from deploy.stack.running import Stack
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2
+from tests.support.generations import KINDS, Shown, generation
 from tests.support.grpc_client import SessionClient
 
 pytestmark = pytest.mark.chaos
 
 PODS = ["pod-a", "pod-b"]
 TOKENS = 1000
-FULL = " ".join(f"tok{i}" for i in range(TOKENS))
 
 
 async def follow(
     client: SessionClient, sid: str, answer_seq: int, halfway: asyncio.Event, breaks: list[int]
 ) -> str:
-    """The answer's text from one fan-out stream, checking every batch comes once, in order;
-    a stream the fan-out ended is counted in `breaks` and resumed from its cursor."""
-    text, cursor = "", (0, 0)
+    """The answer's text from one fan-out stream, checking every batch comes once, in order,
+    and the text shown is never two generations glued (a restart replaces it); a stream the
+    fan-out ended is counted in `breaks` and resumed from its cursor."""
+    shown, cursor = Shown(), (0, 0)
     while True:
         stream = client.subscribe(sid, after_seq=cursor[0], after_offset=cursor[1])
         try:
@@ -35,17 +36,22 @@ async def follow(
                 kind = event.WhichOneof("kind")
                 if kind == "answer_delta":
                     assert event.offset == cursor[1], "a batch arrived twice or one is missing"
-                    text += event.answer_delta.text
+                    shown.append(event.answer_delta.text)
+                    assert not shown.glued, "two generations glued"
                     cursor = (cursor[0], event.offset + 1)
-                    if len(text.split()) >= 300:
+                    if len(shown.text.split()) >= 300:
                         halfway.set()
                 elif kind == "caught_up":
                     cursor = (event.seq, event.offset)
+                elif kind == "answer_restarted":
+                    assert event.answer_restarted.interrupted.content == shown.text
+                    shown.replace()
+                    cursor = (event.seq, 0)
                 elif kind == "answer_ended":
                     cursor = (event.seq, 0)
                     if event.answer_ended.message.answer_seq == answer_seq:
-                        assert event.answer_ended.message.content == text
-                        return text
+                        assert event.answer_ended.message.content == shown.text
+                        return shown.text
                 else:
                     cursor = (event.seq, cursor[1])
         except grpc.aio.AioRpcError as exc:
@@ -63,12 +69,13 @@ async def owner_streams(stack: Stack, pod: str, sid: str) -> int:
         return reply.session_subscribers
 
 
+@pytest.mark.parametrize(("model_env", "ai_env"), KINDS)
 async def test_fanout_streams_get_the_whole_answer_across_a_kill9_of_the_owner(
-    own_stack: Stack,
+    own_stack: Stack, model_env: dict[str, str], ai_env: dict[str, str]
 ) -> None:
     own_stack.start_redis()
-    own_stack.start_model(token_delay_ms=3)
-    own_stack.start_ai()
+    own_stack.start_model(token_delay_ms=3, **model_env)
+    own_stack.start_ai(**ai_env)
     for pod in PODS:
         own_stack.start_pod(pod)
     own_stack.wait_members()
@@ -93,7 +100,8 @@ async def test_fanout_streams_get_the_whole_answer_across_a_kill9_of_the_owner(
     finally:
         await pod_b.close()
         await fanout.close()
-    assert stored[-1].content == FULL
+    full = generation(2 if ai_env else 0, TOKENS)
+    assert stored[-1].content == full
     assert stored[-1].answer_status == common_pb2.ANSWER_STATUS_COMPLETED
-    assert texts == [FULL] * 5
+    assert texts == [full] * 5
     assert breaks == [], "the fan-out ended a stream instead of following the next owner"

@@ -39,6 +39,7 @@ def test_every_variable_overrides_its_default() -> None:
             "AI_BATCH_MAX_CHUNKS": "1",
             "LOG_LEVEL": "debug",
             "AUTH_MODE": "off",
+            "ANSWER_CONTINUE": "prefill",
         }
     )
 
@@ -73,8 +74,26 @@ def test_real_openai_without_a_key_fails_naming_the_variable() -> None:
         pytest.param("AI_HTTP_CLIENT", "requests", id="http-client-unknown"),
         pytest.param("AI_BATCH_US_PER_STREAM", "-1", id="batch-widening-negative"),
         pytest.param("LOG_LEVEL", "chatty", id="log-level-unknown"),
+        pytest.param("ANSWER_CONTINUE", "append", id="answer-continue-unknown"),
     ],
 )
 def test_bad_value_fails_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Config.from_env({**DEV, name: value})
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        pytest.param({}, "prefill", id="dev-model-continues"),
+        pytest.param({"OPENAI_MODEL": "gpt-4o-mini"}, "restart", id="other-models-restart"),
+        pytest.param(
+            {"OPENAI_MODEL": "gpt-4o-mini", "ANSWER_CONTINUE": "prefill"}, "prefill", id="set"
+        ),
+        pytest.param({"ANSWER_CONTINUE": "restart"}, "restart", id="dev-model-set-restart"),
+    ],
+)
+def test_answer_continue_defaults_to_restart_unless_the_model_is_known_to_continue(
+    model: dict[str, str], expected: str
+) -> None:
+    assert Config.from_env({**DEV, **model}).answer_continue == expected

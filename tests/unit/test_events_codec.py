@@ -26,6 +26,15 @@ def test_every_kind_round_trips():
                 1, 9, events.Message(1, "assistant", "tok0", "", 9, "", 4, events.FAILED), "boom"
             ),
         ),
+        (
+            events.encode_answer_restart(4, "tok0", "again", 9),
+            events.AnswerRestarted(
+                1,
+                9,
+                events.Message(1, "assistant", "tok0", "", 9, "", 4, events.INTERRUPTED),
+                "again",
+            ),
+        ),
     ]
     for raw, expected in cases:
         assert events.decode(1, raw) == expected
@@ -57,7 +66,7 @@ def test_an_imported_entry_names_its_importer_and_keeps_the_rest(raw: bytes, imp
     marked = events.decode(4, events.mark_imported(raw, importer))
     assert events.imported_by_of(plain) is None
     assert events.imported_by_of(marked) == importer
-    if isinstance(marked, events.MessageAppended | events.AnswerEnded):
+    if isinstance(marked, events.MessageEvent):
         message = dataclasses.replace(marked.message, imported_by=None)
         assert dataclasses.replace(marked, message=message) == plain
     else:

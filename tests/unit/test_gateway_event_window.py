@@ -12,7 +12,9 @@ from durablechat.v1 import session_pb2
 from gateway.event_window import EventWindow
 from session_service.log.events import (
     COMPLETED,
+    INTERRUPTED,
     AnswerEnded,
+    AnswerRestarted,
     AnswerStarted,
     CaughtUp,
     Event,
@@ -36,6 +38,11 @@ def user(seq: int) -> MessageAppended:
 def ended(seq: int, answer_seq: int, text: str) -> AnswerEnded:
     message = Message(seq, "assistant", text, "", 1000 + seq, "", answer_seq, COMPLETED)
     return AnswerEnded(seq, 1000 + seq, message, "")
+
+
+def restarted(seq: int, answer_seq: int, text: str) -> AnswerRestarted:
+    message = Message(seq, "assistant", text, "", 1000 + seq, "", answer_seq, INTERRUPTED)
+    return AnswerRestarted(seq, 1000 + seq, message, "interrupted")
 
 
 class Owner:
@@ -89,6 +96,12 @@ STEPS: list[Step] = [
     lambda o: o.delta("q"),
     lambda o: o.log(ended(7, 5, "pq")),
     lambda o: o.log(user(8)),
+    lambda o: o.log(AnswerStarted(9, 1009, 8)),
+    lambda o: o.delta("a"),
+    lambda o: o.delta("b"),
+    lambda o: o.log(restarted(10, 9, "ab")),
+    lambda o: o.delta("c"),
+    lambda o: o.log(ended(11, 9, "c")),
 ]
 
 

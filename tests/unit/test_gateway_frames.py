@@ -5,8 +5,10 @@ from __future__ import annotations
 from gateway.frames import (
     DONE,
     LOADING,
+    RESTART,
     AnswerDelta,
     AnswerEnded,
+    AnswerRestarted,
     AnswerStarted,
     CaughtUp,
     Cursor,
@@ -179,3 +181,38 @@ def test_a_prompt_frame_drops_one_leading_backslash():
     assert prompt_text("\\(GET_HISTORY)") == "(GET_HISTORY)"
     assert prompt_text("\\\\x") == "\\x"
     assert prompt_text("hello") == "hello"
+
+
+def test_a_restart_clears_the_shown_text_and_the_new_batches_count_from_zero():
+    view = caught_up_view()
+    frames = run(
+        view,
+        [
+            AnswerStarted(seq=2),
+            AnswerDelta(2, 0, "g1tok0 "),
+            AnswerDelta(2, 1, "g1tok1 "),
+            AnswerRestarted(seq=3, answer_seq=2),
+            AnswerDelta(2, 0, "g2tok0 "),
+            AnswerDelta(2, 0, "g2tok0 "),  # a replay after a resubscribe: once only
+            AnswerDelta(2, 1, "g2tok1"),
+        ],
+    )
+    assert frames == [LOADING, "g1tok0 ", "g1tok1 ", RESTART, "g2tok0 ", "g2tok1"]
+    assert view.cursor == Cursor(3, 2)
+    assert view.snapshot() == [LOADING, "g2tok0 g2tok1"]
+    assert run(view, [ended(4, 2, "g2tok0 g2tok1")]) == [DONE]
+
+
+def test_an_end_that_does_not_follow_the_shown_text_replaces_it():
+    frames = run(
+        caught_up_view(),
+        [AnswerStarted(seq=2), AnswerDelta(2, 0, "g1tok0 "), ended(3, 2, "g2tok0 g2tok1")],
+    )
+    assert frames == [LOADING, "g1tok0 ", RESTART, "g2tok0 g2tok1", DONE]
+
+
+def test_text_that_reads_as_the_restart_frame_is_escaped():
+    frames = run(
+        caught_up_view(), [AnswerStarted(seq=2), AnswerDelta(2, 0, RESTART), ended(3, 2, RESTART)]
+    )
+    assert frames == [LOADING, "\\" + RESTART, DONE]

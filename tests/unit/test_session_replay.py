@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from session_service.log.events import (
     COMPLETED,
+    INTERRUPTED,
     AnswerDelta,
     AnswerEnded,
+    AnswerRestarted,
     AnswerStarted,
     CaughtUp,
     Message,
@@ -64,6 +66,26 @@ def test_answer_ended_after_cursor_resets_offset_for_the_next_answer():
     s.add_delta("p")
     out = s.replay(after_seq=5, after_offset=2)
     assert out == [ended(6, 2, "xy"), AnswerDelta(5, 0, "p"), CaughtUp(6, 1)]
+
+
+def restarted(seq: int, answer_seq: int, text: str) -> AnswerRestarted:
+    message = Message(seq, "assistant", text, "", 0, "", answer_seq, INTERRUPTED)
+    return AnswerRestarted(seq, 0, message, "again")
+
+
+def test_a_restart_after_the_cursor_resets_the_offset_and_keeps_the_version():
+    s = build()
+    s.apply(restarted(6, 2, "xy"))
+    s.add_delta("p")
+    # A cursor inside the first generation gets the restart, then the new batches from 0.
+    out = s.replay(after_seq=5, after_offset=2)
+    assert out == [restarted(6, 2, "xy"), AnswerDelta(2, 0, "p"), CaughtUp(6, 1)]
+    assert s.replay(after_seq=6, after_offset=1) == [CaughtUp(6, 1)]
+    # The interrupted text is a message under the prompt, beside where the answer ends.
+    s.apply(ended(7, 2, "p"))
+    assert s.tree.parent[6] == 1 and s.message_at(6).answer_status == INTERRUPTED
+    assert [m.seq for m in s.messages_after(0, 10)[0]] == [1, 4, 7]
+    assert [m.seq for m in s.messages_after(0, 10, all_branches=True)[0]] == [1, 4, 6, 7]
 
 
 def test_from_now_starts_at_the_streaming_answer():

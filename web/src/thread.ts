@@ -139,6 +139,17 @@ export class Thread {
         }
         break;
       }
+      case "answerRestarted": {
+        // The answer starts again (its owner died and the model could not continue it): its
+        // text so far becomes an interrupted version beside it; the new text REPLACES it.
+        [this.seq, this.offset] = [event.seq, 0];
+        const m = kind.value.interrupted;
+        if (!m) break;
+        const version = this.stored(`m${m.seq}`, m, false);
+        version.error = kind.value.error || "interrupted";
+        this.answer(m.answerSeq).text = "";
+        break;
+      }
       case "presenceChanged": // repeats the cursor: nothing to move
         this.presence = kind.value.users;
         break;

@@ -4,7 +4,9 @@ State helpers store top-level keys of the session's JSON state (`pendingMatch`, 
 `searchCriteria`) with a merge patch, so concurrent helpers never overwrite each other's keys.
 `prompt` sends a prompt with an idempotency id and yields the answer's text as it streams,
 resubscribing from its cursor when the stream breaks (owner moved or died): no gap, no
-duplicate. Calls that fail for good raise `grpc.aio.AioRpcError` with the server's status.
+duplicate. If the answer's owner died and its model could not continue the stored text
+(ANSWER_CONTINUE=restart), `prompt` yields `RESTART`: drop the text received so far, the answer
+starts again. Calls that fail for good raise `grpc.aio.AioRpcError` with the server's status.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ STATUS_NAMES = {
     common_pb2.ANSWER_STATUS_FAILED: "failed",
     common_pb2.ANSWER_STATUS_CANCELLED: "cancelled",
 }
+
+
+class Restart:
+    """Yielded by `prompt` when the answer starts again from nothing (docs/resume.md): the text
+    yielded before it is no longer the answer's; replace it with what follows."""
+
+    def __repr__(self) -> str:
+        return "RESTART"
+
+
+RESTART = Restart()
 
 
 @dataclass(frozen=True)
@@ -182,11 +195,12 @@ class ChatSessionClient:
 
     # -- prompts -------------------------------------------------------------------------------
 
-    async def prompt(self, content: str, *, user: str = "") -> AsyncIterator[str]:
-        """Sends a prompt and yields its answer's text as it streams (`ask` returns the ended
-        answer with its status instead)."""
+    async def prompt(self, content: str, *, user: str = "") -> AsyncIterator[str | Restart]:
+        """Sends a prompt and yields its answer's text as it streams, or `RESTART` when the
+        answer starts again (drop what came before it). `ask` returns the ended answer with its
+        status instead."""
         async for item in self._follow(content, user):
-            if isinstance(item, str):
+            if not isinstance(item, Answer):
                 yield item
 
     async def ask(self, content: str, *, user: str = "") -> Answer:
@@ -209,7 +223,7 @@ class ChatSessionClient:
             raise
         return bool(reply.cancelled)
 
-    async def _follow(self, content: str, user: str) -> AsyncIterator[str | Answer]:
+    async def _follow(self, content: str, user: str) -> AsyncIterator[str | Restart | Answer]:
         # Subscribe first (from now), so nothing of the answer can slip past.
         cursor: tuple[int, int] | None = None
         stream = self._stub.Subscribe(session_pb2.SubscribeRequest(session_id=self.session_id))
@@ -237,6 +251,9 @@ class ChatSessionClient:
                         cursor = _advance(cursor, event)
                         if kind == "answer_delta" and event.seq == sent.answer_seq:
                             yield event.answer_delta.text
+                        elif kind == "answer_restarted":
+                            if event.answer_restarted.interrupted.answer_seq == sent.answer_seq:
+                                yield RESTART
                         elif kind == "answer_ended":
                             m = event.answer_ended.message
                             if m.answer_seq == sent.answer_seq:
@@ -280,6 +297,6 @@ def _advance(cursor: tuple[int, int] | None, event: Any) -> tuple[int, int] | No
         return (event.seq, event.offset)
     if kind == "answer_delta":
         return None if cursor is None else (cursor[0], event.offset + 1)
-    if kind == "answer_ended":
+    if kind in ("answer_ended", "answer_restarted"):
         return (event.seq, 0)
     return (event.seq, cursor[1] if cursor else 0)

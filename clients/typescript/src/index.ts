@@ -79,8 +79,16 @@ export class ChatSessionClient {
   async getSearchCriteria(): Promise<unknown> { return (await this.stateKey("searchCriteria")) ?? null; }
 
   /** Sends a prompt; `onText` gets the answer's text as it streams. Resolves with the ended
-   * answer. A broken stream is resumed from its cursor: no gap, no duplicate. */
-  async ask(content: string, onText: (text: string) => void = () => {}, user = ""): Promise<Answer> {
+   * answer. A broken stream is resumed from its cursor: no gap, no duplicate. `onRestart` is
+   * called when the answer starts again from nothing (its owner died and the model could not
+   * continue the stored text, ANSWER_CONTINUE=restart): drop the text `onText` gave so far,
+   * the text that follows replaces it. */
+  async ask(
+    content: string,
+    onText: (text: string) => void = () => {},
+    user = "",
+    onRestart: () => void = () => {},
+  ): Promise<Answer> {
     const stop = new AbortController();
     let cursor: { seq: bigint; offset: number } | null = null;
     let answerSeq = -1n;
@@ -107,6 +115,8 @@ export class ChatSessionClient {
               }
             } else if (kind.case === "answerDelta" && event.seq === answerSeq) {
               onText(kind.value.text);
+            } else if (kind.case === "answerRestarted" && kind.value.interrupted?.answerSeq === answerSeq) {
+              onRestart();
             } else if (kind.case === "answerEnded" && kind.value.message?.answerSeq === answerSeq) {
               const m = kind.value.message;
               return { text: m.content, status: AnswerStatus[m.answerStatus].toLowerCase(), error: kind.value.error };
@@ -147,6 +157,7 @@ export function advance(cursor: { seq: bigint; offset: number } | null, event: S
     case "answerDelta":
       return cursor && { seq: cursor.seq, offset: event.offset + 1 };
     case "answerEnded":
+    case "answerRestarted":
       return { seq: event.seq, offset: 0 };
     default:
       return { seq: event.seq, offset: cursor?.offset ?? 0 };

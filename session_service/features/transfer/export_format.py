@@ -18,6 +18,7 @@ from session_service.log.events import (
     ANSWER_STATUSES,
     RATINGS,
     AnswerEnded,
+    AnswerRestarted,
     AnswerStarted,
     BranchSelected,
     FeedbackChanged,
@@ -106,11 +107,15 @@ def _exported(e: LogEvent, n: dict[int, int], ended: set[int]) -> dict[str, Any]
             return None
         return {"type": "renamed", "title": e.title, "by": e.by, "time": e.ts_ms}
     if isinstance(e, FeedbackChanged):
+        if e.message_seq not in n:  # on an interrupted version, which is not exported
+            return None
         item = {"type": "feedback", "message": n[e.message_seq], "user": e.user}
         return {**item, "rating": e.rating, "comment": e.comment, "time": e.ts_ms}
     if isinstance(e, BranchSelected):
         return {"type": "branch", "head": n[e.head] if e.head else 0, "by": e.by, "time": e.ts_ms}
-    return None  # access changes belong to the session, not to its content
+    # Access changes belong to the session, not to its content; an answer's interrupted
+    # versions (AnswerRestarted) are left out: its end holds the answer.
+    return None
 
 
 def branch_events(events: list[LogEvent], path: list[int]) -> list[LogEvent]:
@@ -130,7 +135,7 @@ def branch_events(events: list[LogEvent], path: list[int]) -> list[LogEvent]:
         elif isinstance(e, FeedbackChanged):
             keep = e.message_seq in on_path
         else:
-            keep = not isinstance(e, BranchSelected)
+            keep = not isinstance(e, BranchSelected | AnswerRestarted)
         if keep:
             kept.append(e)
     return kept
