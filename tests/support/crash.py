@@ -59,6 +59,10 @@ class Writers:
         self.in_call = 0
         """Writers inside an append call right now (not between calls or retries)."""
         self.retries = 0
+        self.acks: list[tuple[float, float]] = []
+        """(first attempt sent, acknowledged) of every write, time.monotonic(), in ack order."""
+        self.killed_at = 0.0
+        """When `kill_amid` killed (time.monotonic(), after the process had exited)."""
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -69,6 +73,11 @@ class Writers:
         """Each writer finishes (acknowledged) the write it is in; raises a writer's error."""
         self._stop.set()
         await asyncio.gather(*self._tasks)
+
+    def stall_after_kill(self) -> float:
+        """Seconds from the kill to the first acknowledgement of a write first sent after it
+        (a reply already on its way when the process died does not count)."""
+        return min(acked for sent, acked in self.acks if sent > self.killed_at) - self.killed_at
 
     async def cancel(self) -> None:
         """For a test's `finally`: ends writers still running, without waiting for acks."""
@@ -102,8 +111,10 @@ class Writers:
             session = self.sessions[(index + k) % len(self.sessions)]
             cid = f"{self.tag}{index}-{k}"
             content = f"{cid} écrit ✓ {random.getrandbits(32):08x}"
+            sent = time.monotonic()
             seq = await self._until_acked(session, cid, content)
             self.ledger.record(session, cid, content, seq)
+            self.acks.append((sent, time.monotonic()))
             k += 1
 
     async def _until_acked(self, session: str, cid: str, content: str) -> int:
@@ -130,6 +141,7 @@ async def kill_amid(
     await moment.wait()
     in_flight = await writers.mid_call(2)
     kill()
+    writers.killed_at = time.monotonic()
     print(f"killed with {in_flight} writers mid-call, {writers.ledger.count()} writes acknowledged")
     return in_flight
 
@@ -161,6 +173,8 @@ async def assert_appends_kept(client: SessionClient, ledger: Ledger) -> int:
     for session in ledger.writes:
         stored = await history(client, session)
         verdict = ledger.assert_kept(session, stored)
-        assert not verdict.unrecorded, f"{session}: stored, never acknowledged: {verdict.unrecorded}"
+        assert not verdict.unrecorded, (
+            f"{session}: stored, never acknowledged: {verdict.unrecorded}"
+        )
         assert [m.seq for m in stored] == list(range(1, len(stored) + 1)), f"{session}: a gap"
     return ledger.count()
