@@ -22,11 +22,12 @@ from deploy.stack.processes import wait_grpc_serving, wait_http_ok
 from deploy.stack.running import Stack
 from deploy.stack.spec import StackSpec, start
 from deploy.stack.waits import async_eventually
-from durablechat.v1 import common_pb2, search_pb2, search_pb2_grpc, session_pb2, session_pb2_grpc
+from durablechat.v1 import common_pb2, search_pb2, search_pb2_grpc, session_pb2_grpc
 from tests.support.crash import (
     KillMoment,
     Writers,
     assert_appends_kept,
+    grpc_append_as,
     grpc_retryable,
     kill_amid,
 )
@@ -147,16 +148,7 @@ async def test_search_indexer_kill9_with_writes_in_flight_indexes_each_write_onc
     metadata = (("authorization", f"Bearer {mint(secret.read_bytes().strip(), 'ann', 600)}"),)
     ledger = Ledger()
     async with grpc.aio.insecure_channel(own_stack.session_addr) as channel:
-        pod = session_pb2_grpc.SessionServiceStub(channel)
-
-        async def append(session: str, cid: str, content: str) -> int:
-            request = session_pb2.AppendMessageRequest(
-                session_id=session, role=common_pb2.ROLE_USER, content=content,
-                client_message_id=cid,
-            )  # fmt: skip
-            reply = await pod.AppendMessage(request, metadata=metadata, timeout=10)
-            return int(reply.message.seq)
-
+        append = grpc_append_as(session_pb2_grpc.SessionServiceStub(channel), metadata)
         sessions = [f"{session_id}-{i}" for i in range(3)]
         writers = Writers(ledger, append, sessions, grpc_retryable, count=WRITERS)
         try:
