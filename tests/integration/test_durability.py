@@ -11,10 +11,13 @@ import time
 
 import grpc
 import pytest
+import redis
 
 from deploy.stack.running import Stack
+from deploy.stack.spec import StackSpec, start
 from deploy.stack.waits import async_eventually, eventually
 from durablechat.v1 import common_pb2
+from session_service.store.keys import lease_key
 from tests.support.crash import (
     KillMoment,
     Writers,
@@ -80,6 +83,34 @@ async def test_acknowledged_appends_survive_kill9_of_redis(grpc_stack, session_i
         writers.start()
         await kill_amid(writers, KillMoment("redis kill -9"), grpc_stack.redis.kill9)
         await asyncio.to_thread(grpc_stack.redis.start)  # same port and data directory
+        await writers.acked(ledger.count() + 20)
+        await writers.stop()
+        checked = await assert_appends_kept(client, ledger)
+    finally:
+        await writers.cancel()
+        await client.close()
+    print(f"{checked} acknowledged writes kept, {writers.retries} retries")
+
+
+async def test_acknowledged_appends_survive_kill9_of_a_redis_cluster_master(
+    own_stack: Stack, session_id: str
+) -> None:
+    """The same on a 3-master Redis Cluster: kill -9 of the master holding the first session
+    while six writers are mid-call, restarted on its port and directory (it replays its AOF
+    and rejoins with its slots)."""
+    start(own_stack, StackSpec(redis_cluster=3, model=False, ai=False, gateway=False))
+    nodes = own_stack.redis_cluster
+    assert nodes is not None
+    client = SessionClient(own_stack.session_addr)
+    ledger = Ledger()
+    writers = writers_on(client, session_id, ledger)
+    with redis.RedisCluster.from_url(nodes.url) as cluster:
+        port = cluster.get_node_from_key(lease_key(writers.sessions[0])).port
+    master = nodes.ports.index(port)
+    try:
+        writers.start()
+        await kill_amid(writers, KillMoment("redis master kill -9"), lambda: nodes.kill9(master))
+        await asyncio.to_thread(nodes.restart, master)
         await writers.acked(ledger.count() + 20)
         await writers.stop()
         checked = await assert_appends_kept(client, ledger)

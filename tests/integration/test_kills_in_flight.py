@@ -11,6 +11,7 @@ exactly-once; socket resume is covered by the gateway and scaling tests.)"""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -113,7 +114,7 @@ async def test_ai_service_kill9_with_answers_in_flight_keeps_every_prompt_and_en
         ai.start()  # the same command: same port
         await asyncio.to_thread(wait_grpc_serving, ai, own_stack.ai_addr)
         for session in sessions:
-            stored = await async_eventually(lambda s=session: answered(client, s, ledger), 30)
+            stored = await async_eventually(partial(answered, client, session, ledger), 30)
             prompts = [Stored(m.seq, m.content.removesuffix(" tokens=5"), m.client_message_id)
                        for m in stored if m.role == common_pb2.ROLE_USER]  # fmt: skip
             ledger.assert_kept(session, prompts)

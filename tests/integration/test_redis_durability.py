@@ -6,7 +6,7 @@ CONFIG not permitted) and on every master of a Redis Cluster."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -18,13 +18,9 @@ from session_service.__main__ import EXIT_NOT_DURABLE
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+def redis(redis_server: RedisServer) -> RedisServer:
+    """A fresh redis-server (AOF, fsync always) whose settings a test weakens."""
+    return redis_server
 
 
 def pod_env(redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
