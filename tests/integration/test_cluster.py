@@ -26,7 +26,7 @@ from tests.support.crash import (
     kill_amid,
 )
 from tests.support.grpc_client import SessionClient, append_retrying
-from tests.support.ledger import Ledger
+from tests.support.ledger import Ledger, Stored
 
 pytestmark = pytest.mark.chaos
 
@@ -163,12 +163,15 @@ async def test_paused_owner_past_its_lease_is_fenced_and_drops_the_session(
     via_owner = SessionClient(cluster.pod_addrs[owner])
     via_other = SessionClient(cluster.pod_addrs[other])
     paused = cluster.pods[owner]
+    ledger = Ledger()
     try:
-        await via_owner.append(sid, "before", client_id="b")
+        before = await via_owner.append(sid, "before", client_id="b")
+        ledger.record(sid, "b", "before", before.message.seq)
         os.kill(paused.pid, signal.SIGSTOP)
         try:
             stale = asyncio.create_task(via_owner.append(sid, "stale", client_id="stale"))
-            await append_retrying(via_other, sid, "after", "a")  # waits out the lease
+            after = await append_retrying(via_other, sid, "after", "a")  # waits out the lease
+            ledger.record(sid, "a", "after", after.message.seq)
         finally:
             os.kill(paused.pid, signal.SIGCONT)
         try:
@@ -179,6 +182,7 @@ async def test_paused_owner_past_its_lease_is_fenced_and_drops_the_session(
     finally:
         await via_owner.close()
         await via_other.close()
+    ledger.assert_kept(sid, [Stored.of(m) for m in stored])
     contents = [m.content for m in stored]
     assert contents[:2] == ["before", "after"]
     # The stale write is stored only if the paused pod forwarded it to the new owner after
