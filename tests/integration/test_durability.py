@@ -5,9 +5,9 @@ memory and reload."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+from functools import partial
 
 import grpc
 import pytest
@@ -19,12 +19,11 @@ from deploy.stack.waits import async_eventually, eventually
 from durablechat.v1 import common_pb2
 from session_service.store.keys import lease_key
 from tests.support.crash import (
-    KillMoment,
     Writers,
     assert_appends_kept,
     grpc_append,
     grpc_retryable,
-    kill_amid,
+    kill_and_restart,
 )
 from tests.support.grpc_client import SessionClient, events_until
 from tests.support.ledger import Ledger
@@ -57,15 +56,11 @@ async def test_acknowledged_appends_survive_kill9_of_session_service(grpc_stack,
     writers = writers_on(client, session_id, ledger)
     try:
         await client.patch(f"{session_id}-state", '{"step": "booking"}')
-        writers.start()
-        await kill_amid(writers, KillMoment("session kill -9"), grpc_stack.session.kill9)
-        await asyncio.to_thread(grpc_stack.start_session)
-        await writers.acked(ledger.count() + 20)
-        await writers.stop()
+        kill, restart = grpc_stack.session.kill9, grpc_stack.start_session
+        await kill_and_restart(writers, "session kill -9", kill, restart)
         checked = await assert_appends_kept(client, ledger)
         session = await client.get(f"{session_id}-state")
     finally:
-        await writers.cancel()
         await client.close()
     assert json.loads(session.state_json) == {"step": "booking"}
     assert session.epoch == 2
@@ -80,14 +75,10 @@ async def test_acknowledged_appends_survive_kill9_of_redis(grpc_stack, session_i
     ledger = Ledger()
     writers = writers_on(client, session_id, ledger)
     try:
-        writers.start()
-        await kill_amid(writers, KillMoment("redis kill -9"), grpc_stack.redis.kill9)
-        await asyncio.to_thread(grpc_stack.redis.start)  # same port and data directory
-        await writers.acked(ledger.count() + 20)
-        await writers.stop()
+        redis_server = grpc_stack.redis  # restarted on the same port and data directory
+        await kill_and_restart(writers, "redis kill -9", redis_server.kill9, redis_server.start)
         checked = await assert_appends_kept(client, ledger)
     finally:
-        await writers.cancel()
         await client.close()
     print(f"{checked} acknowledged writes kept, {writers.retries} retries")
 
@@ -108,14 +99,10 @@ async def test_acknowledged_appends_survive_kill9_of_a_redis_cluster_master(
         port = cluster.get_node_from_key(lease_key(writers.sessions[0])).port
     master = nodes.ports.index(port)
     try:
-        writers.start()
-        await kill_amid(writers, KillMoment("redis master kill -9"), lambda: nodes.kill9(master))
-        await asyncio.to_thread(nodes.restart, master)
-        await writers.acked(ledger.count() + 20)
-        await writers.stop()
+        kill, restart = partial(nodes.kill9, master), partial(nodes.restart, master)
+        await kill_and_restart(writers, "redis master kill -9", kill, restart)
         checked = await assert_appends_kept(client, ledger)
     finally:
-        await writers.cancel()
         await client.close()
     print(f"{checked} acknowledged writes kept, {writers.retries} retries")
 

@@ -31,6 +31,7 @@ from tests.support.crash import (
     grpc_append_as,
     grpc_retryable,
     kill_amid,
+    kill_and_restart,
 )
 from tests.support.grpc_client import SessionClient
 from tests.support.ledger import Ledger, Stored
@@ -69,15 +70,12 @@ async def test_gateway_kill9_with_rest_writes_in_flight_keeps_every_acknowledged
 
         sessions = [f"{session_id}-{i}" for i in range(3)]
         writers = Writers(ledger, append, sessions, http_retryable, count=WRITERS)
-        try:
-            writers.start()
-            await kill_amid(writers, KillMoment("gateway kill -9"), gateway.kill9)
-            gateway.start()  # the same command: same port
-            await asyncio.to_thread(wait_http_ok, gateway, f"{own_stack.gateway_url}/healthz")
-            await writers.acked(ledger.count() + 20)
-            await writers.stop()
-        finally:
-            await writers.cancel()
+
+        def restart() -> None:  # the same command: same port
+            gateway.start()
+            wait_http_ok(gateway, f"{own_stack.gateway_url}/healthz")
+
+        await kill_and_restart(writers, "gateway kill -9", gateway.kill9, restart)
     client = SessionClient(own_stack.session_addr)
     try:
         checked = await assert_appends_kept(client, ledger)
@@ -152,14 +150,8 @@ async def test_search_indexer_kill9_with_writes_in_flight_indexes_each_write_onc
         append = grpc_append_as(session_pb2_grpc.SessionServiceStub(channel), metadata)
         sessions = [f"{session_id}-{i}" for i in range(3)]
         writers = Writers(ledger, append, sessions, grpc_retryable, count=WRITERS)
-        try:
-            writers.start()
-            await kill_amid(writers, KillMoment("search indexer kill -9"), search.kill9)
-            search.start()  # the same command: same port, same database
-            await writers.acked(ledger.count() + 20)
-            await writers.stop()
-        finally:
-            await writers.cancel()
+        # the same command: same port, same database
+        await kill_and_restart(writers, "search indexer kill -9", search.kill9, search.start)
     await asyncio.to_thread(wait_grpc_serving, search, own_stack.search_addr)
     async with grpc.aio.insecure_channel(own_stack.search_addr) as channel:
         index = search_pb2_grpc.SearchServiceStub(channel)

@@ -148,6 +148,22 @@ async def kill_amid(
     return in_flight
 
 
+async def kill_and_restart(
+    writers: Writers, name: str, kill: Callable[[], None], restart: Callable[[], object]
+) -> None:
+    """The usual crash run: the writers start; `kill` lands amid them at a random moment
+    (`kill_amid`); `restart` runs (in a thread: the writers go on meanwhile); once 20 more writes
+    are acknowledged the writers stop. On failure they are cancelled."""
+    try:
+        writers.start()
+        await kill_amid(writers, KillMoment(name), kill)
+        await asyncio.to_thread(restart)
+        await writers.acked(writers.ledger.count() + 20)
+        await writers.stop()
+    finally:
+        await writers.cancel()
+
+
 def grpc_retryable(exc: BaseException) -> bool:
     """UNAVAILABLE and DEADLINE_EXCEEDED: the write may or may not have landed; send it again."""
     return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in RETRYABLE
