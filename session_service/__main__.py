@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -12,6 +13,13 @@ from common.logs import setup_logging
 from common.tracing import setup_tracing
 from session_service.config import Config
 from session_service.server import SessionServer
+from session_service.store.durability import NotDurable
+
+logger = logging.getLogger("session_service")
+
+EXIT_NOT_DURABLE = 78
+"""The exit code of a pod that refused a Redis that does not fsync acknowledged writes
+(EX_CONFIG of sysexits.h: a configuration error, not a crash to restart quickly)."""
 
 
 async def serve(cfg: Config) -> None:
@@ -35,6 +43,9 @@ def main() -> None:
     stop_tracing = setup_tracing("session_service")
     try:
         event_loop.run(serve(cfg), loop)
+    except NotDurable as exc:
+        logger.critical("refusing to serve: %s", exc)
+        sys.exit(EXIT_NOT_DURABLE)
     finally:
         stop_tracing()
 

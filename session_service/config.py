@@ -40,6 +40,13 @@ class Config:
     """REDIS_TIMEOUT_MS: connect and reply timeout of every Redis call."""
     redis_cluster: bool = False
     """REDIS_CLUSTER: true when REDIS_URL names a node of a Redis Cluster."""
+    redis_durability: str = "require"
+    """REDIS_DURABILITY: `require` (default): at start the pod reads `CONFIG GET appendonly
+    appendfsync` from Redis (every master of a Redis Cluster) and exits non-zero, with one log
+    line naming the setting, unless each has appendonly=yes and appendfsync=always, the only
+    settings under which an acknowledged write survives a crash (store/durability.py). `trust`:
+    skip the check: tests and dev on a throwaway Redis, or a managed Redis that hides CONFIG
+    and is known to fsync every write before answering."""
     lease_ttl_ms: int = 2000
     """LEASE_TTL_MS: a session's lease lasts this long unless renewed; bounds crash takeover."""
     lease_margin_ms: int = 300
@@ -86,6 +93,10 @@ class Config:
     CLUSTER_SECRET_FILE (tests only; common/exposure.py)."""
 
     def __post_init__(self) -> None:
+        if self.redis_durability not in ("require", "trust"):
+            raise ConfigError(
+                f"REDIS_DURABILITY must be require or trust, got {self.redis_durability!r}"
+            )
         if self.lease_margin_ms * 2 > self.lease_ttl_ms:
             raise ConfigError("LEASE_MARGIN_MS must be at most half of LEASE_TTL_MS")
 
@@ -106,6 +117,7 @@ class Config:
             advertise_addr=env_str(environ, "ADVERTISE_ADDR", d.advertise_addr),
             redis_timeout_ms=env_int(environ, "REDIS_TIMEOUT_MS", d.redis_timeout_ms, minimum=1),
             redis_cluster=env_bool(environ, "REDIS_CLUSTER", d.redis_cluster),
+            redis_durability=env_str(environ, "REDIS_DURABILITY", d.redis_durability),
             lease_ttl_ms=env_int(environ, "LEASE_TTL_MS", d.lease_ttl_ms, minimum=100),
             lease_margin_ms=env_int(environ, "LEASE_MARGIN_MS", d.lease_margin_ms, minimum=1),
             member_ttl_ms=env_int(environ, "MEMBER_TTL_MS", d.member_ttl_ms, minimum=100),

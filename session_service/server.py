@@ -40,10 +40,11 @@ from session_service.rpc.cluster import ClusterServicer
 from session_service.rpc.operators import Operators
 from session_service.rpc.undecodable import add_service
 from session_service.servicer import SessionServicer
+from session_service.store import durability
 from session_service.store.attachments import AttachmentStore
 from session_service.store.members import MembersStore
 from session_service.store.presence import PresenceLink
-from session_service.store.redis_client import close, connect
+from session_service.store.redis_client import REDIS_ERRORS, close, connect
 from session_service.store.sessions import Store
 from session_service.store.threads import ThreadStore
 
@@ -175,6 +176,7 @@ class SessionServer:
             self.membership.address = f"{self.cfg.bind_host}:{self.port}"
             self.membership.members = {self.cfg.pod_id: self.membership.address}
         await self._set_health(False)  # until the first Redis probe: not grpc's default SERVING
+        await self._require_durable_redis()  # before any call can reach this pod
         await self.server.start()
         if self.cfg.metrics_port:
             self._stop_metrics = serve_metrics(
@@ -204,6 +206,27 @@ class SessionServer:
             },
         )
         return self.port
+
+    async def _require_durable_redis(self) -> None:
+        """Raises NotDurable unless Redis fsyncs every write before answering (REDIS_DURABILITY,
+        store/durability.py); waits while Redis cannot be reached."""
+        if self.cfg.redis_durability == "trust":
+            logger.warning("REDIS_DURABILITY=trust: Redis's appendonly/appendfsync not checked")
+            return
+        waiting = False
+        while True:
+            try:
+                found = await durability.settings(self._redis)
+                break
+            except REDIS_ERRORS as exc:
+                if not waiting:
+                    logger.warning("waiting for Redis to check its durability: %s", exc)
+                    waiting = True
+                await asyncio.sleep(self.cfg.health_probe_ms / 1000)
+        reason = durability.refusal(found)
+        if reason is not None:
+            await close(self._redis)
+            raise durability.NotDurable(reason)
 
     async def _set_health(self, serving: bool) -> None:
         status = SERVING if serving else NOT_SERVING

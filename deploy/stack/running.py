@@ -218,6 +218,7 @@ class Stack:
         self.session_addr = self.session_addr or self._address("session")
         env = {
             **self._session_env("session-1", self.session_addr, ""),
+            **self.redis_env,  # REDIS_CLUSTER on a Redis Cluster, as for pods
             **self.cluster_env,
             **extra_env,
         }

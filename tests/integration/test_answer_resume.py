@@ -20,8 +20,10 @@ from deploy.stack.running import Stack
 from deploy.stack.waits import eventually
 from durablechat.v1 import common_pb2, session_pb2
 from session_service.store.keys import answer_key
+from tests.support.crash import Writers, assert_appends_kept, grpc_append, grpc_retryable
 from tests.support.generations import KINDS, generation, one_generation
 from tests.support.grpc_client import SessionClient, retrying
+from tests.support.ledger import Ledger
 
 pytestmark = pytest.mark.chaos
 
@@ -125,6 +127,10 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
     restart = bool(ai_env)
     sid = next(s for s in (f"ans-{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a")
     client = SessionClient(two_pods.pod_addrs["pod-b"])
+    # Writers on two more of pod-a's sessions: the kill lands while they are mid-call too.
+    ledger = Ledger()
+    others = [s for s in (f"ans-w{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a"]
+    writers = Writers(ledger, grpc_append(lambda: client), others[:2], grpc_retryable)
     try:
         await client.append(sid, "warm up")
         watchers = [Watcher(client, sid) for _ in range(3)]
@@ -132,19 +138,25 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
         tasks = [asyncio.create_task(w.run(sent.answer_seq)) for w in watchers]
 
         await asyncio.wait_for(watchers[0].reached_300.wait(), 30)
+        writers.start()
+        await writers.mid_call(2)
         two_pods.pods["pod-a"].kill9()
         # What the dead owner sent: every batch of it must be in Redis, at its offset.
         sent_by_dead_owner = [dict(w.batches) for w in watchers]
         assert two_pods.redis is not None
         with two_pods.redis.client() as redis_client:
             stored_batches = redis_client.lrange(answer_key(sid, sent.answer_seq), 0, -1)
+        await writers.acked(ledger.count() + 10)  # on the next owner
+        await writers.stop()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
         again = await client.prompt(sid, f"long answer tokens={TOKENS}", client_id="p1")
         stored = await client.list_all(sid)
         every = await client.stub.ListMessages(
             session_pb2.ListMessagesRequest(session_id=sid, all_branches=True, limit=100)
         )
+        await assert_appends_kept(client, ledger)
     finally:
+        await writers.cancel()
         await client.close()
     answer = stored[-1]
     versions = [m for m in every.messages if m.answer_seq == sent.answer_seq]

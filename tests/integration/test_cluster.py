@@ -7,7 +7,6 @@ import json
 import os
 import random
 import signal
-import time
 from collections import Counter
 
 import grpc
@@ -18,7 +17,16 @@ from common.ring import HashRing
 from deploy.stack.running import Stack
 from deploy.stack.spec import StackSpec, start
 from deploy.stack.waits import eventually
+from tests.support.crash import (
+    KillMoment,
+    Writers,
+    assert_appends_kept,
+    grpc_append,
+    grpc_retryable,
+    kill_amid,
+)
 from tests.support.grpc_client import SessionClient, append_retrying
+from tests.support.ledger import Ledger, Stored
 
 pytestmark = pytest.mark.chaos
 
@@ -84,11 +92,13 @@ async def test_every_session_has_one_owner_per_epoch_under_writes_through_all_po
     assert all(owners[sid] == ring.owner(sid) for sid in sessions)
 
 
-async def follow(client: SessionClient, sid: str, until_seq: int) -> list[int]:
-    """Message seqs seen by a subscriber that resumes from its cursor whenever its stream breaks."""
+async def follow(client: SessionClient, sid: str, until: str) -> list[int]:
+    """Message seqs seen by a subscriber that resumes from its cursor whenever its stream breaks,
+    until it sees the message whose content is `until`."""
     seen: list[int] = []
     cursor = (0, 0)
-    while not seen or seen[-1] < until_seq:
+    done = False
+    while not done:
         stream = client.subscribe(sid, after_seq=cursor[0], after_offset=cursor[1])
         try:
             async for reply in stream:
@@ -96,11 +106,12 @@ async def follow(client: SessionClient, sid: str, until_seq: int) -> list[int]:
                 kind = event.WhichOneof("kind")
                 if kind == "message_appended":
                     seen.append(event.seq)
+                    done = event.message_appended.message.content == until
                 if kind == "answer_delta":
                     cursor = (cursor[0], event.offset + 1)
                 elif kind != "caught_up":
                     cursor = (event.seq, 0 if kind == "answer_ended" else cursor[1])
-                if seen and seen[-1] >= until_seq:
+                if done:
                     break
         except grpc.aio.AioRpcError as exc:
             assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
@@ -111,36 +122,33 @@ async def follow(client: SessionClient, sid: str, until_seq: int) -> list[int]:
 
 
 async def test_kill9_of_owner_loses_no_acknowledged_write_and_another_pod_takes_over(cluster):
-    sid = "takeover-1"
-    owner = HashRing(PODS).owner(sid)
+    """kill -9 of the owner of three sessions at a random moment while six writers (through
+    another pod) are mid-call: every acknowledged write is stored once, byte for byte, at its
+    seq; a subscriber resuming from its cursor sees every message once, in order."""
+    ring = HashRing(PODS)
+    owner = ring.owner("takeover-0")
+    sessions = [s for s in (f"takeover-{i}" for i in range(60)) if ring.owner(s) == owner][:3]
+    sid = sessions[0]
     other = next(p for p in PODS if p != owner)
     client = SessionClient(cluster.pod_addrs[other])
-    acked: list[tuple[int, float]] = []
-    fifty = asyncio.Event()
+    ledger = Ledger()
+    writers = Writers(ledger, grpc_append(lambda: client), sessions, grpc_retryable)
     try:
-        follower = asyncio.create_task(follow(client, sid, 150))
-
-        async def writer() -> None:
-            for k in range(150):
-                reply = await append_retrying(client, sid, f"m{k}", f"c{k}")
-                acked.append((reply.message.seq, time.monotonic()))
-                if len(acked) == 50:
-                    fifty.set()
-
-        task = asyncio.create_task(writer())
-        await fifty.wait()
-        cluster.pods[owner].kill9()
-        killed_at = time.monotonic()
-        await task
-        stored = await client.list_all(sid)
+        follower = asyncio.create_task(follow(client, sid, "the end"))
+        writers.start()
+        moment = KillMoment(f"kill -9 of owner {owner}")
+        await kill_amid(writers, moment, cluster.pods[owner].kill9, after_acked=50)
+        await writers.acked(ledger.count() + 30)
+        await writers.stop()
+        end = await append_retrying(client, sid, "the end", "end")
+        ledger.record(sid, "end", "the end", end.message.seq)
         followed = await asyncio.wait_for(follower, 20)
+        await assert_appends_kept(client, ledger)
     finally:
+        await writers.cancel()
         await client.close()
-    assert [m.seq for m in stored] == list(range(1, 151))
-    assert followed == list(range(1, 151)), "the resuming subscriber saw a gap or a duplicate"
-    assert sorted(seq for seq, _ in acked) == list(range(1, 151))
-    resumed = min(t for _, t in acked if t > killed_at)
-    takeover = resumed - killed_at
+    assert followed == list(range(1, end.message.seq + 1)), "a gap or a duplicate seen"
+    takeover = writers.stall_after_kill()
     print(f"takeover after kill -9 of {owner}: {takeover * 1000:.0f} ms")
     assert takeover < 5.0
 
@@ -155,12 +163,15 @@ async def test_paused_owner_past_its_lease_is_fenced_and_drops_the_session(
     via_owner = SessionClient(cluster.pod_addrs[owner])
     via_other = SessionClient(cluster.pod_addrs[other])
     paused = cluster.pods[owner]
+    ledger = Ledger()
     try:
-        await via_owner.append(sid, "before", client_id="b")
+        before = await via_owner.append(sid, "before", client_id="b")
+        ledger.record(sid, "b", "before", before.message.seq)
         os.kill(paused.pid, signal.SIGSTOP)
         try:
             stale = asyncio.create_task(via_owner.append(sid, "stale", client_id="stale"))
-            await append_retrying(via_other, sid, "after", "a")  # waits out the lease
+            after = await append_retrying(via_other, sid, "after", "a")  # waits out the lease
+            ledger.record(sid, "a", "after", after.message.seq)
         finally:
             os.kill(paused.pid, signal.SIGCONT)
         try:
@@ -171,6 +182,7 @@ async def test_paused_owner_past_its_lease_is_fenced_and_drops_the_session(
     finally:
         await via_owner.close()
         await via_other.close()
+    ledger.assert_kept(sid, [Stored.of(m) for m in stored])
     contents = [m.content for m in stored]
     assert contents[:2] == ["before", "after"]
     # The stale write is stored only if the paused pod forwarded it to the new owner after

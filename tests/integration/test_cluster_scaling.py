@@ -13,6 +13,7 @@ import pytest
 from common.ring import HashRing
 from deploy.stack.running import Stack
 from deploy.stack.waits import eventually
+from tests.support.ledger import Ledger, Stored
 from tests.support.ws_frames import frames_through_done, history
 
 pytestmark = pytest.mark.slow
@@ -46,14 +47,17 @@ async def chat(http: aiohttp.ClientSession, base: str, sid: str, stop: asyncio.E
 async def post(http: aiohttp.ClientSession, base: str, sid: str, stop: asyncio.Event) -> int:
     """Appends with idempotency keys over REST until told to stop; every call must succeed."""
     sent = 0
+    ledger = Ledger()
     while not stop.is_set():
         body = {"role": "user", "content": f"rest{sent}", "clientMessageId": f"{sid}-{sent}"}
         async with http.post(f"{base}/api/chat/session/{sid}-rest/messages", json=body) as reply:
             assert reply.status in (200, 201), await reply.text()  # 200: a retry found it
+            ledger.record(sid, f"{sid}-{sent}", f"rest{sent}", (await reply.json())["seq"])
         sent += 1
     async with http.get(f"{base}/api/chat/session/{sid}-rest/messages?limit=1000") as reply:
         stored = (await reply.json())["messages"]
     assert [m["content"] for m in stored] == [f"rest{i}" for i in range(sent)]
+    ledger.assert_kept(sid, [Stored(m["seq"], m["content"]) for m in stored])
     return sent
 
 

@@ -12,8 +12,10 @@ import pytest
 from common.ring import HashRing
 from deploy.stack.running import Stack
 from durablechat.v1 import cluster_pb2, cluster_pb2_grpc, common_pb2
+from tests.support.crash import Writers, assert_appends_kept, grpc_append, grpc_retryable
 from tests.support.generations import KINDS, Shown, generation
 from tests.support.grpc_client import SessionClient
+from tests.support.ledger import Ledger
 
 pytestmark = pytest.mark.chaos
 
@@ -83,6 +85,10 @@ async def test_fanout_streams_get_the_whole_answer_across_a_kill9_of_the_owner(
     sid = next(s for s in (f"fo-{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a")
     pod_b = SessionClient(own_stack.pod_addrs["pod-b"])
     fanout = SessionClient(own_stack.fanout_addr)
+    # Writers on two more of pod-a's sessions: the kill lands while they are mid-call too.
+    ledger = Ledger()
+    others = [s for s in (f"fo-w{i}" for i in range(50)) if HashRing(PODS).owner(s) == "pod-a"]
+    writers = Writers(ledger, grpc_append(lambda: pod_b), others[:2], grpc_retryable)
     try:
         await pod_b.append(sid, "warm up")
         halfway = asyncio.Event()
@@ -94,10 +100,16 @@ async def test_fanout_streams_get_the_whole_answer_across_a_kill9_of_the_owner(
         ]
         await asyncio.wait_for(halfway.wait(), 30)
         assert await owner_streams(own_stack, "pod-a", sid) == 1
+        writers.start()
+        await writers.mid_call(2)
         own_stack.pods["pod-a"].kill9()
+        await writers.acked(ledger.count() + 10)  # on the next owner
+        await writers.stop()
         texts = await asyncio.wait_for(asyncio.gather(*tasks), 60)
         stored = await pod_b.list_all(sid)
+        await assert_appends_kept(pod_b, ledger)
     finally:
+        await writers.cancel()
         await pod_b.close()
         await fanout.close()
     full = generation(2 if ai_env else 0, TOKENS)

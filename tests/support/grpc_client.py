@@ -15,9 +15,11 @@ from durablechat.v1 import common_pb2, session_pb2, session_pb2_grpc
 class SessionClient:
     """Wraps the generated stub with defaults tests need (deadlines, roles)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, metadata: tuple[tuple[str, str], ...] = ()) -> None:
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = session_pb2_grpc.SessionServiceStub(self.channel)
+        self.metadata = metadata
+        """Sent with every call (a bearer token with AUTH_MODE=jwt)."""
 
     async def close(self) -> None:
         await self.channel.close()
@@ -32,11 +34,12 @@ class SessionClient:
                 user=user,
             ),
             timeout=10,
+            metadata=self.metadata,
         )
 
     async def get(self, sid: str) -> session_pb2.Session:
         reply = await self.stub.GetSession(
-            session_pb2.GetSessionRequest(session_id=sid), timeout=10
+            session_pb2.GetSessionRequest(session_id=sid), timeout=10, metadata=self.metadata
         )
         return reply.session
 
@@ -47,6 +50,7 @@ class SessionClient:
             page = await self.stub.ListMessages(
                 session_pb2.ListMessagesRequest(session_id=sid, after_seq=after, limit=1000),
                 timeout=10,
+                metadata=self.metadata,
             )
             out.extend(page.messages)
             if not page.has_more:
@@ -57,7 +61,7 @@ class SessionClient:
         request = session_pb2.UpdateStateRequest(session_id=sid, patch_json=patch_json)
         if expected is not None:
             request.expected_version = expected
-        return await self.stub.UpdateState(request, timeout=10)
+        return await self.stub.UpdateState(request, timeout=10, metadata=self.metadata)
 
     async def prompt(
         self, sid: str, content: str, client_id: str = "", user: str = "tester"
@@ -67,13 +71,14 @@ class SessionClient:
                 session_id=sid, content=content, user=user, client_message_id=client_id
             ),
             timeout=10,
+            metadata=self.metadata,
         )
 
     def subscribe(self, sid: str, after_seq: int | None = None, after_offset: int = 0) -> Any:
         request = session_pb2.SubscribeRequest(session_id=sid, after_offset=after_offset)
         if after_seq is not None:
             request.after_seq = after_seq
-        return self.stub.Subscribe(request)
+        return self.stub.Subscribe(request, metadata=self.metadata)
 
 
 async def events_until(
