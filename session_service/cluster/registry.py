@@ -120,8 +120,13 @@ class Registry:
         if task is None:
             task = asyncio.create_task(self._activate(session_id))
             self._activating[session_id] = task
-            task.add_done_callback(lambda _: self._activating.pop(session_id, None))
+            task.add_done_callback(lambda t: self._activated(session_id, t))
         return await asyncio.shield(task)
+
+    def _activated(self, session_id: str, task: asyncio.Task[SessionActor]) -> None:
+        self._activating.pop(session_id, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every caller may have stopped waiting (cancelled)
 
     async def call(self, session_id: str, fn: Callable[[SessionActor], Awaitable[T]]) -> T:
         """Runs fn on the session's actor here, activating it if needed. Raises SessionClosed
