@@ -28,7 +28,7 @@ PER_CONFIG = {
     "i_rest_appends": "appends_per_s",
 }
 ONCE = {
-    "f_kill9_takeover": "takeover_ms_p50",
+    "f_kill9_takeover": "acknowledged_writes",
     "baseline_redis": "set_ops_per_s",
     "baseline_grpc_echo": "ops_per_s",
 }
