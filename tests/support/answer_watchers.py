@@ -100,14 +100,14 @@ class WsWatcher:
     @property
     def shown(self) -> str:
         """The text the page shows at the end: the frames since the last `[LOADING]` or
-        `[RESTART]`, up to `[DONE]`."""
+        `[RESTART]`, up to `[DONE]`, each without one leading backslash (gateway/frames.py)."""
         shown: list[str] = []
         for _, frame in self.frames:
             if frame in ("[LOADING]", "[RESTART]"):
                 shown = []
             elif frame != "[DONE]":
                 assert not frame.startswith("[ERROR]"), self.frames
-                shown.append(frame)
+                shown.append(frame.removeprefix("\\"))  # an escaped text frame
         return "".join(shown)
 
     def transcript(self, around: float, each_side: int = 8) -> str:
