@@ -9,9 +9,11 @@ until every client has completed a write again, restarts the pod and lets the ri
 sessions back.
 
 Stall: for each client whose thread the killed pod owned, the time from the kill to the client's
-next acknowledged write (its next `[DONE]` or append reply). p50 and max are over all such
-(kill, client) pairs. Hand-back: the longest wait between two acknowledged writes of those
-clients while the restarted pod takes its sessions back (a deploy's cost). After the run every
+next acknowledged write (its next `[DONE]` or append reply). It includes that write's own round
+trip, so the table also gives a client's usual wait between two writes away from any kill. p50
+and max are over all such (kill, client) pairs. Hand-back: the longest wait between two
+acknowledged writes of those clients while the restarted pod takes its sessions back (a
+deploy's cost). After the run every
 acknowledged write is checked by content (stored exactly once, at its seq) through the gateway.
 A client still waiting past DEADLINE_S after a kill fails the run: nothing retries forever.
 Prints a table, writes bench/results/cluster.json and the README block between
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import resource
@@ -67,6 +70,8 @@ class Round:
     pod: str
     stalls_s: list[float]
     hand_back_gap_s: float
+    disturbed: tuple[float, float]
+    """From the kill to the end of the hand-back watch."""
 
 
 async def one_kill(stack: Stack, rng: random.Random, clients: Sequence[Client]) -> Round:
@@ -93,7 +98,7 @@ async def one_kill(stack: Stack, rng: random.Random, clients: Sequence[Client]) 
         for a, b in zip(c.done, c.done[1:], strict=False)
         if b > back and a < back + HAND_BACK_S
     ]
-    return Round(victim, stalls, max(gaps, default=0.0))
+    return Round(victim, stalls, max(gaps, default=0.0), (killed, back + HAND_BACK_S))
 
 
 async def run(kills: int, seed: int, workdir: Path) -> dict[str, object]:
@@ -127,6 +132,12 @@ async def run(kills: int, seed: int, workdir: Path) -> dict[str, object]:
     stalls = sorted(s * 1000 for r in rounds for s in r.stalls_s)
     worst = [max(r.stalls_s, default=0.0) * 1000 for r in rounds]
     hand_back = [r.hand_back_gap_s * 1000 for r in rounds]
+    calm = [
+        b - a
+        for c in clients
+        for a, b in itertools.pairwise(c.done)
+        if not any(a < end and b > start for start, end in (r.disturbed for r in rounds))
+    ]
     client_cpu = (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime)
     return {
         "git_sha": git_sha(),
@@ -138,6 +149,7 @@ async def run(kills: int, seed: int, workdir: Path) -> dict[str, object]:
         "stalled_clients": len(stalls),
         "stall_ms_p50": round(statistics.median(stalls), 1) if stalls else 0.0,
         "stall_ms_max": round(max(stalls), 1) if stalls else 0.0,
+        "calm_wait_ms_p50": round(statistics.median(calm) * 1000, 1) if calm else 0.0,
         "worst_stall_per_kill_ms": [round(w, 1) for w in worst],
         "hand_back_gap_ms_max": round(max(hand_back, default=0.0), 1),
         "acknowledged_writes": verdict.acknowledged,
@@ -167,11 +179,13 @@ def table(report: dict[str, object]) -> str:
     r = report
     stall = f"{r['stall_ms_p50']} ms / {r['stall_ms_max']} ms (n = {r['stalled_clients']})"
     lost = f"{r['lost_by_content']} / {r['duplicated']} / {r['misplaced']}"
+    calm = f"{r['calm_wait_ms_p50']} ms"
     hand_back = f"{r['hand_back_gap_ms_max']} ms"
     moved = f"{r['keys_moved_on_join_3_to_4']:.1%} / {r['keys_moved_on_leave_3_to_2']:.1%}"
     rows = [
         ("kills (`kill -9` of a random session pod, writes in flight)", r["kills"]),
         ("stall after a kill, p50 / max (each client the killed pod served)", stall),
+        ("for comparison: a client's wait between two writes, no kill near, p50", calm),
         ("longest wait while a restarted pod takes its sessions back", hand_back),
         ("acknowledged writes (WebSocket prompts + REST appends)", r["acknowledged_writes"]),
         ("lost by content / duplicated / not at their seq", lost),

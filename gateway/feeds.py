@@ -34,7 +34,10 @@ from gateway.upstream import SessionClient
 
 logger = logging.getLogger(__name__)
 
-INITIAL_BACKOFF_S = 0.05
+INITIAL_BACKOFF_S = 0.01
+"""The first resubscribe comes at once (5-10 ms): failover waits in the pods (a dead owner's
+successor serves the call once the owner is dropped; a moving session, once moved:
+docs/failover.md), so only repeated failures back off, doubling up to MAX_BACKOFF_S."""
 MAX_BACKOFF_S = 2.0
 Metadata = tuple[tuple[str, str], ...]
 

@@ -62,7 +62,8 @@ POD_DOWN_CODES = frozenset(
     {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED}
 )
 """Failures without our trailers that suggest the pod itself is down or stuck."""
-RETRY_FIRST_DELAY_S = 0.05
+RETRY_FIRST_DELAY_S = 0.01
+"""As the hubs' first resubscribe (hub.py): the pods wait out a failover, so retry at once."""
 RETRY_MAX_DELAY_S = 1.0
 
 

@@ -53,9 +53,10 @@ class Config:
     """LEASE_MARGIN_MS: a pod stops serving a session this long before its lease could expire."""
     member_ttl_ms: int = 2000
     """MEMBER_TTL_MS: a pod that stops heartbeating leaves the ring after this long."""
-    members_poll_ms: int = 100
+    members_poll_ms: int = 50
     """MEMBERS_POLL_MS: how often the member set is re-read and the members' Redis connections
-    checked: a pod whose process died is noticed within about this long (docs/failover.md)."""
+    checked: a pod whose process died is noticed within about this long (docs/failover.md).
+    Each poll is two or three Redis round trips per pod."""
     handoff_timeout_ms: int = 3000
     """HANDOFF_TIMEOUT_MS: how long a moving session lets its answer in progress finish before
     it lets go; the new owner continues the answer from its stored batches. Keep it well below

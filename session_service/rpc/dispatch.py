@@ -73,7 +73,7 @@ FORWARD_TIMEOUT_S = 30.0
 """Deadline of a forwarded unary call when the caller set none."""
 DOWN_WAIT_S = 1.0
 """How long a call whose target pod is down waits for the member set to drop that pod (a dead
-pod's Redis connection closes with it: one membership poll, 100 ms by default)."""
+pod's Redis connection closes with it: one membership poll, 50 ms by default)."""
 
 
 class TargetLeft(Moving):
