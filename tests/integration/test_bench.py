@@ -90,7 +90,8 @@ def test_quick_bench_writes_every_scenario_with_numbers(tmp_path: Path) -> None:
             assert (tmp_path / config / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         text = (tmp_path / config / "results.md").read_text()
         assert "a) prompt round trip over WebSocket" in text
-    assert scenarios_of(tmp_path, "default")["f_kill9_takeover"]["writes_lost"] == 0
+    kills = scenarios_of(tmp_path, "default")["f_kill9_takeover"]
+    assert kills["lost_by_content"] == kills["duplicated"] == kills["misplaced"] == 0
     assert "c) one answer fanned out" in done.stdout
 
 
