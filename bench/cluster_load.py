@@ -22,9 +22,10 @@ from typing import Any
 
 import aiohttp
 
-DONE, ERROR, LOADING = "[DONE]", "[ERROR]", "[LOADING]"
+from bench.ws_load import DONE, ERROR, LOADING, expected_text
+
 RETRY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
-ANSWER = "tok0"
+ANSWER = expected_text(1)
 """The dev model's answer to `tokens=1`."""
 
 

@@ -11,9 +11,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from deploy.stack.ports import free_port
-from deploy.stack.processes import python_module, wait_grpc_serving
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
+from tests.support.ai_process import ai_service
 from tests.support.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,21 +41,11 @@ def mode(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def ai_addr(fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory, mode: str) -> Iterator[str]:
     """An AI service for a hosted model (restart unless ANSWER_CONTINUE says prefill)."""
-    addr = f"127.0.0.1:{free_port()}"
-    env = {
-        "AI_PORT": addr.rsplit(":", 1)[1],
-        "OPENAI_BASE_URL": fake.url,
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_MODEL": "hosted-model",
-        **({"ANSWER_CONTINUE": "prefill"} if mode == "prefill" else {}),
-    }
-    proc = python_module("ai", "ai_service", env, Path(tmp_path_factory.mktemp(f"ai-{mode}")))
-    try:
-        proc.start()
-        wait_grpc_serving(proc, addr)
+    env = {"OPENAI_MODEL": "hosted-model"}
+    if mode == "prefill":
+        env["ANSWER_CONTINUE"] = "prefill"
+    with ai_service(fake.url, Path(tmp_path_factory.mktemp(f"ai-{mode}")), **env) as addr:
         yield addr
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -10,9 +10,8 @@ import grpc
 import pytest
 
 from ai_service.config import HTTP_CLIENTS
-from deploy.stack.ports import free_port
-from deploy.stack.processes import python_module, wait_grpc_serving
 from durablechat.v1 import ai_pb2, ai_pb2_grpc, common_pb2
+from tests.support.ai_process import ai_service
 from tests.support.fakes.openai_server import MODEL_ID, FakeOpenAI
 
 pytestmark = pytest.mark.timeout(60)
@@ -39,21 +38,9 @@ def ai_addr(
     fake: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[str]:
     """An AI service in front of the fake, once per HTTP transport the openai client can use."""
-    addr = f"127.0.0.1:{free_port()}"
-    env = {
-        "AI_HTTP_CLIENT": request.param,
-        "AI_PORT": addr.rsplit(":", 1)[1],
-        "OPENAI_BASE_URL": fake.url,
-        "OPENAI_API_KEY": "test-key",
-        "AI_REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
-    }
-    proc = python_module("ai", "ai_service", env, Path(tmp_path_factory.mktemp("ai-faults")))
-    try:
-        proc.start()
-        wait_grpc_serving(proc, addr)
+    env = {"AI_HTTP_CLIENT": request.param, "AI_REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS)}
+    with ai_service(fake.url, Path(tmp_path_factory.mktemp("ai-faults")), **env) as addr:
         yield addr
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import asyncio
 import json
 from typing import Any
 
-import grpc
 import pytest
 
 from common.ring import HashRing
@@ -20,6 +19,7 @@ from deploy.stack.running import Stack
 from deploy.stack.waits import eventually
 from durablechat.v1 import common_pb2, session_pb2
 from session_service.store.keys import answer_key
+from tests.support.answer_watchers import GrpcWatcher
 from tests.support.crash import Writers, assert_appends_kept, grpc_append, grpc_retryable
 from tests.support.generations import KINDS, generation, one_generation
 from tests.support.grpc_client import SessionClient, retrying
@@ -30,66 +30,6 @@ pytestmark = pytest.mark.chaos
 PODS = ["pod-a", "pod-b"]
 TOKENS = 1000
 FULL = " ".join(f"tok{i}" for i in range(TOKENS))
-
-
-class Watcher:
-    """A subscriber that keeps the resume cursor and resubscribes whenever its stream breaks."""
-
-    def __init__(self, client: SessionClient, sid: str) -> None:
-        self.client, self.sid = client, sid
-        self.text = ""
-        self.final: common_pb2.Message | None = None
-        self.cursor: tuple[int, int] = (0, 0)
-        self.resubscribed = 0
-        self.reached_300 = asyncio.Event()
-        self.batches: dict[int, str] = {}
-        """Every batch received, by offset (of the generation streaming when the kill came)."""
-        self.restarts: list[common_pb2.Message] = []
-        """The interrupted versions AnswerRestarted events replaced."""
-        self.shown_two_generations = ""
-        """The first text shown that was not one generation's beginning ("" if none was)."""
-
-    async def run(self, answer_seq: int) -> None:
-        while self.final is None:
-            stream = self.client.subscribe(
-                self.sid, after_seq=self.cursor[0], after_offset=self.cursor[1]
-            )
-            try:
-                async for reply in stream:
-                    self.take(reply.event, answer_seq)
-                    if self.final is not None:
-                        break
-            except grpc.aio.AioRpcError as exc:
-                assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
-                self.resubscribed += 1
-                await asyncio.sleep(0.05)  # resubscribe backoff
-            finally:
-                stream.cancel()
-
-    def take(self, event, answer_seq: int) -> None:
-        kind = event.WhichOneof("kind")
-        if kind == "answer_delta":
-            assert event.offset == self.cursor[1], "a batch arrived twice or one is missing"
-            if not self.restarts:
-                self.batches[event.offset] = event.answer_delta.text
-            self.text += event.answer_delta.text
-            if not self.shown_two_generations and not one_generation(self.text):
-                self.shown_two_generations = self.text
-            self.cursor = (self.cursor[0], event.offset + 1)
-            if len(self.text.split()) >= 300:
-                self.reached_300.set()
-        elif kind == "answer_restarted":
-            assert event.answer_restarted.interrupted.content == self.text
-            self.restarts.append(event.answer_restarted.interrupted)
-            self.text = ""  # replace, never append
-            self.cursor = (event.seq, 0)
-        elif kind == "caught_up":
-            self.cursor = (event.seq, event.offset)
-        else:
-            ended = kind == "answer_ended"
-            self.cursor = (event.seq, 0 if ended else self.cursor[1])
-            if ended and event.answer_ended.message.answer_seq == answer_seq:
-                self.final = event.answer_ended.message
 
 
 def start_two_pods(stack: Stack, model_env: dict[str, str], ai_env: dict[str, str]) -> Stack:
@@ -133,16 +73,18 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
     writers = Writers(ledger, grpc_append(lambda: client), others[:2], grpc_retryable)
     try:
         await client.append(sid, "warm up")
-        watchers = [Watcher(client, sid) for _ in range(3)]
         sent = await client.prompt(sid, f"long answer tokens={TOKENS}", client_id="p1")
-        tasks = [asyncio.create_task(w.run(sent.answer_seq)) for w in watchers]
+        watchers = [
+            GrpcWatcher(client, sid, sent.answer_seq, shows=one_generation) for _ in range(3)
+        ]
+        tasks = [asyncio.create_task(w.run()) for w in watchers]
 
-        await asyncio.wait_for(watchers[0].reached_300.wait(), 30)
+        await asyncio.wait_for(watchers[0].until_words(300), 30)
         writers.start()
         await writers.mid_call(2)
         two_pods.pods["pod-a"].kill9()
         # What the dead owner sent: every batch of it must be in Redis, at its offset.
-        sent_by_dead_owner = [dict(w.batches) for w in watchers]
+        sent_by_dead_owner = [dict(w.first_generation) for w in watchers]
         assert two_pods.redis is not None
         with two_pods.redis.client() as redis_client:
             stored_batches = redis_client.lrange(answer_key(sid, sent.answer_seq), 0, -1)
@@ -187,7 +129,7 @@ async def test_answer_continues_on_another_pod_after_kill9_with_no_gap_or_duplic
         assert watcher.resubscribed >= 1, "the kill did not break this watcher's stream"
         assert watcher.text == answer.content, "a watcher's text is not what is stored"
         assert watcher.final is not None and watcher.final.content == answer.content
-        assert not watcher.shown_two_generations, "a watcher showed two generations glued"
+        assert not watcher.refused, "a watcher showed two generations glued"
         assert [r.seq for r in watcher.restarts] == ([versions[0].seq] if restart else [])
     assert again.duplicate and again.answer_seq == sent.answer_seq
     calls = model_calls(two_pods)
@@ -226,8 +168,8 @@ async def test_same_prompt_id_three_times_across_a_failover_makes_one_turn_and_o
     via_b = SessionClient(two_pods.pod_addrs["pod-b"])
     try:
         first = await via_a.prompt(sid, "hello tokens=5", client_id="same")
-        watcher = Watcher(via_a, sid)
-        await asyncio.wait_for(watcher.run(first.answer_seq), 20)
+        watcher = GrpcWatcher(via_a, sid, first.answer_seq)
+        await asyncio.wait_for(watcher.run(), 20)
         two_pods.pods["pod-a"].kill9()
         retries = [
             await retrying(lambda: via_b.prompt(sid, "hello tokens=5", client_id="same"))

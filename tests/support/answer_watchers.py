@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import aiohttp
 import grpc
@@ -25,10 +26,20 @@ class GrpcWatcher:
     """Subscribes to `sid` and follows the answer `answer_seq` to its end, resubscribing with
     its cursor whenever the stream breaks (the owner died)."""
 
-    def __init__(self, client: SessionClient, sid: str, answer_seq: int) -> None:
+    def __init__(
+        self,
+        client: SessionClient,
+        sid: str,
+        answer_seq: int,
+        shows: Callable[[str], bool] = lambda _: True,
+    ) -> None:
         self.client, self.sid, self.answer_seq = client, sid, answer_seq
         self.text = ""
         """What this client shows now: the deltas since the last restart."""
+        self._shows = shows
+        self.refused = ""
+        """The first text shown that `shows` refused ("" if none was), e.g. two generations
+        glued (tests/support/generations.py `one_generation`)."""
         self.first_generation: dict[int, str] = {}
         """The batches of the first generation, by offset (a restart does not clear them)."""
         self.restarts: list[common_pb2.Message] = []
@@ -63,6 +74,8 @@ class GrpcWatcher:
             if not self.restarts:
                 self.first_generation[event.offset] = event.answer_delta.text
             self.text += event.answer_delta.text
+            if not self.refused and not self._shows(self.text):
+                self.refused = self.text
             self.cursor = (self.cursor[0], event.offset + 1)
             self.grew.set()
         elif kind == "answer_restarted":
@@ -77,6 +90,14 @@ class GrpcWatcher:
             self.cursor = (event.seq, 0 if ended else self.cursor[1])
             if ended and event.answer_ended.message.answer_seq == self.answer_seq:
                 self.final = event.answer_ended.message
+
+    async def until_words(self, words: int) -> None:
+        """Returns once the text shown has at least `words` words."""
+        while True:
+            self.grew.clear()
+            if len(self.text.split()) >= words:
+                return
+            await self.grew.wait()
 
     def prefix(self, batches: int) -> str:
         """The first `batches` batches of the first generation, joined."""
