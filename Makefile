@@ -91,7 +91,8 @@ check: lint
 test: lint web clients real-model
 	$(PY) -m pytest
 
-run: system-deps protos web
+# MODEL=local make run: SmolLM2-135M on llama-server (installed first; compiled once per machine).
+run: system-deps protos web $(if $(filter local,$(MODEL)),real-model)
 	$(PY) -m deploy.run_local
 
 clean:

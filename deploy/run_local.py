@@ -1,12 +1,16 @@
 """`make run`: the whole system as local processes on 127.0.0.1, stopped together on Ctrl-C.
 
-Starts redis-server (AOF, fsync always, data under data/redis), the dev model (only when no
-OPENAI_BASE_URL / OPENAI_API_KEY is set), the AI service, SESSION_PODS session-service pods
-(default 1) and the gateway. RUN_DIR/auth-secret (token signing key) and RUN_DIR/cluster-secret
-(CLUSTER_SECRET_FILE: pods, gateway and AI service) are made on the first start and kept.
+Starts redis-server (AOF, fsync always, data under data/redis), the model, the AI service,
+SESSION_PODS session-service pods (default 1) and the gateway. RUN_DIR/auth-secret (token
+signing key) and RUN_DIR/cluster-secret (CLUSTER_SECRET_FILE: pods, gateway and AI service) are
+made on the first start and kept.
 With BIND_HOST beyond loopback (a LAN address, 0.0.0.0) the dev login is off and Redis gets a
 password (RUN_DIR/redis-password, in RUN_DIR/redis.conf), as the services require there
 (common/exposure.py); the bound address joins ALLOWED_HOSTS.
+The model (MODEL): `dev` (the default when no OPENAI_BASE_URL / OPENAI_API_KEY is set) is the
+dev model; `local` is SmolLM2-135M on llama.cpp's llama-server (deploy/stack/llama.py; `make
+run` installs it first, compiling llama-server once per machine); with OPENAI_BASE_URL and
+OPENAI_API_KEY set and MODEL unset, no model is started: the AI service uses that endpoint.
 The processes are deploy/stack's (the builder the tests and the bench use too), on fixed ports.
 Each process's PID goes to .run/<name>.pid and its output to .run/logs/<name>.log. A busy port
 is named before anything starts. If a session pod dies while others run (SESSION_PODS > 1) it is
@@ -25,6 +29,7 @@ from pathlib import Path
 from common.exposure import is_loopback
 from deploy.make_secret import ensure as ensure_secret
 from deploy.make_secret import write_redis_conf
+from deploy.stack import llama
 from deploy.stack.ports import port_busy
 from deploy.stack.running import Stack
 from deploy.stack.spec import StackSpec, start
@@ -85,6 +90,29 @@ def allowed_hosts(host: str) -> str:
     return ",".join(names)
 
 
+MODELS = ("dev", "local")
+
+
+def model_choice(env: dict[str, str]) -> str:
+    """MODEL: dev, local, or "" (the endpoint in OPENAI_BASE_URL / OPENAI_API_KEY). Raises
+    ValueError for anything else, or for MODEL beside an endpoint (which one was meant?)."""
+    endpoint = bool(env.get("OPENAI_BASE_URL") or env.get("OPENAI_API_KEY"))
+    model = env.get("MODEL", "").strip().lower()
+    if model and model not in MODELS:
+        raise ValueError(f"MODEL must be one of {', '.join(MODELS)} (got {model!r})")
+    if model and endpoint:
+        raise ValueError(f"MODEL={model} and OPENAI_BASE_URL/OPENAI_API_KEY: set one of them")
+    return model or ("" if endpoint else "dev")
+
+
+def model_note(model: str, env: dict[str, str]) -> str:
+    if model == "dev":
+        return "the dev model (tokens=N in a prompt sets the answer length)"
+    if model == "local":
+        return f"SmolLM2-135M-Instruct on llama-server ({llama.ALIAS}, MODEL=local)"
+    return env.get("OPENAI_BASE_URL", "the OpenAI default endpoint")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -93,11 +121,20 @@ def main() -> int:
     env = dict(os.environ)
     host = env.get("BIND_HOST", "127.0.0.1")
     ports = {name: int(env.get(name, default)) for name, default in PORTS.items()}
-    use_dev_model = not env.get("OPENAI_BASE_URL") and not env.get("OPENAI_API_KEY")
+    try:
+        model = model_choice(env)
+    except ValueError as bad:
+        print(bad, file=sys.stderr)
+        return 2
+    if model == "local" and llama.missing():
+        print(f"MODEL=local: {llama.missing()} is not installed: run {llama.INSTALL}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    starts_model = model in MODELS  # on DEV_MODEL_PORT, either of them
     pods = int(env.get("SESSION_PODS", "1"))
     pod_ports = {f"session-{i + 1}": ports["SESSION_PORT"] + POD_PORT_STEP * i for i in range(pods)}
     use_envoy = ENVOY.exists() and env.get("ENVOY", "on") != "off"
-    optional = {"DEV_MODEL_PORT": use_dev_model, "ENVOY_PORT": use_envoy}
+    optional = {"DEV_MODEL_PORT": starts_model, "ENVOY_PORT": use_envoy}
     optional["ENVOY_ADMIN_PORT"] = use_envoy
     needed = {n: p for n, p in ports.items() if optional.get(n, True)}
     needed |= {f"SESSION_PORT+{POD_PORT_STEP * i}": p for i, p in enumerate(pod_ports.values())}
@@ -171,7 +208,8 @@ def main() -> int:
     )
     spec = StackSpec(
         pods=tuple(pod_ports),
-        model=use_dev_model,
+        model=model == "dev",
+        local_model=model == "local",
         token_delay_ms=None,
         search=True,
         envoy=use_envoy,
@@ -203,11 +241,6 @@ def main() -> int:
         front = stack.envoy_url or gateway
         pod_addrs = stack.pod_addrs
         ai_addr, search_addr = stack.ai_addr, stack.search_addr
-        model_note = (
-            "the dev model (tokens=N in a prompt sets the answer length)"
-            if (use_dev_model)
-            else env.get("OPENAI_BASE_URL", "the OpenAI default endpoint")
-        )
         ws_host = front.removeprefix("http://")
         metrics_urls = [
             f"{gateway}/metrics",
@@ -223,7 +256,7 @@ durable-chat is running (data in {DATA_DIR}, PIDs and logs in {RUN_DIR}):
   health     {front}/healthz
   gRPC-web   {front}/durablechat.v1.SessionService/...   (through Envoy; gateway: {gateway})
   gRPC       {" ".join(pod_addrs.values())}   (grpcurl -plaintext {pod_addrs["session-1"]} list)
-  AI gRPC    {ai_addr}   model: {model_note} (pods only: the cluster key)
+  AI gRPC    {ai_addr}   model: {model_note(model, env)} (pods only: the cluster key)
   search     {search_addr}   (SearchService; also through Envoy and {front}/api/search?q=)
   metrics    {" ".join(metrics_urls)}
   {auth_note(auth_mode, common["AUTH_SECRET_FILE"], front, dev_login)}

@@ -20,6 +20,9 @@ from common.wire import CLUSTER_KEY
 from deploy import envoy_config
 from deploy.make_secret import ensure as ensure_secret
 from deploy.stack.envoy import TEST_ORIGINS, host_port, start_envoy
+from deploy.stack.llama import READY_TIMEOUT_S as LLAMA_READY_TIMEOUT_S
+from deploy.stack.llama import ai_env as llama_ai_env
+from deploy.stack.llama import llama_process
 from deploy.stack.netns import Netns
 from deploy.stack.ports import free_port
 from deploy.stack.processes import (
@@ -77,6 +80,8 @@ class Stack:
         self.search: Process | None = None
         self.envoy: Process | None = None
         self.model_url = ""
+        self.model_ai_env: dict[str, str] = {}
+        """The AI service's model settings for a model this stack started (llama-server's)."""
         self.ai_addr = ""
         self.session_addr = ""
         self.gateway_url = ""
@@ -188,11 +193,24 @@ class Stack:
         self._http_ready(self.model, f"http://{address}/healthz")
         return self.model
 
+    def start_local_model(self) -> Process:
+        """llama-server with SmolLM2-135M in place of the dev model (deploy/stack/llama.py)."""
+        address = self._address("model")
+        self.model = llama_process(
+            "model", address, self.log_dir / "model.log",
+            pid_file=self.pid_dir / "model.pid" if self.pid_dir else None, detached=self.detached,
+        )  # fmt: skip
+        self.model.start()
+        self.model_url = f"http://{address}/v1"
+        self.model_ai_env = llama_ai_env(self.model_url)
+        wait_http_ok(self.model, f"http://{address}/health", timeout=LLAMA_READY_TIMEOUT_S)
+        return self.model
+
     def start_ai(self, **extra_env: str) -> Process:
         """On `model_url` (the dev model's, or one the caller set) when there is one; else
         the OpenAI settings of the environment."""
         self.ai_addr = self._address("ai")
-        model = {"OPENAI_BASE_URL": self.model_url, "OPENAI_API_KEY": "dev"}
+        model = self.model_ai_env or {"OPENAI_BASE_URL": self.model_url, "OPENAI_API_KEY": "dev"}
         env = {
             "AI_PORT": self.ai_addr.rsplit(":", 1)[1],
             **(model if self.model_url else {}),

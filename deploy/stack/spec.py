@@ -33,6 +33,8 @@ class StackSpec:
     """The gateway's /api/login (AUTH_DEV_LOGIN=true)."""
     model: bool = True
     """The dev model; off when `model_url` is given or for a stack without answers."""
+    local_model: bool = False
+    """llama-server with SmolLM2-135M (`MODEL=local make run`) instead of the dev model."""
     model_url: str = ""
     """An OpenAI-compatible model of the caller's (a fake) for the AI service."""
     token_delay_ms: int | None = 0
@@ -78,6 +80,8 @@ def start(stack: Stack, spec: StackSpec) -> Stack:
         stack.start_redis(spec.redis_conf, spec.redis_password)
     if spec.model_url:
         stack.model_url = spec.model_url
+    elif spec.local_model:
+        stack.start_local_model()
     elif spec.model:
         stack.start_model(spec.token_delay_ms, **spec.model_env)
     if spec.ai:

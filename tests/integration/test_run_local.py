@@ -22,6 +22,7 @@ from deploy.run_local import POD_PORT_STEP
 from deploy.stack.ports import free_port
 from deploy.stack.processes import ROOT
 from deploy.stack.waits import eventually, http_get
+from tests.support.llama_server import require as require_llama
 
 pytestmark = pytest.mark.slow
 
@@ -216,3 +217,39 @@ async def test_run_beyond_loopback_protects_redis_and_turns_the_dev_login_off(tm
                 while not frames or frames[-1] != "[DONE]":
                     frames.append(await ws.receive_str(timeout=20))
         assert "".join(frames[1:-1]) == "tok0 tok1"
+
+
+async def test_model_local_streams_a_real_models_answer(tmp_path):
+    """`MODEL=local make run`: SmolLM2-135M on llama-server in place of the dev model, on the
+    same port; a WebSocket prompt gets a real (not tokN) answer, stored like any other."""
+    require_llama()
+    with running_launcher(tmp_path, 1, {"MODEL": "local"}) as (proc, env):
+        base = f"http://127.0.0.1:{env['ENVOY_PORT']}"
+        eventually(lambda: healthz_ok(proc, tmp_path, f"{base}/healthz"), timeout=90, interval=0.1)
+        eventually(lambda: "MODEL=local" in (tmp_path / "launcher.log").read_text())
+        health = http_get(f"http://127.0.0.1:{env['DEV_MODEL_PORT']}/health")
+        assert health[0] == 200  # llama-server's own endpoint: the dev model has /healthz
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{base}/ws/t1", protocols=dev_token(tmp_path)) as ws,
+        ):
+            await ws.send_str("What is the capital of France? One word.")
+            frames: list[str] = []
+            while not frames or frames[-1] != "[DONE]":
+                frames.append(await ws.receive_str(timeout=60))
+            await ws.send_str("(GET_HISTORY)")
+            history = json.loads(await ws.receive_str(timeout=20))
+        answer = "".join(frames[1:-1])
+        print(f"\nMODEL=local answered {answer!r} in {len(frames) - 2} frames")
+        assert frames[0] == "[LOADING]" and not any(f.startswith("[ERROR]") for f in frames)
+        assert answer.strip() and "tok0" not in answer
+        assert history[-1]["role"] == "assistant" and history[-1]["content"] == answer
+
+
+def test_model_must_be_dev_or_local(tmp_path):
+    env = launcher_env(tmp_path) | {"MODEL": "gpt-5"}
+    done = subprocess.run([sys.executable, "-m", "deploy.run_local"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "MODEL must be one of dev, local (got 'gpt-5')" in done.stderr
+    assert not (tmp_path / "run" / "redis.pid").exists()

