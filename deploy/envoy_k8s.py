@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from deploy import envoy_config
 
 OUTPUT = Path(__file__).resolve().parent / "k8s" / "base" / "envoy" / "envoy.yaml"
@@ -46,8 +48,6 @@ def render() -> dict[str, Any]:
 
 
 def text() -> str:
-    import yaml
-
     return HEADER + yaml.safe_dump(render(), sort_keys=False)
 
 
