@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy import envoy_k8s
 from deploy.stack.processes import ROOT
@@ -68,6 +69,28 @@ def test_pods_set_what_the_services_read(
 ) -> None:
     found = problems(load(rendered[name]), tmp_path, external_ok=name == "production")
     assert found == []
+
+
+def _env_names_by_module(containers: list[Obj]) -> dict[str, set[str]]:
+    names: dict[str, set[str]] = {}
+    for c in containers:
+        command = c.get("command") or []
+        if command[:2] == ["python", "-m"]:
+            env = c.get("environment") or c.get("env") or {}
+            found = env.keys() if isinstance(env, dict) else (e["name"] for e in env)
+            names.setdefault(command[2], set()).update(found)
+    return names
+
+
+def test_pods_set_every_setting_docker_compose_sets(rendered: dict[str, str]) -> None:
+    """A setting docker-compose.yml gives a service (the other real deployment) is given by
+    the manifests too: one added there and forgotten here fails."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    wanted = _env_names_by_module(list(compose.values()))
+    containers = [c for w in workloads(load(rendered["base"])) for c in pod_spec(w)["containers"]]
+    have = _env_names_by_module(containers)
+    missing = {m: sorted(names - have.get(m, set())) for m, names in wanted.items()}
+    assert {m: names for m, names in missing.items() if names} == {}
 
 
 def _container(objects: list[Obj], workload: str) -> Obj:

@@ -180,7 +180,7 @@ def container(workload: Obj, c: Obj, objects: list[Obj], root: Path) -> list[str
     try:
         cfg = reader.load(recording)
     except (ConfigError, ValueError, OSError) as exc:
-        return [*out, f"{where}: {module} refuses its environment: {exc}"]
+        return [f"{where}: {p}" for p in [*out, f"{module} refuses its environment: {exc}"]]
     out += [
         f"{name}: set, but {module} never reads it" for name in sorted(set(env) - recording.read)
     ]
