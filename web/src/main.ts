@@ -15,7 +15,7 @@ import {
 } from "./features";
 import { copyButtons } from "./markdown";
 import { MessageList } from "./messages";
-import { api, Thread, type Bubble, type Link } from "./thread";
+import { api, rateLimited, Thread, type Bubble, type Link } from "./thread";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const THREADS_KEY = "durablechat.threads";
@@ -129,7 +129,7 @@ async function open(id: string, invite = ""): Promise<void> {
       $("notice").textContent = `No access: ${message}`;
     },
     me.user,
-    () => notice("The thread moved to another server; the stream goes on from where it was.", "moved"),
+    () => notice("The thread moved to a new owner; the stream goes on from where it was.", "moved"),
   );
   remember(id);
   thread.start();
@@ -198,7 +198,7 @@ async function send(event: SubmitEvent): Promise<void> {
       return;
     } catch (err) {
       const e = ConnectError.from(err);
-      if (e.code === Code.ResourceExhausted) {
+      if (rateLimited(e)) {
         notice(`Rate limited, not sent: ${e.rawMessage}. Try again in a moment.`, "limited");
         box.value = content;
         return;

@@ -107,7 +107,7 @@ export class Thread {
           return;
         }
         console.warn("stream broke; resuming from the cursor", e.message);
-        if (e.code === Code.ResourceExhausted) {
+        if (rateLimited(e)) {
           next = "limited"; // the limit refills by itself: try again, slowly
           backoff = Math.max(backoff, 3000);
         }
@@ -253,6 +253,12 @@ export class Thread {
   private emit(): void {
     this.listener(this.visible(), this.open.size > 0, this.link);
   }
+}
+
+/** A refusal by a rate limit: RESOURCE_EXHAUSTED from a pod, or Envoy's per-IP limit (HTTP 429
+ * with grpc-status 8, which gRPC-web clients read as UNAVAILABLE). */
+export function rateLimited(e: ConnectError): boolean {
+  return e.code === Code.ResourceExhausted || e.metadata.get("grpc-status") === "8";
 }
 
 function bubble(key: string, role: Bubble["role"], user: string, text: string): Bubble {
