@@ -13,8 +13,8 @@
 // - Images are never fetched (no tracking pixels, no requests a model chooses): `![alt](url)`
 //   renders as the text "[image: alt]" followed by a link to the url when its scheme is allowed.
 // - Belt and braces: the HTML markdown-it produces then goes through DOMPurify with an allow
-//   list of the tags above and the attributes href/rel/target/class/title/align/start/colspan/
-//   rowspan, no `style`, no `on*`; a URL DOMPurify or our hook rejects loses its href.
+//   list of the tags above and the attributes href/rel/target/class/title/align/start/type,
+//   no `style`, no `on*`, no `src`; a URL DOMPurify or our hook rejects loses its href.
 // - Bad input (unclosed fences, half a table while an answer streams) renders as Markdown would
 //   at that point; it never throws. Cost is linear in the text (markdown-it's guarantee).
 import DOMPurify from "dompurify";
