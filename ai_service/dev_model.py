@@ -14,6 +14,9 @@ With DEV_MODEL_ANSWERS=fresh it behaves instead like most hosted chat APIs: a tr
 turn is not continued (the answer starts afresh), and no two answers are the same text: the n-th
 completion this process serves (from 1) answers `g{n}tok0 g{n}tok1 …`, so text from two
 generations glued together is visible (tests of ANSWER_CONTINUE=restart).
+
+A last user message containing `format=markdown` is answered with a fixed Markdown document
+instead (ai_service/dev_markdown.py: the page's rendering tests), in word chunks.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ai_service import dev_markdown
 from common import event_loop
 from common.config import ConfigError, env_int, env_str
 from common.logs import setup_logging
@@ -109,6 +113,14 @@ class Plan:
     """Index of the first token to send: the tokens of a trailing assistant prefix are skipped."""
     generation: int = 0
     """Fresh answers: the completion's number in this process (its words are `g{n}tok{i}`)."""
+    markdown: bool = False
+    """The answer is dev_markdown's document (its chunks), not `tok{i}` words."""
+
+    def chunk(self, index: int) -> str:
+        """The index-th piece of this answer."""
+        if self.markdown:
+            return dev_markdown.chunks()[index]
+        return token_text(index, self.generation)
 
     @property
     def new_tokens(self) -> int:
@@ -127,6 +139,9 @@ def plan_answer(body: object, generation: int = 0) -> Plan:
     user_texts = [text for text, message in zip(texts, messages, strict=True) if _is_user(message)]
     found = _TOKENS_WANTED.search(user_texts[-1]) if user_texts else None
     wanted = _wanted_tokens(found.group(1)) if found else DEFAULT_ANSWER_TOKENS
+    markdown = bool(user_texts) and dev_markdown.asked(user_texts[-1])
+    if markdown:
+        wanted = len(dev_markdown.chunks())
     limit = _limit(body)
     last = messages[-1]
     partial = last.get("role") == "assistant" and not generation
@@ -142,6 +157,7 @@ def plan_answer(body: object, generation: int = 0) -> Plan:
         include_usage=stream_options.get("include_usage") is True,
         start=start,
         generation=generation,
+        markdown=markdown,
     )
 
 
@@ -224,7 +240,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     )
     if plan.stream:
         return await _stream(request, plan, completion_id)
-    text = "".join(token_text(i, plan.generation) for i in range(plan.start, plan.tokens))
+    text = "".join(plan.chunk(i) for i in range(plan.start, plan.tokens))
     choice = {
         "index": 0,
         "message": {"role": "assistant", "content": text},
@@ -271,7 +287,7 @@ async def _stream(request: web.Request, plan: Plan, completion_id: str) -> web.S
         for index in range(plan.start, plan.tokens):
             if delay_s:
                 await asyncio.sleep(delay_s)
-            await response.write(event(choice({"content": token_text(index, plan.generation)})))
+            await response.write(event(choice({"content": plan.chunk(index)})))
             written += 1
         await response.write(event(choice({}, plan.finish_reason)))
         if plan.include_usage:

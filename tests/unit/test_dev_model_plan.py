@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ai_service.dev_markdown import MARKDOWN, chunks
 from ai_service.dev_model import DevModelConfig, plan_answer, token_text
 from common.config import ConfigError
 
@@ -35,3 +36,33 @@ def test_answers_mode_is_continue_or_fresh():
     assert not DevModelConfig.from_env({}).fresh
     with pytest.raises(ConfigError, match="DEV_MODEL_ANSWERS"):
         DevModelConfig.from_env({"DEV_MODEL_ANSWERS": "sometimes"})
+
+
+def test_format_markdown_answers_the_markdown_document_in_word_chunks():
+    body = {"messages": [{"role": "user", "content": "show me format=markdown"}]}
+    plan = plan_answer(body)
+    assert plan.markdown and plan.start == 0
+    text = "".join(plan.chunk(i) for i in range(plan.start, plan.tokens))
+    assert text == MARKDOWN.rstrip()
+    assert "```python" in text and "| Layer |" in text and "## Durable sessions" in text
+
+
+def test_a_partial_markdown_answer_is_continued_after_its_words():
+    words = 7
+    prefix = "".join(chunks()[:words])
+    body = {
+        "messages": [
+            {"role": "user", "content": "format=markdown"},
+            {"role": "assistant", "content": prefix},
+        ]
+    }
+    plan = plan_answer(body)
+    assert plan.start == words
+    rest = "".join(plan.chunk(i) for i in range(plan.start, plan.tokens))
+    assert prefix + rest == MARKDOWN.rstrip()
+
+
+def test_other_prompts_still_answer_tok_words():
+    plan = plan_answer({"messages": [{"role": "user", "content": "markdown please tokens=3"}]})
+    assert not plan.markdown
+    assert "".join(plan.chunk(i) for i in range(plan.tokens)) == "tok0 tok1 tok2"

@@ -13,7 +13,9 @@ import {
   threadTools,
   upload,
 } from "./features";
-import { api, Thread, type Bubble } from "./thread";
+import { copyButtons } from "./markdown";
+import { MessageList } from "./messages";
+import { api, rateLimited, Thread, type Bubble, type Link } from "./thread";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const THREADS_KEY = "durablechat.threads";
@@ -60,38 +62,26 @@ function renderThreads(): void {
   );
 }
 
-function render(bubbles: Bubble[], streaming: boolean, online: boolean): void {
-  const list = $<HTMLOListElement>("messages");
-  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.replaceChildren(
-    ...bubbles.map((b) => {
-      const li = document.createElement("li");
-      li.className = `bubble ${b.role}${b.streaming ? " streaming" : ""}${b.error ? " failed" : ""}`;
-      li.dataset.key = b.key;
-      const who = document.createElement("div");
-      who.className = "who";
-      who.textContent = b.role === "assistant" ? "assistant" : b.user || b.role;
-      if (b.imported) who.textContent += ` · ${b.imported}`;
-      const text = document.createElement("div");
-      text.className = "text";
-      text.textContent = b.text;
-      li.append(who, text);
-      if (b.attachments.length) li.append(attachmentLinks(thread?.id ?? "", b.attachments));
-      if (b.streaming && !b.text) li.append(loadingDots());
-      if (thread && b.seq > 0n) li.append(actions(thread.id, b, (e) => ($("notice").textContent = e)));
-      if (b.error) {
-        const err = document.createElement("div");
-        err.className = "error";
-        err.textContent = b.error;
-        li.append(err);
-      }
-      return li;
-    }),
-  );
-  if (atBottom) list.scrollTop = list.scrollHeight;
+const messages = new MessageList($<HTMLOListElement>("messages"), (b) => {
+  const extras: HTMLElement[] = [];
+  if (b.attachments.length) extras.push(attachmentLinks(thread?.id ?? "", b.attachments));
+  if (thread && b.seq > 0n) extras.push(actions(thread.id, b, (e) => ($("notice").textContent = e)));
+  return extras;
+});
+
+const LINK_TEXT: Record<Link, string> = {
+  connecting: "connecting…",
+  online: "connected",
+  reconnecting: "reconnecting…",
+  limited: "rate limited: retrying…",
+};
+
+function render(bubbles: Bubble[], streaming: boolean, link: Link): void {
+  messages.show(bubbles);
   $<HTMLButtonElement>("cancel").disabled = !streaming;
-  $("status").textContent = online ? (streaming ? "answering…" : "connected") : "reconnecting…";
-  $("status").className = online ? "online" : "offline";
+  const status = link === "online" && streaming ? "answering…" : LINK_TEXT[link];
+  $("status").textContent = status;
+  $("status").className = link === "online" ? "online" : link === "limited" ? "limited" : "offline";
   const present = thread?.presence ?? [];
   $("presence").textContent = present.length ? `here: ${present.join(", ")}` : "";
   $("thread-title").textContent = thread?.title ?? "";
@@ -102,19 +92,16 @@ function render(bubbles: Bubble[], streaming: boolean, online: boolean): void {
   }
 }
 
-function loadingDots(): HTMLElement {
-  const span = document.createElement("span");
-  span.className = "loading";
-  span.setAttribute("aria-label", "loading");
-  span.textContent = "•••";
-  return span;
+function notice(text: string, kind = ""): void {
+  $("notice").textContent = text;
+  $("notice").className = kind;
 }
 
 async function open(id: string, invite = ""): Promise<void> {
   thread?.close();
   thread = null;
   $("thread-id").textContent = id;
-  $<HTMLOListElement>("messages").replaceChildren();
+  messages.clear();
   if (me.auth === "jwt") {
     if (!me.user) {
       $("notice").textContent = "Sign in: type your name under “You are” and press Enter.";
@@ -142,6 +129,7 @@ async function open(id: string, invite = ""): Promise<void> {
       $("notice").textContent = `No access: ${message}`;
     },
     me.user,
+    () => notice("The thread moved to a new owner; the stream goes on from where it was.", "moved"),
   );
   remember(id);
   thread.start();
@@ -201,6 +189,7 @@ async function send(event: SubmitEvent): Promise<void> {
   };
   box.value = "";
   $("attached").textContent = "";
+  messages.follow.jump(); // the reader's own prompt: follow its answer
   for (let attempt = 0; ; attempt++) {
     try {
       await api.sendPrompt(request);
@@ -209,6 +198,11 @@ async function send(event: SubmitEvent): Promise<void> {
       return;
     } catch (err) {
       const e = ConnectError.from(err);
+      if (rateLimited(e)) {
+        notice(`Rate limited, not sent: ${e.rawMessage}. Try again in a moment.`, "limited");
+        box.value = content;
+        return;
+      }
       if (attempt >= 4 || !["unavailable", "deadline_exceeded"].includes(codeName(e))) {
         $("notice").textContent = `Not sent: ${e.rawMessage}`;
         box.value = content;
@@ -268,6 +262,7 @@ async function main(): Promise<void> {
     }
   });
   $("cancel").addEventListener("click", () => void cancel());
+  copyButtons($("messages"));
   $<HTMLInputElement>("file").addEventListener("change", (e) => {
     void upload(e.target as HTMLInputElement, (text) => ($("attached").textContent = text));
   });

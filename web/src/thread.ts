@@ -3,6 +3,9 @@
 // The view is the active branch (docs/branches.md): the path from the head to the first
 // message, with answers still streaming for a message on it; the head follows the same rules
 // as the server's (a new message becomes the head; an answer whose parent is the head too).
+// The listener hears the stream's state (Link): a refusal by a rate limit (RESOURCE_EXHAUSTED)
+// is "limited", any other break "reconnecting", both retried from the cursor; an event stamped
+// with a higher owner epoch than before calls `moved` (the session changed pods).
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import {
@@ -29,7 +32,14 @@ export type Bubble = {
   imported: string; // "imported by <importer>" for what an import stored, else ""
 };
 
-export type Listener = (bubbles: Bubble[], streaming: boolean, online: boolean) => void;
+/** The stream's state: live, broken and resuming, or refused by a rate limit (resuming later). */
+export type Link = "connecting" | "online" | "reconnecting" | "limited";
+
+export type Listener = (bubbles: Bubble[], streaming: boolean, link: Link) => void;
+
+// Called when events come from a new owner (a higher epoch than the stream had): the session
+// moved to another pod (a crash, a drain); the stream goes on from its cursor.
+export type Moved = () => void;
 
 // Called when the stream ends for good: the user has no access (never had, or was removed).
 export type Denied = (message: string) => void;
@@ -53,7 +63,8 @@ export class Thread {
   private offset = 0; // cursor: batches seen of the answer streaming at `seq`
   private open = new Set<bigint>(); // answers started and not ended
   private stop = new AbortController();
-  private online = false;
+  private link: Link = "connecting";
+  private epoch = 0n; // the owner epoch of the last event
   private head = 0n; // the last message of the active branch
   private parents = new Map<bigint, bigint>(); // message seq -> parent seq
   private children = new Map<bigint, bigint[]>(); // parent seq -> its messages, in seq order
@@ -66,6 +77,7 @@ export class Thread {
     private readonly listener: Listener,
     private readonly denied: Denied = () => {},
     private readonly me: string = "",
+    private readonly moved: Moved = () => {},
   ) {}
 
   start(): void {
@@ -79,6 +91,7 @@ export class Thread {
   private async follow(): Promise<void> {
     let backoff = 100;
     while (!this.stop.signal.aborted) {
+      let next: Link = "reconnecting";
       try {
         const request = { sessionId: this.id, afterSeq: this.seq, afterOffset: this.offset };
         for await (const reply of api.subscribe(request, { signal: this.stop.signal })) {
@@ -89,13 +102,17 @@ export class Thread {
         if (this.stop.signal.aborted) return;
         const e = ConnectError.from(err);
         if (DENIED.includes(e.code)) {
-          this.setOnline(false);
+          this.setLink("reconnecting");
           this.denied(e.rawMessage);
           return;
         }
         console.warn("stream broke; resuming from the cursor", e.message);
+        if (rateLimited(e)) {
+          next = "limited"; // the limit refills by itself: try again, slowly
+          backoff = Math.max(backoff, 3000);
+        }
       }
-      this.setOnline(false);
+      this.setLink(next);
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 3000);
     }
@@ -103,10 +120,14 @@ export class Thread {
 
   private apply(event: SessionEvent): void {
     const kind = event.kind;
+    if (event.epoch > this.epoch) {
+      if (this.epoch > 0n) this.moved();
+      this.epoch = event.epoch;
+    }
     switch (kind.case) {
       case "caughtUp":
         [this.seq, this.offset] = [event.seq, event.offset];
-        this.setOnline(true);
+        this.setLink("online");
         return;
       case "answerDelta": {
         this.offset = event.offset + 1;
@@ -222,16 +243,22 @@ export class Thread {
     return b;
   }
 
-  private setOnline(online: boolean): void {
-    if (online !== this.online) {
-      this.online = online;
+  private setLink(link: Link): void {
+    if (link !== this.link) {
+      this.link = link;
       this.emit();
     }
   }
 
   private emit(): void {
-    this.listener(this.visible(), this.open.size > 0, this.online);
+    this.listener(this.visible(), this.open.size > 0, this.link);
   }
+}
+
+/** A refusal by a rate limit: RESOURCE_EXHAUSTED from a pod, or Envoy's per-IP limit (HTTP 429
+ * with grpc-status 8, which gRPC-web clients read as UNAVAILABLE). */
+export function rateLimited(e: ConnectError): boolean {
+  return e.code === Code.ResourceExhausted || e.metadata.get("grpc-status") === "8";
 }
 
 function bubble(key: string, role: Bubble["role"], user: string, text: string): Bubble {
